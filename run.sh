@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what Kiln needs, builds the release preset and runs the main job.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/install-deps.sh
+./scripts/build.sh release
+bin=build/release/src
+"$bin/cli/kiln" --version
+"$bin/daemon/kilnd" --version
+"$bin/cli/kiln" --help

@@ -1,0 +1,12 @@
+// The one place where an ErrorCategory becomes an HTTP status code, for every API Kiln serves (Kiln VM API,
+// AppCatalyst aliases, Docker Engine API). Pure function; any thread.
+#pragma once
+
+#include "common/error.h"
+
+namespace kiln::api {
+
+int http_status_for(ErrorCategory category);
+inline int http_status_for(const Error& error) { return http_status_for(error.category()); }
+
+}  // namespace kiln::api

@@ -1,0 +1,174 @@
+#include "common/child_process.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "common/temp_dir.h"
+
+namespace kiln {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+// A zombie still exists for kill(0); a reaped child does not. So "gone" proves it was reaped.
+bool reaped(pid_t pid) {
+  int status;
+  return !process_exists(pid) && ::waitpid(pid, &status, WNOHANG) < 0;
+}
+
+int count_open_fds() {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+TEST(ChildProcess, ReportsExitCode) {
+  auto child = ChildProcess::spawn({.argv = {"sh", "-c", "exit 7"}});
+  ASSERT_TRUE(child) << child.error().message();
+  auto status = child->wait();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, ExitStatus::exited(7));
+  EXPECT_EQ(status->shell_code(), 7);
+  EXPECT_EQ(status->describe(), "exited with code 7");
+}
+
+TEST(ChildProcess, ReportsDeathBySignalLikeAShell) {
+  auto child = ChildProcess::spawn({.argv = {"sh", "-c", "kill -TERM $$"}});
+  ASSERT_TRUE(child);
+  auto status = child->wait();
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->is_signaled());
+  EXPECT_EQ(status->signal(), SIGTERM);
+  EXPECT_EQ(status->shell_code(), 143);
+  EXPECT_NE(status->describe().find("killed by signal 15"), std::string::npos);
+}
+
+TEST(ChildProcess, ChildKilledFromOutsideIsReapedWithItsSignal) {
+  auto child = ChildProcess::spawn({.argv = {"sleep", "30"}});
+  ASSERT_TRUE(child);
+  pid_t pid = child->pid();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  auto status = child->wait();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->signal(), SIGKILL);
+  EXPECT_EQ(status->shell_code(), 137);
+  EXPECT_TRUE(reaped(pid));
+}
+
+TEST(ChildProcess, DestructorKillsAndReapsARunningChild) {
+  pid_t pid;
+  {
+    auto child = ChildProcess::spawn({.argv = {"sleep", "30"}});
+    ASSERT_TRUE(child);
+    pid = child->pid();
+    ASSERT_TRUE(process_exists(pid));
+  }
+  EXPECT_TRUE(reaped(pid));
+}
+
+TEST(ChildProcess, MovedFromObjectDoesNotKillTheChild) {
+  auto child = ChildProcess::spawn({.argv = {"sh", "-c", "exit 3"}});
+  ASSERT_TRUE(child);
+  ChildProcess owner = std::move(*child);
+  auto status = owner.wait();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code(), 3);
+}
+
+TEST(ChildProcess, WaitForTimesOutThenTerminateEscalates) {
+  // The shell ignores SIGTERM, so terminate() must fall back to SIGKILL after the grace period.
+  auto child = ChildProcess::spawn({.argv = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}});
+  ASSERT_TRUE(child);
+  auto early = child->wait_for(50ms);
+  ASSERT_TRUE(early);
+  EXPECT_FALSE(early->has_value());
+  auto status = child->terminate(200ms);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->signal(), SIGKILL);
+}
+
+TEST(ChildProcess, MissingBinaryIsAClearError) {
+  auto child = ChildProcess::spawn({.argv = {"/nonexistent/kiln-test-binary"}});
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().category(), ErrorCategory::kNotFound);
+  EXPECT_EQ(child.error().message(), "exec /nonexistent/kiln-test-binary: No such file or directory");
+}
+
+TEST(ChildProcess, BadWorkingDirectoryIsAClearError) {
+  auto child = ChildProcess::spawn({.argv = {"true"}, .cwd = "/nonexistent-dir"});
+  ASSERT_FALSE(child);
+  EXPECT_NE(child.error().message().find("chdir"), std::string::npos);
+}
+
+TEST(ChildProcess, DoesNotLeakDescriptorsIntoTheChildOrTheParent) {
+  int before = count_open_fds();
+  // The child lists its own fds: only 0, 1, 2 and the fd ls itself opens for the directory.
+  auto output = run_command({"sh", "-c", "ls /proc/self/fd | wc -l"});
+  ASSERT_TRUE(output);
+  EXPECT_LE(std::stoi(output->stdout_text), 4);
+  EXPECT_EQ(count_open_fds(), before);
+}
+
+TEST(ChildProcess, PassesChosenDescriptors) {
+  auto pipe = make_pipe();
+  ASSERT_TRUE(pipe);
+  auto child = ChildProcess::spawn(
+      {.argv = {"sh", "-c", "echo passed >&5"}, .pass_fds = {{pipe->write_end.get(), 5}}});
+  ASSERT_TRUE(child);
+  pipe->write_end.reset();
+  auto text = read_to_end(pipe->read_end.get());
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "passed\n");
+  EXPECT_TRUE(child->wait()->success());
+}
+
+TEST(ChildProcess, EnvironmentAndWorkingDirectory) {
+  auto dir = TempDir::create();
+  ASSERT_TRUE(dir);
+  SpawnOptions options{.argv = {"/bin/sh", "-c", "echo \"$GREETING\"; pwd"},
+                       .env = std::vector<std::string>{"GREETING=hi"},
+                       .cwd = dir->path(),
+                       .stdout_mode = Stdio::kPipe};
+  auto child = ChildProcess::spawn(options);
+  ASSERT_TRUE(child);
+  auto text = read_to_end(child->stdout_pipe().get());
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "hi\n" + dir->path() + "\n");
+  EXPECT_TRUE(child->wait()->success());
+}
+
+TEST(RunCommand, LargeOutputOnBothStreamsDoesNotDeadlock) {
+  // 1 MiB on stdout and stderr each: larger than a pipe buffer, so sequential reads would hang.
+  auto output = run_command({"sh", "-c", "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2"});
+  ASSERT_TRUE(output);
+  EXPECT_EQ(output->stdout_text.size(), 1048576u);
+  EXPECT_EQ(output->stderr_text.size(), 1048576u);
+}
+
+TEST(RunCommand, FeedsInput) {
+  std::string input(300000, 'k');
+  auto output = run_command({"wc", "-c"}, input);
+  ASSERT_TRUE(output);
+  EXPECT_EQ(std::stoi(output->stdout_text), 300000);
+}
+
+TEST(RunCommand, CheckedFailureCarriesStderr) {
+  auto result = run_command_checked({"sh", "-c", "echo boom >&2; exit 2"});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().message(), "sh exited with code 2: boom");
+}
+
+}  // namespace
+}  // namespace kiln

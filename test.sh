@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs what Kiln needs (Debian packages only), builds the `dev` preset (ASan+UBSan) and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/install-deps.sh
+./scripts/build.sh dev
+ctest --preset dev -j"$(nproc)"
