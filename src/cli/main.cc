@@ -1,10 +1,15 @@
-// kiln: the command-line client. Subcommands live in their own files (vm_*.cc, image_*.cc) and register
-// on the CLI11 app here.
-#include <CLI/CLI.hpp>
-#include <csignal>
+// kiln: the command-line client. Each area registers its subcommands from its own file (vm_*.cc,
+// image_*.cc); main parses, then runs the chosen action and exits with its code.
 #include <fmt/core.h>
 
+#include <csignal>
+
+#include "cli/command.h"
 #include "kiln/version.h"
+
+namespace kiln::cli {
+void print_error(std::string_view message) { fmt::print(stderr, "kiln: {}\n", message); }
+}  // namespace kiln::cli
 
 int main(int argc, char** argv) {
   // A closed pipe must surface as EPIPE on the write that hit it, not kill the CLI.
@@ -12,9 +17,16 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln: an API- and CLI-driven hypervisor; every container a VM", "kiln"};
   app.set_version_flag("--version", fmt::format("kiln version {}", kiln::kVersion));
   app.require_subcommand(0, 1);
+
+  kiln::cli::Action chosen;
+  // Registration table: one line per area.
+  kiln::cli::register_vm_commands(app, chosen);
+  kiln::cli::register_image_commands(app, chosen);
+
   CLI11_PARSE(app, argc, argv);
-  if (app.get_subcommands().empty()) {
+  if (!chosen) {
     fmt::print("{}", app.help());
+    return 0;
   }
-  return 0;
+  return chosen();
 }
