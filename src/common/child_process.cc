@@ -109,7 +109,12 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   UniqueFd child_side[3];
   UniqueFd parent_side[3];
   const Stdio modes[3] = {options.stdin_mode, options.stdout_mode, options.stderr_mode};
+  const int given_fds[3] = {options.stdin_fd, options.stdout_fd, options.stderr_fd};
   for (int i = 0; i < 3; ++i) {
+    if (given_fds[i] >= 0) {
+      setup.stdio_fds[i] = given_fds[i];
+      continue;
+    }
     if (modes[i] == Stdio::kNull) {
       child_side[i] = KILN_TRY(open_dev_null(i == 0 ? O_RDONLY : O_WRONLY));
     } else if (modes[i] == Stdio::kPipe) {

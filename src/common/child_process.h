@@ -56,6 +56,10 @@ struct SpawnOptions {
   Stdio stdin_mode = Stdio::kInherit;
   Stdio stdout_mode = Stdio::kInherit;
   Stdio stderr_mode = Stdio::kInherit;
+  // When >= 0, the child's stdin/stdout/stderr is this descriptor (overrides the mode above).
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
   // Descriptors the child gets: {parent fd, fd number in the child}. Child numbers must be >= 3 and distinct.
   std::vector<std::pair<int, int>> pass_fds;
   // setsid(): own session and process group, so a terminal's Ctrl-C does not reach the child directly.

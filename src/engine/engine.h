@@ -1,0 +1,79 @@
+// The Engine abstraction: one interface over the ways Kiln can run a VM (QEMU today; the built-in kiln-vmm
+// where hardware virtualization exists). An Engine launches VmInstances; a VmInstance owns the monitor
+// process of one running VM and is used from one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/child_process.h"
+#include "common/error.h"
+#include "common/unique_fd.h"
+
+namespace kiln::engine {
+
+enum class Accelerator { kKvm, kTcg };
+std::string_view to_string(Accelerator accelerator);
+
+struct DiskSpec {
+  std::string path;
+  bool read_only = false;
+};
+
+// Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked
+// copy-on-write (see NORTHSTAR "Designed for fork").
+struct MemoryBacking {
+  enum class Kind { kMemfd, kFile } kind = Kind::kMemfd;
+  std::string path;     // kFile: e.g. /dev/shm/kiln-<id>.mem
+  bool shared = true;   // share=on: writes reach the file (templates); off: private copy-on-write (clones)
+};
+
+struct VmSpec {
+  std::string name;           // shows in logs and in the monitor's process title
+  unsigned cpus = 1;
+  uint64_t memory_mib = 512;
+  std::string kernel;         // bzImage or vmlinux
+  std::string initrd;         // newc cpio (optionally compressed)
+  std::string extra_cmdline;  // appended to Kiln's fixed guest command line
+  std::string runtime_dir;    // per-VM host directory: sockets and the console log go here (must exist)
+  std::vector<DiskSpec> disks;
+  MemoryBacking memory;
+  // The monitor dies with the thread that launched it (for `kiln vm run`); off for daemon-managed VMs.
+  bool die_with_launcher = true;
+};
+
+enum class VmRunState { kRunning, kPaused, kShutdown, kExited };
+std::string_view to_string(VmRunState state);
+
+class VmInstance {
+ public:
+  virtual ~VmInstance() = default;
+
+  // Connects to the guest agent's channel (a stream socket); the agent may not have answered yet.
+  virtual Result<UniqueFd> connect_agent() = 0;
+  virtual Result<void> pause() = 0;
+  virtual Result<void> resume() = 0;
+  virtual Result<VmRunState> run_state() = 0;
+  // Forces the VM off at once (the guest gets no say); reaps the monitor.
+  virtual Result<void> kill() = 0;
+  // Waits up to `timeout` for the monitor to exit on its own (after a guest power-off).
+  virtual Result<std::optional<ExitStatus>> wait_for_exit(std::chrono::milliseconds timeout) = 0;
+  // Readable when the monitor process has exited (for poll loops).
+  virtual int exit_fd() const = 0;
+  virtual std::string console_log_path() const = 0;
+  // The last `max_bytes` of the console log, for error messages.
+  std::string console_tail(size_t max_bytes = 2048) const;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string_view name() const = 0;
+  virtual Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) = 0;
+};
+
+}  // namespace kiln::engine

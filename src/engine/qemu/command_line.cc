@@ -1,0 +1,88 @@
+#include "engine/qemu/command_line.h"
+
+#include <fmt/format.h>
+
+namespace kiln::engine::qemu {
+
+VmPaths paths_for(const std::string& runtime_dir) {
+  return {.qmp_socket = runtime_dir + "/qmp.sock",
+          .agent_socket = runtime_dir + "/agent.sock",
+          .console_log = runtime_dir + "/console.log",
+          .monitor_log = runtime_dir + "/qemu.log"};
+}
+
+std::string guest_cmdline(const VmSpec& spec, const HostFacts& host) {
+  // reboot=k + panic=-1 + QEMU's -no-reboot: a guest power-off, reboot or panic ends the QEMU process.
+  std::string cmdline = "console=ttyS0 reboot=k panic=-1 quiet random.trust_cpu=on";
+  if (host.accelerator == Accelerator::kTcg && host.tsc_khz > 0) {
+    // Under TCG the guest's TSC calibration against the emulated PIT can hang boot; tell it the rate.
+    cmdline += fmt::format(" tsc_early_khz={} tsc=reliable", host.tsc_khz);
+  }
+  if (!spec.extra_cmdline.empty()) cmdline += " " + spec.extra_cmdline;
+  return cmdline;
+}
+
+namespace {
+// QEMU option values are comma-separated; a literal comma in a path is written twice.
+std::string escape(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    out.push_back(c);
+    if (c == ',') out.push_back(',');
+  }
+  return out;
+}
+
+std::string memory_backend(const VmSpec& spec) {
+  const auto& memory = spec.memory;
+  std::string share = memory.shared ? "on" : "off";
+  if (memory.kind == MemoryBacking::Kind::kFile) {
+    return fmt::format("memory-backend-file,id=ram,size={}M,mem-path={},share={}", spec.memory_mib, escape(memory.path),
+                       share);
+  }
+  return fmt::format("memory-backend-memfd,id=ram,size={}M,share={}", spec.memory_mib, share);
+}
+}  // namespace
+
+std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec, const HostFacts& host) {
+  VmPaths paths = paths_for(spec.runtime_dir);
+  bool kvm = host.accelerator == Accelerator::kKvm;
+  std::vector<std::string> args = {
+      qemu_binary,
+      "-name", fmt::format("guest={},process=kiln-vm:{}", spec.name, spec.name),
+      // ACPI off: with it on, QEMU 7.2 puts no virtio_mmio.device= entries on the command line and an
+      // ACPI-less kernel finds no devices.
+      "-machine", "microvm,acpi=off,memory-backend=ram",
+      "-accel", kvm ? "kvm" : "tcg,thread=multi",
+      "-cpu", kvm ? "host" : "max",
+      "-smp", std::to_string(spec.cpus),
+      "-m", fmt::format("{}M", spec.memory_mib),
+      "-object", memory_backend(spec),
+      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+      "-kernel", spec.kernel,
+      "-append", guest_cmdline(spec, host),
+      "-chardev", fmt::format("file,id=console,path={}", escape(paths.console_log)),
+      "-serial", "chardev:console",
+      "-chardev", fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
+      "-device", "virtio-serial-device,max_ports=2",
+      "-device", "virtconsole,chardev=agent,name=kiln.agent",
+      "-device", "virtio-rng-device",
+      "-qmp", fmt::format("unix:{},server=on,wait=off", escape(paths.qmp_socket)),
+  };
+  if (!spec.initrd.empty()) {
+    args.insert(args.end(), {"-initrd", spec.initrd});
+  }
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const DiskSpec& disk = spec.disks[i];
+    std::string read_only = disk.read_only ? "on" : "off";
+    args.insert(args.end(),
+                {"-blockdev",
+                 fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i, escape(disk.path), read_only),
+                 "-blockdev", fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i, read_only),
+                 // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
+                 "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+  }
+  return args;
+}
+
+}  // namespace kiln::engine::qemu

@@ -1,0 +1,80 @@
+#include "engine/qemu/command_line.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace kiln::engine::qemu {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+VmSpec sample_spec() {
+  VmSpec spec;
+  spec.name = "web";
+  spec.cpus = 2;
+  spec.memory_mib = 256;
+  spec.kernel = "/k/bzImage";
+  spec.initrd = "/k/initramfs.cpio";
+  spec.runtime_dir = "/run/kiln/vms/web";
+  return spec;
+}
+
+std::string value_after(const std::vector<std::string>& args, const std::string& flag, int nth = 0) {
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == flag && nth-- == 0) return args[i + 1];
+  }
+  return {};
+}
+
+TEST(QemuCommandLine, MicrovmWithoutAcpiAndFileBackedMemory) {
+  auto args = qemu_arguments("/usr/bin/qemu-system-x86_64", sample_spec(), {Accelerator::kTcg, 2096037});
+  EXPECT_EQ(args[0], "/usr/bin/qemu-system-x86_64");
+  EXPECT_EQ(value_after(args, "-machine"), "microvm,acpi=off,memory-backend=ram");
+  EXPECT_EQ(value_after(args, "-object"), "memory-backend-memfd,id=ram,size=256M,share=on");
+  EXPECT_EQ(value_after(args, "-accel"), "tcg,thread=multi");
+  EXPECT_EQ(value_after(args, "-smp"), "2");
+  EXPECT_EQ(value_after(args, "-qmp"), "unix:/run/kiln/vms/web/qmp.sock,server=on,wait=off");
+  EXPECT_EQ(value_after(args, "-chardev", 1), "socket,id=agent,path=/run/kiln/vms/web/agent.sock,server=on,wait=off");
+  EXPECT_THAT(args, Contains("-no-reboot"));
+  EXPECT_THAT(args, Contains("virtconsole,chardev=agent,name=kiln.agent"));
+}
+
+TEST(QemuCommandLine, TscHintOnlyUnderTcg) {
+  VmSpec spec = sample_spec();
+  EXPECT_THAT(guest_cmdline(spec, {Accelerator::kTcg, 2096037}), HasSubstr("tsc_early_khz=2096037 tsc=reliable"));
+  EXPECT_THAT(guest_cmdline(spec, {Accelerator::kKvm, 2096037}), Not(HasSubstr("tsc_early_khz")));
+  auto kvm_args = qemu_arguments("qemu", spec, {Accelerator::kKvm, 0});
+  EXPECT_EQ(value_after(kvm_args, "-accel"), "kvm");
+  EXPECT_EQ(value_after(kvm_args, "-cpu"), "host");
+}
+
+TEST(QemuCommandLine, NoWorkloadOnTheKernelCommandLine) {
+  // Fork design: a booted template must serve any workload, so only fixed options are on the command line.
+  std::string cmdline = guest_cmdline(sample_spec(), {Accelerator::kTcg, 0});
+  EXPECT_EQ(cmdline, "console=ttyS0 reboot=k panic=-1 quiet random.trust_cpu=on");
+}
+
+TEST(QemuCommandLine, DisksAreNamedBlockdevNodesWithSerials) {
+  VmSpec spec = sample_spec();
+  spec.disks = {{"/images/a.erofs", true}, {"/vms/web/rw.ext4", false}};
+  auto args = qemu_arguments("qemu", spec, {});
+  EXPECT_THAT(args, Contains("driver=file,node-name=disk0-file,filename=/images/a.erofs,read-only=on"));
+  EXPECT_THAT(args, Contains("driver=raw,node-name=disk1,file=disk1-file,read-only=off"));
+  EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
+}
+
+TEST(QemuCommandLine, CommasInPathsAreEscaped) {
+  VmSpec spec = sample_spec();
+  spec.runtime_dir = "/tmp/a,b";
+  spec.memory = {MemoryBacking::Kind::kFile, "/dev/shm/x,y.mem", false};
+  auto args = qemu_arguments("qemu", spec, {});
+  EXPECT_EQ(value_after(args, "-object"), "memory-backend-file,id=ram,size=256M,mem-path=/dev/shm/x,,y.mem,share=off");
+  EXPECT_EQ(value_after(args, "-qmp"), "unix:/tmp/a,,b/qmp.sock,server=on,wait=off");
+}
+
+}  // namespace
+}  // namespace kiln::engine::qemu

@@ -1,0 +1,29 @@
+// The QEMU engine: runs each VM as a qemu-system-x86_64 process (microvm machine) driven over QMP.
+// KVM where the host has hardware virtualization, TCG otherwise. The engine object is immutable after
+// creation and may be shared; each QemuVm belongs to one thread at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
+#include "engine/qemu/command_line.h"
+
+namespace kiln::engine::qemu {
+
+class QemuEngine final : public Engine {
+ public:
+  // Finds the QEMU binary (`qemu_binary`, else qemu-system-x86_64 on PATH) and probes the host.
+  static Result<std::unique_ptr<QemuEngine>> create(std::string qemu_binary = "");
+
+  std::string_view name() const override { return "qemu"; }
+  Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) override;
+  const HostFacts& host() const { return host_; }
+
+ private:
+  QemuEngine(std::string binary, HostFacts host) : binary_(std::move(binary)), host_(host) {}
+  std::string binary_;
+  HostFacts host_;
+};
+
+}  // namespace kiln::engine::qemu

@@ -1,0 +1,100 @@
+#include "engine/qemu/qmp.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include "common/unix_socket.h"
+
+namespace kiln::engine::qemu {
+namespace {
+
+constexpr size_t kMaxMessageBytes = 16 << 20;
+
+int millis_until(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+}  // namespace
+
+Result<QmpClient> QmpClient::connect(const std::string& socket_path, int exit_fd, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto fd = connect_unix_socket(socket_path);
+    if (fd) return handshake(std::move(*fd), std::chrono::milliseconds(millis_until(deadline)));
+    if (fd.error().category() != ErrorCategory::kNotFound && fd.error().category() != ErrorCategory::kUnavailable) {
+      return fd.error();
+    }
+    // QEMU creates the socket early in its start-up; wait briefly, but stop at once if QEMU died.
+    pollfd pfd{exit_fd, POLLIN, 0};
+    int ready = ::poll(&pfd, exit_fd >= 0 ? 1 : 0, std::min(10, millis_until(deadline)));
+    if (ready > 0) return Error::unavailable("QEMU exited before its monitor socket was ready");
+    if (millis_until(deadline) == 0) return Error::timeout(fmt::format("QEMU monitor {} did not appear", socket_path));
+  }
+}
+
+Result<QmpClient> QmpClient::handshake(UniqueFd fd, std::chrono::milliseconds timeout) {
+  QmpClient client(std::move(fd));
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  Json greeting = KILN_TRY_CONTEXT(client.read_message(deadline), "QMP greeting");
+  if (!greeting.contains("QMP")) return Error::protocol("QMP: unexpected greeting");
+  KILN_TRY(client.execute("qmp_capabilities", nullptr, timeout));
+  return client;
+}
+
+Result<Json> QmpClient::execute(std::string_view command, const Json& arguments, std::chrono::milliseconds timeout) {
+  Json request = {{"execute", command}};
+  if (!arguments.is_null()) request["arguments"] = arguments;
+  std::string line = request.dump() + "\n";
+  KILN_TRY_CONTEXT(write_all(fd_.get(), line), fmt::format("QMP {}", command));
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    Json message = KILN_TRY_CONTEXT(read_message(deadline), fmt::format("QMP {}", command));
+    if (message.contains("event")) {
+      events_.push_back(std::move(message));
+      continue;
+    }
+    if (message.contains("return")) return message["return"];
+    if (message.contains("error")) {
+      std::string description = message["error"].value("desc", "unknown error");
+      return Error::protocol(fmt::format("QMP {}: {}", command, description));
+    }
+    return Error::protocol(fmt::format("QMP {}: unexpected reply {}", command, message.dump()));
+  }
+}
+
+std::vector<Json> QmpClient::take_events() { return std::exchange(events_, {}); }
+
+Result<Json> QmpClient::read_message(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    size_t newline = buffer_.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
+      auto parsed = parse_json(line);
+      if (!parsed || !parsed->is_object()) return Error::protocol("QMP: malformed message");
+      return std::move(*parsed);
+    }
+    if (buffer_.size() > kMaxMessageBytes) return Error::protocol("QMP: message too large");
+    pollfd pfd{fd_.get(), POLLIN, 0};
+    int ready = ::poll(&pfd, 1, millis_until(deadline));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return Error::last_os_error("poll");
+    }
+    if (ready == 0) return Error::timeout("QMP: no answer from QEMU");
+    char chunk[8192];
+    ssize_t n = ::read(fd_.get(), chunk, sizeof chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::last_os_error("QMP read");
+    }
+    if (n == 0) return Error::unavailable("QMP: QEMU closed the monitor connection");
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace kiln::engine::qemu

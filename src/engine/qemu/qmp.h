@@ -1,0 +1,37 @@
+// QMP (QEMU Machine Protocol) client: JSON objects over QEMU's monitor unix socket, one per line.
+// Synchronous: execute() sends a command and returns its "return" value or its "error" as an Error;
+// asynchronous events that arrive meanwhile are kept for take_events(). One thread per client.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/json.h"
+#include "common/unique_fd.h"
+
+namespace kiln::engine::qemu {
+
+class QmpClient {
+ public:
+  // Connects to `socket_path` (retrying until QEMU has created it), reads the greeting and negotiates
+  // capabilities. Gives up at `timeout`, or at once when `exit_fd` (QEMU's pidfd) becomes readable.
+  static Result<QmpClient> connect(const std::string& socket_path, int exit_fd, std::chrono::milliseconds timeout);
+  // Wraps an already connected socket (for tests).
+  static Result<QmpClient> handshake(UniqueFd fd, std::chrono::milliseconds timeout);
+
+  Result<Json> execute(std::string_view command, const Json& arguments = nullptr,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  std::vector<Json> take_events();
+
+ private:
+  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  Result<Json> read_message(std::chrono::steady_clock::time_point deadline);
+
+  UniqueFd fd_;
+  std::string buffer_;
+  std::vector<Json> events_;
+};
+
+}  // namespace kiln::engine::qemu

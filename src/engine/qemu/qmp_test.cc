@@ -1,0 +1,111 @@
+#include "engine/qemu/qmp.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+namespace kiln::engine::qemu {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A scripted fake QEMU on the other end of a socketpair: reads one request line per scripted reply.
+class FakeQemu {
+ public:
+  FakeQemu(UniqueFd fd, std::vector<std::string> replies) : fd_(std::move(fd)) {
+    thread_ = std::thread([this, replies = std::move(replies)] {
+      (void)write_all(fd_.get(), R"({"QMP": {"version": {}, "capabilities": []}})" "\r\n");
+      std::string pending;
+      for (const auto& reply : replies) {
+        // Wait for a full request line before answering.
+        while (pending.find('\n') == std::string::npos) {
+          char buffer[4096];
+          ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+          if (n <= 0) return;
+          pending.append(buffer, static_cast<size_t>(n));
+        }
+        requests_.push_back(pending.substr(0, pending.find('\n')));
+        pending.erase(0, pending.find('\n') + 1);
+        if (reply == "<close>") {
+          fd_.reset();
+          return;
+        }
+        (void)write_all(fd_.get(), reply + "\r\n");
+      }
+    });
+  }
+  ~FakeQemu() { thread_.join(); }
+  const std::vector<std::string>& requests() const { return requests_; }
+
+ private:
+  UniqueFd fd_;
+  std::thread thread_;
+  std::vector<std::string> requests_;
+};
+
+TEST(Qmp, NegotiatesThenExecutesKeepingEvents) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  std::vector<Json> events;
+  {
+    FakeQemu fake(std::move(pair->second),
+                  {R"({"return": {}})",
+                   R"({"event": "STOP", "timestamp": {}})" "\r\n" R"({"return": {"status": "paused", "running": false}})"});
+    auto client = QmpClient::handshake(std::move(pair->first), 5s);
+    ASSERT_TRUE(client) << client.error().message();
+    auto status = client->execute("query-status");
+    ASSERT_TRUE(status) << status.error().message();
+    EXPECT_EQ((*status)["status"], "paused");
+    events = client->take_events();
+  }
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["event"], "STOP");
+}
+
+TEST(Qmp, CommandErrorsBecomeErrors) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  FakeQemu fake(std::move(pair->second),
+                {R"({"return": {}})", R"({"error": {"class": "GenericError", "desc": "no such device"}})"});
+  auto client = QmpClient::handshake(std::move(pair->first), 5s);
+  ASSERT_TRUE(client);
+  auto result = client->execute("device_del", {{"id", "x"}});
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().message(), "QMP device_del: no such device");
+}
+
+TEST(Qmp, ClosedConnectionIsUnavailable) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  FakeQemu fake(std::move(pair->second), {R"({"return": {}})", "<close>"});
+  auto client = QmpClient::handshake(std::move(pair->first), 5s);
+  ASSERT_TRUE(client);
+  auto result = client->execute("query-status");
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().category(), ErrorCategory::kUnavailable);
+}
+
+TEST(Qmp, MalformedMessageIsAProtocolError) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  FakeQemu fake(std::move(pair->second), {R"({"return": {}})", "this is not json"});
+  auto client = QmpClient::handshake(std::move(pair->first), 5s);
+  ASSERT_TRUE(client);
+  auto result = client->execute("query-status");
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().category(), ErrorCategory::kProtocol);
+}
+
+TEST(Qmp, ConnectGivesUpWhenQemuIsGone) {
+  // exit_fd already readable: the "QEMU" died before creating its socket.
+  auto pipe = make_pipe();
+  ASSERT_TRUE(pipe);
+  pipe->write_end.reset();
+  auto client = QmpClient::connect("/nonexistent/qmp.sock", pipe->read_end.get(), 5s);
+  ASSERT_FALSE(client);
+  EXPECT_EQ(client.error().category(), ErrorCategory::kUnavailable);
+}
+
+}  // namespace
+}  // namespace kiln::engine::qemu
