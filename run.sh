@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
 ./scripts/build.sh release
-bin=build/release/src
-"$bin/cli/kiln" --version
-"$bin/daemon/kilnd" --version
-"$bin/cli/kiln" --help
+bin=build/release/bin
+"$bin/kiln" --version
+"$bin/kilnd" --version
+"$bin/kiln" --help
