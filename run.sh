@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
 ./scripts/build.sh release
+./scripts/link-guest-kernel.sh build/release
 bin=build/release/bin
 "$bin/kiln" --version
 "$bin/kilnd" --version

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
 ./scripts/build.sh dev
+./scripts/link-guest-kernel.sh build/dev
 ctest --preset dev -j"$(nproc)"

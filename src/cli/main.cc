@@ -23,7 +23,19 @@ int main(int argc, char** argv) {
   kiln::cli::register_vm_commands(app, chosen);
   kiln::cli::register_image_commands(app, chosen);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForVersion& version) {
+    return app.exit(version);
+  } catch (const CLI::ParseError& error) {
+    // One line, like every other Kiln error; 2 is the conventional exit code for usage errors.
+    kiln::cli::print_error(fmt::format("{} (see --help)", error.what()));
+    return 2;
+  }
   if (!chosen) {
     fmt::print("{}", app.help());
     return 0;

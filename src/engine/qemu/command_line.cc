@@ -65,7 +65,7 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
       "-serial", "chardev:console",
       "-chardev", fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
       "-device", "virtio-serial-device,max_ports=2",
-      "-device", "virtconsole,chardev=agent,name=kiln.agent",
+      "-device", "virtserialport,chardev=agent,name=kiln.agent",
       "-device", "virtio-rng-device",
       "-qmp", fmt::format("unix:{},server=on,wait=off", escape(paths.qmp_socket)),
   };

@@ -40,7 +40,7 @@ TEST(QemuCommandLine, MicrovmWithoutAcpiAndFileBackedMemory) {
   EXPECT_EQ(value_after(args, "-qmp"), "unix:/run/kiln/vms/web/qmp.sock,server=on,wait=off");
   EXPECT_EQ(value_after(args, "-chardev", 1), "socket,id=agent,path=/run/kiln/vms/web/agent.sock,server=on,wait=off");
   EXPECT_THAT(args, Contains("-no-reboot"));
-  EXPECT_THAT(args, Contains("virtconsole,chardev=agent,name=kiln.agent"));
+  EXPECT_THAT(args, Contains("virtserialport,chardev=agent,name=kiln.agent"));
 }
 
 TEST(QemuCommandLine, TscHintOnlyUnderTcg) {

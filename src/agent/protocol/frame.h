@@ -1,0 +1,98 @@
+// The agent protocol's framing: a fixed 12-byte header plus a payload of at most kMaxPayload bytes, and a
+// streaming decoder that turns arbitrary byte chunks into frames. Used by both ends (host client and the
+// guest's kiln-agent). Input is hostile: the decoder never trusts a length or a type it has not checked.
+// A FrameDecoder belongs to one thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+
+namespace kiln::agent {
+
+// Wire layout (all integers little-endian), see src/agent/README.md:
+//   0 u8 magic 'K'   1 u8 frame format version   2 u8 type   3 u8 flags   4 u32 stream id   8 u32 length
+inline constexpr uint8_t kFrameMagic = 0x4B;
+inline constexpr uint8_t kFrameFormatVersion = 1;
+inline constexpr size_t kHeaderSize = 12;
+inline constexpr uint32_t kMaxPayload = 1u << 20;
+
+// Stream 0 is the connection itself; every other id names one process, chosen by the host.
+using StreamId = uint32_t;
+inline constexpr StreamId kConnectionStream = 0;
+
+enum class MessageType : uint8_t {
+  // Connection level (stream 0).
+  kHello = 0x01,       // host -> agent, JSON HelloRequest
+  kHelloReply = 0x02,  // agent -> host, JSON HelloReply
+  kPing = 0x03,        // either way, opaque payload echoed in kPong
+  kPong = 0x04,
+  kShutdown = 0x05,  // host -> agent, JSON ShutdownRequest; agent -> host (empty) once synced
+  kError = 0x06,     // agent -> host, JSON ErrorReply; stream = the process it concerns, or 0
+  // Process control (stream = process id).
+  kRun = 0x10,         // host -> agent, JSON ProcessSpec
+  kStarted = 0x11,     // agent -> host, JSON {pid}
+  kExit = 0x12,        // agent -> host, JSON {code} or {signal}; after all of the process's output
+  kSignal = 0x13,      // host -> agent, JSON {signum}
+  kResize = 0x14,      // host -> agent, JSON {rows, cols}
+  kCloseStdin = 0x15,  // host -> agent, empty
+  // Data (stream = process id), binary payload.
+  kStdin = 0x20,
+  kStdout = 0x21,
+  kStderr = 0x22,
+  kCredit = 0x23,  // either way: binary {u8 channel, u32 bytes}, grants send window on one data channel
+};
+
+// Known types only; anything else is a protocol error.
+bool is_known_message_type(uint8_t type);
+std::string_view to_string(MessageType type);
+
+// Why a byte stream is not a valid frame sequence. One message each (frame.cc).
+enum class FrameError {
+  kBadMagic,           // first byte is not kFrameMagic: not a Kiln agent stream, or out of sync
+  kUnsupportedFormat,  // header format version this side does not speak
+  kOversized,          // declared payload length above kMaxPayload
+  kUnknownType,        // message type this protocol version does not define
+  kTruncated,          // stream ended inside a frame
+};
+
+struct Frame {
+  MessageType type = MessageType::kPing;
+  uint8_t flags = 0;  // reserved: sent as 0, ignored on receipt
+  StreamId stream = kConnectionStream;
+  std::string payload;
+};
+
+// Appends one encoded frame to `out`. The payload must be at most kMaxPayload (callers split data).
+void append_frame(std::string& out, MessageType type, StreamId stream, std::string_view payload);
+std::string encode_frame(MessageType type, StreamId stream, std::string_view payload);
+
+// Reassembles frames from a byte stream cut anywhere. After an error the decoder stays failed: a framing
+// error means the stream is out of sync, and the only recovery is a new connection.
+class FrameDecoder {
+ public:
+  // Buffers `bytes`. Cheap; validation happens in next().
+  void feed(std::string_view bytes);
+  // The next complete frame, nullopt when more bytes are needed, or the framing error.
+  Result<std::optional<Frame>> next();
+  // Call at end of stream: an error if a partial frame is left over.
+  Result<void> finish();
+
+  size_t buffered() const { return buffer_.size() - consumed_; }
+  // Set once next() has failed.
+  std::optional<FrameError> failure() const { return failure_; }
+
+ private:
+  Error fail(FrameError kind, std::string detail);
+
+  std::string buffer_;
+  size_t consumed_ = 0;  // bytes of buffer_ already returned as frames
+  std::optional<FrameError> failure_;
+  std::string failure_detail_;
+};
+
+}  // namespace kiln::agent

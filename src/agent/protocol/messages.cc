@@ -1,0 +1,319 @@
+#include "agent/protocol/messages.h"
+
+#include <signal.h>
+
+#include <array>
+#include <limits>
+
+#include "common/json.h"
+
+namespace kiln::agent {
+
+namespace {
+
+// Every decode error names the message, so a peer's bug is easy to find in a log.
+Result<Json> parse_object(std::string_view payload, std::string_view what) {
+  auto parsed = parse_json(payload);
+  if (!parsed || !parsed->is_object())
+    return Error::protocol(fmt::format("{}: payload is not a JSON object", what));
+  return std::move(parsed).value();
+}
+
+Error bad_field(std::string_view what, const Error& error) {
+  return Error::protocol(fmt::format("{}: {}", what, error.message()));
+}
+
+Result<int64_t> int_in_range(const Json& object, std::string_view key, int64_t min, int64_t max,
+                             std::string_view what) {
+  auto value = optional_int(object, key);
+  if (!value) return bad_field(what, value.error());
+  if (!*value) return Error::protocol(fmt::format("{}: field \"{}\" is required", what, key));
+  if (**value < min || **value > max) {
+    return Error::protocol(fmt::format("{}: field \"{}\" must be in [{}, {}]", what, key, min, max));
+  }
+  return **value;
+}
+
+Result<std::optional<int64_t>> optional_int_in_range(const Json& object, std::string_view key, int64_t min,
+                                                     int64_t max, std::string_view what) {
+  auto value = optional_int(object, key);
+  if (!value) return bad_field(what, value.error());
+  if (*value && (**value < min || **value > max)) {
+    return Error::protocol(fmt::format("{}: field \"{}\" must be in [{}, {}]", what, key, min, max));
+  }
+  return *value;
+}
+
+// Strings handed to execve() are C strings: an embedded NUL would silently cut them.
+Result<std::vector<std::string>> string_array(const Json& value, std::string_view key,
+                                              std::string_view what) {
+  if (!value.is_array())
+    return Error::protocol(fmt::format("{}: field \"{}\" must be an array of strings", what, key));
+  std::vector<std::string> out;
+  for (const Json& item : value) {
+    if (!item.is_string()) {
+      return Error::protocol(fmt::format("{}: field \"{}\" must be an array of strings", what, key));
+    }
+    std::string text = item.get<std::string>();
+    if (text.find('\0') != std::string::npos) {
+      return Error::protocol(fmt::format("{}: field \"{}\" contains a NUL byte", what, key));
+    }
+    out.push_back(std::move(text));
+  }
+  return out;
+}
+
+Json version_json(const ProtocolVersion& version) {
+  return Json{{"major", version.major}, {"minor", version.minor}};
+}
+
+Result<ProtocolVersion> version_from(const Json& object, std::string_view what) {
+  auto found = object.find("version");
+  if (found == object.end() || !found->is_object()) {
+    return Error::protocol(fmt::format("{}: field \"version\" must be an object", what));
+  }
+  constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
+  ProtocolVersion version;
+  version.major = static_cast<uint32_t>(KILN_TRY(int_in_range(*found, "major", 0, kMax, what)));
+  version.minor = static_cast<uint32_t>(KILN_TRY(int_in_range(*found, "minor", 0, kMax, what)));
+  return version;
+}
+
+struct CategoryName {
+  ErrorCategory category;
+  std::string_view name;
+};
+constexpr std::array<CategoryName, 12> kCategoryNames{{
+    {ErrorCategory::kInvalidArgument, "invalid_argument"},
+    {ErrorCategory::kNotFound, "not_found"},
+    {ErrorCategory::kAlreadyExists, "already_exists"},
+    {ErrorCategory::kFailedPrecondition, "failed_precondition"},
+    {ErrorCategory::kPermissionDenied, "permission_denied"},
+    {ErrorCategory::kUnavailable, "unavailable"},
+    {ErrorCategory::kTimeout, "timeout"},
+    {ErrorCategory::kCancelled, "cancelled"},
+    {ErrorCategory::kProtocol, "protocol"},
+    {ErrorCategory::kIo, "io"},
+    {ErrorCategory::kUnsupported, "unsupported"},
+    {ErrorCategory::kInternal, "internal"},
+}};
+
+// JSON strings must be UTF-8; nlohmann throws on anything else unless told to replace it. Argument bytes that
+// are not UTF-8 therefore arrive as U+FFFD: a documented limit of the JSON control messages.
+std::string dump(const Json& value) {
+  return value.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void put_u32(std::string& out, uint32_t value) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+}  // namespace
+
+std::string_view to_string(DataChannel channel) {
+  switch (channel) {
+    case DataChannel::kStdin:
+      return "stdin";
+    case DataChannel::kStdout:
+      return "stdout";
+    case DataChannel::kStderr:
+      return "stderr";
+  }
+  return "unknown";
+}
+
+std::string_view wire_name(ErrorCategory category) {
+  for (const auto& entry : kCategoryNames) {
+    if (entry.category == category) return entry.name;
+  }
+  return "internal";
+}
+
+ErrorCategory category_from_wire_name(std::string_view name) {
+  for (const auto& entry : kCategoryNames) {
+    if (entry.name == name) return entry.category;
+  }
+  return ErrorCategory::kInternal;
+}
+
+std::string encode(const HelloRequest& message) {
+  return dump(Json{{"version", version_json(message.version)}, {"peer", message.peer}});
+}
+
+std::string encode(const HelloReply& message) {
+  return dump(Json{{"version", version_json(message.version)},
+                   {"agent", message.agent},
+                   {"capabilities", message.capabilities}});
+}
+
+std::string encode(const ProcessSpec& message) {
+  Json out{{"argv", message.argv}, {"cwd", message.cwd}, {"tty", message.tty}};
+  if (message.env) out["env"] = *message.env;
+  if (message.uid) out["uid"] = *message.uid;
+  if (message.gid) out["gid"] = *message.gid;
+  if (message.tty) {
+    out["rows"] = message.size.rows;
+    out["cols"] = message.size.cols;
+  }
+  return dump(out);
+}
+
+std::string encode(const ProcessStarted& message) {
+  return dump(Json{{"pid", message.pid}});
+}
+
+std::string encode(const ExitStatus& message) {
+  if (message.is_signaled()) return dump(Json{{"signal", message.signal()}});
+  return dump(Json{{"code", message.code()}});
+}
+
+std::string encode(const SignalRequest& message) {
+  return dump(Json{{"signum", message.signum}});
+}
+
+std::string encode(const TtySize& message) {
+  return dump(Json{{"rows", message.rows}, {"cols", message.cols}});
+}
+
+std::string encode(const ShutdownRequest& message) {
+  return dump(Json{{"reboot", message.reboot}});
+}
+
+std::string encode(const ErrorReply& message) {
+  return dump(Json{{"category", wire_name(message.category)}, {"message", message.message}});
+}
+
+std::string encode(const CreditGrant& message) {
+  std::string out;
+  out.push_back(static_cast<char>(message.channel));
+  put_u32(out, message.bytes);
+  return out;
+}
+
+Result<HelloRequest> decode_hello_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "HELLO";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  HelloRequest message;
+  message.version = KILN_TRY(version_from(object, kWhat));
+  auto peer = optional_string(object, "peer");
+  if (!peer) return bad_field(kWhat, peer.error());
+  message.peer = peer->value_or("");
+  return message;
+}
+
+Result<HelloReply> decode_hello_reply(std::string_view payload) {
+  constexpr std::string_view kWhat = "HELLO_REPLY";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  HelloReply message;
+  message.version = KILN_TRY(version_from(object, kWhat));
+  auto agent = optional_string(object, "agent");
+  if (!agent) return bad_field(kWhat, agent.error());
+  message.agent = agent->value_or("");
+  if (auto found = object.find("capabilities"); found != object.end()) {
+    message.capabilities = KILN_TRY(string_array(*found, "capabilities", kWhat));
+  }
+  return message;
+}
+
+Result<ProcessSpec> decode_process_spec(std::string_view payload) {
+  constexpr std::string_view kWhat = "RUN";
+  constexpr int64_t kMaxId = std::numeric_limits<uint32_t>::max() - 1;  // (uid_t)-1 means "unchanged"
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  ProcessSpec spec;
+  auto argv = object.find("argv");
+  if (argv == object.end()) return Error::protocol("RUN: field \"argv\" is required");
+  spec.argv = KILN_TRY(string_array(*argv, "argv", kWhat));
+  if (spec.argv.empty() || spec.argv[0].empty()) return Error::protocol("RUN: argv[0] must not be empty");
+  if (auto env = object.find("env"); env != object.end() && !env->is_null()) {
+    spec.env = KILN_TRY(string_array(*env, "env", kWhat));
+    for (const auto& entry : *spec.env) {
+      if (entry.find('=') == std::string::npos) {
+        return Error::protocol(fmt::format("RUN: env entry \"{}\" is not KEY=VALUE", entry));
+      }
+    }
+  }
+  auto cwd = optional_string(object, "cwd");
+  if (!cwd) return bad_field(kWhat, cwd.error());
+  spec.cwd = cwd->value_or("");
+  if (spec.cwd.find('\0') != std::string::npos)
+    return Error::protocol("RUN: field \"cwd\" contains a NUL byte");
+  if (auto uid = KILN_TRY(optional_int_in_range(object, "uid", 0, kMaxId, kWhat))) {
+    spec.uid = static_cast<uint32_t>(*uid);
+  }
+  if (auto gid = KILN_TRY(optional_int_in_range(object, "gid", 0, kMaxId, kWhat))) {
+    spec.gid = static_cast<uint32_t>(*gid);
+  }
+  auto tty = optional_bool(object, "tty");
+  if (!tty) return bad_field(kWhat, tty.error());
+  spec.tty = tty->value_or(false);
+  if (auto rows = KILN_TRY(optional_int_in_range(object, "rows", 0, 65535, kWhat))) {
+    spec.size.rows = static_cast<uint16_t>(*rows);
+  }
+  if (auto cols = KILN_TRY(optional_int_in_range(object, "cols", 0, 65535, kWhat))) {
+    spec.size.cols = static_cast<uint16_t>(*cols);
+  }
+  return spec;
+}
+
+Result<ProcessStarted> decode_process_started(std::string_view payload) {
+  constexpr std::string_view kWhat = "STARTED";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  return ProcessStarted{KILN_TRY(int_in_range(object, "pid", 0, std::numeric_limits<int32_t>::max(), kWhat))};
+}
+
+Result<ExitStatus> decode_exit_status(std::string_view payload) {
+  constexpr std::string_view kWhat = "EXIT";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  if (object.contains("signal")) {
+    return ExitStatus::signaled(static_cast<int>(KILN_TRY(int_in_range(object, "signal", 1, 127, kWhat))));
+  }
+  return ExitStatus::exited(static_cast<int>(KILN_TRY(int_in_range(object, "code", 0, 255, kWhat))));
+}
+
+Result<SignalRequest> decode_signal_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "SIGNAL";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  return SignalRequest{static_cast<int>(KILN_TRY(int_in_range(object, "signum", 1, SIGRTMAX, kWhat)))};
+}
+
+Result<TtySize> decode_tty_size(std::string_view payload) {
+  constexpr std::string_view kWhat = "RESIZE";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  TtySize size;
+  size.rows = static_cast<uint16_t>(KILN_TRY(int_in_range(object, "rows", 0, 65535, kWhat)));
+  size.cols = static_cast<uint16_t>(KILN_TRY(int_in_range(object, "cols", 0, 65535, kWhat)));
+  return size;
+}
+
+Result<ShutdownRequest> decode_shutdown_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "SHUTDOWN";
+  if (payload.empty()) return ShutdownRequest{};
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  auto reboot = optional_bool(object, "reboot");
+  if (!reboot) return bad_field(kWhat, reboot.error());
+  return ShutdownRequest{reboot->value_or(false)};
+}
+
+Result<ErrorReply> decode_error_reply(std::string_view payload) {
+  constexpr std::string_view kWhat = "ERROR";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  auto message = optional_string(object, "message");
+  if (!message) return bad_field(kWhat, message.error());
+  auto category = optional_string(object, "category");
+  if (!category) return bad_field(kWhat, category.error());
+  return ErrorReply{category_from_wire_name(category->value_or("internal")), message->value_or("")};
+}
+
+Result<CreditGrant> decode_credit_grant(std::string_view payload) {
+  if (payload.size() != 5)
+    return Error::protocol(fmt::format("CREDIT: payload must be 5 bytes, got {}", payload.size()));
+  auto channel = static_cast<uint8_t>(payload[0]);
+  if (channel > static_cast<uint8_t>(DataChannel::kStderr)) {
+    return Error::protocol(fmt::format("CREDIT: unknown channel {}", channel));
+  }
+  uint32_t bytes = 0;
+  for (int i = 3; i >= 0; --i) bytes = (bytes << 8) | static_cast<uint8_t>(payload[1 + i]);
+  return CreditGrant{static_cast<DataChannel>(channel), bytes};
+}
+
+}  // namespace kiln::agent

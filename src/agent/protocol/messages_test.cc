@@ -1,0 +1,119 @@
+#include "agent/protocol/messages.h"
+
+#include <gtest/gtest.h>
+
+namespace kiln::agent {
+namespace {
+
+TEST(AgentMessages, HelloRoundTrip) {
+  auto request = decode_hello_request(encode(HelloRequest{{1, 3}, "kiln 0.1.0"}));
+  ASSERT_TRUE(request.has_value()) << request.error().message();
+  EXPECT_EQ(request->version, (ProtocolVersion{1, 3}));
+  EXPECT_EQ(request->peer, "kiln 0.1.0");
+
+  auto reply = decode_hello_reply(encode(HelloReply{kProtocolVersion, "kiln-agent", {"tty", "signal"}}));
+  ASSERT_TRUE(reply.has_value()) << reply.error().message();
+  EXPECT_EQ(reply->version, kProtocolVersion);
+  EXPECT_EQ(reply->capabilities, (std::vector<std::string>{"tty", "signal"}));
+}
+
+TEST(AgentMessages, HelloWithoutVersionIsRejected) {
+  EXPECT_FALSE(decode_hello_request(R"({"peer":"x"})").has_value());
+  EXPECT_FALSE(decode_hello_request(R"({"version":{"major":-1,"minor":0}})").has_value());
+  EXPECT_FALSE(decode_hello_request("not json").has_value());
+}
+
+TEST(AgentMessages, ProcessSpecRoundTrip) {
+  ProcessSpec spec{.argv = {"sh", "-c", "echo hi"},
+                   .env = std::vector<std::string>{"A=1", "PATH=/bin"},
+                   .cwd = "/tmp",
+                   .uid = 1000,
+                   .gid = 100,
+                   .tty = true,
+                   .size = {50, 132}};
+  auto decoded = decode_process_spec(encode(spec));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_EQ(decoded->argv, spec.argv);
+  EXPECT_EQ(decoded->env, spec.env);
+  EXPECT_EQ(decoded->cwd, "/tmp");
+  EXPECT_EQ(decoded->uid, 1000u);
+  EXPECT_EQ(decoded->gid, 100u);
+  EXPECT_TRUE(decoded->tty);
+  EXPECT_EQ(decoded->size, (TtySize{50, 132}));
+}
+
+TEST(AgentMessages, ProcessSpecDefaults) {
+  auto decoded = decode_process_spec(R"({"argv":["true"]})");
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_FALSE(decoded->env.has_value());
+  EXPECT_FALSE(decoded->uid.has_value());
+  EXPECT_FALSE(decoded->tty);
+}
+
+TEST(AgentMessages, ProcessSpecRejectsBadInput) {
+  for (const char* bad :
+       {R"({})", R"({"argv":[]})", R"({"argv":[""]})", R"({"argv":"sh"})", R"({"argv":[1]})",
+        R"({"argv":["a\u0000b"]})", R"({"argv":["sh"],"env":["NOEQUALS"]})", R"({"argv":["sh"],"uid":-1})",
+        R"({"argv":["sh"],"uid":4294967295})", R"({"argv":["sh"],"tty":"yes"})",
+        R"({"argv":["sh"],"rows":70000})", R"([1,2])"}) {
+    auto decoded = decode_process_spec(bad);
+    EXPECT_FALSE(decoded.has_value()) << bad;
+    if (!decoded) {
+      EXPECT_EQ(decoded.error().category(), ErrorCategory::kProtocol) << bad;
+    }
+  }
+}
+
+TEST(AgentMessages, ExitStatusRoundTrip) {
+  for (ExitStatus status : {ExitStatus::exited(0), ExitStatus::exited(7), ExitStatus::signaled(15)}) {
+    auto decoded = decode_exit_status(encode(status));
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(*decoded, status);
+  }
+  EXPECT_FALSE(decode_exit_status(R"({"code":256})").has_value());
+  EXPECT_FALSE(decode_exit_status(R"({"signal":0})").has_value());
+}
+
+TEST(AgentMessages, SignalAndResize) {
+  EXPECT_EQ(decode_signal_request(encode(SignalRequest{2}))->signum, 2);
+  EXPECT_FALSE(decode_signal_request(R"({"signum":0})").has_value());
+  EXPECT_FALSE(decode_signal_request(R"({"signum":1000})").has_value());
+  EXPECT_EQ(*decode_tty_size(encode(TtySize{33, 77})), (TtySize{33, 77}));
+  EXPECT_FALSE(decode_tty_size(R"({"rows":1})").has_value());
+}
+
+TEST(AgentMessages, ErrorReplyKeepsItsCategory) {
+  auto decoded =
+      decode_error_reply(encode(ErrorReply{ErrorCategory::kPermissionDenied, "exec /x: Permission denied"}));
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->category, ErrorCategory::kPermissionDenied);
+  EXPECT_EQ(decoded->message, "exec /x: Permission denied");
+  EXPECT_EQ(decode_error_reply(R"({"category":"from the future","message":"m"})")->category,
+            ErrorCategory::kInternal);
+}
+
+TEST(AgentMessages, CreditGrantIsBinary) {
+  std::string bytes = encode(CreditGrant{DataChannel::kStderr, 0x01020304});
+  EXPECT_EQ(bytes, std::string("\x02\x04\x03\x02\x01", 5));
+  auto decoded = decode_credit_grant(bytes);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->channel, DataChannel::kStderr);
+  EXPECT_EQ(decoded->bytes, 0x01020304u);
+  EXPECT_FALSE(decode_credit_grant("\x01\x00").has_value());
+  EXPECT_FALSE(decode_credit_grant(std::string("\x03\x00\x00\x00\x00", 5)).has_value());
+}
+
+TEST(AgentMessages, NonUtf8TextDoesNotThrow) {
+  std::string encoded = encode(ErrorReply{ErrorCategory::kIo, "bad \xff byte"});
+  auto decoded = decode_error_reply(encoded);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_NE(decoded->message.find("bad "), std::string::npos);
+}
+
+TEST(AgentMessages, ShutdownPayloadIsOptional) {
+  EXPECT_FALSE(decode_shutdown_request("")->reboot);
+  EXPECT_TRUE(decode_shutdown_request(encode(ShutdownRequest{true}))->reboot);
+}
+
+}  // namespace
+}  // namespace kiln::agent

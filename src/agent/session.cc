@@ -1,0 +1,141 @@
+#include "agent/session.h"
+
+#include "common/log.h"
+#include "kiln/version.h"
+
+namespace kiln::agent {
+
+Result<void> Session::on_bytes(std::string_view bytes) {
+  decoder_.feed(bytes);
+  for (;;) {
+    auto frame = decoder_.next();
+    if (!frame) {
+      send_error(kConnectionStream, frame.error());
+      return std::move(frame).error();
+    }
+    if (!*frame) return ok();
+    handle(std::move(**frame));
+  }
+}
+
+void Session::collect_finished() {
+  std::erase_if(processes_, [](const auto& entry) { return entry.second->finished(); });
+}
+
+void Session::send_error(StreamId stream, const Error& error) {
+  outbound_.push(MessageType::kError, stream, encode(ErrorReply{error.category(), error.message()}));
+}
+
+void Session::handle(Frame frame) {
+  switch (frame.type) {
+    case MessageType::kHello:
+      return handle_hello(frame);
+    case MessageType::kPing:
+      return outbound_.push(MessageType::kPong, frame.stream, frame.payload);
+    case MessageType::kPong:
+      return;
+    default:
+      break;
+  }
+  if (!hello_done_) {
+    return send_error(frame.stream,
+                      Error::failed_precondition(
+                          fmt::format("{} before HELLO: the handshake comes first", to_string(frame.type))));
+  }
+  switch (frame.type) {
+    case MessageType::kShutdown: {
+      auto request = decode_shutdown_request(frame.payload);
+      if (!request) return send_error(kConnectionStream, request.error());
+      shutdown_ = *request;
+      return;
+    }
+    case MessageType::kRun:
+      return handle_run(frame);
+    case MessageType::kStdin:
+    case MessageType::kCloseStdin:
+    case MessageType::kSignal:
+    case MessageType::kResize:
+    case MessageType::kCredit: {
+      auto found = processes_.find(frame.stream);
+      if (found == processes_.end() || found->second->finished()) {
+        return send_error(frame.stream, Error::not_found(fmt::format("{}: no process with id {}",
+                                                                     to_string(frame.type), frame.stream)));
+      }
+      return handle_process_frame(frame, *found->second);
+    }
+    default:
+      return send_error(frame.stream, Error::protocol(fmt::format("{} is sent by the agent, not to it",
+                                                                  to_string(frame.type))));
+  }
+}
+
+void Session::handle_hello(const Frame& frame) {
+  auto hello = decode_hello_request(frame.payload);
+  if (!hello) return send_error(kConnectionStream, hello.error());
+  if (hello->version.major != kProtocolVersion.major) {
+    return send_error(
+        kConnectionStream,
+        Error::unsupported(fmt::format("protocol version mismatch: host speaks {}.{}, agent speaks {}.{}",
+                                       hello->version.major, hello->version.minor, kProtocolVersion.major,
+                                       kProtocolVersion.minor)));
+  }
+  if (hello_done_) {
+    log::info("new HELLO: restarting the session", {{"killed", processes_.size()}});
+    processes_.clear();
+  }
+  hello_done_ = true;
+  log::info("host connected", {{"peer", hello->peer}});
+  HelloReply reply{
+      kProtocolVersion, fmt::format("kiln-agent {}", kVersion), {"tty", "signal", "resize", "shutdown"}};
+  outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
+}
+
+void Session::handle_run(const Frame& frame) {
+  if (frame.stream == kConnectionStream) {
+    return send_error(frame.stream, Error::protocol("RUN on stream 0: process ids start at 1"));
+  }
+  if (processes_.contains(frame.stream)) {
+    return send_error(frame.stream,
+                      Error::already_exists(fmt::format("process id {} is in use", frame.stream)));
+  }
+  if (processes_.size() >= kMaxProcesses) {
+    return send_error(frame.stream,
+                      Error::unavailable(fmt::format("too many processes (limit {})", kMaxProcesses)));
+  }
+  auto spec = decode_process_spec(frame.payload);
+  if (!spec) return send_error(frame.stream, spec.error());
+  auto process = SupervisedProcess::start(frame.stream, *spec, loop_, reaper_, outbound_);
+  if (!process) {
+    log::info("process failed to start", {{"id", frame.stream}, {"error", process.error().message()}});
+    return send_error(frame.stream, process.error());
+  }
+  processes_.emplace(frame.stream, std::move(process).value());
+}
+
+void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {
+  switch (frame.type) {
+    case MessageType::kStdin:
+      return process.on_stdin(frame.payload);
+    case MessageType::kCloseStdin:
+      return process.on_close_stdin();
+    case MessageType::kSignal: {
+      auto request = decode_signal_request(frame.payload);
+      if (!request) return send_error(frame.stream, request.error());
+      return process.on_signal(request->signum);
+    }
+    case MessageType::kResize: {
+      auto size = decode_tty_size(frame.payload);
+      if (!size) return send_error(frame.stream, size.error());
+      return process.on_resize(*size);
+    }
+    case MessageType::kCredit: {
+      auto grant = decode_credit_grant(frame.payload);
+      if (!grant) return send_error(frame.stream, grant.error());
+      return process.on_credit(*grant);
+    }
+    default:
+      return;
+  }
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,57 @@
+// Session: the agent's protocol state for one host connection: the HELLO handshake, the processes the host
+// started (by the ids it chose), and the frames queued for the host. It never touches the channel fd: the
+// Agent feeds it bytes and flushes `outbound()`. A new HELLO starts over (processes of the old session are
+// killed), which is how a host that reconnected quickly resynchronizes. Agent thread only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "agent/event_loop.h"
+#include "agent/protocol/frame.h"
+#include "agent/protocol/frame_writer.h"
+#include "agent/protocol/messages.h"
+#include "agent/reaper.h"
+#include "agent/supervised_process.h"
+
+namespace kiln::agent {
+
+// Processes one session may run at once: bounds what a confused host can make the agent hold.
+inline constexpr size_t kMaxProcesses = 1024;
+
+class Session {
+ public:
+  Session(EventLoop& loop, Reaper& reaper) : loop_(loop), reaper_(reaper) {}
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Decodes and handles the bytes. An error means the stream is out of sync (a framing error, already
+  // reported to the host as an ERROR frame): the session must end.
+  Result<void> on_bytes(std::string_view bytes);
+  // Frames for the host, in order.
+  FrameWriter& outbound() { return outbound_; }
+  // Drops processes whose EXIT is queued. Call after each batch of events.
+  void collect_finished();
+  // Set once the host asked for SHUTDOWN.
+  const std::optional<ShutdownRequest>& shutdown_requested() const { return shutdown_; }
+  size_t process_count() const { return processes_.size(); }
+
+ private:
+  void handle(Frame frame);
+  void handle_hello(const Frame& frame);
+  void handle_run(const Frame& frame);
+  void handle_process_frame(const Frame& frame, SupervisedProcess& process);
+  void send_error(StreamId stream, const Error& error);
+
+  EventLoop& loop_;
+  Reaper& reaper_;
+  FrameDecoder decoder_;
+  FrameWriter outbound_;
+  bool hello_done_ = false;
+  std::optional<ShutdownRequest> shutdown_;
+  std::map<StreamId, std::unique_ptr<SupervisedProcess>> processes_;
+};
+
+}  // namespace kiln::agent

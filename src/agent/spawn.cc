@@ -1,0 +1,228 @@
+#include "agent/spawn.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace kiln::agent {
+
+namespace {
+
+// Where the child failed; reported with errno over the error pipe.
+enum class Stage : int {
+  kSetsid = 1,
+  kControllingTty,
+  kStdio,
+  kCloseFds,
+  kGroups,
+  kGid,
+  kUid,
+  kChdir,
+  kExec
+};
+
+struct ChildPlan {
+  std::vector<std::string> candidates;  // executable paths to try in order (PATH search done up front)
+  std::vector<char*> argv;
+  std::vector<std::string> env_storage;
+  std::vector<char*> envp;
+  std::string cwd;
+  int stdio[3] = {-1, -1, -1};
+  int tty_slave = -1;
+  const ProcessSpec* spec = nullptr;
+};
+
+std::string find_path(const std::vector<std::string>& env) {
+  for (const auto& entry : env) {
+    if (entry.starts_with("PATH=")) return entry.substr(5);
+  }
+  return kDefaultPath;
+}
+
+// execvp's search, done before fork because the child may not allocate, and against the *spec's* PATH:
+// glibc's execvpe would search the agent's own PATH.
+std::vector<std::string> executable_candidates(const std::string& name, const std::string& path) {
+  if (name.find('/') != std::string::npos) return {name};
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = path.find(':', start);
+    std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    out.push_back((dir.empty() ? std::string(".") : dir) + "/" + name);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// Runs in the forked child: async-signal-safe calls only.
+[[noreturn]] void exec_child(const ChildPlan& plan, int error_fd) {
+  auto fail = [error_fd](Stage stage, int errnum) {
+    int report[2] = {static_cast<int>(stage), errnum};
+    (void)!::write(error_fd, report, sizeof report);
+    ::_exit(127);
+  };
+  // The agent blocks SIGCHLD and ignores SIGPIPE; both survive exec, so reset everything.
+  sigset_t none;
+  sigemptyset(&none);
+  (void)::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);
+
+  if (::setsid() < 0) fail(Stage::kSetsid, errno);
+  if (plan.tty_slave >= 0 && ::ioctl(plan.tty_slave, TIOCSCTTY, 0) != 0) fail(Stage::kControllingTty, errno);
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(plan.stdio[i], i) < 0) fail(Stage::kStdio, errno);
+  }
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(Stage::kCloseFds, errno);
+  // A process run as another user gets no supplementary groups from the agent.
+  if ((plan.spec->uid || plan.spec->gid) && ::setgroups(0, nullptr) != 0) fail(Stage::kGroups, errno);
+  if (plan.spec->gid && ::setgid(*plan.spec->gid) != 0) fail(Stage::kGid, errno);
+  if (plan.spec->uid && ::setuid(*plan.spec->uid) != 0) fail(Stage::kUid, errno);
+  if (::chdir(plan.cwd.c_str()) != 0) fail(Stage::kChdir, errno);
+
+  int result = ENOENT;
+  bool denied = false;
+  for (const auto& candidate : plan.candidates) {
+    ::execve(candidate.c_str(), plan.argv.data(), plan.envp.data());
+    result = errno;
+    if (errno == EACCES) {
+      denied = true;
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      break;  // found but not runnable (ENOEXEC, E2BIG, ...): report that, as execvp does
+    }
+  }
+  fail(Stage::kExec, denied && (result == ENOENT || result == ENOTDIR) ? EACCES : result);
+  ::_exit(127);
+}
+
+Error describe_failure(Stage stage, int errnum, const ChildPlan& plan) {
+  const ProcessSpec& spec = *plan.spec;
+  switch (stage) {
+    case Stage::kExec:
+      return Error::from_errno(fmt::format("exec {}", spec.argv[0]), errnum);
+    case Stage::kChdir:
+      return Error(ErrorCategory::kInvalidArgument,
+                   Error::from_errno(fmt::format("chdir {}", plan.cwd), errnum).message());
+    case Stage::kGroups:
+    case Stage::kGid:
+      return Error(ErrorCategory::kInvalidArgument,
+                   Error::from_errno(fmt::format("setgid {}", spec.gid.value_or(0)), errnum).message());
+    case Stage::kUid:
+      return Error(ErrorCategory::kInvalidArgument,
+                   Error::from_errno(fmt::format("setuid {}", spec.uid.value_or(0)), errnum).message());
+    case Stage::kSetsid:
+      return Error::from_errno("setsid", errnum);
+    case Stage::kControllingTty:
+      return Error::from_errno("set controlling tty", errnum);
+    case Stage::kStdio:
+      return Error::from_errno("redirect stdio", errnum);
+    case Stage::kCloseFds:
+      return Error::from_errno("close_range", errnum);
+  }
+  return Error::from_errno("spawn", errnum);
+}
+
+struct Pty {
+  UniqueFd master;
+  UniqueFd slave;
+};
+
+Result<Pty> open_pty(TtySize size) {
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master) return Error::last_os_error("open /dev/ptmx");
+  if (::grantpt(master.get()) != 0) return Error::last_os_error("grantpt");
+  if (::unlockpt(master.get()) != 0) return Error::last_os_error("unlockpt");
+  char name[128];
+  if (::ptsname_r(master.get(), name, sizeof name) != 0) return Error::last_os_error("ptsname");
+  UniqueFd slave(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return Error::last_os_error(fmt::format("open {}", name));
+  winsize window{};
+  window.ws_row = size.rows;
+  window.ws_col = size.cols;
+  if (::ioctl(master.get(), TIOCSWINSZ, &window) != 0) return Error::last_os_error("TIOCSWINSZ");
+  return Pty{std::move(master), std::move(slave)};
+}
+
+}  // namespace
+
+std::vector<std::string> effective_environment(const ProcessSpec& spec) {
+  std::vector<std::string> env = spec.env.value_or(std::vector<std::string>{});
+  auto has = [&env](std::string_view key) {
+    for (const auto& entry : env) {
+      if (entry.size() > key.size() && entry.starts_with(key) && entry[key.size()] == '=') return true;
+    }
+    return false;
+  };
+  if (!has("PATH")) env.push_back(std::string("PATH=") + kDefaultPath);
+  if (spec.tty && !has("TERM")) env.emplace_back("TERM=xterm");
+  return env;
+}
+
+Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
+  if (spec.argv.empty()) return Error::invalid_argument("empty argv");
+  ChildPlan plan;
+  plan.spec = &spec;
+  plan.env_storage = effective_environment(spec);
+  plan.candidates = executable_candidates(spec.argv[0], find_path(plan.env_storage));
+  for (const auto& arg : spec.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));
+  plan.argv.push_back(nullptr);
+  for (auto& entry : plan.env_storage) plan.envp.push_back(entry.data());
+  plan.envp.push_back(nullptr);
+  plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
+
+  SpawnedProcess spawned;
+  UniqueFd child_ends[3];
+  Pty pty;
+  if (spec.tty) {
+    pty = KILN_TRY(open_pty(spec.size));
+    plan.tty_slave = pty.slave.get();
+    for (int& fd : plan.stdio) fd = pty.slave.get();
+  } else {
+    Pipe in = KILN_TRY(make_pipe());
+    Pipe out = KILN_TRY(make_pipe());
+    Pipe err = KILN_TRY(make_pipe());
+    child_ends[0] = std::move(in.read_end);
+    child_ends[1] = std::move(out.write_end);
+    child_ends[2] = std::move(err.write_end);
+    spawned.stdin_fd = std::move(in.write_end);
+    spawned.stdout_fd = std::move(out.read_end);
+    spawned.stderr_fd = std::move(err.read_end);
+    for (int i = 0; i < 3; ++i) plan.stdio[i] = child_ends[i].get();
+  }
+
+  Pipe error_pipe = KILN_TRY(make_pipe());
+  pid_t pid = ::fork();
+  if (pid < 0) return Error::last_os_error("fork");
+  if (pid == 0) exec_child(plan, error_pipe.write_end.get());
+
+  // The child's ends must close here, or EOF on its output would never come.
+  error_pipe.write_end.reset();
+  for (auto& end : child_ends) end.reset();
+  pty.slave.reset();
+  if (spec.tty) spawned.stdout_fd = std::move(pty.master);
+
+  int report[2] = {0, 0};
+  ssize_t got;
+  do {
+    got = ::read(error_pipe.read_end.get(), report, sizeof report);
+  } while (got < 0 && errno == EINTR);
+  // The failed child is reaped by the Reaper like any other unowned pid.
+  if (got == static_cast<ssize_t>(sizeof report))
+    return describe_failure(static_cast<Stage>(report[0]), report[1], plan);
+
+  spawned.pid = pid;
+  for (UniqueFd* fd : {&spawned.stdin_fd, &spawned.stdout_fd, &spawned.stderr_fd}) {
+    if (*fd) KILN_TRY(set_nonblocking(fd->get()));
+  }
+  return spawned;
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,35 @@
+// Starting a workload process for kiln-agent: fork/exec with pipes, or with a pty (setsid + TIOCSCTTY, the
+// slave as stdin/stdout/stderr) when the spec asks for a tty. The caller registers the pid with the Reaper
+// right away; this code never waits for the child (see reaper.h). Agent thread only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "agent/protocol/messages.h"
+#include "common/error.h"
+#include "common/unique_fd.h"
+
+namespace kiln::agent {
+
+// The PATH a process gets when the host sends none (busybox's layout and the usual FHS directories).
+inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  UniqueFd stdin_fd;   // pipe write end; invalid with a tty (write to `output` instead)
+  UniqueFd stdout_fd;  // pipe read end, or the pty master with a tty
+  UniqueFd stderr_fd;  // pipe read end; invalid with a tty (merged into the pty)
+};
+
+// The environment a spec runs with: its env (or none), plus PATH when missing, plus TERM=xterm for a tty.
+std::vector<std::string> effective_environment(const ProcessSpec& spec);
+
+// Starts `spec`. Failures in the child before or at exec come back as errors with the errno text, e.g.
+// "exec foo: No such file or directory" (kNotFound: shells exit 127) or "exec /x: Permission denied"
+// (kPermissionDenied: 126). A bad cwd, uid or gid is kInvalidArgument. All returned fds are non-blocking.
+Result<SpawnedProcess> spawn_process(const ProcessSpec& spec);
+
+}  // namespace kiln::agent

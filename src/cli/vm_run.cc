@@ -1,0 +1,207 @@
+#include "cli/vm_run.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "agent/client/agent_connection.h"
+#include "agent/client/attach.h"
+#include "cli/terminal.h"
+#include "common/temp_dir.h"
+#include "common/units.h"
+#include "engine/qemu/qemu_engine.h"
+#include "guest/guest_kit.h"
+
+namespace kiln::cli {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kMinMemoryMib = 64;
+// Under TCG with sanitizers and parallel VMs a boot can take far longer than the usual 1-3 s.
+constexpr auto kAgentTimeout = 180s;
+
+struct Validated {
+  uint64_t memory_mib;
+};
+
+Result<Validated> validate(const VmRunOptions& options) {
+  if (options.command.empty()) return Error::invalid_argument("no command given (usage: kiln vm run [OPTIONS] -- CMD [ARGS...])");
+  uint64_t bytes = KILN_TRY_CONTEXT(parse_size(options.memory, 1 << 20), "--memory");
+  uint64_t mib = bytes >> 20;
+  if (mib < kMinMemoryMib) return Error::invalid_argument(fmt::format("--memory {} is below the minimum of 64M", options.memory));
+  uint64_t host_mib = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) >> 20;
+  if (mib > host_mib) return Error::invalid_argument(fmt::format("--memory {} is more than the host's {}M", options.memory, host_mib));
+  unsigned host_cpus = std::max(1u, std::thread::hardware_concurrency());
+  if (options.cpus == 0 || options.cpus > host_cpus) {
+    return Error::invalid_argument(fmt::format("--cpus must be between 1 and {} (the host's cores)", host_cpus));
+  }
+  for (const auto& entry : options.env) {
+    if (entry.find('=') == std::string::npos || entry.front() == '=') {
+      return Error::invalid_argument(fmt::format("-e {}: expected KEY=VALUE", entry));
+    }
+  }
+  return Validated{mib};
+}
+
+// The guest's last words, for "the VM stopped" errors: the kernel panic line if there is one.
+std::string last_console_words(const engine::VmInstance& vm) {
+  std::string tail = vm.console_tail(4096);
+  size_t panic = tail.rfind("Kernel panic");
+  std::string_view line = tail;
+  if (panic != std::string::npos) {
+    line = std::string_view(tail).substr(panic);
+    line = line.substr(0, line.find('\n'));
+  } else {
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    size_t newline = line.rfind('\n');
+    if (newline != std::string_view::npos) line.remove_prefix(newline + 1);
+  }
+  std::string clean;
+  for (char c : line) {
+    if (c != '\r') clean.push_back(c);
+  }
+  return clean;
+}
+
+// When the agent channel fails, the more useful cause is usually that the VM itself stopped.
+Error explain_vm_failure(engine::VmInstance& vm, const Error& error, std::string_view stage) {
+  auto exited = vm.wait_for_exit(2s);
+  if (exited && *exited) {
+    std::string words = last_console_words(vm);
+    return Error::unavailable(fmt::format("the VM stopped {} (QEMU {}){}{}", stage, (*exited)->describe(),
+                                          words.empty() ? "" : ": ", words));
+  }
+  return error.with_context(fmt::format("VM failed {}", stage));
+}
+
+// While the VM boots, a terminating signal must still end `kiln` promptly and leave nothing behind: the
+// handler removes the runtime directory's files (unlink/rmdir are async-signal-safe) and re-raises. QEMU dies
+// with us (PR_SET_PDEATHSIG).
+char g_boot_runtime_dir[256];
+
+void remove_runtime_dir_and_die(int sig) {
+  static constexpr const char* kFiles[] = {"/qmp.sock", "/agent.sock", "/console.log", "/qemu.log"};
+  char path[512];
+  for (const char* file : kFiles) {
+    size_t dir_length = ::strnlen(g_boot_runtime_dir, sizeof g_boot_runtime_dir);
+    size_t file_length = ::strlen(file);
+    if (dir_length == 0 || dir_length + file_length + 1 > sizeof path) break;
+    ::memcpy(path, g_boot_runtime_dir, dir_length);
+    ::memcpy(path + dir_length, file, file_length + 1);
+    ::unlink(path);
+  }
+  if (g_boot_runtime_dir[0]) ::rmdir(g_boot_runtime_dir);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void clean_up_on_signal_while_booting(const std::string& runtime_dir) {
+  ::snprintf(g_boot_runtime_dir, sizeof g_boot_runtime_dir, "%s", runtime_dir.c_str());
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(sig, remove_runtime_dir_and_die);
+}
+
+// Blocks the signals we forward and returns a signalfd for them. Children (QEMU) get a clean mask at exec.
+Result<UniqueFd> forwarded_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("sigprocmask");
+  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd) return Error::last_os_error("signalfd");
+  return fd;
+}
+
+Result<int> run(const VmRunOptions& options) {
+  Validated valid = KILN_TRY(validate(options));
+
+  const char* qemu_override = std::getenv("KILN_QEMU");  // NOLINT(concurrency-mt-unsafe): read-only
+  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu_override ? qemu_override : ""));
+  guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel, .initramfs = options.initrd}));
+
+  // Declared before the VM so the VM (and its sockets) goes first, then the directory.
+  TempDir runtime_dir = KILN_TRY(TempDir::create("kiln-vm-"));
+  clean_up_on_signal_while_booting(runtime_dir.path());
+  engine::VmSpec spec{.name = "run-" + std::to_string(::getpid()),
+                      .cpus = options.cpus,
+                      .memory_mib = valid.memory_mib,
+                      .kernel = kit.kernel,
+                      .initrd = kit.initramfs,
+                      .runtime_dir = runtime_dir.path(),
+                      .die_with_launcher = true};
+  std::unique_ptr<engine::VmInstance> vm = KILN_TRY(engine->launch(spec));
+
+  auto channel = vm->connect_agent();
+  if (!channel) return explain_vm_failure(*vm, channel.error(), "before its agent answered");
+  auto connection = agent::AgentConnection::connect(std::move(*channel), kAgentTimeout);
+  if (!connection) return explain_vm_failure(*vm, connection.error(), "before its agent answered");
+
+  bool stdin_is_tty = ::isatty(STDIN_FILENO);
+  agent::ProcessSpec process{.argv = options.command, .cwd = options.workdir, .tty = options.tty};
+  if (!options.env.empty()) {
+    process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    for (const auto& entry : options.env) process.env->push_back(entry);
+    if (options.tty) process.env->push_back("TERM=xterm");
+  } else if (options.tty) {
+    process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                           "TERM=xterm"};
+  }
+  if (options.tty) {
+    if (auto size = terminal_size(stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO)) process.size = *size;
+  }
+  // From here on, signals are the command's: forwarded to it rather than ending `kiln`.
+  UniqueFd signals = KILN_TRY(forwarded_signals());
+  auto id = (*connection)->start_process(process);
+  if (!id) {
+    if (id.error().category() == ErrorCategory::kUnavailable) return explain_vm_failure(*vm, id.error(), "while starting the command");
+    fmt::print(stderr, "kiln: {}\n", id.error().message());
+    return agent::exit_code_for_start_error(id.error());
+  }
+
+  std::optional<RawTerminal> raw;
+  if (options.tty && options.interactive && stdin_is_tty) raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
+  auto status = agent::attach_process(**connection, *id,
+                                      {.stdin_fd = options.interactive ? STDIN_FILENO : -1,
+                                       .stdout_fd = STDOUT_FILENO,
+                                       .stderr_fd = STDERR_FILENO,
+                                       .signal_fd = signals.get(),
+                                       .tty_fd = options.tty ? (stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO) : -1});
+  raw.reset();
+  if (!status) return explain_vm_failure(*vm, status.error(), "while the command ran");
+  // The VM is throwaway and has no disks to flush: killing it (the VM's destructor) is the fastest teardown.
+  return status->shell_code();
+}
+
+}  // namespace
+
+int run_vm_run(const VmRunOptions& options) {
+  auto code = run(options);
+  if (!code) {
+    print_error(code.error().message());
+    return kExitKilnError;
+  }
+  return *code;
+}
+
+void register_vm_run(CLI::App& vm, Action& chosen) {
+  auto options = std::make_shared<VmRunOptions>();
+  auto* run = vm.add_subcommand("run", "Boot a throwaway VM, run a command in it, and exit with its status");
+  run->add_option("--cpus", options->cpus, "Virtual CPUs")->capture_default_str();
+  run->add_option("-m,--memory", options->memory, "Memory (e.g. 512M, 1G; a bare number is MiB)")->capture_default_str();
+  run->add_flag("-i,--interactive", options->interactive, "Keep stdin attached");
+  run->add_flag("-t,--tty", options->tty, "Allocate a pseudo-TTY");
+  run->add_option("-e,--env", options->env, "Set an environment variable (KEY=VALUE)")->allow_extra_args(false);
+  run->add_option("-w,--workdir", options->workdir, "Working directory inside the VM");
+  run->add_option("--kernel", options->kernel, "Boot this kernel instead of Kiln's");
+  run->add_option("--initrd", options->initrd, "Boot this initramfs instead of Kiln's (expert)");
+  run->add_option("command", options->command, "Command and arguments (after --)");
+  run->callback([options, &chosen] { chosen = [options] { return run_vm_run(*options); }; });
+}
+
+}  // namespace kiln::cli

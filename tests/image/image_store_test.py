@@ -1,0 +1,325 @@
+"""`kiln image`: pull, push, load, save, import, rm, prune and EROFS root filesystems against a real
+registry (docker-registry on a random loopback port) and reference tools (skopeo, umoci).
+
+Every test gets its own scratch directory, store root, registry and DOCKER_CONFIG; nothing is shared."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from image_fixtures import (KILN, Layer, Registry, TokenServer, busybox_layer, docker_archive, erofs_tree, gzipped,
+                            htpasswd_file, multilayer_layers, sha256, tree_listing, umoci_rootfs, without_setid,
+                            write_oci_layout)
+
+TIMEOUT = 120
+
+
+class ImageCase(unittest.TestCase):
+    def setUp(self):
+        self.scratch = tempfile.TemporaryDirectory(prefix="kiln-imagetest-")
+        self.dir = self.scratch.name
+        self.root = os.path.join(self.dir, "kiln-root")
+        self.env = dict(os.environ, DOCKER_CONFIG=os.path.join(self.dir, "docker-config"), TMPDIR=self.dir)
+        self.env.pop("KILN_ROOT", None)
+        self.registry = None
+
+    def tearDown(self):
+        if self.registry:
+            self.registry.stop()
+        self.scratch.cleanup()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def kiln(self, *args, root=None, check=True):
+        result = subprocess.run([KILN, "image", "--root", root or self.root, *args], capture_output=True,
+                                env=self.env, timeout=TIMEOUT)
+        if check:
+            self.assertEqual(result.returncode, 0, f"kiln image {' '.join(args)}:\n{result.stdout.decode()}\n"
+                                                   f"{result.stderr.decode()}")
+        return result
+
+    def start_registry(self, **auth):
+        os.makedirs(self.path("registry"), exist_ok=True)
+        self.registry = Registry(self.path("registry"), **auth)
+        return self.registry
+
+    def skopeo_push(self, layout, tag, reference, *extra):
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", *extra, f"oci:{layout}:{tag}",
+                        f"docker://{reference}"], check=True, capture_output=True, timeout=TIMEOUT)
+
+    def rootfs_tree(self, name, root=None):
+        image = self.kiln("rootfs", name, root=root).stdout.decode().strip()
+        self.assertTrue(image.endswith(".erofs"), image)
+        workdir = self.path("erofs-" + hashlib.sha256((image + str(root)).encode()).hexdigest()[:8])
+        os.makedirs(workdir, exist_ok=True)
+        tree, self.exact_erofs = erofs_tree(image, workdir)
+        return tree
+
+    def assertSameTree(self, ours, reference):
+        if not getattr(self, "exact_erofs", True):
+            ours, reference = without_setid(ours), without_setid(reference)
+        self.assertEqual(ours, reference, "rootfs differs from umoci's:\n" + "\n".join(
+            sorted(set(ours).symmetric_difference(reference))))
+
+    def assertNothingOutside(self):
+        """Canary: the scratch directory holds only what the test itself created."""
+        for name in os.listdir(self.path("canary")):
+            self.assertEqual(name, "secret", f"something was written next to the canary: {name}")
+        with open(self.path("canary", "secret")) as f:
+            self.assertEqual(f.read(), "untouched")
+
+
+class PullTest(ImageCase):
+    def test_busybox_pull_matches_umoci(self):
+        registry = self.start_registry()
+        write_oci_layout(self.path("busybox"), [gzipped(busybox_layer())])
+        self.skopeo_push(self.path("busybox"), "latest", f"{registry.address}/library/busybox:latest")
+        out = self.kiln("pull", f"{registry.address}/library/busybox").stdout.decode()
+        self.assertIn("Pull complete", out)
+        reference = tree_listing(umoci_rootfs(self.path("busybox"), "latest", self.path("bundle")))
+        self.assertSameTree(self.rootfs_tree(f"{registry.address}/library/busybox:latest"), reference)
+        listing = self.kiln("ls", "--format", "json").stdout
+        [image] = json.loads(listing)
+        self.assertEqual(image["RepoTags"], [f"{registry.address}/library/busybox:latest"])
+
+    def test_multilayer_whiteouts_opaque_links_match_umoci(self):
+        registry = self.start_registry()
+        write_oci_layout(self.path("multi"), multilayer_layers())
+        self.skopeo_push(self.path("multi"), "latest", f"{registry.address}/team/multi:v1")
+        self.kiln("pull", f"{registry.address}/team/multi:v1")
+        reference = tree_listing(umoci_rootfs(self.path("multi"), "latest", self.path("bundle")))
+        ours = self.rootfs_tree(f"{registry.address}/team/multi:v1")
+        self.assertSameTree(ours, reference)
+        joined = "\n".join(ours)
+        self.assertNotIn("remove-me", joined)
+        self.assertNotIn("data/old1", joined)
+        self.assertIn("opt/current l", joined)
+        if self.exact_erofs:
+            self.assertIn("opt/app/v2 -rwsr-xr-x", joined)
+
+    def test_pull_through_index_by_digest_and_rootfs_is_cached(self):
+        registry = self.start_registry()
+        ids = write_oci_layout(self.path("multiarch"), [gzipped(busybox_layer())], extra_platforms=("arm64", "s390x"))
+        self.skopeo_push(self.path("multiarch"), "latest", f"{registry.address}/multi:latest", "--all")
+        self.kiln("pull", f"{registry.address}/multi@{ids['top_digest']}")
+        [image] = json.loads(self.kiln("inspect", f"{registry.address}/multi@{ids['top_digest']}").stdout)
+        self.assertEqual(image["Id"], ids["config_digest"])  # the amd64 entry, not arm64 or s390x
+        self.assertEqual(image["Architecture"], "amd64")
+        self.assertIn(f"{registry.address}/multi@{ids['top_digest']}", image["RepoDigests"])
+        first = self.kiln("rootfs", image["Id"]).stdout
+        self.assertEqual(self.kiln("rootfs", image["Id"][7:19]).stdout, first)
+
+    def test_wrong_digest_from_registry_is_rejected(self):
+        registry = self.start_registry()
+        layers = [gzipped(Layer().file("a", b"a" * 5000).bytes())]
+        write_oci_layout(self.path("img"), layers)
+        self.skopeo_push(self.path("img"), "latest", f"{registry.address}/victim:latest")
+        # The registry serves whatever its storage holds: tamper with the layer behind its back.
+        with open(registry.blob_path(sha256(layers[0])), "r+b") as f:
+            f.seek(len(layers[0]) // 2)
+            f.write(b"EVIL")  # same size, other bytes
+        result = self.kiln("pull", f"{registry.address}/victim", check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("digest mismatch", result.stderr.decode())
+        self.assertIn(sha256(layers[0]), result.stderr.decode())
+        blobs = os.listdir(os.path.join(self.root, "image", "blobs", "sha256"))
+        self.assertNotIn(sha256(layers[0])[7:], blobs)
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "tmp")), [])
+        self.assertEqual(json.loads(self.kiln("ls", "--format", "json").stdout), [])
+
+    def test_unknown_image_and_unreachable_registry(self):
+        registry = self.start_registry()
+        result = self.kiln("pull", f"{registry.address}/nope:1", check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("MANIFEST_UNKNOWN", result.stderr.decode())
+        bad = self.kiln("pull", "Not/Valid", check=False)
+        self.assertIn("invalid reference format", bad.stderr.decode())
+
+    def test_killed_pull_resumes_without_refetching_finished_layers(self):
+        registry = self.start_registry()
+        small = gzipped(Layer().file("small", b"s" * 100000).bytes())
+        big = Layer().file("big", os.urandom(48 << 20)).bytes()
+        write_oci_layout(self.path("img"), [small, big])
+        self.skopeo_push(self.path("img"), "latest", f"{registry.address}/resume:latest")
+        ref = f"{registry.address}/resume:latest"
+        first = subprocess.Popen([KILN, "image", "--root", self.root, "pull", "--max-concurrent-downloads", "1", ref],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        small_id = sha256(small)[7:19]
+        for line in first.stdout:
+            if line.decode().startswith(f"{small_id}: Pull complete"):
+                first.send_signal(signal.SIGKILL)
+                break
+        first.wait(timeout=TIMEOUT)
+        first.stdout.close()
+        first.stderr.close()
+        blobs = os.listdir(os.path.join(self.root, "image", "blobs", "sha256"))
+        self.assertIn(sha256(small)[7:], blobs)
+        out = self.kiln("pull", "--max-concurrent-downloads", "1", ref).stdout.decode()
+        self.assertIn(f"{small_id}: Already exists", out)
+        # The registry served the finished layer exactly once.
+        self.assertEqual(registry.log_text().count(f"GET /v2/resume/blobs/{sha256(small)}"), 1)
+        [image] = json.loads(self.kiln("inspect", ref).stdout)
+        blobs = os.listdir(os.path.join(self.root, "image", "blobs", "sha256"))
+        for layer in image["Manifest"]["layers"]:  # skopeo gzipped the big layer on its way to the registry
+            self.assertIn(layer["digest"][7:], blobs)
+        self.kiln("prune")  # clears the temp file the killed pull left
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "tmp")), [])
+        self.assertIn("big", "\n".join(self.rootfs_tree(ref)))
+
+
+class AuthTest(ImageCase):
+    def write_docker_config(self, host, user, password):
+        os.makedirs(self.env["DOCKER_CONFIG"], exist_ok=True)
+        import base64
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        with open(os.path.join(self.env["DOCKER_CONFIG"], "config.json"), "w") as f:
+            json.dump({"auths": {host: {"auth": auth}}}, f)
+
+    def push_busybox(self, address, repo, user, password):
+        write_oci_layout(self.path("busybox"), [gzipped(busybox_layer())])
+        self.kiln("load", "-i", self.path("busybox"), "--repository", "local/busybox")
+        self.kiln("push", "--user", f"{user}:{password}", "local/busybox:latest", f"{address}/{repo}:latest")
+
+    def test_basic_auth_from_docker_config(self):
+        registry = self.start_registry(htpasswd=htpasswd_file(self.path("htpasswd"), "alice", "wonderland"))
+        self.push_busybox(registry.address, "private/bb", "alice", "wonderland")
+        other = self.path("other-root")
+        denied = self.kiln("pull", f"{registry.address}/private/bb", root=other, check=False)
+        self.assertEqual(denied.returncode, 1)
+        self.assertIn("username and password", denied.stderr.decode())
+        self.write_docker_config(f"http://{registry.address}", "alice", "wonderland")
+        self.kiln("pull", f"{registry.address}/private/bb", root=other)
+        self.assertIn("bin/busybox", "\n".join(self.rootfs_tree(f"{registry.address}/private/bb", root=other)))
+
+    def test_bearer_token_auth(self):
+        os.makedirs(self.path("token"))
+        tokens = TokenServer(self.path("token"), "bob", "builder")
+        try:
+            registry = self.start_registry(token=tokens)
+            self.push_busybox(registry.address, "team/bb", "bob", "builder")
+            other = self.path("other-root")
+            wrong = self.kiln("pull", "--user", "bob:wrong", f"{registry.address}/team/bb", root=other, check=False)
+            self.assertEqual(wrong.returncode, 1)
+            self.assertIn("token request", wrong.stderr.decode())
+            self.write_docker_config(registry.address, "bob", "builder")
+            self.kiln("pull", f"{registry.address}/team/bb", root=other)
+            self.assertTrue(any(scope == ["repository:team/bb:pull"] for _, scope in tokens.requests), tokens.requests)
+        finally:
+            tokens.stop()
+
+
+class PushTest(ImageCase):
+    def test_chunked_push_then_cross_repository_mount(self):
+        registry = self.start_registry()
+        write_oci_layout(self.path("multi"), multilayer_layers())
+        self.kiln("load", "-i", self.path("multi"), "--repository", "local/multi")
+        self.kiln("push", "--chunk-size", "1000", "local/multi:latest", f"{registry.address}/first/multi:v1")
+        self.kiln("tag", "local/multi:latest", f"{registry.address}/second/multi:v1")
+        out = self.kiln("push", f"{registry.address}/second/multi:v1").stdout.decode()
+        self.assertIn("Mounted", out)
+        # skopeo + umoci read back what Kiln pushed: the same tree as the original layout.
+        for repo in ("first", "second"):
+            subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{registry.address}/{repo}/multi:v1",
+                            f"oci:{self.path('back-' + repo)}:v1"], check=True, capture_output=True, timeout=TIMEOUT)
+            self.assertSameTree(tree_listing(umoci_rootfs(self.path("back-" + repo), "v1", self.path("bundle-" + repo))),
+                                tree_listing(umoci_rootfs(self.path("multi"), "latest", self.path("bundle-orig-" + repo))))
+
+
+class ArchiveTest(ImageCase):
+    def test_docker_archive_load_save_roundtrip_via_skopeo(self):
+        docker_archive(self.path("saved.tar"), multilayer_layers(), "app:v1")
+        self.kiln("load", "-i", self.path("saved.tar"))
+        before = self.rootfs_tree("app:v1")
+        self.kiln("save", "-o", self.path("resaved.tar"), "app:v1")
+        # skopeo understands the result both as a docker archive and as an OCI archive.
+        inspect = subprocess.run(["skopeo", "inspect", f"docker-archive:{self.path('resaved.tar')}"], check=True,
+                                 capture_output=True, timeout=TIMEOUT).stdout
+        self.assertEqual(len(json.loads(inspect)["Layers"]), 3)
+        subprocess.run(["skopeo", "inspect", f"oci-archive:{self.path('resaved.tar')}:v1"], check=True,
+                       capture_output=True, timeout=TIMEOUT)
+        other = self.path("other-root")
+        self.kiln("load", "-i", self.path("resaved.tar"), root=other)
+        self.assertEqual(self.rootfs_tree("app:v1", root=other), before)
+
+    def test_import_rootfs_tarball(self):
+        os.makedirs(self.path("rootfs", "bin"))
+        shutil.copy("/bin/busybox", self.path("rootfs", "bin", "busybox"))
+        os.symlink("busybox", self.path("rootfs", "bin", "sh"))
+        subprocess.run(["tar", "-C", self.path("rootfs"), "-czf", self.path("rootfs.tgz"), "."], check=True)
+        image_id = self.kiln("import", self.path("rootfs.tgz"), "imported:1").stdout.decode().strip()
+        self.assertTrue(image_id.startswith("sha256:"))
+        tree = "\n".join(self.rootfs_tree("imported:1"))
+        self.assertIn("bin/sh lrwxrwxrwx 0o777 0:0 -> busybox", tree)
+
+    def test_rm_tag_and_prune_collect_garbage(self):
+        docker_archive(self.path("a.tar"), [Layer().file("a", b"a").bytes()], "one:1")
+        self.kiln("load", "-i", self.path("a.tar"))
+        self.kiln("tag", "one:1", "two:2")
+        self.kiln("rootfs", "one:1")
+        self.assertIn("Untagged: one:1", self.kiln("rm", "one:1").stdout.decode())
+        self.assertEqual(len(os.listdir(os.path.join(self.root, "image", "rootfs"))), 1)
+        removed = self.kiln("rm", "two:2").stdout.decode()
+        self.assertIn("Deleted: sha256:", removed)
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "blobs", "sha256")), [])
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "rootfs")), [])
+        missing = self.kiln("inspect", "two:2", check=False)
+        self.assertIn("no such image: two:2", missing.stderr.decode())
+
+
+class MaliciousLayerTest(ImageCase):
+    """Hostile layers are refused when the rootfs is built, with a clear error, and write nothing outside."""
+
+    def setUp(self):
+        super().setUp()
+        os.makedirs(self.path("canary"))
+        with open(self.path("canary", "secret"), "w") as f:
+            f.write("untouched")
+
+    def assertRejected(self, layers, message):
+        docker_archive(self.path("evil.tar"), layers, "evil:1")
+        self.kiln("load", "-i", self.path("evil.tar"))
+        result = self.kiln("rootfs", "evil:1", check=False)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn(message, result.stderr.decode())
+        self.assertNothingOutside()
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "rootfs")), [])
+        self.kiln("rm", "evil:1")
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "unpack")), [])
+
+    def test_traversal(self):
+        self.assertRejected([Layer().file("../../../canary/pwned", b"x").bytes()], "path contains '..'")
+
+    def test_absolute_path(self):
+        self.assertRejected([Layer().file(self.path("canary", "pwned"), b"x").bytes()], "absolute path")
+
+    def test_symlink_escape(self):
+        self.assertRejected([Layer().symlink("escape", "../../../../../../" + self.path("canary")[1:])
+                             .file("escape/pwned", b"x").bytes()], "symlink that leaves the root")
+
+    def test_symlink_swapped_for_directory(self):
+        self.assertRejected([Layer().dir("etc").file("etc/ok", b"1").bytes(),
+                             Layer().symlink("etc", "../../../../../../..").file("etc/pwned", b"x").bytes()],
+                            "symlink that leaves the root")
+
+    def test_hardlink_escape(self):
+        self.assertRejected([Layer().hardlink("stolen", "../../../canary/secret").bytes()], "hard link target")
+
+    def test_ten_gib_size_claim(self):
+        import tarfile
+        info = tarfile.TarInfo("huge")
+        info.size = 10 << 30
+        claim = info.tobuf(format=tarfile.PAX_FORMAT) + b"A" * 8192
+        self.assertRejected([claim], "corrupt or truncated")
+
+    def test_truncated_gzip(self):
+        layer = gzipped(Layer().file("f", os.urandom(200000)).bytes())
+        self.assertRejected([layer[: len(layer) // 2]], "corrupt or truncated")
+
+
+if __name__ == "__main__":
+    unittest.main()

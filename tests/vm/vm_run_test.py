@@ -1,0 +1,191 @@
+"""`kiln vm run`: a command runs inside its own Linux VM with stdio and exit code as if run locally.
+
+Real VMs under QEMU (TCG here). Each test gets its own TMPDIR and initramfs cache, so leftovers show.
+"""
+import fcntl
+import hashlib
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import tempfile
+import termios
+import time
+import unittest
+
+BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
+KILN = os.path.join(BIN_DIR, "kiln")
+TIMEOUT = 240
+
+
+class KilnCase(unittest.TestCase):
+    def setUp(self):
+        self.scratch = tempfile.TemporaryDirectory(prefix="kiln-vmtest-")
+        self.tmpdir = os.path.join(self.scratch.name, "tmp")
+        os.mkdir(self.tmpdir)
+        self.env = dict(os.environ, TMPDIR=self.tmpdir, KILN_CACHE_DIR=os.path.join(self.scratch.name, "cache"))
+        self.env.pop("KILN_KERNEL", None)
+
+    def tearDown(self):
+        self.scratch.cleanup()
+
+    def kiln(self, *args, input=None, env=None, timeout=TIMEOUT):
+        return subprocess.run([KILN, *args], input=input, capture_output=True, env=env or self.env, timeout=timeout)
+
+    def assertNoLeftovers(self):
+        self.assertEqual(os.listdir(self.tmpdir), [], "kiln left temporary files behind")
+
+
+class VmRunTest(KilnCase):
+    def test_uname_shows_kiln_kernel(self):
+        result = self.kiln("vm", "run", "--", "uname", "-r")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout.decode().strip(), r"^6\.1\.\d+.*-kiln$")
+        self.assertNoLeftovers()
+
+    def test_exit_codes_propagate(self):
+        self.assertEqual(self.kiln("vm", "run", "--", "sh", "-c", "exit 7").returncode, 7)
+        self.assertEqual(self.kiln("vm", "run", "--", "true").returncode, 0)
+
+    def test_killed_by_signal_exits_128_plus_n(self):
+        result = self.kiln("vm", "run", "--", "sh", "-c", "kill -TERM $$")
+        self.assertEqual(result.returncode, 143, result.stderr)
+
+    def test_stdin_8mib_hashes_like_the_host(self):
+        data = os.urandom(8 << 20)
+        result = self.kiln("vm", "run", "-i", "--", "sha256sum", input=data)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.decode().split()[0], hashlib.sha256(data).hexdigest())
+
+    def test_output_8mib_intact_and_streams_separate(self):
+        # The guest writes 8 MiB of random bytes to stdout and their hash to stderr.
+        script = "head -c 8388608 /dev/urandom > /tmp/blob; sha256sum /tmp/blob >&2; cat /tmp/blob"
+        result = self.kiln("vm", "run", "--memory", "256M", "--", "sh", "-c", script)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(len(result.stdout), 8 << 20)
+        self.assertEqual(result.stderr.decode().split()[0], hashlib.sha256(result.stdout).hexdigest())
+
+    def test_environment_and_working_directory(self):
+        result = self.kiln("vm", "run", "-e", "GREETING=hello world", "-w", "/tmp", "--",
+                           "sh", "-c", 'echo "$GREETING"; pwd')
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.decode(), "hello world\n/tmp\n")
+
+    def test_command_not_found_exits_127(self):
+        result = self.kiln("vm", "run", "--", "/no/such/command")
+        self.assertEqual(result.returncode, 127)
+        self.assertIn("no/such/command", result.stderr.decode())
+
+    def test_tty_mode_and_resize(self):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        # The guest polls for the new size (the resize travels asynchronously), then prints it.
+        script = ("tty >/dev/null && echo IS-A-TTY; stty size; "
+                  "while [ \"$(stty size)\" = '24 80' ]; do sleep 0.1; done; stty size")
+        proc = subprocess.Popen([KILN, "vm", "run", "-i", "-t", "--", "sh", "-c", script],
+                                stdin=slave, stdout=slave, stderr=slave, env=self.env, start_new_session=True)
+        os.close(slave)
+        output = b""
+
+        def read_until(marker, deadline):
+            nonlocal output
+            while marker not in output:
+                self.assertLess(time.monotonic(), deadline, f"timed out waiting for {marker!r}; got {output!r}")
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+
+        deadline = time.monotonic() + TIMEOUT
+        read_until(b"24 80", deadline)
+        self.assertIn(b"IS-A-TTY", output)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc.send_signal(signal.SIGWINCH)
+        read_until(b"40 120", deadline)
+        self.assertEqual(proc.wait(timeout=TIMEOUT), 0)
+        os.close(master)
+
+    def test_ctrl_c_reaches_the_guest_process(self):
+        proc = subprocess.Popen([KILN, "vm", "run", "--", "sh", "-c", "echo ready; exec sleep 600"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        self.assertEqual(proc.stdout.readline(), b"ready\n")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=TIMEOUT)
+        self.assertEqual(proc.returncode, 130)
+        self.assertNoLeftovers()
+
+    def test_three_vms_in_parallel(self):
+        procs = [subprocess.Popen([KILN, "vm", "run", "--", "sh", "-c", f"echo vm{i}; exit {i}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env) for i in range(3)]
+        for i, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=TIMEOUT)
+            self.assertEqual(proc.returncode, i, err)
+            self.assertEqual(out, f"vm{i}\n".encode())
+        self.assertNoLeftovers()
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+class VmRunFaultTest(KilnCase):
+    def assertOneLineError(self, result):
+        self.assertNotEqual(result.returncode, 0)
+        err = result.stderr.decode().strip()
+        self.assertEqual(len(err.splitlines()), 1, f"expected one line, got: {err!r}")
+        self.assertTrue(err.startswith("kiln: "), err)
+        return err
+
+    def test_qemu_killed_mid_command(self):
+        proc = subprocess.Popen([KILN, "vm", "run", "--", "sh", "-c", "echo ready; exec sleep 600"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        self.assertEqual(proc.stdout.readline(), b"ready\n")
+        qemus = children_of(proc.pid)
+        self.assertEqual(len(qemus), 1)
+        os.kill(qemus[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(b"VM", err)
+        self.assertEqual(len(err.decode().strip().splitlines()), 1, err)
+        self.assertFalse(os.path.exists(f"/proc/{qemus[0]}"), "QEMU was not reaped")
+        self.assertNoLeftovers()
+
+    def test_missing_kernel(self):
+        err = self.assertOneLineError(self.kiln("vm", "run", "--kernel", "/nonexistent/bzImage", "--", "true"))
+        self.assertIn("/nonexistent/bzImage", err)
+        self.assertNoLeftovers()
+
+    def test_corrupt_initramfs(self):
+        bad = os.path.join(self.scratch.name, "bad.cpio")
+        with open(bad, "wb") as f:
+            f.write(os.urandom(4096))
+        err = self.assertOneLineError(self.kiln("vm", "run", "--initrd", bad, "--", "true"))
+        self.assertIn("VM", err)
+        self.assertNoLeftovers()
+
+    def test_missing_qemu_binary(self):
+        env = dict(self.env, KILN_QEMU="/nonexistent/qemu-system-x86_64")
+        err = self.assertOneLineError(self.kiln("vm", "run", "--", "true", env=env))
+        self.assertIn("qemu", err.lower())
+
+    def test_bad_arguments(self):
+        self.assertOneLineError(self.kiln("vm", "run", "--memory", "12M", "--", "true"))
+        self.assertOneLineError(self.kiln("vm", "run", "--memory", "lots", "--", "true"))
+        self.assertOneLineError(self.kiln("vm", "run", "--cpus", "0", "--", "true"))
+        self.assertOneLineError(self.kiln("vm", "run", "-e", "NOEQUALS", "--", "true"))
+        self.assertOneLineError(self.kiln("vm", "run"))
+
+
+if __name__ == "__main__":
+    unittest.main()
