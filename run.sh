@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what Kiln needs, builds the release preset and runs the main job.
+# Installs what Kiln needs, builds the release preset and the guest kernel, and runs the main job: a
+# command inside a freshly booted VM, with its output and exit status coming back as if it ran here.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
@@ -8,4 +9,10 @@ cd "$(dirname "$0")"
 bin=build/release/bin
 "$bin/kiln" --version
 "$bin/kilnd" --version
-"$bin/kiln" --help
+echo "== kiln vm run -- uname -a (a VM boots, runs the command and is torn down)"
+"$bin/kiln" vm run -- uname -a
+echo "== stdin and exit status travel too"
+status=0
+echo "hello from the host" | "$bin/kiln" vm run -i -- sh -c 'read line; echo "guest read: $line"; exit 3' || status=$?
+echo "exit status: $status"
+[ "$status" -eq 3 ]
