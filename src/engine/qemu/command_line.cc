@@ -12,8 +12,9 @@ VmPaths paths_for(const std::string& runtime_dir) {
 }
 
 std::string guest_cmdline(const VmSpec& spec, const HostFacts& host) {
-  // reboot=k + panic=-1 + QEMU's -no-reboot: a guest power-off, reboot or panic ends the QEMU process.
-  std::string cmdline = "console=ttyS0 reboot=k panic=-1 quiet random.trust_cpu=on";
+  // reboot=t (triple fault; microvm has no keyboard controller, so reboot=k hangs) + panic=-1 + QEMU's
+  // -no-reboot: a guest reboot or panic ends the QEMU process. (Without ACPI, power-off only halts.)
+  std::string cmdline = "console=ttyS0 reboot=t panic=-1 quiet random.trust_cpu=on";
   if (host.accelerator == Accelerator::kTcg && host.tsc_khz > 0) {
     // Under TCG the guest's TSC calibration against the emulated PIT can hang boot; tell it the rate.
     cmdline += fmt::format(" tsc_early_khz={} tsc=reliable", host.tsc_khz);

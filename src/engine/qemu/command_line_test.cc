@@ -55,7 +55,7 @@ TEST(QemuCommandLine, TscHintOnlyUnderTcg) {
 TEST(QemuCommandLine, NoWorkloadOnTheKernelCommandLine) {
   // Fork design: a booted template must serve any workload, so only fixed options are on the command line.
   std::string cmdline = guest_cmdline(sample_spec(), {Accelerator::kTcg, 0});
-  EXPECT_EQ(cmdline, "console=ttyS0 reboot=k panic=-1 quiet random.trust_cpu=on");
+  EXPECT_EQ(cmdline, "console=ttyS0 reboot=t panic=-1 quiet random.trust_cpu=on");
 }
 
 TEST(QemuCommandLine, DisksAreNamedBlockdevNodesWithSerials) {
