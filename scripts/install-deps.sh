@@ -15,7 +15,7 @@ packages=(
   # guest kernel source and its build dependencies
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils dwarves python3
   # image fixtures and the registry used by tests
-  docker-registry skopeo umoci apache2-utils
+  docker-registry skopeo umoci apache2-utils debootstrap
 )
 
 missing=()
