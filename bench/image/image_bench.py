@@ -2,7 +2,7 @@
 """bench/image: pull + unpack of a ~100 MiB Debian image from a loopback registry, Kiln vs skopeo+umoci.
 
 Not a test (not registered with CTest, asserts nothing about timings); it prints figures that
-docs/benchmarks-image.md records.
+docs/benchmarks.md records.
 
   1. Builds a Debian bookworm minbase userland once with debootstrap (cached as a tar under --cache-dir),
      turns it into a one-layer (gzip) OCI image with umoci and pushes it with skopeo to Debian's
