@@ -146,6 +146,8 @@ Result<image::ImageRef> parse_ref(const std::string& text) {
 void register_image_commands(CLI::App& app, Action& chosen) {
   auto* image = app.add_subcommand("image", "Pull, load and manage OCI images");
   image->require_subcommand(1);
+  // --root and --insecure-registry may also follow the subcommand (`kiln image ls --root DIR`).
+  image->fallthrough();
   auto globals = std::make_shared<ImageGlobals>(ImageGlobals{.root = default_root()});
   image->add_option("--root", globals->root, "Kiln's state directory (env KILN_ROOT)")->capture_default_str();
   image->add_option("--insecure-registry", globals->insecure_registries,
