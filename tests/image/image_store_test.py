@@ -171,6 +171,22 @@ class PullTest(ImageCase):
         self.assertEqual(os.listdir(os.path.join(self.root, "image", "tmp")), [])
         self.assertIn("big", "\n".join(self.rootfs_tree(ref)))
 
+    def test_concurrent_pulls_of_one_image_share_the_download(self):
+        registry = self.start_registry()
+        layers = [gzipped(Layer().file(f"part{i}", os.urandom(4 << 20)).bytes()) for i in range(2)]
+        write_oci_layout(self.path("img"), layers)
+        ref = f"{registry.address}/shared:latest"
+        self.skopeo_push(self.path("img"), "latest", ref)
+        pulls = [subprocess.Popen([KILN, "image", "--root", self.root, "pull", ref], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=self.env) for _ in range(3)]
+        for pull in pulls:
+            out, err = pull.communicate(timeout=TIMEOUT)
+            self.assertEqual(pull.returncode, 0, out.decode() + err.decode())
+        # Every layer blob was downloaded once, however many pulls wanted it at the same time.
+        for layer in layers:
+            self.assertEqual(registry.log_text().count(f"GET /v2/shared/blobs/{sha256(layer)}"), 1)
+        self.assertEqual(len(json.loads(self.kiln("ls", "--format", "json").stdout)), 1)
+
 
 class AuthTest(ImageCase):
     def write_docker_config(self, host, user, password):
