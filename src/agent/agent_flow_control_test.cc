@@ -10,21 +10,8 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(30);
 
-class AgentFlowControl : public ::testing::Test {
+class AgentFlowControl : public testing::ConnectedAgentTest {
  protected:
-  void SetUp() override {
-    auto launched = testing::launch_agent(testing::sanitized_agent_binary());
-    ASSERT_TRUE(launched.has_value()) << launched.error().message();
-    agent_ = std::make_unique<ChildProcess>(std::move(launched->process));
-    auto connection = AgentConnection::connect(std::move(launched->host_end), kTimeout);
-    ASSERT_TRUE(connection.has_value()) << connection.error().message();
-    connection_ = std::move(connection).value();
-  }
-  void TearDown() override {
-    connection_.reset();
-    EXPECT_EQ(*agent_->wait(), ExitStatus::exited(0));
-  }
-
   // Pumps until `done()`; fails the test at the deadline.
   template <typename Done>
   void pump_until(Done done) {
@@ -35,9 +22,6 @@ class AgentFlowControl : public ::testing::Test {
       ASSERT_TRUE(pumped.has_value()) << pumped.error().message();
     }
   }
-
-  std::unique_ptr<ChildProcess> agent_;
-  std::unique_ptr<AgentConnection> connection_;
 };
 
 TEST_F(AgentFlowControl, StalledReaderHoldsExactlyOneWindowOfOutput) {

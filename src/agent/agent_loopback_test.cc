@@ -29,35 +29,13 @@ std::string random_bytes(size_t size, uint32_t seed) {
   return out;
 }
 
-class AgentLoopback : public ::testing::Test {
+class AgentLoopback : public testing::ConnectedAgentTest {
  protected:
-  void SetUp() override {
-    auto launched = launch_agent(testing::sanitized_agent_binary());
-    ASSERT_TRUE(launched.has_value()) << launched.error().message();
-    agent_ = std::make_unique<ChildProcess>(std::move(launched->process));
-    auto connection = AgentConnection::connect(std::move(launched->host_end), kTimeout);
-    ASSERT_TRUE(connection.has_value()) << connection.error().message();
-    connection_ = std::move(connection).value();
-  }
-
-  void TearDown() override {
-    // Closing the channel ends the session; a --serve-fd agent then exits cleanly (ASan would make it fail).
-    connection_.reset();
-    if (agent_ && !agent_->reaped()) {
-      auto status = agent_->wait_for(kTimeout);
-      ASSERT_TRUE(status.has_value() && status->has_value()) << "agent did not exit";
-      EXPECT_EQ(**status, ExitStatus::exited(0));
-    }
-  }
-
   testing::RunOutput run_ok(const ProcessSpec& spec, const RunInput& input = {}) {
     auto output = run(*connection_, spec, input);
     EXPECT_TRUE(output.has_value()) << output.error().message();
     return output ? std::move(output).value() : testing::RunOutput{};
   }
-
-  std::unique_ptr<ChildProcess> agent_;
-  std::unique_ptr<AgentConnection> connection_;
 };
 
 TEST_F(AgentLoopback, HandshakeReportsVersionAndCapabilities) {

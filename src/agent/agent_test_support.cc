@@ -51,4 +51,22 @@ Result<RunOutput> run(AgentConnection& connection, const ProcessSpec& spec, cons
   return output;
 }
 
+void ConnectedAgentTest::SetUp() {
+  auto launched = launch_agent(sanitized_agent_binary());
+  ASSERT_TRUE(launched.has_value()) << launched.error().message();
+  agent_ = std::make_unique<ChildProcess>(std::move(launched->process));
+  auto connection = AgentConnection::connect(std::move(launched->host_end), kAgentTimeout);
+  ASSERT_TRUE(connection.has_value()) << connection.error().message();
+  connection_ = std::move(connection).value();
+}
+
+void ConnectedAgentTest::TearDown() {
+  connection_.reset();
+  if (agent_ && !agent_->reaped()) {
+    auto status = agent_->wait_for(kAgentTimeout);
+    ASSERT_TRUE(status.has_value() && status->has_value()) << "agent did not exit";
+    EXPECT_EQ(**status, ExitStatus::exited(0));
+  }
+}
+
 }  // namespace kiln::agent::testing

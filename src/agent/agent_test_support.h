@@ -2,6 +2,8 @@
 // that runs one process through AgentConnection + attach_process and captures what it printed.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,5 +44,18 @@ Result<RunOutput> run(AgentConnection& connection, const ProcessSpec& spec, cons
 Result<UniqueFd> memory_file(std::string_view data = {});
 // The whole contents of a memory_file.
 Result<std::string> contents(int fd);
+
+// A fixture with a sanitized kiln-agent serving a socketpair and a connected AgentConnection. TearDown
+// closes the channel and expects the agent to exit cleanly (ASan would make a leaky one fail).
+class ConnectedAgentTest : public ::testing::Test {
+ protected:
+  static constexpr auto kAgentTimeout = std::chrono::seconds(30);
+
+  void SetUp() override;
+  void TearDown() override;
+
+  std::unique_ptr<ChildProcess> agent_;
+  std::unique_ptr<AgentConnection> connection_;
+};
 
 }  // namespace kiln::agent::testing
