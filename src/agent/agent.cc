@@ -22,13 +22,13 @@ constexpr int kShutdownFlushMs = 2000;
 constexpr size_t kReadChunk = size_t{64} * 1024;
 }  // namespace
 
-Result<std::unique_ptr<Agent>> Agent::create(std::unique_ptr<HostChannel> channel) {
+Result<std::unique_ptr<Agent>> Agent::create(std::unique_ptr<HostChannel> channel, SessionConfig config) {
   auto loop = KILN_TRY(EventLoop::create());
   auto reaper = KILN_TRY(Reaper::create());
   UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer) return Error::last_os_error("timerfd_create");
   std::unique_ptr<Agent> agent(
-      new Agent(std::move(channel), std::move(loop), std::move(reaper), std::move(timer)));
+      new Agent(std::move(channel), std::move(config), std::move(loop), std::move(reaper), std::move(timer)));
   Agent* self = agent.get();
   agent->reaper_watch_ = KILN_TRY(
       agent->loop_->watch(agent->reaper_->fd(), EPOLLIN, [self](uint32_t) { return self->reaper_->reap(); }));
@@ -67,7 +67,7 @@ Result<void> Agent::try_connect() {
   }
   if (!*connected) return set_waiting(true);
   channel_fd_ = std::move(**connected);
-  session_ = std::make_unique<Session>(*loop_, *reaper_);
+  session_ = std::make_unique<Session>(*loop_, *reaper_, config_);
   channel_watch_ = KILN_TRY(
       loop_->watch(channel_fd_.get(), EPOLLIN, [this](uint32_t events) { return on_channel_ready(events); }));
   log::info("agent channel open; waiting for HELLO");

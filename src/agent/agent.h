@@ -22,16 +22,17 @@ struct AgentOutcome {
 
 class Agent {
  public:
-  static Result<std::unique_ptr<Agent>> create(std::unique_ptr<HostChannel> channel);
+  static Result<std::unique_ptr<Agent>> create(std::unique_ptr<HostChannel> channel, SessionConfig config = {});
 
   // Serves hosts until a SHUTDOWN (processes killed, filesystems synced, acknowledged) or, for a channel
   // that does not reconnect, until it closes.
   Result<AgentOutcome> run();
 
  private:
-  Agent(std::unique_ptr<HostChannel> channel, std::unique_ptr<EventLoop> loop, std::unique_ptr<Reaper> reaper,
-        UniqueFd timer)
-      : channel_(std::move(channel)),
+  Agent(std::unique_ptr<HostChannel> channel, SessionConfig config, std::unique_ptr<EventLoop> loop,
+        std::unique_ptr<Reaper> reaper, UniqueFd timer)
+      : config_(std::move(config)),
+        channel_(std::move(channel)),
         loop_(std::move(loop)),
         reaper_(std::move(reaper)),
         timer_(std::move(timer)) {}
@@ -42,6 +43,7 @@ class Agent {
   Result<void> set_waiting(bool waiting);
   Result<void> acknowledge_shutdown();
 
+  const SessionConfig config_;  // sessions hold a reference: declared before them
   std::unique_ptr<HostChannel> channel_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<Reaper> reaper_;

@@ -44,6 +44,9 @@ TEST_F(AgentLoopback, HandshakeReportsVersionAndCapabilities) {
   EXPECT_NE(std::find(connection_->agent_info().capabilities.begin(),
                       connection_->agent_info().capabilities.end(), "tty"),
             connection_->agent_info().capabilities.end());
+  EXPECT_TRUE(connection_->has_capability("mount"));
+  EXPECT_TRUE(connection_->has_capability("root_disk"));
+  EXPECT_FALSE(connection_->agent_info().root.has_value()) << "no root disk outside a VM";
   EXPECT_TRUE(connection_->ping(kTimeout).has_value());
 }
 
@@ -237,6 +240,29 @@ TEST_F(AgentLoopback, BackgroundChildDoesNotDelayTheExit) {
   auto output = run_ok({.argv = {"sh", "-c", "sleep 3 & echo started"}});
   EXPECT_EQ(output.status, ExitStatus::exited(0));
   EXPECT_EQ(output.out, "started\n");
+}
+
+TEST_F(AgentLoopback, MountTargetsMustBeAbsoluteWithoutDotDot) {
+  for (const char* target : {"mnt/data", "", "/mnt/../etc", "/"}) {
+    auto mounted = connection_->mount({.source = "kilnshare0", .target = target, .fstype = "9p"});
+    ASSERT_FALSE(mounted.has_value()) << target;
+    EXPECT_EQ(mounted.error().category(), ErrorCategory::kInvalidArgument) << target;
+    EXPECT_NE(mounted.error().message().find("MOUNT target"), std::string::npos) << mounted.error().message();
+  }
+  auto unmounted = connection_->unmount("relative");
+  ASSERT_FALSE(unmounted.has_value());
+  EXPECT_EQ(unmounted.error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_TRUE(connection_->ping(kTimeout).has_value());
+}
+
+// The agent under test runs on the host as root: a well-formed MOUNT must not touch this machine.
+TEST_F(AgentLoopback, AnAgentThatIsNotPid1MountsNothing) {
+  std::string target = fmt::format("/tmp/kiln-mount-test-{}/must-not-exist", ::getpid());
+  auto mounted = connection_->mount({.source = "tmpfs", .target = target, .fstype = "tmpfs"});
+  ASSERT_FALSE(mounted.has_value());
+  EXPECT_EQ(mounted.error().category(), ErrorCategory::kUnsupported);
+  EXPECT_NE(::access(target.c_str(), F_OK), 0) << "the agent created the target on the host";
+  EXPECT_EQ(connection_->unmount("/tmp").error().category(), ErrorCategory::kUnsupported);
 }
 
 TEST_F(AgentLoopback, LostConnectionIsUnavailable) {

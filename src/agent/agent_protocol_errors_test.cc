@@ -98,7 +98,7 @@ TEST_F(AgentRawHost, MajorVersionMismatchIsAClearError) {
   send(MessageType::kHello, 0, encode(HelloRequest{{2, 0}, "future host"}));
   ErrorReply error = expect_error(0);
   EXPECT_EQ(error.category, ErrorCategory::kUnsupported);
-  EXPECT_EQ(error.message, "protocol version mismatch: host speaks 2.0, agent speaks 1.0");
+  EXPECT_EQ(error.message, "protocol version mismatch: host speaks 2.0, agent speaks 1.1");
   // A newer minor is fine.
   send(MessageType::kHello, 0, encode(HelloRequest{{1, 9}, "newer host"}));
   auto reply = receive();
@@ -135,6 +135,25 @@ TEST_F(AgentRawHost, MalformedRequestsGetErrors) {
   EXPECT_EQ(expect_error(7).category, ErrorCategory::kProtocol);
   send(MessageType::kShutdown, 0, "[]");
   EXPECT_EQ(expect_error(0).category, ErrorCategory::kProtocol);
+  expect_alive();
+}
+
+TEST_F(AgentRawHost, MalformedMountRequestsGetErrorsOnTheirId) {
+  hello();
+  MountRequest mount{.source = "kilnshare0", .target = "/mnt/x", .fstype = "9p"};
+  send(MessageType::kMount, 0, encode(mount));
+  EXPECT_EQ(expect_error(0).category, ErrorCategory::kProtocol);
+  send(MessageType::kMount, 8, R"({"target":"/mnt/x"})");
+  EXPECT_EQ(expect_error(8).category, ErrorCategory::kProtocol);
+  send(MessageType::kUnmount, 9, "[]");
+  EXPECT_EQ(expect_error(9).category, ErrorCategory::kProtocol);
+  send(MessageType::kMountReply, 10, "{}");
+  EXPECT_EQ(expect_error(10).category, ErrorCategory::kProtocol);
+  // An id held by a running process cannot name a request as well.
+  send(MessageType::kRun, 11, encode(ProcessSpec{.argv = {"sleep", "100"}}));
+  EXPECT_EQ(receive()->type, MessageType::kStarted);
+  send(MessageType::kMount, 11, encode(mount));
+  EXPECT_EQ(expect_error(11).category, ErrorCategory::kAlreadyExists);
   expect_alive();
 }
 

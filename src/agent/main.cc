@@ -84,12 +84,13 @@ int main(int argc, char** argv) {
   }
   // A vanished peer must be an EPIPE value, not a fatal signal (children get SIG_DFL back: spawn.cc).
   (void)::signal(SIGPIPE, SIG_IGN);
-  if (pid1) kiln::agent::prepare_system();
+  kiln::agent::SessionConfig config{.guest_system = pid1};
+  if (pid1) config.root = kiln::agent::prepare_system();
   kiln::log::info("kiln-agent starting", {{"version", kiln::kVersion}, {"pid1", pid1 ? "yes" : "no"}});
 
   for (;;) {
     auto outcome = [&]() -> kiln::Result<kiln::agent::AgentOutcome> {
-      auto agent = KILN_TRY(kiln::agent::Agent::create(make_channel(*options)));
+      auto agent = KILN_TRY(kiln::agent::Agent::create(make_channel(*options), config));
       return agent->run();
     }();
     if (!pid1) {

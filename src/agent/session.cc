@@ -1,5 +1,6 @@
 #include "agent/session.h"
 
+#include "agent/guest_mounts.h"
 #include "common/log.h"
 #include "kiln/version.h"
 
@@ -51,6 +52,10 @@ void Session::handle(Frame frame) {
     }
     case MessageType::kRun:
       return handle_run(frame);
+    case MessageType::kMount:
+      return handle_mount(frame);
+    case MessageType::kUnmount:
+      return handle_unmount(frame);
     case MessageType::kStdin:
     case MessageType::kCloseStdin:
     case MessageType::kSignal:
@@ -85,8 +90,10 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{
-      kProtocolVersion, fmt::format("kiln-agent {}", kVersion), {"tty", "signal", "resize", "shutdown"}};
+  HelloReply reply{kProtocolVersion,
+                   fmt::format("kiln-agent {}", kVersion),
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount"},
+                   config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
 
@@ -110,6 +117,48 @@ void Session::handle_run(const Frame& frame) {
     return send_error(frame.stream, process.error());
   }
   processes_.emplace(frame.stream, std::move(process).value());
+}
+
+Result<void> Session::check_request_id(const Frame& frame) const {
+  if (frame.stream == kConnectionStream) {
+    return Error::protocol(fmt::format("{} on stream 0: request ids start at 1", to_string(frame.type)));
+  }
+  if (processes_.contains(frame.stream)) {
+    return Error::already_exists(
+        fmt::format("{}: id {} is a running process", to_string(frame.type), frame.stream));
+  }
+  return ok();
+}
+
+void Session::handle_mount(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    MountRequest request = KILN_TRY(decode_mount_request(frame.payload));
+    request.target = KILN_TRY(normalize_guest_path(request.target, "MOUNT target"));
+    if (!config_.guest_system) {
+      return Error::unsupported("MOUNT: this agent is not PID 1 of a guest, so it mounts nothing");
+    }
+    return mount_in_guest(request);
+  }();
+  if (!handled) {
+    log::info("mount failed", {{"id", frame.stream}, {"error", handled.error().message()}});
+    return send_error(frame.stream, handled.error());
+  }
+  outbound_.push(MessageType::kMountReply, frame.stream, "{}");
+}
+
+void Session::handle_unmount(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    UnmountRequest request = KILN_TRY(decode_unmount_request(frame.payload));
+    std::string target = KILN_TRY(normalize_guest_path(request.target, "UNMOUNT target"));
+    if (!config_.guest_system) {
+      return Error::unsupported("UNMOUNT: this agent is not PID 1 of a guest, so it unmounts nothing");
+    }
+    return unmount_in_guest(target);
+  }();
+  if (!handled) return send_error(frame.stream, handled.error());
+  outbound_.push(MessageType::kUnmountReply, frame.stream, "{}");
 }
 
 void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {

@@ -21,9 +21,18 @@ namespace kiln::agent {
 // Processes one session may run at once: bounds what a confused host can make the agent hold.
 inline constexpr size_t kMaxProcesses = 1024;
 
+// What every session of this agent reports and may do; fixed for the agent's life.
+struct SessionConfig {
+  // PID 1 of a guest: MOUNT and UNMOUNT act. Serving a socket on a host (--serve-fd), they are validated and
+  // then refused, so no test can mount anything on the machine it runs on.
+  bool guest_system = false;
+  std::optional<RootDiskStatus> root;  // for HELLO_REPLY: what became of kiln.root= at boot
+};
+
 class Session {
  public:
-  Session(EventLoop& loop, Reaper& reaper) : loop_(loop), reaper_(reaper) {}
+  Session(EventLoop& loop, Reaper& reaper, const SessionConfig& config)
+      : loop_(loop), reaper_(reaper), config_(config) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -43,10 +52,15 @@ class Session {
   void handle_hello(const Frame& frame);
   void handle_run(const Frame& frame);
   void handle_process_frame(const Frame& frame, SupervisedProcess& process);
+  void handle_mount(const Frame& frame);
+  void handle_unmount(const Frame& frame);
+  // A MOUNT/UNMOUNT id must be a fresh one: not 0, not a running process's.
+  Result<void> check_request_id(const Frame& frame) const;
   void send_error(StreamId stream, const Error& error);
 
   EventLoop& loop_;
   Reaper& reaper_;
+  const SessionConfig& config_;
   FrameDecoder decoder_;
   FrameWriter outbound_;
   bool hello_done_ = false;

@@ -13,8 +13,10 @@
 #include "agent/client/agent_connection.h"
 #include "agent/client/attach.h"
 #include "cli/terminal.h"
+#include "cli/vm_run_storage.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
+#include "engine/graceful_stop.h"
 #include "engine/qemu/qemu_engine.h"
 #include "guest/guest_kit.h"
 
@@ -26,9 +28,12 @@ using namespace std::chrono_literals;
 constexpr uint64_t kMinMemoryMib = 64;
 // Under TCG with sanitizers and parallel VMs a boot can take far longer than the usual 1-3 s.
 constexpr auto kAgentTimeout = 180s;
+// How long a VM with a root disk gets to sync, remount read-only and power off before it is killed.
+constexpr auto kStopGrace = 60s;
 
 struct Validated {
   uint64_t memory_mib;
+  RunStorage storage;
 };
 
 Result<Validated> validate(const VmRunOptions& options) {
@@ -47,7 +52,8 @@ Result<Validated> validate(const VmRunOptions& options) {
       return Error::invalid_argument(fmt::format("-e {}: expected KEY=VALUE", entry));
     }
   }
-  return Validated{mib};
+  RunStorage storage = KILN_TRY(plan_run_storage(options.disks, options.root_disk, options.volumes));
+  return Validated{mib, std::move(storage)};
 }
 
 // The guest's last words, for "the VM stopped" errors: the kernel panic line if there is one.
@@ -118,6 +124,44 @@ Result<UniqueFd> forwarded_signals() {
   return fd;
 }
 
+// The agent reports in HELLO_REPLY whether it could boot into the root disk; without it the command would
+// silently run in the initramfs.
+Result<void> check_root_disk(const agent::AgentConnection& connection, const std::string& file) {
+  const auto& root = connection.agent_info().root;
+  if (!root) {
+    return Error::unsupported(
+        fmt::format("--root-disk {}: the VM's agent does not support root disks (it is older than kiln)", file));
+  }
+  if (!root->mounted) {
+    return Error::failed_precondition(
+        fmt::format("--root-disk {}: the VM could not boot from it: {}", file, root->error));
+  }
+  return ok();
+}
+
+Result<void> mount_volumes(agent::AgentConnection& connection, const RunStorage& storage) {
+  for (size_t i = 0; i < storage.mounts.size(); ++i) {
+    KILN_TRY_CONTEXT(connection.mount(storage.mounts[i]), fmt::format("-v {}", storage.volume_args[i]));
+  }
+  return ok();
+}
+
+// A root disk must be left clean: ask the agent to sync, remount read-only and power off. Without a root disk
+// the VM has nothing to flush and is killed (the VM's destructor), the fastest teardown. A VM whose agent no
+// longer answers is killed too: waiting for it would only delay the error.
+void stop_vm(engine::VmInstance& vm, agent::AgentConnection& connection, const RunStorage& storage) {
+  if (storage.root_disk < 0) return;
+  if (auto exited = vm.wait_for_exit(0ms); !exited || *exited) return;
+  if (!connection.ping(5s)) return;
+  auto stopped = engine::stop_gracefully(vm, &connection, kStopGrace);
+  if (stopped && *stopped == engine::StopOutcome::kKilled) {
+    print_error("warning: the VM did not power off in time and was killed; its root disk needs a journal replay");
+  }
+}
+
+Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, agent::AgentConnection& connection,
+                        const RunStorage& storage);
+
 Result<int> run(const VmRunOptions& options) {
   Validated valid = KILN_TRY(validate(options));
 
@@ -134,6 +178,9 @@ Result<int> run(const VmRunOptions& options) {
                       .kernel = kit.kernel,
                       .initrd = kit.initramfs,
                       .runtime_dir = runtime_dir.path(),
+                      .disks = valid.storage.disks,
+                      .root_disk = valid.storage.root_disk,
+                      .shares = valid.storage.shares,
                       .die_with_launcher = true};
   std::unique_ptr<engine::VmInstance> vm = KILN_TRY(engine->launch(spec));
 
@@ -141,6 +188,21 @@ Result<int> run(const VmRunOptions& options) {
   if (!channel) return explain_vm_failure(*vm, channel.error(), "before its agent answered");
   auto connection = agent::AgentConnection::connect(std::move(*channel), kAgentTimeout);
   if (!connection) return explain_vm_failure(*vm, connection.error(), "before its agent answered");
+  if (valid.storage.root_disk >= 0) KILN_TRY(check_root_disk(**connection, options.root_disk));
+
+  auto code = run_command(options, *vm, **connection, valid.storage);
+  stop_vm(*vm, **connection, valid.storage);
+  return code;
+}
+
+Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, agent::AgentConnection& connection,
+                        const RunStorage& storage) {
+  if (auto mounted = mount_volumes(connection, storage); !mounted) {
+    if (mounted.error().category() == ErrorCategory::kUnavailable) {
+      return explain_vm_failure(vm, mounted.error(), "while mounting volumes");
+    }
+    return std::move(mounted).error();
+  }
 
   bool stdin_is_tty = ::isatty(STDIN_FILENO);
   agent::ProcessSpec process{.argv = options.command, .cwd = options.workdir, .tty = options.tty};
@@ -157,24 +219,23 @@ Result<int> run(const VmRunOptions& options) {
   }
   // From here on, signals are the command's: forwarded to it rather than ending `kiln`.
   UniqueFd signals = KILN_TRY(forwarded_signals());
-  auto id = (*connection)->start_process(process);
+  auto id = connection.start_process(process);
   if (!id) {
-    if (id.error().category() == ErrorCategory::kUnavailable) return explain_vm_failure(*vm, id.error(), "while starting the command");
+    if (id.error().category() == ErrorCategory::kUnavailable) return explain_vm_failure(vm, id.error(), "while starting the command");
     fmt::print(stderr, "kiln: {}\n", id.error().message());
     return agent::exit_code_for_start_error(id.error());
   }
 
   std::optional<RawTerminal> raw;
   if (options.tty && options.interactive && stdin_is_tty) raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
-  auto status = agent::attach_process(**connection, *id,
+  auto status = agent::attach_process(connection, *id,
                                       {.stdin_fd = options.interactive ? STDIN_FILENO : -1,
                                        .stdout_fd = STDOUT_FILENO,
                                        .stderr_fd = STDERR_FILENO,
                                        .signal_fd = signals.get(),
                                        .tty_fd = options.tty ? (stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO) : -1});
   raw.reset();
-  if (!status) return explain_vm_failure(*vm, status.error(), "while the command ran");
-  // The VM is throwaway and has no disks to flush: killing it (the VM's destructor) is the fastest teardown.
+  if (!status) return explain_vm_failure(vm, status.error(), "while the command ran");
   return status->shell_code();
 }
 
@@ -200,6 +261,10 @@ void register_vm_run(CLI::App& vm, Action& chosen) {
   run->add_option("-w,--workdir", options->workdir, "Working directory inside the VM");
   run->add_option("--kernel", options->kernel, "Boot this kernel instead of Kiln's");
   run->add_option("--initrd", options->initrd, "Boot this initramfs instead of Kiln's (expert)");
+  run->add_option("--disk", options->disks, "Attach a raw disk image (repeatable)")->allow_extra_args(false);
+  run->add_option("--root-disk", options->root_disk, "Boot into this ext4 disk image (changes persist)");
+  run->add_option("-v,--volume", options->volumes, "Share a host directory: HOSTDIR:GUESTPATH[:ro] (a bare name "
+                  "mounts at /mnt/hgfs/NAME)")->allow_extra_args(false);
   run->add_option("command", options->command, "Command and arguments (after --)");
   run->callback([options, &chosen] { chosen = [options] { return run_vm_run(*options); }; });
 }

@@ -1,5 +1,6 @@
 // `kiln vm run`: boot a throwaway VM, run one command in it through the agent with stdio attached, exit
-// with the command's status, and tear the VM down. No daemon involved.
+// with the command's status, and tear the VM down (gracefully when it booted from a root disk, so the disk
+// is clean). No daemon involved.
 #pragma once
 
 #include <string>
@@ -18,6 +19,9 @@ struct VmRunOptions {
   std::string workdir;
   std::string kernel;
   std::string initrd;
+  std::vector<std::string> disks;    // --disk: raw images attached as extra virtio-blk disks
+  std::string root_disk;             // --root-disk: an ext4 image the guest boots into
+  std::vector<std::string> volumes;  // -v HOSTDIR:GUESTPATH[:ro]: 9p shares the agent mounts
   std::vector<std::string> command;
 };
 

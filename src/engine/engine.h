@@ -24,6 +24,14 @@ struct DiskSpec {
   bool read_only = false;
 };
 
+// A host directory exported to the guest over virtio-9p, fixed at launch (virtio-mmio has no hotplug). The
+// guest mounts it by tag (agent MOUNT: source=tag, fstype=9p).
+struct ShareSpec {
+  std::string tag;        // mount_tag, e.g. "kilnshare0"
+  std::string host_path;  // a directory
+  bool read_only = false;
+};
+
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked
 // copy-on-write (see NORTHSTAR "Designed for fork").
 struct MemoryBacking {
@@ -40,7 +48,10 @@ struct VmSpec {
   std::string initrd;         // newc cpio (optionally compressed)
   std::string extra_cmdline;  // appended to Kiln's fixed guest command line
   std::string runtime_dir;    // per-VM host directory: sockets and the console log go here (must exist)
-  std::vector<DiskSpec> disks;
+  std::vector<DiskSpec> disks;  // disk i is the guest's virtio-blk disk with serial kiln-disk<i>
+  // Index into `disks` of an ext4 disk the agent boots into (kiln.root=kiln-disk<N>); -1: stay in the initramfs.
+  int root_disk = -1;
+  std::vector<ShareSpec> shares;
   MemoryBacking memory;
   // The monitor dies with the thread that launched it (for `kiln vm run`); off for daemon-managed VMs.
   bool die_with_launcher = true;

@@ -148,6 +148,9 @@ Result<void> AgentConnection::dispatch(Frame frame) {
     }
     return ok();
   }
+  if (auto request = requests_.find(frame.stream); request != requests_.end()) {
+    return dispatch_request_frame(frame, request->second);
+  }
   auto found = processes_.find(frame.stream);
   if (found == processes_.end()) {
     if (frame.type == MessageType::kError) {
@@ -163,6 +166,22 @@ Result<void> AgentConnection::dispatch(Frame frame) {
         fmt::format("the VM's agent sent {} for unknown stream {}", to_string(frame.type), frame.stream)));
   }
   return dispatch_process_frame(frame, found->second);
+}
+
+Result<void> AgentConnection::dispatch_request_frame(const Frame& frame, PendingRequest& request) {
+  if (request.done) return ok();
+  if (frame.type == request.reply) {
+    request.done = true;
+    return ok();
+  }
+  if (frame.type == MessageType::kError) {
+    auto reply = decode_error_reply(frame.payload);
+    request.error = reply ? to_error(*reply) : reply.error();
+    request.done = true;
+    return ok();
+  }
+  return fail(Error::protocol(fmt::format("the VM's agent answered request {} with {}, not {}", frame.stream,
+                                          to_string(frame.type), to_string(request.reply))));
 }
 
 Result<void> AgentConnection::dispatch_process_frame(Frame& frame, RemoteProcess& process) {
@@ -321,6 +340,43 @@ std::optional<Error> AgentConnection::process_error(ProcessId id) const {
 
 void AgentConnection::release(ProcessId id) {
   processes_.erase(id);
+}
+
+bool AgentConnection::has_capability(std::string_view capability) const {
+  return std::find(agent_info_.capabilities.begin(), agent_info_.capabilities.end(), capability) !=
+         agent_info_.capabilities.end();
+}
+
+Result<void> AgentConnection::request(MessageType type, MessageType reply, const std::string& payload,
+                                      std::string_view what, std::chrono::milliseconds timeout) {
+  if (broken_) return *broken_;
+  StreamId id = next_id_++;
+  PendingRequest& pending = requests_.emplace(id, PendingRequest{.reply = reply}).first->second;
+  outbound_.push(type, id, payload);
+  auto waited = pump_until([&pending] { return pending.done; }, timeout, what);
+  std::optional<Error> error = pending.error;
+  requests_.erase(id);  // a late answer is then ignored, like output for a released process
+  if (!waited) return std::move(waited).error();
+  if (error) return *error;
+  return ok();
+}
+
+Result<void> AgentConnection::mount(const MountRequest& request, std::chrono::milliseconds timeout) {
+  if (!has_capability("mount")) {
+    return Error::unsupported(
+        "the VM's agent cannot mount filesystems (it predates the \"mount\" capability)");
+  }
+  return this->request(MessageType::kMount, MessageType::kMountReply, encode(request),
+                       fmt::format("MOUNT {}", request.target), timeout);
+}
+
+Result<void> AgentConnection::unmount(const std::string& target, std::chrono::milliseconds timeout) {
+  if (!has_capability("mount")) {
+    return Error::unsupported(
+        "the VM's agent cannot unmount filesystems (it predates the \"mount\" capability)");
+  }
+  return request(MessageType::kUnmount, MessageType::kUnmountReply, encode(UnmountRequest{target}),
+                 fmt::format("UNMOUNT {}", target), timeout);
 }
 
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {

@@ -41,6 +41,7 @@ class AgentConnection {
 
   // What the agent said about itself in HELLO_REPLY.
   const HelloReply& agent_info() const { return agent_info_; }
+  bool has_capability(std::string_view capability) const;
 
   // Starts `spec` and waits for STARTED. A process that cannot start returns the agent's error with its
   // category: kNotFound for "exec foo: No such file or directory" (a shell's 127), kPermissionDenied for
@@ -67,6 +68,13 @@ class AgentConnection {
   std::optional<Error> process_error(ProcessId id) const;
   // Forgets a process (call after its exit); later agent messages about it are ignored.
   void release(ProcessId id);
+
+  // Mounts a filesystem in the guest; the agent creates the target directory. The agent's error comes back
+  // with its category: kInvalidArgument for a relative target or one with "..", the errno's for a failed
+  // mount(2). kUnsupported, with nothing sent, if the agent lacks the "mount" capability (an agent that
+  // does not know the message would end the session).
+  Result<void> mount(const MountRequest& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  Result<void> unmount(const std::string& target, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);
@@ -96,7 +104,17 @@ class AgentConnection {
     SendWindow stdin_window;
   };
 
+  // A one-shot request (MOUNT, UNMOUNT) on an id of its own, answered by `reply` or ERROR on that id.
+  struct PendingRequest {
+    MessageType reply;
+    bool done = false;
+    std::optional<Error> error;
+  };
+
   explicit AgentConnection(UniqueFd channel) : channel_(std::move(channel)) {}
+  Result<void> request(MessageType type, MessageType reply, const std::string& payload, std::string_view what,
+                       std::chrono::milliseconds timeout);
+  Result<void> dispatch_request_frame(const Frame& frame, PendingRequest& request);
   Result<void> handshake(std::chrono::milliseconds timeout);
   Result<void> dispatch(Frame frame);
   Result<void> dispatch_process_frame(Frame& frame, RemoteProcess& process);
@@ -117,6 +135,7 @@ class AgentConnection {
   std::optional<Error> hello_error_;
   ProcessId next_id_ = 1;
   std::map<ProcessId, RemoteProcess> processes_;
+  std::map<StreamId, PendingRequest> requests_;  // ids come from next_id_ too
   uint64_t pings_sent_ = 0;
   uint64_t pongs_received_ = 0;
   bool shutdown_acknowledged_ = false;

@@ -3,6 +3,7 @@
 #include "agent/client/agent_connection.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -23,9 +24,21 @@ struct FakeAgent {
   void send(MessageType type, StreamId stream, std::string_view payload = {}) {
     ASSERT_TRUE(write_all(agent_end.get(), encode_frame(type, stream, payload)).has_value());
   }
-  void hello_reply(ProtocolVersion version = kProtocolVersion) {
-    send(MessageType::kHelloReply, 0, encode(HelloReply{version, "fake-agent", {}}));
+  void hello_reply(ProtocolVersion version = kProtocolVersion, std::vector<std::string> capabilities = {}) {
+    send(MessageType::kHelloReply, 0, encode(HelloReply{version, "fake-agent", std::move(capabilities)}));
   }
+  // Every frame the host has sent so far (the socket is drained without blocking).
+  std::vector<Frame> received() {
+    EXPECT_TRUE(set_nonblocking(agent_end.get()).has_value());
+    char buffer[65536];
+    for (ssize_t n; (n = ::read(agent_end.get(), buffer, sizeof buffer)) > 0;) {
+      decoder.feed(std::string_view(buffer, static_cast<size_t>(n)));
+    }
+    std::vector<Frame> frames;
+    for (auto frame = decoder.next(); frame && *frame; frame = decoder.next()) frames.push_back(std::move(**frame));
+    return frames;
+  }
+  FrameDecoder decoder;
 };
 
 // Pumps until the connection fails; returns that error.
@@ -36,8 +49,8 @@ Error pump_until_error(AgentConnection& connection) {
   }
 }
 
-std::unique_ptr<AgentConnection> connected(FakeAgent& agent) {
-  agent.hello_reply();
+std::unique_ptr<AgentConnection> connected(FakeAgent& agent, std::vector<std::string> capabilities = {}) {
+  agent.hello_reply(kProtocolVersion, std::move(capabilities));
   auto connection = AgentConnection::connect(std::move(agent.host_end), kTimeout);
   EXPECT_TRUE(connection.has_value()) << connection.error().message();
   return connection ? std::move(connection).value() : nullptr;
@@ -56,7 +69,7 @@ TEST(AgentConnection, MajorVersionMismatchIsUnsupported) {
   auto connection = AgentConnection::connect(std::move(agent.host_end), kTimeout);
   ASSERT_FALSE(connection.has_value());
   EXPECT_EQ(connection.error().category(), ErrorCategory::kUnsupported);
-  EXPECT_EQ(connection.error().message(), "the VM's agent speaks protocol 2.1; this host speaks 1.0");
+  EXPECT_EQ(connection.error().message(), "the VM's agent speaks protocol 2.1; this host speaks 1.1");
 }
 
 TEST(AgentConnection, AgentRefusingHelloIsItsError) {
@@ -140,6 +153,60 @@ TEST(AgentConnection, StartFailureCarriesTheAgentsCategory) {
   ASSERT_FALSE(id.has_value());
   EXPECT_EQ(id.error().category(), ErrorCategory::kNotFound);
   EXPECT_EQ(id.error().message(), "exec foo: No such file or directory");
+}
+
+TEST(AgentConnection, MountIsARequestOnItsOwnId) {
+  FakeAgent agent = FakeAgent::create();
+  auto connection = connected(agent, {"mount"});
+  ASSERT_TRUE(connection);
+  MountRequest request{.source = "kilnshare0", .target = "/data", .fstype = "9p", .options = "trans=virtio",
+                       .read_only = true};
+  // Each reply waits in the socket before its request; ids are handed out from 1, as for processes.
+  agent.send(MessageType::kMountReply, 1, "{}");
+  auto mounted = connection->mount(request);
+  ASSERT_TRUE(mounted.has_value()) << mounted.error().message();
+  agent.send(MessageType::kError, 2,
+             encode(ErrorReply{ErrorCategory::kNotFound, "mount 9p nosuchtag on /x: No such file or directory"}));
+  auto failed = connection->mount({.source = "nosuchtag", .target = "/x", .fstype = "9p"});
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().category(), ErrorCategory::kNotFound);
+  EXPECT_EQ(failed.error().message(), "mount 9p nosuchtag on /x: No such file or directory");
+  agent.send(MessageType::kUnmountReply, 3, "{}");
+  ASSERT_TRUE(connection->unmount("/data").has_value());
+
+  auto frames = agent.received();
+  ASSERT_EQ(frames.size(), 4u);  // HELLO, MOUNT, MOUNT, UNMOUNT
+  EXPECT_EQ(frames[1].type, MessageType::kMount);
+  EXPECT_EQ(frames[1].stream, 1u);
+  EXPECT_EQ(*decode_mount_request(frames[1].payload), request);
+  EXPECT_EQ(frames[3].type, MessageType::kUnmount);
+  EXPECT_EQ(frames[3].stream, 3u);
+  EXPECT_EQ(decode_unmount_request(frames[3].payload)->target, "/data");
+  agent.send(MessageType::kPong, 0, "1");
+  EXPECT_TRUE(connection->ping(kTimeout).has_value()) << "the connection is still usable";
+}
+
+TEST(AgentConnection, MountNeedsTheCapabilityAndSendsNothingWithoutIt) {
+  FakeAgent agent = FakeAgent::create();
+  auto connection = connected(agent);
+  ASSERT_TRUE(connection);
+  auto mounted = connection->mount({.source = "t", .target = "/x", .fstype = "9p"});
+  ASSERT_FALSE(mounted.has_value());
+  EXPECT_EQ(mounted.error().category(), ErrorCategory::kUnsupported);
+  EXPECT_EQ(connection->unmount("/x").error().category(), ErrorCategory::kUnsupported);
+  auto frames = agent.received();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].type, MessageType::kHello);
+}
+
+TEST(AgentConnection, WrongAnswerToAMountIsAProtocolError) {
+  FakeAgent agent = FakeAgent::create();
+  auto connection = connected(agent, {"mount"});
+  ASSERT_TRUE(connection);
+  agent.send(MessageType::kUnmountReply, 1, "{}");
+  auto mounted = connection->mount({.source = "t", .target = "/x", .fstype = "9p"});
+  ASSERT_FALSE(mounted.has_value());
+  EXPECT_EQ(mounted.error().category(), ErrorCategory::kProtocol);
 }
 
 }  // namespace

@@ -51,6 +51,10 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kStdout:
     case MessageType::kStderr:
     case MessageType::kCredit:
+    case MessageType::kMount:
+    case MessageType::kMountReply:
+    case MessageType::kUnmount:
+    case MessageType::kUnmountReply:
       return true;
   }
   return false;
@@ -90,6 +94,14 @@ std::string_view to_string(MessageType type) {
       return "STDERR";
     case MessageType::kCredit:
       return "CREDIT";
+    case MessageType::kMount:
+      return "MOUNT";
+    case MessageType::kMountReply:
+      return "MOUNT_REPLY";
+    case MessageType::kUnmount:
+      return "UNMOUNT";
+    case MessageType::kUnmountReply:
+      return "UNMOUNT_REPLY";
   }
   return "UNKNOWN";
 }

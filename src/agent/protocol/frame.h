@@ -45,6 +45,12 @@ enum class MessageType : uint8_t {
   kStdout = 0x21,
   kStderr = 0x22,
   kCredit = 0x23,  // either way: binary {u8 channel, u32 bytes}, grants send window on one data channel
+  // Guest filesystem requests (stream = a request id the host chose, like a process id; answered by the
+  // matching reply on that id, or by ERROR). Capability "mount".
+  kMount = 0x30,         // host -> agent, JSON MountRequest
+  kMountReply = 0x31,    // agent -> host, JSON {} once mounted
+  kUnmount = 0x32,       // host -> agent, JSON UnmountRequest
+  kUnmountReply = 0x33,  // agent -> host, JSON {} once unmounted
 };
 
 // Known types only; anything else is a protocol error.

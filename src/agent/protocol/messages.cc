@@ -104,6 +104,40 @@ std::string dump(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// A string handed to a system call (mount(2), mkdir(2)): an embedded NUL would silently cut it.
+Result<std::string> c_string_field(const Json& object, std::string_view key, bool required,
+                                   std::string_view what) {
+  auto value = optional_string(object, key);
+  if (!value) return bad_field(what, value.error());
+  if (!*value) {
+    if (required) return Error::protocol(fmt::format("{}: field \"{}\" is required", what, key));
+    return std::string();
+  }
+  if ((*value)->find('\0') != std::string::npos) {
+    return Error::protocol(fmt::format("{}: field \"{}\" contains a NUL byte", what, key));
+  }
+  return std::move(**value);
+}
+
+Json root_json(const RootDiskStatus& root) {
+  Json out{{"serial", root.serial}, {"mounted", root.mounted}};
+  if (!root.device.empty()) out["device"] = root.device;
+  if (!root.mounted) out["error"] = root.error;
+  return out;
+}
+
+Result<RootDiskStatus> root_from(const Json& value, std::string_view what) {
+  if (!value.is_object()) return Error::protocol(fmt::format("{}: field \"root\" must be an object", what));
+  RootDiskStatus root;
+  root.serial = KILN_TRY(c_string_field(value, "serial", false, what));
+  root.device = KILN_TRY(c_string_field(value, "device", false, what));
+  root.error = KILN_TRY(c_string_field(value, "error", false, what));
+  auto mounted = optional_bool(value, "mounted");
+  if (!mounted) return bad_field(what, mounted.error());
+  root.mounted = mounted->value_or(false);
+  return root;
+}
+
 void put_u32(std::string& out, uint32_t value) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
 }
@@ -141,9 +175,11 @@ std::string encode(const HelloRequest& message) {
 }
 
 std::string encode(const HelloReply& message) {
-  return dump(Json{{"version", version_json(message.version)},
-                   {"agent", message.agent},
-                   {"capabilities", message.capabilities}});
+  Json out{{"version", version_json(message.version)},
+           {"agent", message.agent},
+           {"capabilities", message.capabilities}};
+  if (message.root) out["root"] = root_json(*message.root);
+  return dump(out);
 }
 
 std::string encode(const ProcessSpec& message) {
@@ -183,6 +219,18 @@ std::string encode(const ErrorReply& message) {
   return dump(Json{{"category", wire_name(message.category)}, {"message", message.message}});
 }
 
+std::string encode(const MountRequest& message) {
+  return dump(Json{{"source", message.source},
+                   {"target", message.target},
+                   {"fstype", message.fstype},
+                   {"options", message.options},
+                   {"read_only", message.read_only}});
+}
+
+std::string encode(const UnmountRequest& message) {
+  return dump(Json{{"target", message.target}});
+}
+
 std::string encode(const CreditGrant& message) {
   std::string out;
   out.push_back(static_cast<char>(message.channel));
@@ -211,6 +259,9 @@ Result<HelloReply> decode_hello_reply(std::string_view payload) {
   message.agent = agent->value_or("");
   if (auto found = object.find("capabilities"); found != object.end()) {
     message.capabilities = KILN_TRY(string_array(*found, "capabilities", kWhat));
+  }
+  if (auto found = object.find("root"); found != object.end() && !found->is_null()) {
+    message.root = KILN_TRY(root_from(*found, kWhat));
   }
   return message;
 }
@@ -314,6 +365,53 @@ Result<CreditGrant> decode_credit_grant(std::string_view payload) {
   uint32_t bytes = 0;
   for (int i = 3; i >= 0; --i) bytes = (bytes << 8) | static_cast<uint8_t>(payload[1 + i]);
   return CreditGrant{static_cast<DataChannel>(channel), bytes};
+}
+
+Result<MountRequest> decode_mount_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "MOUNT";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  MountRequest request;
+  request.source = KILN_TRY(c_string_field(object, "source", true, kWhat));
+  request.target = KILN_TRY(c_string_field(object, "target", true, kWhat));
+  request.fstype = KILN_TRY(c_string_field(object, "fstype", true, kWhat));
+  request.options = KILN_TRY(c_string_field(object, "options", false, kWhat));
+  auto read_only = optional_bool(object, "read_only");
+  if (!read_only) return bad_field(kWhat, read_only.error());
+  request.read_only = read_only->value_or(false);
+  if (request.source.empty() || request.fstype.empty()) {
+    return Error::protocol("MOUNT: fields \"source\" and \"fstype\" must not be empty");
+  }
+  return request;
+}
+
+Result<UnmountRequest> decode_unmount_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "UNMOUNT";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  return UnmountRequest{KILN_TRY(c_string_field(object, "target", true, kWhat))};
+}
+
+Result<std::string> normalize_guest_path(std::string_view path, std::string_view what) {
+  if (path.empty() || path.front() != '/') {
+    return Error::invalid_argument(fmt::format("{} \"{}\": must be an absolute path", what, path));
+  }
+  std::string out;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    start = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      return Error::invalid_argument(fmt::format("{} \"{}\": \"..\" is not allowed", what, path));
+    }
+    out.push_back('/');
+    out.append(part);
+  }
+  if (out.empty()) {
+    return Error::invalid_argument(fmt::format("{} \"{}\": cannot be the root directory", what, path));
+  }
+  return out;
 }
 
 }  // namespace kiln::agent

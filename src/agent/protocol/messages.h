@@ -21,7 +21,8 @@ struct ProtocolVersion {
   uint32_t minor = 0;
   bool operator==(const ProtocolVersion&) const = default;
 };
-inline constexpr ProtocolVersion kProtocolVersion{1, 0};
+// 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk").
+inline constexpr ProtocolVersion kProtocolVersion{1, 1};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -32,10 +33,21 @@ struct HelloRequest {
   std::string peer;  // "kiln 0.1.0": for logs only
 };
 
+// What became of the root disk the kernel command line named (kiln.root=SERIAL), as the agent found it
+// at boot. Minor-version addition: absent when no root disk was asked for, or from an older agent.
+struct RootDiskStatus {
+  std::string serial;  // "kiln-disk0"
+  std::string device;  // "/dev/vda"; empty if never found
+  bool mounted = false;
+  std::string error;  // why not, when !mounted
+  bool operator==(const RootDiskStatus&) const = default;
+};
+
 struct HelloReply {
   ProtocolVersion version = kProtocolVersion;
   std::string agent;                      // "kiln-agent 0.1.0"
-  std::vector<std::string> capabilities;  // e.g. "tty", "signal", "resize", "shutdown"
+  std::vector<std::string> capabilities;  // e.g. "tty", "signal", "resize", "shutdown", "root_disk", "mount"
+  std::optional<RootDiskStatus> root;
 };
 
 struct TtySize {
@@ -73,6 +85,21 @@ struct ErrorReply {
   std::string message;
 };
 
+// MOUNT: mount(2) in the guest, after creating `target` (and its parents). The agent requires an absolute
+// target without ".." (normalize_guest_path); `options` is the filesystem's data string.
+struct MountRequest {
+  std::string source;  // "kilnshare0" (a 9p tag), "/dev/vdb"
+  std::string target;  // "/mnt/hgfs/foo"
+  std::string fstype;  // "9p", "ext4"
+  std::string options;  // "trans=virtio,version=9p2000.L,msize=262144"
+  bool read_only = false;
+  bool operator==(const MountRequest&) const = default;
+};
+
+struct UnmountRequest {
+  std::string target;
+};
+
 enum class DataChannel : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 std::string_view to_string(DataChannel channel);
 
@@ -91,6 +118,8 @@ std::string encode(const TtySize& message);
 std::string encode(const ShutdownRequest& message);
 std::string encode(const ErrorReply& message);
 std::string encode(const CreditGrant& message);
+std::string encode(const MountRequest& message);
+std::string encode(const UnmountRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
 Result<HelloReply> decode_hello_reply(std::string_view payload);
@@ -102,6 +131,13 @@ Result<TtySize> decode_tty_size(std::string_view payload);
 Result<ShutdownRequest> decode_shutdown_request(std::string_view payload);
 Result<ErrorReply> decode_error_reply(std::string_view payload);
 Result<CreditGrant> decode_credit_grant(std::string_view payload);
+Result<MountRequest> decode_mount_request(std::string_view payload);
+Result<UnmountRequest> decode_unmount_request(std::string_view payload);
+
+// A guest path for MOUNT/UNMOUNT, normalized: absolute, "." and repeated or trailing slashes dropped. ".."
+// is refused rather than resolved (the agent runs as root: a target must say plainly where it lands), and so
+// is "/" itself. kInvalidArgument naming `what`.
+Result<std::string> normalize_guest_path(std::string_view path, std::string_view what);
 
 // Error categories travel by stable names ("not_found"), not by enum value.
 std::string_view wire_name(ErrorCategory category);

@@ -115,5 +115,75 @@ TEST(AgentMessages, ShutdownPayloadIsOptional) {
   EXPECT_TRUE(decode_shutdown_request(encode(ShutdownRequest{true}))->reboot);
 }
 
+TEST(AgentMessages, HelloReplyCarriesTheRootDiskStatus) {
+  HelloReply mounted{kProtocolVersion, "kiln-agent", {"root_disk"},
+                     RootDiskStatus{.serial = "kiln-disk0", .device = "/dev/vda", .mounted = true}};
+  auto decoded = decode_hello_reply(encode(mounted));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_EQ(decoded->root, mounted.root);
+  EXPECT_EQ(encode(mounted).find("error"), std::string::npos) << "no error field when mounted";
+
+  HelloReply failed{kProtocolVersion, "kiln-agent", {}, RootDiskStatus{.serial = "kiln-disk0", .error = "gone"}};
+  decoded = decode_hello_reply(encode(failed));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_EQ(decoded->root, failed.root);
+
+  // Absent (no root disk asked for, or an older agent) stays absent; a malformed one is an error.
+  decoded = decode_hello_reply(encode(HelloReply{kProtocolVersion, "kiln-agent", {}}));
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_FALSE(decoded->root.has_value());
+  EXPECT_FALSE(decode_hello_reply(R"({"version":{"major":1,"minor":0},"root":"vda"})").has_value());
+  EXPECT_FALSE(decode_hello_reply(R"({"version":{"major":1,"minor":0},"root":{"mounted":"yes"}})").has_value());
+}
+
+TEST(AgentMessages, MountRequestRoundTrip) {
+  MountRequest request{.source = "kilnshare0",
+                       .target = "/mnt/hgfs/foo",
+                       .fstype = "9p",
+                       .options = "trans=virtio,version=9p2000.L,msize=262144",
+                       .read_only = true};
+  auto decoded = decode_mount_request(encode(request));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_EQ(*decoded, request);
+
+  auto minimal = decode_mount_request(R"({"source":"tag","target":"/x","fstype":"9p"})");
+  ASSERT_TRUE(minimal.has_value()) << minimal.error().message();
+  EXPECT_EQ(minimal->options, "");
+  EXPECT_FALSE(minimal->read_only);
+
+  auto unmount = decode_unmount_request(encode(UnmountRequest{"/mnt/hgfs/foo"}));
+  ASSERT_TRUE(unmount.has_value()) << unmount.error().message();
+  EXPECT_EQ(unmount->target, "/mnt/hgfs/foo");
+}
+
+TEST(AgentMessages, MountRequestRejectsBadInput) {
+  for (const char* bad :
+       {R"({})", R"({"target":"/x","fstype":"9p"})", R"({"source":"t","fstype":"9p"})",
+        R"({"source":"t","target":"/x"})", R"({"source":"","target":"/x","fstype":"9p"})",
+        R"({"source":"t","target":"/x","fstype":""})", R"({"source":"t","target":"/a\u0000b","fstype":"9p"})",
+        R"({"source":"t","target":"/x","fstype":"9p","read_only":"yes"})",
+        R"({"source":"t","target":"/x","fstype":"9p","options":7})", R"([1])"}) {
+    auto decoded = decode_mount_request(bad);
+    EXPECT_FALSE(decoded.has_value()) << bad;
+    if (!decoded) {
+      EXPECT_EQ(decoded.error().category(), ErrorCategory::kProtocol) << bad;
+    }
+  }
+  EXPECT_FALSE(decode_unmount_request(R"({})").has_value());
+  EXPECT_FALSE(decode_unmount_request(R"({"target":1})").has_value());
+}
+
+TEST(AgentMessages, GuestPathsAreNormalizedOrRefused) {
+  EXPECT_EQ(*normalize_guest_path("/mnt/hgfs/foo", "target"), "/mnt/hgfs/foo");
+  EXPECT_EQ(*normalize_guest_path("//mnt/./hgfs//foo/", "target"), "/mnt/hgfs/foo");
+  for (const char* bad : {"", "mnt/foo", "./foo", "/mnt/../etc", "/..", "/", "//", "/./"}) {
+    auto normalized = normalize_guest_path(bad, "target");
+    ASSERT_FALSE(normalized.has_value()) << bad;
+    EXPECT_EQ(normalized.error().category(), ErrorCategory::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(normalize_guest_path("x/y", "MOUNT target").error().message().find("MOUNT target \"x/y\""),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::agent

@@ -19,6 +19,10 @@ std::string guest_cmdline(const VmSpec& spec, const HostFacts& host) {
     // Under TCG the guest's TSC calibration against the emulated PIT can hang boot; tell it the rate.
     cmdline += fmt::format(" tsc_early_khz={} tsc=reliable", host.tsc_khz);
   }
+  if (spec.root_disk >= 0 && static_cast<size_t>(spec.root_disk) < spec.disks.size()) {
+    // The agent finds the disk by this serial (see qemu_arguments), never by probe order.
+    cmdline += fmt::format(" kiln.root=kiln-disk{}", spec.root_disk);
+  }
   if (!spec.extra_cmdline.empty()) cmdline += " " + spec.extra_cmdline;
   return cmdline;
 }
@@ -82,6 +86,16 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
                  "-blockdev", fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i, read_only),
                  // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
                  "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+  }
+  for (size_t i = 0; i < spec.shares.size(); ++i) {
+    const ShareSpec& share = spec.shares[i];
+    // security_model=none: files keep the host's ownership and the guest's chown is refused, which is what
+    // a user sharing their own directory expects (mapped-xattr would hide guest ownership in xattrs).
+    args.insert(args.end(),
+                {"-fsdev",
+                 fmt::format("local,id=fs{},path={},security_model=none{}", i, escape(share.host_path),
+                             share.read_only ? ",readonly=on" : ""),
+                 "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
   }
   return args;
 }

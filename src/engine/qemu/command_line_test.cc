@@ -67,6 +67,37 @@ TEST(QemuCommandLine, DisksAreNamedBlockdevNodesWithSerials) {
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
 }
 
+TEST(QemuCommandLine, RootDiskIsNamedOnTheKernelCommandLineBySerial) {
+  VmSpec spec = sample_spec();
+  spec.disks = {{"/images/a.erofs", true}, {"/vms/web/root.ext4", false}};
+  spec.root_disk = 1;
+  EXPECT_EQ(guest_cmdline(spec, {Accelerator::kKvm, 0}),
+            "console=ttyS0 reboot=t panic=-1 quiet random.trust_cpu=on kiln.root=kiln-disk1");
+  auto args = qemu_arguments("qemu", spec, {Accelerator::kKvm, 0});
+  EXPECT_THAT(value_after(args, "-append"), HasSubstr("kiln.root=kiln-disk1"));
+  EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
+  // No root disk, or an index that names no disk: nothing on the command line.
+  spec.root_disk = -1;
+  EXPECT_THAT(guest_cmdline(spec, {}), Not(HasSubstr("kiln.root")));
+  spec.root_disk = 2;
+  EXPECT_THAT(guest_cmdline(spec, {}), Not(HasSubstr("kiln.root")));
+}
+
+TEST(QemuCommandLine, SharesAreVirtio9pMmioDevices) {
+  VmSpec spec = sample_spec();
+  spec.shares = {{"kilnshare0", "/home/me/src", false}, {"kilnshare1", "/srv/data", true}};
+  auto args = qemu_arguments("qemu", spec, {});
+  EXPECT_EQ(value_after(args, "-fsdev", 0), "local,id=fs0,path=/home/me/src,security_model=none");
+  EXPECT_EQ(value_after(args, "-fsdev", 1), "local,id=fs1,path=/srv/data,security_model=none,readonly=on");
+  EXPECT_THAT(args, Contains("virtio-9p-device,fsdev=fs0,mount_tag=kilnshare0"));
+  EXPECT_THAT(args, Contains("virtio-9p-device,fsdev=fs1,mount_tag=kilnshare1"));
+  EXPECT_THAT(args, Not(Contains(HasSubstr("virtio-9p-pci"))));
+  // Shares never reach the kernel command line: the agent mounts them on request.
+  EXPECT_THAT(guest_cmdline(spec, {}), Not(HasSubstr("kilnshare")));
+  spec.shares = {{"t", "/a,b", false}};
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"), "local,id=fs0,path=/a,,b,security_model=none");
+}
+
 TEST(QemuCommandLine, CommasInPathsAreEscaped) {
   VmSpec spec = sample_spec();
   spec.runtime_dir = "/tmp/a,b";

@@ -39,6 +39,14 @@ Result<void> require_readable(const std::string& path, std::string_view what) {
   return ok();
 }
 
+Result<void> require_directory(const std::string& path, std::string_view tag) {
+  struct stat st {};
+  if (tag.empty()) return Error::invalid_argument(fmt::format("shared directory {} has no tag", path));
+  if (::stat(path.c_str(), &st) != 0) return Error::last_os_error(fmt::format("shared directory {}", path));
+  if (!S_ISDIR(st.st_mode)) return Error::invalid_argument(fmt::format("shared directory {} is not a directory", path));
+  return ok();
+}
+
 // QEMU's own diagnostics end up in its log; its last line says why it refused to start.
 std::string last_line_of(const std::string& path) {
   auto text = read_file(path, 1 << 20);
@@ -61,6 +69,11 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
   KILN_TRY(require_readable(spec.kernel, "kernel"));
   if (!spec.initrd.empty()) KILN_TRY(require_readable(spec.initrd, "initramfs"));
   for (const auto& disk : spec.disks) KILN_TRY(require_readable(disk.path, "disk"));
+  if (spec.root_disk >= 0 && static_cast<size_t>(spec.root_disk) >= spec.disks.size()) {
+    return Error::invalid_argument(fmt::format("root disk {} is not one of the VM's {} disks", spec.root_disk,
+                                               spec.disks.size()));
+  }
+  for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
 
   VmPaths paths = paths_for(spec.runtime_dir);

@@ -43,6 +43,14 @@ void decode_payload(const kiln::agent::Frame& frame) {
     case MessageType::kCredit:
       (void)kiln::agent::decode_credit_grant(payload);
       break;
+    case MessageType::kMount:
+      if (auto request = kiln::agent::decode_mount_request(payload)) {
+        (void)kiln::agent::normalize_guest_path(request->target, "MOUNT target");
+      }
+      break;
+    case MessageType::kUnmount:
+      (void)kiln::agent::decode_unmount_request(payload);
+      break;
     default:
       break;
   }

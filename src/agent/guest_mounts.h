@@ -1,0 +1,40 @@
+// The agent's filesystem duties after boot: MOUNT/UNMOUNT requests from the host (9p shares, extra disks),
+// and, at power-off, remounting block-backed filesystems read-only so a root disk is left clean. The host
+// never names a path relative to anything: targets are normalized by normalize_guest_path() first. PID 1
+// only (these act on the whole guest); agent thread only.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/protocol/messages.h"
+#include "common/error.h"
+
+namespace kiln::agent {
+
+// mkdir -p of `request.target` (already normalized), then mount(2). Errors carry the errno's category and
+// name the filesystem and target.
+Result<void> mount_in_guest(const MountRequest& request);
+// umount(2) of a normalized target.
+Result<void> unmount_in_guest(const std::string& target);
+
+// One line of /proc/mounts, with the octal escapes (\040 for a space) undone.
+struct MountEntry {
+  std::string source;
+  std::string target;
+  std::string fstype;
+  std::string options;
+  bool operator==(const MountEntry&) const = default;
+};
+std::vector<MountEntry> parse_mounts(std::string_view proc_mounts);
+
+// Filesystems on a block device (the source is a /dev node) that are mounted read-write, deepest first:
+// what must become read-only before power-off so the journal is clean.
+std::vector<std::string> writable_block_mounts(const std::vector<MountEntry>& mounts);
+
+// Best effort, logged: remounts every writable_block_mounts() target read-only. Call after every other
+// process is gone (an open-for-write file makes the remount fail with EBUSY) and after sync().
+void remount_block_filesystems_read_only();
+
+}  // namespace kiln::agent
