@@ -121,7 +121,7 @@ Result<ColdBootSample> measure_cold_boot(engine::qemu::QemuEngine& engine, const
   // QemuEngine::launch always returns a QemuVm; the pid is QEMU's own (spawned directly, no wrapper).
   auto* qemu_vm = dynamic_cast<engine::qemu::QemuVm*>(vm.get());
   if (qemu_vm == nullptr) return Error::internal("the QEMU engine returned a VM that is not a QemuVm");
-  sample.peak_rss_mib = KILN_TRY(peak_rss_mib(qemu_vm->pid()));
+  sample.peak_rss_mib = KILN_TRY(peak_rss_mib(qemu_vm->monitor_pid()));
   KILN_TRY(vm->kill());
   return sample;
 }

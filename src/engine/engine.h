@@ -55,6 +55,9 @@ struct VmSpec {
   MemoryBacking memory;
   // The monitor dies with the thread that launched it (for `kiln vm run`); off for daemon-managed VMs.
   bool die_with_launcher = true;
+  // A directory written by VmInstance::save_state: launch resumes that VM instead of booting (running when
+  // launch returns). Its manifest must match this spec's cpus, memory, disks and shares.
+  std::string restore_from;
 };
 
 enum class VmRunState { kRunning, kPaused, kShutdown, kExited };
@@ -73,9 +76,24 @@ class VmInstance {
   virtual Result<void> kill() = 0;
   // Waits up to `timeout` for the monitor to exit on its own (after a guest power-off).
   virtual Result<std::optional<ExitStatus>> wait_for_exit(std::chrono::milliseconds timeout) = 0;
+  // After the monitor exited: why, in words for a person ("the guest powered off", "the VM's monitor was
+  // killed by signal 9 (Killed)").
+  virtual std::string exit_reason() = 0;
   // Readable when the monitor process has exited (for poll loops).
   virtual int exit_fd() const = 0;
   virtual std::string console_log_path() const = 0;
+  // The monitor process's pid (recorded so a restarted kilnd can adopt the VM).
+  virtual pid_t monitor_pid() const = 0;
+  // Forgets the VM without stopping it: it keeps running after this object is gone.
+  virtual void release() = 0;
+  // Suspends the VM to disk: pauses it, writes its memory and device state into `dir` (existing, empty;
+  // snapshot/manifest.h describes the contents), then ends the monitor, so the VM holds no host memory and
+  // run_state() reports kExited. Restore with VmSpec::restore_from. The guest's page cache is in the saved
+  // memory, so its disks must not change while it is suspended. On failure the VM keeps running.
+  virtual Result<void> save_state(const std::string& dir) {
+    (void)dir;
+    return Error::unsupported("this engine cannot save a VM's state");
+  }
   // The last `max_bytes` of the console log, for error messages.
   std::string console_tail(size_t max_bytes = 2048) const;
 };
@@ -85,6 +103,9 @@ class Engine {
   virtual ~Engine() = default;
   virtual std::string_view name() const = 0;
   virtual Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) = 0;
+  // Takes over a VM launched earlier from `spec` (by another process, e.g. before kilnd restarted) whose
+  // monitor runs as `monitor_pid`. kNotFound when that VM's monitor is no longer running.
+  virtual Result<std::unique_ptr<VmInstance>> adopt(const VmSpec& spec, pid_t monitor_pid) = 0;
 };
 
 }  // namespace kiln::engine

@@ -66,7 +66,9 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
       "-kernel", spec.kernel,
       "-append", guest_cmdline(spec, host),
-      "-chardev", fmt::format("file,id=console,path={}", escape(paths.console_log)),
+      // A restored VM appends: its console log goes on where the saved VM's ended.
+      "-chardev", fmt::format("file,id=console,path={}{}", escape(paths.console_log),
+                              spec.restore_from.empty() ? "" : ",append=on"),
       "-serial", "chardev:console",
       "-chardev", fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
       "-device", "virtio-serial-device,max_ports=2",
@@ -76,6 +78,10 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
   };
   if (!spec.initrd.empty()) {
     args.insert(args.end(), {"-initrd", spec.initrd});
+  }
+  if (!spec.restore_from.empty()) {
+    // Start without running the guest; the engine feeds the saved state in over QMP (migrate-incoming).
+    args.insert(args.end(), {"-incoming", "defer"});
   }
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];

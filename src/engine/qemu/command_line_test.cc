@@ -43,6 +43,20 @@ TEST(QemuCommandLine, MicrovmWithoutAcpiAndFileBackedMemory) {
   EXPECT_THAT(args, Contains("virtserialport,chardev=agent,name=kiln.agent"));
 }
 
+TEST(QemuCommandLine, RestoreWaitsForTheStateAndAppendsToTheConsoleLog) {
+  VmSpec spec = sample_spec();
+  auto boot = qemu_arguments("qemu", spec, {});
+  EXPECT_THAT(boot, Not(Contains("-incoming")));
+  EXPECT_EQ(value_after(boot, "-chardev"), "file,id=console,path=/run/kiln/vms/web/console.log");
+  spec.restore_from = "/var/lib/kiln/vms/web/suspended";
+  auto restore = qemu_arguments("qemu", spec, {});
+  EXPECT_EQ(value_after(restore, "-incoming"), "defer");
+  EXPECT_EQ(value_after(restore, "-chardev"), "file,id=console,path=/run/kiln/vms/web/console.log,append=on");
+  // Everything the guest sees is the same as at boot, or the saved state would not fit.
+  EXPECT_EQ(value_after(restore, "-append"), value_after(boot, "-append"));
+  EXPECT_EQ(value_after(restore, "-object"), value_after(boot, "-object"));
+}
+
 TEST(QemuCommandLine, TscHintOnlyUnderTcg) {
   VmSpec spec = sample_spec();
   EXPECT_THAT(guest_cmdline(spec, {Accelerator::kTcg, 2096037}), HasSubstr("tsc_early_khz=2096037 tsc=reliable"));

@@ -57,6 +57,20 @@ std::string last_line_of(const std::string& path) {
   return std::string(newline == std::string_view::npos ? view : view.substr(newline + 1));
 }
 
+// Loads a snapshot into a QEMU started with -incoming defer. A QEMU that could not load it is not left
+// behind, whatever the VM's die_with_launcher.
+Result<void> restore_into(QemuVm& vm, PreparedRestore restore, const VmPaths& paths) {
+  auto loaded = vm.load_state(std::move(restore));
+  if (loaded) return ok();
+  if (auto killed = vm.kill(); !killed) {
+    log::warn("could not kill QEMU after a failed restore", {{"error", killed.error().message()}});
+  }
+  // QEMU 7.2 exits when the stream is bad and says why on stderr; that beats "QEMU exited".
+  std::string reason = last_line_of(paths.monitor_log);
+  if (reason.empty() || loaded.error().category() != ErrorCategory::kUnavailable) return loaded.error();
+  return Error::failed_precondition(fmt::format("restore the VM's state: {}", reason));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary) {
@@ -75,6 +89,9 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
   }
   for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
+  // A snapshot is checked against the spec before a QEMU is started for it.
+  std::optional<PreparedRestore> restore;
+  if (!spec.restore_from.empty()) restore = KILN_TRY(prepare_restore(spec));
 
   VmPaths paths = paths_for(spec.runtime_dir);
   UniqueFd monitor_log(::open(paths.monitor_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -96,7 +113,22 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
     }
     return qmp.error();
   }
-  return std::unique_ptr<VmInstance>(std::make_unique<QemuVm>(std::move(process), std::move(*qmp), paths));
+  auto monitor = MonitorProcess::spawned(std::move(process), !spec.die_with_launcher);
+  auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(*qmp), paths);
+  vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
+  if (restore) KILN_TRY(restore_into(*vm, std::move(*restore), paths));
+  return std::unique_ptr<VmInstance>(std::move(vm));
+}
+
+Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {
+  VmPaths paths = paths_for(spec.runtime_dir);
+  // The QMP socket path is unique per VM and is on QEMU's command line: it identifies the process.
+  MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.qmp_socket));
+  auto qmp = KILN_TRY_CONTEXT(QmpClient::connect(paths.qmp_socket, monitor.exit_fd(), std::chrono::seconds(5)),
+                              "reconnect to the VM's monitor");
+  auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(qmp), paths);
+  vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
+  return std::unique_ptr<VmInstance>(std::move(vm));
 }
 
 }  // namespace kiln::engine::qemu

@@ -18,6 +18,7 @@ class QemuEngine final : public Engine {
 
   std::string_view name() const override { return "qemu"; }
   Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) override;
+  Result<std::unique_ptr<VmInstance>> adopt(const VmSpec& spec, pid_t monitor_pid) override;
   const HostFacts& host() const { return host_; }
 
  private:

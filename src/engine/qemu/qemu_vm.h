@@ -1,17 +1,18 @@
 // One running QEMU VM: owns the QEMU process and its QMP connection. Dropping it kills the VM unless it was
-// launched to outlive its launcher. One thread at a time.
+// launched to outlive its launcher (or adopted, or released). One thread at a time.
 #pragma once
 
-#include "common/child_process.h"
+#include "engine/monitor_process.h"
 #include "engine/engine.h"
 #include "engine/qemu/command_line.h"
 #include "engine/qemu/qmp.h"
+#include "engine/qemu/qemu_snapshot.h"
 
 namespace kiln::engine::qemu {
 
 class QemuVm final : public VmInstance {
  public:
-  QemuVm(ChildProcess process, QmpClient qmp, VmPaths paths)
+  QemuVm(MonitorProcess process, QmpClient qmp, VmPaths paths)
       : process_(std::move(process)), qmp_(std::move(qmp)), paths_(std::move(paths)) {}
 
   Result<UniqueFd> connect_agent() override;
@@ -20,16 +21,24 @@ class QemuVm final : public VmInstance {
   Result<VmRunState> run_state() override;
   Result<void> kill() override;
   Result<std::optional<ExitStatus>> wait_for_exit(std::chrono::milliseconds timeout) override;
-  int exit_fd() const override { return process_.pidfd(); }
+  int exit_fd() const override { return process_.exit_fd(); }
+  std::string exit_reason() override;
   std::string console_log_path() const override { return paths_.console_log; }
 
-  pid_t pid() const { return process_.pid(); }
+  pid_t monitor_pid() const override { return process_.pid(); }
+  void release() override { process_.release(); }
+  Result<void> save_state(const std::string& dir) override;
+  // What save_state records about the VM's hardware (QemuEngine sets it at launch and adoption).
+  void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
+  // Loads a saved state into this QEMU (started with -incoming defer) and resumes the guest.
+  Result<void> load_state(PreparedRestore restore) { return load_vm_state(qmp_, process_, std::move(restore)); }
   QmpClient& qmp() { return qmp_; }
 
  private:
-  ChildProcess process_;
+  MonitorProcess process_;
   QmpClient qmp_;
   VmPaths paths_;
+  snapshot::VmShape shape_;
 };
 
 }  // namespace kiln::engine::qemu

@@ -1,6 +1,7 @@
 #include "engine/qemu/qmp.h"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,7 +50,35 @@ Result<Json> QmpClient::execute(std::string_view command, const Json& arguments,
   if (!arguments.is_null()) request["arguments"] = arguments;
   std::string line = request.dump() + "\n";
   KILN_TRY_CONTEXT(write_all(fd_.get(), line), fmt::format("QMP {}", command));
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  return await_reply(command, std::chrono::steady_clock::now() + timeout);
+}
+
+Result<void> QmpClient::pass_fd(std::string_view name, int fd, std::chrono::milliseconds timeout) {
+  std::string line = Json{{"execute", "getfd"}, {"arguments", {{"fdname", name}}}}.dump() + "\n";
+  // The descriptor rides on the first byte of the command; QEMU's monitor keeps it for getfd.
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{.iov_base = line.data(), .iov_len = 1};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != 1) return Error::last_os_error("QMP getfd: send descriptor");
+  KILN_TRY_CONTEXT(write_all(fd_.get(), std::string_view(line).substr(1)), "QMP getfd");
+  KILN_TRY(await_reply("getfd", std::chrono::steady_clock::now() + timeout));
+  return ok();
+}
+
+Result<Json> QmpClient::await_reply(std::string_view command, std::chrono::steady_clock::time_point deadline) {
   for (;;) {
     Json message = KILN_TRY_CONTEXT(read_message(deadline), fmt::format("QMP {}", command));
     if (message.contains("event")) {
@@ -66,6 +95,14 @@ Result<Json> QmpClient::execute(std::string_view command, const Json& arguments,
 }
 
 std::vector<Json> QmpClient::take_events() { return std::exchange(events_, {}); }
+
+void QmpClient::collect_pending_events() {
+  for (;;) {
+    auto message = read_message(std::chrono::steady_clock::now());
+    if (!message) return;  // nothing more now, or the connection is closed
+    if (message->contains("event")) events_.push_back(std::move(*message));
+  }
+}
 
 Result<Json> QmpClient::read_message(std::chrono::steady_clock::time_point deadline) {
   for (;;) {

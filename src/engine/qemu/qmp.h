@@ -23,11 +23,17 @@ class QmpClient {
 
   Result<Json> execute(std::string_view command, const Json& arguments = nullptr,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Hands QEMU a copy of `fd` under `name` (QMP getfd: the descriptor travels as SCM_RIGHTS with the
+  // command), for URIs such as "fd:<name>". QEMU consumes it when a command uses it; see closefd otherwise.
+  Result<void> pass_fd(std::string_view name, int fd, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   std::vector<Json> take_events();
+  // Reads whatever QEMU already sent (events, typically after it exited) without waiting, into take_events().
+  void collect_pending_events();
 
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<Json> read_message(std::chrono::steady_clock::time_point deadline);
+  Result<Json> await_reply(std::string_view command, std::chrono::steady_clock::time_point deadline);
 
   UniqueFd fd_;
   std::string buffer_;

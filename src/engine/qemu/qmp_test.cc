@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <thread>
 
@@ -95,6 +98,48 @@ TEST(Qmp, MalformedMessageIsAProtocolError) {
   auto result = client->execute("query-status");
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().category(), ErrorCategory::kProtocol);
+}
+
+TEST(Qmp, PassFdSendsTheDescriptorWithGetfd) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  // QEMU's side, written ahead: the greeting and the replies to qmp_capabilities and getfd.
+  ASSERT_TRUE(write_all(pair->second.get(), R"({"QMP": {"version": {}, "capabilities": []}})" "\r\n"
+                                            R"({"return": {}})" "\r\n" R"({"return": {}})" "\r\n"));
+  auto client = QmpClient::handshake(std::move(pair->first), 5s);
+  ASSERT_TRUE(client) << client.error().message();
+  auto pipe = make_pipe();
+  ASSERT_TRUE(pipe);
+  ASSERT_TRUE(client->pass_fd("kiln-state", pipe->write_end.get()));
+
+  std::string received;
+  UniqueFd passed;
+  while (received.find("getfd") == std::string::npos || received.back() != '\n') {
+    char data[4096];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    iovec iov{.iov_base = data, .iov_len = sizeof data};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(pair->second.get(), &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ASSERT_GT(n, 0);
+    received.append(data, static_cast<size_t>(n));
+    if (cmsghdr* header = CMSG_FIRSTHDR(&message); header && header->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(header), sizeof fd);
+      passed.reset(fd);
+    }
+  }
+  EXPECT_NE(received.find(R"({"arguments":{"fdname":"kiln-state"},"execute":"getfd"})"), std::string::npos)
+      << received;
+  // The descriptor that arrived is the pipe's write end: what goes in comes out of our read end.
+  ASSERT_TRUE(passed);
+  ASSERT_TRUE(write_all(passed.get(), "x"));
+  char byte = 0;
+  ASSERT_EQ(::read(pipe->read_end.get(), &byte, 1), 1);
+  EXPECT_EQ(byte, 'x');
 }
 
 TEST(Qmp, ConnectGivesUpWhenQemuIsGone) {

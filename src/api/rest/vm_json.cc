@@ -1,0 +1,198 @@
+#include "api/rest/vm_json.h"
+
+#include <array>
+
+#include <fmt/format.h>
+
+namespace kiln::api::rest {
+namespace {
+
+using daemon::RootSource;
+
+Result<std::optional<uint64_t>> optional_count(const Json& body, std::string_view key, uint64_t min) {
+  auto value = KILN_TRY(optional_int(body, key));
+  if (!value) return std::optional<uint64_t>();
+  if (*value < static_cast<int64_t>(min)) {
+    return Error::invalid_argument(fmt::format("{} must be at least {}, not {}", key, min, *value));
+  }
+  return std::optional<uint64_t>(static_cast<uint64_t>(*value));
+}
+
+Result<std::map<std::string, std::string>> parse_labels(const Json& labels) {
+  if (!labels.is_object()) return Error::invalid_argument("labels must be an object of strings");
+  std::map<std::string, std::string> parsed;
+  for (const auto& [key, value] : labels.items()) {
+    if (!value.is_string()) return Error::invalid_argument(fmt::format("label {} must be a string", key));
+    if (key.empty()) return Error::invalid_argument("a label needs a key");
+    parsed[key] = value.get<std::string>();
+  }
+  return parsed;
+}
+
+Result<RootSource> parse_source(const Json& source) {
+  if (source.is_null()) return RootSource{};
+  if (!source.is_object() || source.size() != 1) {
+    return Error::invalid_argument(
+        "source must be an object with exactly one of directory, tarball, image or vm");
+  }
+  static constexpr std::pair<std::string_view, RootSource::Kind> kKinds[] = {
+      {"directory", RootSource::Kind::kDirectory},
+      {"tarball", RootSource::Kind::kTarball},
+      {"image", RootSource::Kind::kImage},
+      {"vm", RootSource::Kind::kVm}};
+  auto entry = source.begin();
+  const std::string key = entry.key();
+  const Json& value = entry.value();
+  for (auto [name, kind] : kKinds) {
+    if (name != key) continue;
+    if (!value.is_string() || value.get<std::string>().empty()) {
+      return Error::invalid_argument(fmt::format("source.{} must be a non-empty string", key));
+    }
+    return RootSource{.kind = kind, .value = value.get<std::string>()};
+  }
+  return Error::invalid_argument(
+      fmt::format("unknown source kind \"{}\" (use directory, tarball, image or vm)", key));
+}
+
+}  // namespace
+
+Json folder_to_json(const daemon::SharedFolder& folder) {
+  return {{"id", folder.id},
+          {"host_path", folder.host_path},
+          {"guest_path", folder.guest_path},
+          {"read_only", folder.read_only}};
+}
+
+Json vm_to_json(const daemon::VmRecord& vm) {
+  Json folders = Json::array();
+  for (const auto& folder : vm.folders) folders.push_back(folder_to_json(folder));
+  Json source = Json::object();
+  if (vm.source.kind != RootSource::Kind::kDefault) source[std::string(to_string(vm.source.kind))] = vm.source.value;
+  return {{"id", vm.id},
+          {"name", vm.name},
+          {"state", to_string(vm.state)},
+          {"state_reason", vm.state_reason},
+          {"cpus", vm.cpus},
+          {"memory_mib", vm.memory_mib},
+          {"disk_mib", vm.disk_mib},
+          {"source", source},
+          {"kernel", vm.kernel},
+          {"labels", vm.labels},
+          {"tag", vm.tag},
+          {"shared_folders", folders},
+          {"shared_folders_enabled", vm.folders_enabled},
+          {"addresses", Json::array()},
+          {"monitor_pid", vm.monitor_pid},
+          {"created_at", vm.created_at},
+          {"started_at", vm.started_at},
+          {"finished_at", vm.finished_at}};
+}
+
+Result<daemon::SharedFolder> parse_shared_folder(const Json& body) {
+  static constexpr std::array<std::string_view, 3> kAllowed = {"host_path", "guest_path", "read_only"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  daemon::SharedFolder folder;
+  folder.host_path = KILN_TRY(required_string(body, "host_path"));
+  folder.guest_path = KILN_TRY(required_string(body, "guest_path"));
+  folder.read_only = KILN_TRY(optional_bool(body, "read_only")).value_or(false);
+  return folder;
+}
+
+Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
+  static constexpr std::array<std::string_view, 10> kAllowed = {
+      "name", "cpus", "memory_mib", "disk_mib", "source", "kernel", "labels", "shared_folders", "tag", "image"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  daemon::CreateVmRequest request;
+  request.name = KILN_TRY(optional_string(body, "name")).value_or("");
+  if (auto cpus = KILN_TRY(optional_count(body, "cpus", 1))) {
+    if (*cpus > 1024) return Error::invalid_argument(fmt::format("cpus {} is not a sensible number", *cpus));
+    request.cpus = static_cast<unsigned>(*cpus);
+  }
+  request.memory_mib = KILN_TRY(optional_count(body, "memory_mib", 1));
+  request.disk_mib = KILN_TRY(optional_count(body, "disk_mib", 1));
+  if (auto source = body.find("source"); source != body.end()) request.source = KILN_TRY(parse_source(*source));
+  // "image": a shorthand for {"source": {"image": ...}} (kiln vm create --image).
+  if (auto image = KILN_TRY(optional_string(body, "image"))) {
+    if (request.source.kind != RootSource::Kind::kDefault) {
+      return Error::invalid_argument("give either image or source, not both");
+    }
+    request.source = {.kind = RootSource::Kind::kImage, .value = *image};
+  }
+  request.kernel = KILN_TRY(optional_string(body, "kernel")).value_or("");
+  if (auto labels = body.find("labels"); labels != body.end() && !labels->is_null()) {
+    request.labels = KILN_TRY(parse_labels(*labels));
+  }
+  if (auto folders = body.find("shared_folders"); folders != body.end() && !folders->is_null()) {
+    if (!folders->is_array()) return Error::invalid_argument("shared_folders must be an array");
+    for (const auto& folder : *folders) request.folders.push_back(KILN_TRY(parse_shared_folder(folder)));
+  }
+  request.tag = KILN_TRY(optional_string(body, "tag")).value_or("");
+  return request;
+}
+
+Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body) {
+  static constexpr std::array<std::string_view, 3> kAllowed = {"cpus", "memory_mib", "labels"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  daemon::UpdateVmRequest request;
+  if (auto cpus = KILN_TRY(optional_count(body, "cpus", 1))) {
+    if (*cpus > 1024) return Error::invalid_argument(fmt::format("cpus {} is not a sensible number", *cpus));
+    request.cpus = static_cast<unsigned>(*cpus);
+  }
+  request.memory_mib = KILN_TRY(optional_count(body, "memory_mib", 1));
+  if (auto labels = body.find("labels"); labels != body.end() && !labels->is_null()) {
+    request.labels = KILN_TRY(parse_labels(*labels));
+  }
+  return request;
+}
+
+Result<daemon::ExecRequest> parse_exec(const Json& body) {
+  static constexpr std::array<std::string_view, 8> kAllowed = {"cmd", "env", "workdir", "tty", "stdin",
+                                                               "user", "rows", "cols"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  daemon::ExecRequest request;
+  auto cmd = body.find("cmd");
+  if (cmd == body.end() || !cmd->is_array() || cmd->empty()) {
+    return Error::invalid_argument("cmd must be a non-empty array of strings");
+  }
+  for (const auto& arg : *cmd) {
+    if (!arg.is_string()) return Error::invalid_argument("cmd must be a non-empty array of strings");
+    request.process.argv.push_back(arg.get<std::string>());
+  }
+  if (auto env = body.find("env"); env != body.end() && !env->is_null()) {
+    if (!env->is_array()) return Error::invalid_argument("env must be an array of KEY=VALUE strings");
+    std::vector<std::string> entries = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    for (const auto& entry : *env) {
+      if (!entry.is_string() || entry.get<std::string>().find('=') == std::string::npos) {
+        return Error::invalid_argument("env must be an array of KEY=VALUE strings");
+      }
+      entries.push_back(entry.get<std::string>());
+    }
+    request.process.env = std::move(entries);
+  }
+  request.process.cwd = KILN_TRY(optional_string(body, "workdir")).value_or("");
+  request.process.tty = KILN_TRY(optional_bool(body, "tty")).value_or(false);
+  if (request.process.tty) {
+    if (!request.process.env) {
+      request.process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    }
+    request.process.env->push_back("TERM=xterm");
+  }
+  request.attach_stdin = KILN_TRY(optional_bool(body, "stdin")).value_or(false);
+  if (auto user = KILN_TRY(optional_string(body, "user"))) {
+    // uid[:gid], numeric: the VM's user database is not the host's business.
+    auto colon = user->find(':');
+    try {
+      request.process.uid = static_cast<uint32_t>(std::stoul(user->substr(0, colon)));
+      if (colon != std::string::npos) request.process.gid = static_cast<uint32_t>(std::stoul(user->substr(colon + 1)));
+    } catch (const std::exception&) {
+      return Error::invalid_argument(fmt::format("user \"{}\" must be numeric uid[:gid]", *user));
+    }
+  }
+  auto rows = KILN_TRY(optional_count(body, "rows", 1));
+  auto cols = KILN_TRY(optional_count(body, "cols", 1));
+  if (rows) request.process.size.rows = static_cast<uint16_t>(std::min<uint64_t>(*rows, 65535));
+  if (cols) request.process.size.cols = static_cast<uint16_t>(std::min<uint64_t>(*cols, 65535));
+  return request;
+}
+
+}  // namespace kiln::api::rest

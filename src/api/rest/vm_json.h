@@ -1,0 +1,18 @@
+// The Kiln VM API's JSON: VMs as clients see them, and strict parsing of create/update requests (unknown
+// fields, wrong types and out-of-range numbers are kInvalidArgument naming the field). Pure; any thread.
+#pragma once
+
+#include "common/json.h"
+#include "daemon/vm_manager.h"
+
+namespace kiln::api::rest {
+
+Json vm_to_json(const daemon::VmRecord& vm);
+Json folder_to_json(const daemon::SharedFolder& folder);
+
+Result<daemon::CreateVmRequest> parse_create_vm(const Json& body);
+Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body);
+Result<daemon::SharedFolder> parse_shared_folder(const Json& body);
+Result<daemon::ExecRequest> parse_exec(const Json& body);
+
+}  // namespace kiln::api::rest

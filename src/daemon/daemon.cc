@@ -1,0 +1,154 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+
+#include <fmt/format.h>
+
+#include "api/http/server.h"
+#include "api/rest/rest_api.h"
+#include "common/log.h"
+#include "daemon/event_bus.h"
+#include "daemon/state/vm_store.h"
+#include "daemon/vm_manager.h"
+#include "engine/accelerator.h"
+#include "engine/qemu/qemu_engine.h"
+#include "guest/guest_kit.h"
+#include "image/image_store.h"
+#include "kiln/version.h"
+
+namespace kiln::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+// One kilnd per root: a second one would fight over the VMs and the database.
+Result<UniqueFd> lock_root(const std::string& root) {
+  std::string path = root + "/kilnd.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return Error::last_os_error(fmt::format("open {}", path));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Error::already_exists(fmt::format("another kilnd is already running with --root {}", root));
+    }
+    return Error::last_os_error(fmt::format("lock {}", path));
+  }
+  return fd;
+}
+
+Result<void> write_pid_file(const std::string& path) {
+  return write_file_atomic(path, fmt::format("{}\n", ::getpid()));
+}
+
+Result<UniqueFd> termination_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  // Blocked before any thread starts, so every thread inherits the mask and the signalfd gets them.
+  if (::pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("pthread_sigmask");
+  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC));
+  if (!fd) return Error::last_os_error("signalfd");
+  return fd;
+}
+
+uint64_t host_memory_mib() {
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) >> 20;
+}
+
+Result<int> serve(const DaemonOptions& options, const std::function<void(const Error*)>& ready) {
+  UniqueFd signals = KILN_TRY(termination_signals());
+  std::error_code error;
+  fs::create_directories(options.root, error);
+  if (error) return Error::invalid_argument(fmt::format("cannot create --root {}: {}", options.root, error.message()));
+  fs::create_directories(options.run_dir, error);
+  if (error) {
+    return Error::invalid_argument(fmt::format("cannot create --run-dir {}: {}", options.run_dir, error.message()));
+  }
+  ::chmod(options.root.c_str(), 0711);
+  UniqueFd root_lock = KILN_TRY(lock_root(options.root));
+
+  auto store = KILN_TRY(VmStore::open(options.root));
+  EventBus events;
+  const char* qemu_env = std::getenv("KILN_QEMU");  // NOLINT(concurrency-mt-unsafe): before any thread
+  std::string qemu = !options.qemu.empty() ? options.qemu : (qemu_env ? qemu_env : "");
+  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu));
+  guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
+  auto images = KILN_TRY(image::ImageStore::open({.root = options.root,
+                                                  .insecure_registries = options.insecure_registries}));
+
+  unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  auto vms = KILN_TRY(VmManager::create({.root = options.root,
+                                         .run_dir = options.run_dir,
+                                         .kernel = kit.kernel,
+                                         .initramfs = kit.initramfs,
+                                         .host_cpus = cpus,
+                                         .host_memory_mib = host_memory_mib(),
+                                         .images = images.get()},
+                                        *store, events, *engine));
+  KILN_TRY(vms->recover());
+
+  api::rest::ExecRegistry execs;
+  api::rest::ApiContext context{.vms = *vms,
+                                .events = events,
+                                .execs = execs,
+                                .engine_name = std::string(engine->name()),
+                                .accelerator = std::string(engine::to_string(engine->host().accelerator))};
+  api::http::Router router;
+  api::rest::add_kiln_routes(router, context);
+  auto server = KILN_TRY(api::http::Server::create(std::move(router)));
+  std::vector<std::string> hosts = options.hosts;
+  if (hosts.empty()) hosts.push_back("unix://" + options.run_dir + "/kiln.sock");
+  for (const auto& host : hosts) {
+    auto bound = KILN_TRY_CONTEXT(server->listen(host), fmt::format("listen on {}", host));
+    log::info("listening", {{"endpoint", bound.to_string()}});
+  }
+  std::unique_ptr<api::http::Server> appcatalyst_server;
+  if (options.appcatalyst_port > 0) {
+    api::http::Router appcatalyst_router(api::http::appcatalyst_error_body);
+    api::rest::add_appcatalyst_routes(appcatalyst_router, context);
+    appcatalyst_server = KILN_TRY(api::http::Server::create(std::move(appcatalyst_router)));
+    auto bound = KILN_TRY_CONTEXT(appcatalyst_server->listen(fmt::format("tcp://127.0.0.1:{}", options.appcatalyst_port)),
+                                  "listen for the AppCatalyst API");
+    log::info("AppCatalyst API listening", {{"endpoint", bound.to_string()}});
+  }
+  KILN_TRY(write_pid_file(options.run_dir + "/kilnd.pid"));
+  log::info("kilnd ready", {{"version", kVersion}, {"root", options.root}, {"engine", engine->name()}});
+  ready(nullptr);
+
+  signalfd_siginfo info{};
+  while (::read(signals.get(), &info, sizeof info) < 0 && errno == EINTR) {
+  }
+  log::info("kilnd shutting down; VMs keep running", {{"signal", static_cast<int>(info.ssi_signo)}});
+  events.close();
+  if (appcatalyst_server) appcatalyst_server->stop();
+  server->stop();
+  vms->shutdown();
+  fs::remove(options.run_dir + "/kilnd.pid", error);
+  return 0;
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& options, const std::function<void(const Error*)>& ready) {
+  auto code = serve(options, ready);
+  if (!code) {
+    log::error("kilnd failed", {{"error", code.error().message()}});
+    ready(&code.error());
+    return 1;
+  }
+  return *code;
+}
+
+}  // namespace kiln::daemon

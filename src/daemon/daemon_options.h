@@ -1,0 +1,22 @@
+// kilnd's command line, validated into plain options. Parsed once on the main thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::daemon {
+
+struct DaemonOptions {
+  std::string root = "/var/lib/kiln";
+  std::string run_dir = "/run/kiln";
+  std::vector<std::string> hosts;  // -H; empty: unix://<run_dir>/kiln.sock
+  int appcatalyst_port = 0;        // 0: off; AppCatalyst's own default was 8080
+  bool detach = false;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string kernel;  // empty: Kiln's guest kernel
+  std::string qemu;    // empty: $KILN_QEMU, then qemu-system-x86_64 on PATH
+  std::vector<std::string> insecure_registries;
+};
+
+}  // namespace kiln::daemon

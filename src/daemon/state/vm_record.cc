@@ -1,0 +1,128 @@
+#include "daemon/state/vm_record.h"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace kiln::daemon {
+namespace {
+
+constexpr std::pair<VmState, std::string_view> kStateNames[] = {
+    {VmState::kCreating, "creating"},   {VmState::kStopped, "stopped"},   {VmState::kStarting, "starting"},
+    {VmState::kRunning, "running"},     {VmState::kPaused, "paused"},     {VmState::kStopping, "stopping"},
+    {VmState::kSuspending, "suspending"}, {VmState::kSuspended, "suspended"}, {VmState::kError, "error"},
+};
+
+constexpr std::pair<RootSource::Kind, std::string_view> kSourceNames[] = {
+    {RootSource::Kind::kDefault, "default"}, {RootSource::Kind::kDirectory, "directory"},
+    {RootSource::Kind::kTarball, "tarball"}, {RootSource::Kind::kImage, "image"}, {RootSource::Kind::kVm, "vm"},
+};
+
+}  // namespace
+
+std::string_view to_string(VmState state) {
+  for (auto [value, name] : kStateNames) {
+    if (value == state) return name;
+  }
+  return "unknown";
+}
+
+std::optional<VmState> vm_state_from_string(std::string_view text) {
+  for (auto [value, name] : kStateNames) {
+    if (name == text) return value;
+  }
+  return std::nullopt;
+}
+
+bool has_monitor(VmState state) {
+  return state == VmState::kStarting || state == VmState::kRunning || state == VmState::kPaused ||
+         state == VmState::kStopping || state == VmState::kSuspending;
+}
+
+std::string_view to_string(RootSource::Kind kind) {
+  for (auto [value, name] : kSourceNames) {
+    if (value == kind) return name;
+  }
+  return "default";
+}
+
+Json to_storage_json(const VmRecord& vm) {
+  Json folders = Json::array();
+  for (const auto& folder : vm.folders) {
+    folders.push_back({{"id", folder.id},
+                       {"host_path", folder.host_path},
+                       {"guest_path", folder.guest_path},
+                       {"read_only", folder.read_only},
+                       {"flags", folder.flags}});
+  }
+  return {{"id", vm.id},
+          {"name", vm.name},
+          {"cpus", vm.cpus},
+          {"memory_mib", vm.memory_mib},
+          {"disk_mib", vm.disk_mib},
+          {"source", {{"kind", to_string(vm.source.kind)}, {"value", vm.source.value}}},
+          {"kernel", vm.kernel},
+          {"labels", vm.labels},
+          {"tag", vm.tag},
+          {"folders", folders},
+          {"folders_enabled", vm.folders_enabled},
+          {"state", to_string(vm.state)},
+          {"state_reason", vm.state_reason},
+          {"monitor_pid", vm.monitor_pid},
+          {"created_at", vm.created_at},
+          {"started_at", vm.started_at},
+          {"finished_at", vm.finished_at}};
+}
+
+Result<VmRecord> vm_from_storage_json(const Json& json) {
+  if (!json.is_object()) return Error::internal("stored VM record is not an object");
+  VmRecord vm;
+  vm.id = json.value("id", "");
+  vm.name = json.value("name", "");
+  vm.cpus = json.value("cpus", 1U);
+  vm.memory_mib = json.value("memory_mib", uint64_t{512});
+  vm.disk_mib = json.value("disk_mib", uint64_t{1024});
+  if (auto source = json.find("source"); source != json.end() && source->is_object()) {
+    std::string kind = source->value("kind", "default");
+    for (auto [value, name] : kSourceNames) {
+      if (name == kind) vm.source.kind = value;
+    }
+    vm.source.value = source->value("value", "");
+  }
+  vm.kernel = json.value("kernel", "");
+  if (auto labels = json.find("labels"); labels != json.end() && labels->is_object()) {
+    for (const auto& [key, value] : labels->items()) {
+      if (value.is_string()) vm.labels[key] = value.get<std::string>();
+    }
+  }
+  vm.tag = json.value("tag", "");
+  if (auto folders = json.find("folders"); folders != json.end() && folders->is_array()) {
+    for (const auto& folder : *folders) {
+      vm.folders.push_back({.id = folder.value("id", ""),
+                            .host_path = folder.value("host_path", ""),
+                            .guest_path = folder.value("guest_path", ""),
+                            .read_only = folder.value("read_only", false),
+                            .flags = folder.value("flags", int64_t{0})});
+    }
+  }
+  vm.folders_enabled = json.value("folders_enabled", true);
+  auto state = vm_state_from_string(json.value("state", "error"));
+  vm.state = state.value_or(VmState::kError);
+  vm.state_reason = json.value("state_reason", "");
+  vm.monitor_pid = json.value("monitor_pid", int64_t{0});
+  vm.created_at = json.value("created_at", "");
+  vm.started_at = json.value("started_at", "");
+  vm.finished_at = json.value("finished_at", "");
+  if (vm.id.empty() || vm.name.empty()) return Error::internal("stored VM record lacks an id or name");
+  return vm;
+}
+
+std::string now_rfc3339() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  ::gmtime_r(&now, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                     utc.tm_hour, utc.tm_min, utc.tm_sec);
+}
+
+}  // namespace kiln::daemon

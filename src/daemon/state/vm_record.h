@@ -1,0 +1,75 @@
+// VmRecord: everything kilnd knows about one VM, as stored in the state database (one JSON document per row,
+// so adding a field needs no schema migration) and as the Kiln VM API shows it. Plain data; any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/json.h"
+
+namespace kiln::daemon {
+
+enum class VmState {
+  kCreating,    // root disk being built; not yet usable
+  kStopped,     // created, or stopped; nothing running
+  kStarting,
+  kRunning,
+  kPaused,      // vCPUs stopped, memory held
+  kStopping,
+  kSuspending,
+  kSuspended,   // memory and device state on disk, no monitor process
+  kError,       // the last start or the monitor failed; state_reason says why
+};
+std::string_view to_string(VmState state);
+std::optional<VmState> vm_state_from_string(std::string_view text);
+// States in which a monitor process should exist.
+bool has_monitor(VmState state);
+
+// Where a VM's root filesystem came from.
+struct RootSource {
+  enum class Kind { kDefault, kDirectory, kTarball, kImage, kVm } kind = Kind::kDefault;
+  std::string value;  // path, image reference or template VM name
+};
+std::string_view to_string(RootSource::Kind kind);
+
+struct SharedFolder {
+  std::string id;          // stable within the VM ("0", "1", ... as AppCatalyst numbered them)
+  std::string host_path;   // absolute, exists
+  std::string guest_path;  // absolute path in the guest
+  bool read_only = false;
+  int64_t flags = 0;       // AppCatalyst's flags field, kept verbatim (bit 0: writable)
+};
+
+struct VmRecord {
+  std::string id;    // 64 hex digits
+  std::string name;  // [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}, unique
+  unsigned cpus = 1;
+  uint64_t memory_mib = 512;
+  uint64_t disk_mib = 1024;
+  RootSource source;
+  std::string kernel;  // override; empty: Kiln's guest kernel
+  std::map<std::string, std::string> labels;
+  std::string tag;     // AppCatalyst's free-form tag
+  std::vector<SharedFolder> folders;
+  bool folders_enabled = true;
+
+  VmState state = VmState::kCreating;
+  std::string state_reason;  // why it is in that state (error, died, killed)
+  int64_t monitor_pid = 0;
+  std::string created_at;    // RFC 3339, UTC
+  std::string started_at;
+  std::string finished_at;
+};
+
+// Storage form (all fields).
+Json to_storage_json(const VmRecord& vm);
+Result<VmRecord> vm_from_storage_json(const Json& json);
+
+// RFC 3339 UTC with nanoseconds-free seconds precision, e.g. 2026-11-26T03:04:05Z.
+std::string now_rfc3339();
+
+}  // namespace kiln::daemon

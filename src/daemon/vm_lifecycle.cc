@@ -1,0 +1,408 @@
+// VmManager's lifecycle operations: start, stop, kill, restart, pause, resume, exec, shared folders.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "daemon/vm_manager.h"
+#include "daemon/vm_slot.h"
+
+namespace kiln::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr auto kAgentShutdownTimeout = std::chrono::seconds(5);
+constexpr auto kMountTimeout = std::chrono::seconds(20);
+
+Error state_conflict(const VmRecord& vm, std::string_view operation) {
+  return Error::failed_precondition(fmt::format("cannot {} VM {}: it is {}", operation, vm.name, to_string(vm.state)));
+}
+
+// By position: folder ids may be long or odd, and a 9p mount tag must be short.
+std::string share_tag(size_t index) { return "kilnshare" + std::to_string(index); }
+
+}  // namespace
+
+engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
+  engine::VmSpec spec{.name = vm.name,
+                      .cpus = vm.cpus,
+                      .memory_mib = vm.memory_mib,
+                      .kernel = vm.kernel.empty() ? config_.kernel : vm.kernel,
+                      .initrd = config_.initramfs,
+                      .runtime_dir = runtime_dir(vm.id),
+                      .disks = {{.path = vm_dir(vm.id) + "/root.ext4"}},
+                      .die_with_launcher = false};
+  spec.root_disk = 0;
+  if (vm.folders_enabled) {
+    for (size_t i = 0; i < vm.folders.size(); ++i) {
+      const auto& folder = vm.folders[i];
+      spec.shares.push_back({.tag = share_tag(i), .host_path = folder.host_path, .read_only = folder.read_only});
+    }
+  }
+  return spec;
+}
+
+Result<void> VmManager::connect_agent(Slot& slot, VmRecord& vm) {
+  RunningVm& running = *slot.running;
+  UniqueFd channel = KILN_TRY_CONTEXT(running.instance->connect_agent(), "connect to the VM's agent");
+  std::string id = vm.id;
+  running.hub = KILN_TRY_CONTEXT(
+      agent::AgentHub::start(std::move(channel), config_.agent_timeout, [this, id](const Error& error) {
+        log::debug("agent channel closed", {{"vm", id}, {"reason", error.message()}});
+      }),
+      "the VM's agent did not answer");
+  auto info = KILN_TRY(running.hub->call(
+      [](agent::AgentConnection& connection) -> Result<agent::HelloReply> { return connection.agent_info(); }));
+  if (info.root && !info.root->mounted) {
+    return Error::unavailable(fmt::format("the VM's root disk could not be mounted: {}", info.root->error));
+  }
+  return ok();
+}
+
+Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
+  if (!vm.folders_enabled) return ok();
+  for (size_t i = 0; i < vm.folders.size(); ++i) {
+    const auto& folder = vm.folders[i];
+    agent::MountRequest request{.source = share_tag(i),
+                                .target = folder.guest_path,
+                                .fstype = "9p",
+                                .options = "trans=virtio,version=9p2000.L,msize=262144,cache=none",
+                                .read_only = folder.read_only};
+    KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
+      return connection.mount(request, kMountTimeout);
+    }),
+                     fmt::format("mount shared folder {} at {}", folder.host_path, folder.guest_path));
+  }
+  return ok();
+}
+
+Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
+  std::string dir = runtime_dir(vm.id);
+  std::error_code error;
+  // Sockets of an earlier run would make QEMU fail to bind; the console log is kept as console.log.prev.
+  if (fs::exists(dir + "/console.log", error)) fs::rename(dir + "/console.log", dir + "/console.log.prev", error);
+  for (const char* stale : {"/agent.sock", "/qmp.sock"}) fs::remove(dir + stale, error);
+  fs::create_directories(dir, error);
+  if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
+  for (const auto& folder : vm.folders) {
+    if (vm.folders_enabled && !fs::is_directory(folder.host_path, error)) {
+      return Error::failed_precondition(
+          fmt::format("shared folder {} no longer exists on the host", folder.host_path));
+    }
+  }
+
+  bool restoring = vm.state == VmState::kSuspended;
+  engine::VmSpec spec = spec_for(vm);
+  if (restoring) {
+    spec.restore_from = suspend_dir(vm.id);
+  } else {
+    vm.started_at = now_rfc3339();
+  }
+  KILN_TRY(save(vm, VmState::kStarting));
+  auto launched = engine_.launch(spec);
+  if (!launched) {
+    std::string reason = launched.error().message();
+    if (restoring) {
+      // The saved state is unusable; keep it for inspection, but the next start boots from the disk.
+      reason = fmt::format("could not restore the suspended VM ({}); its saved state was moved to {}.failed and "
+                           "the next start boots from its disk",
+                           reason, suspend_dir(vm.id));
+      std::error_code ignored;
+      fs::remove_all(suspend_dir(vm.id) + ".failed", ignored);
+      fs::rename(suspend_dir(vm.id), suspend_dir(vm.id) + ".failed", ignored);
+    }
+    vm.finished_at = now_rfc3339();
+    (void)save(vm, VmState::kError, reason);
+    return Error(launched.error().category(), fmt::format("VM {} failed to start: {}", vm.name, reason));
+  }
+  auto instance = std::move(*launched);
+  vm.monitor_pid = instance->monitor_pid();
+  slot.running = std::make_unique<RunningVm>();
+  slot.running->instance = std::move(instance);
+  KILN_TRY(store_.update(vm));
+
+  auto connected = [&]() -> Result<void> {
+    KILN_TRY(connect_agent(slot, vm));
+    KILN_TRY(mount_folders(slot, vm));
+    return ok();
+  }();
+  if (!connected) {
+    std::string console = slot.running->instance->console_tail(1024);
+    (void)slot.running->instance->kill();
+    slot.running.reset();
+    vm.monitor_pid = 0;
+    vm.finished_at = now_rfc3339();
+    std::string reason = connected.error().message();
+    (void)save(vm, VmState::kError, reason);
+    publish(vm, "died", {{"reason", reason}});
+    if (!console.empty()) reason += "; console: " + console;
+    return Error(connected.error().category(), fmt::format("VM {} failed to start: {}", vm.name, reason));
+  }
+  {
+    std::lock_guard guard(watch_mutex_);
+    watched_[vm.id] = UniqueFd(::fcntl(slot.running->instance->exit_fd(), F_DUPFD_CLOEXEC, 0));
+  }
+  wake_watcher();
+  if (restoring) {
+    std::error_code ignored;
+    fs::remove_all(suspend_dir(vm.id), ignored);  // consumed: the guest has moved on from it
+  }
+  KILN_TRY(save(vm, VmState::kRunning));
+  publish(vm, restoring ? "restored" : "started");
+  log::info(restoring ? "VM restored" : "VM started", {{"vm", vm.name}, {"pid", vm.monitor_pid}});
+  return ok();
+}
+
+Result<void> VmManager::force_off(Slot& slot, VmRecord& vm, std::string reason, std::string action) {
+  {
+    std::lock_guard guard(watch_mutex_);
+    watched_.erase(vm.id);
+  }
+  if (slot.running) {
+    slot.running->hub.reset();
+    KILN_TRY(slot.running->instance->kill());
+    slot.running.reset();
+  } else if (vm.monitor_pid > 0) {
+    // Not adopted (e.g. adoption failed at recovery) but recorded: make sure no monitor is left behind.
+    if (auto orphan = engine_.adopt(spec_for(vm), static_cast<pid_t>(vm.monitor_pid))) (void)(*orphan)->kill();
+  }
+  vm.monitor_pid = 0;
+  vm.finished_at = now_rfc3339();
+  KILN_TRY(save(vm, VmState::kStopped, std::move(reason)));
+  publish(vm, std::move(action));
+  return ok();
+}
+
+Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason) {
+  if (!slot.running) return force_off(slot, vm, std::move(reason), "stopped");
+  KILN_TRY(save(vm, VmState::kStopping));
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  RunningVm& running = *slot.running;
+  if (vm.state == VmState::kPaused) (void)running.instance->resume();
+  if (!running.hub) {
+    if (auto connected = connect_agent(slot, vm); !connected) {
+      log::warn("no agent to stop the VM gracefully", {{"vm", vm.name}, {"error", connected.error().message()}});
+    }
+  }
+  if (running.hub && running.hub->alive()) {
+    auto asked = running.hub->shutdown(false, std::min<std::chrono::milliseconds>(grace, kAgentShutdownTimeout));
+    if (!asked) log::warn("the agent did not take the shutdown", {{"vm", vm.name}, {"error", asked.error().message()}});
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto ended = running.instance->wait_for_exit(std::max(left, std::chrono::milliseconds(0)));
+  if (ended && *ended) {
+    {
+      std::lock_guard guard(watch_mutex_);
+      watched_.erase(vm.id);
+    }
+    slot.running.reset();
+    vm.monitor_pid = 0;
+    vm.finished_at = now_rfc3339();
+    KILN_TRY(save(vm, VmState::kStopped, std::move(reason)));
+    publish(vm, "stopped");
+    return ok();
+  }
+  log::warn("VM did not stop within its grace period; killing it", {{"vm", vm.name}});
+  return force_off(slot, vm, reason.empty() ? "killed after the stop timeout" : reason, "stopped");
+}
+
+Result<void> VmManager::discard_suspended(VmRecord& vm) {
+  std::error_code ignored;
+  fs::remove_all(suspend_dir(vm.id), ignored);
+  vm.finished_at = now_rfc3339();
+  KILN_TRY(save(vm, VmState::kStopped, "its suspended state was discarded"));
+  publish(vm, "stopped");
+  return ok();
+}
+
+Result<VmRecord> VmManager::start(const std::string& id_or_name) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    switch (vm.state) {
+      case VmState::kRunning:
+        return ok();  // already what was asked (docker start of a running container is not an error)
+      case VmState::kStopped:
+      case VmState::kError:
+        return boot(slot, vm);
+      case VmState::kSuspended:
+        return boot(slot, vm);
+      default:
+        return state_conflict(vm, "start");
+    }
+  });
+}
+
+Result<VmRecord> VmManager::stop(const std::string& id_or_name, std::chrono::milliseconds grace) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state == VmState::kStopped || vm.state == VmState::kError) return ok();
+    if (vm.state == VmState::kSuspended) return discard_suspended(vm);
+    if (!has_monitor(vm.state)) return state_conflict(vm, "stop");
+    return shut_down(slot, vm, grace, "");
+  });
+}
+
+Result<VmRecord> VmManager::kill(const std::string& id_or_name) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state == VmState::kSuspended) return discard_suspended(vm);
+    if (!has_monitor(vm.state)) return state_conflict(vm, "kill");
+    return force_off(slot, vm, "killed", "stopped");
+  });
+}
+
+Result<VmRecord> VmManager::restart(const std::string& id_or_name, std::chrono::milliseconds grace) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state == VmState::kCreating) return state_conflict(vm, "restart");
+    if (vm.state == VmState::kSuspended) KILN_TRY(discard_suspended(vm));
+    if (has_monitor(vm.state)) KILN_TRY(shut_down(slot, vm, grace, ""));
+    KILN_TRY(boot(slot, vm));
+    publish(vm, "restarted");
+    return ok();
+  });
+}
+
+Result<VmRecord> VmManager::pause(const std::string& id_or_name) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state != VmState::kRunning || !slot.running) return state_conflict(vm, "pause");
+    KILN_TRY(slot.running->instance->pause());
+    KILN_TRY(save(vm, VmState::kPaused));
+    publish(vm, "paused");
+    return ok();
+  });
+}
+
+Result<VmRecord> VmManager::resume(const std::string& id_or_name) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state != VmState::kPaused || !slot.running) return state_conflict(vm, "resume");
+    KILN_TRY(slot.running->instance->resume());
+    if (!slot.running->hub) {
+      // Adopted while paused: the agent could not answer then.
+      if (auto connected = connect_agent(slot, vm); !connected) {
+        log::warn("resumed VM's agent did not answer", {{"vm", vm.name}, {"error", connected.error().message()}});
+      }
+    }
+    KILN_TRY(save(vm, VmState::kRunning));
+    publish(vm, "resumed");
+    return ok();
+  });
+}
+
+Result<VmRecord> VmManager::suspend(const std::string& id_or_name) {
+  return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if ((vm.state != VmState::kRunning && vm.state != VmState::kPaused) || !slot.running) {
+      return state_conflict(vm, "suspend");
+    }
+    if (vm.folders_enabled && !vm.folders.empty()) {
+      // QEMU blocks migration while a virtio-9p export is mounted in the guest.
+      return Error::failed_precondition(fmt::format(
+          "cannot suspend VM {}: it has shared folders, whose state cannot be saved (disable them first)", vm.name));
+    }
+    std::string dir = suspend_dir(vm.id);
+    std::error_code error;
+    fs::remove_all(dir, error);
+    fs::create_directories(dir, error);
+    if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
+    VmState before = vm.state;
+    KILN_TRY(save(vm, VmState::kSuspending));
+    // The agent session ends with the save either way; closing it first keeps the saved guest quiet.
+    slot.running->hub.reset();
+    {
+      std::lock_guard guard(watch_mutex_);
+      watched_.erase(vm.id);
+    }
+    auto saved = slot.running->instance->save_state(dir);
+    if (!saved) {
+      fs::remove_all(dir, error);
+      {
+        std::lock_guard guard(watch_mutex_);
+        watched_[vm.id] = UniqueFd(::fcntl(slot.running->instance->exit_fd(), F_DUPFD_CLOEXEC, 0));
+      }
+      wake_watcher();
+      if (before == VmState::kRunning) (void)connect_agent(slot, vm);
+      KILN_TRY(save(vm, before));
+      return Error(saved.error().category(), fmt::format("suspend VM {}: {}", vm.name, saved.error().message()));
+    }
+    slot.running.reset();
+    vm.monitor_pid = 0;
+    KILN_TRY(save(vm, VmState::kSuspended));
+    publish(vm, "suspended");
+    log::info("VM suspended to disk", {{"vm", vm.name}, {"dir", dir}});
+    return ok();
+  });
+}
+
+Result<agent::ExecHandle> VmManager::exec(const std::string& id_or_name, const agent::ProcessSpec& process,
+                                          agent::ExecIo& io) {
+  std::optional<agent::ExecHandle> handle;
+  auto result = locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    if (vm.state != VmState::kRunning || !slot.running) return state_conflict(vm, "exec in");
+    if (!slot.running->hub || !slot.running->hub->alive()) KILN_TRY(connect_agent(slot, vm));
+    handle.emplace(KILN_TRY(slot.running->hub->exec(process, std::move(io))));
+    return ok();
+  });
+  if (!result) return result.error();
+  return std::move(*handle);
+}
+
+Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedFolder folder) {
+  FolderAdded added;
+  auto result = locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(normalize_shared_folder(folder));
+    for (const auto& existing : vm.folders) {
+      if (existing.guest_path == folder.guest_path) {
+        return Error::already_exists(fmt::format("VM {} already shares a folder at {}", vm.name, folder.guest_path));
+      }
+    }
+    if (folder.id.empty()) {
+      // Kiln API folders are numbered; AppCatalyst's are named by the client (its guestPath).
+      int next = 0;
+      for (const auto& existing : vm.folders) {
+        if (!existing.id.empty() && std::all_of(existing.id.begin(), existing.id.end(), ::isdigit)) {
+          next = std::max(next, std::stoi(existing.id) + 1);
+        }
+      }
+      folder.id = std::to_string(next);
+    }
+    for (const auto& existing : vm.folders) {
+      if (existing.id == folder.id) {
+        return Error::already_exists(fmt::format("VM {} already has a shared folder {}", vm.name, folder.id));
+      }
+    }
+    vm.folders.push_back(folder);
+    KILN_TRY(store_.update(vm));
+    added.folder = folder;
+    if (has_monitor(vm.state)) {
+      added.note = "the folder appears in the guest at the VM's next start (QEMU microvm cannot add devices to a running VM)";
+    } else {
+      added.note = "the folder appears in the guest when the VM starts";
+    }
+    return ok();
+  });
+  if (!result) return result.error();
+  return added;
+}
+
+Result<void> VmManager::remove_folder(const std::string& id_or_name, const std::string& folder_id) {
+  auto result = locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    auto found = std::find_if(vm.folders.begin(), vm.folders.end(),
+                              [&](const SharedFolder& folder) { return folder.id == folder_id; });
+    if (found == vm.folders.end()) {
+      return Error::not_found(fmt::format("VM {} has no shared folder {}", vm.name, folder_id));
+    }
+    vm.folders.erase(found);
+    return store_.update(vm);
+  });
+  if (!result) return result.error();
+  return ok();
+}
+
+Result<VmRecord> VmManager::set_folders_enabled(const std::string& id_or_name, bool enabled) {
+  return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    vm.folders_enabled = enabled;
+    return store_.update(vm);
+  });
+}
+
+}  // namespace kiln::daemon

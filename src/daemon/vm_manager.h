@@ -1,0 +1,171 @@
+// VmManager: the lifecycle of kilnd's VMs. Owns the running VMs (their monitor handles and agent hubs),
+// writes every state change to the VmStore before acting on the next, and publishes events. Operations on one
+// VM are serialized by that VM's lock; reads (list, inspect) never wait for a slow operation. Thread-safe:
+// every HTTP connection thread calls in directly. VMs outlive the manager: shutdown() releases them.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/client/agent_hub.h"
+#include "common/unique_fd.h"
+#include "daemon/event_bus.h"
+#include "daemon/state/vm_store.h"
+#include "engine/engine.h"
+
+namespace kiln::image {
+class ImageStore;
+}
+
+namespace kiln::daemon {
+
+struct VmManagerConfig {
+  std::string root;     // --root: state db, vms/<id>/root.ext4
+  std::string run_dir;  // --run-dir: vms/<short id>/ sockets and console logs
+  std::string kernel;
+  std::string initramfs;
+  std::string busybox_binary = "/bin/busybox";
+  unsigned host_cpus = 1;
+  uint64_t host_memory_mib = 0;
+  std::chrono::milliseconds agent_timeout = std::chrono::seconds(90);
+  image::ImageStore* images = nullptr;  // optional: VMs from image references
+};
+
+struct CreateVmRequest {
+  std::string name;  // empty: generated
+  std::optional<unsigned> cpus;
+  std::optional<uint64_t> memory_mib;
+  std::optional<uint64_t> disk_mib;
+  RootSource source;
+  std::string kernel;
+  std::map<std::string, std::string> labels;
+  std::vector<SharedFolder> folders;  // ids assigned by the manager
+  std::string tag;
+};
+
+struct UpdateVmRequest {
+  std::optional<unsigned> cpus;
+  std::optional<uint64_t> memory_mib;
+  std::optional<std::map<std::string, std::string>> labels;
+};
+
+struct VmFilter {
+  std::map<std::string, std::string> labels;  // all must match; an empty value matches any value of the key
+  std::vector<std::string> label_keys;        // "key" without "=value"
+  std::optional<VmState> state;
+  std::string name;                           // substring, as docker ps --filter name=
+};
+
+// A shared folder to add: where it lands, and whether the running VM got it now.
+struct FolderAdded {
+  SharedFolder folder;
+  bool applied_now = false;
+  std::string note;
+};
+
+struct ExecRequest {
+  agent::ProcessSpec process;
+  bool attach_stdin = false;
+  bool attach_stdout = true;
+  bool attach_stderr = true;
+};
+
+// Checks a shared folder's paths; a bare guest name becomes /mnt/hgfs/NAME (where AppCatalyst guests found
+// their shares).
+Result<void> normalize_shared_folder(SharedFolder& folder);
+
+class VmManager {
+ public:
+  static Result<std::unique_ptr<VmManager>> create(VmManagerConfig config, VmStore& store, EventBus& events,
+                                                   engine::Engine& engine);
+  ~VmManager();
+  VmManager(const VmManager&) = delete;
+  VmManager& operator=(const VmManager&) = delete;
+
+  // At daemon start: re-attaches to VMs whose monitor survived, marks the others stopped (with the reason),
+  // removes half-created VMs.
+  Result<void> recover();
+  // Releases every running VM (they keep running) and stops background threads.
+  void shutdown();
+
+  Result<VmRecord> create_vm(CreateVmRequest request);
+  Result<std::vector<VmRecord>> list(const VmFilter& filter);
+  Result<VmRecord> inspect(const std::string& id_or_name);
+  Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request);
+  Result<void> remove(const std::string& id_or_name, bool force);
+
+  Result<VmRecord> start(const std::string& id_or_name);
+  Result<VmRecord> stop(const std::string& id_or_name, std::chrono::milliseconds grace);
+  Result<VmRecord> kill(const std::string& id_or_name);
+  Result<VmRecord> restart(const std::string& id_or_name, std::chrono::milliseconds grace);
+  Result<VmRecord> pause(const std::string& id_or_name);
+  Result<VmRecord> resume(const std::string& id_or_name);
+  Result<VmRecord> suspend(const std::string& id_or_name);
+
+  // Runs a process in a running VM, bridged to `io.client` (a raw stream; see AgentHub::exec). `io` is moved
+  // from only on success, so on failure the caller can still tell its client why.
+  Result<agent::ExecHandle> exec(const std::string& id_or_name, const agent::ProcessSpec& process, agent::ExecIo& io);
+
+  Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder);
+  Result<void> remove_folder(const std::string& id_or_name, const std::string& folder_id);
+  Result<VmRecord> set_folders_enabled(const std::string& id_or_name, bool enabled);
+
+  // The serial console log file of the VM (may not exist before its first start).
+  Result<std::string> console_log_path(const std::string& id_or_name);
+  // Files and sockets of a VM.
+  std::string vm_dir(const std::string& id) const;
+  std::string runtime_dir(const std::string& id) const;
+  // Where a suspended VM's memory and device state live.
+  std::string suspend_dir(const std::string& id) const { return vm_dir(id) + "/suspend"; }
+
+  const VmManagerConfig& config() const { return config_; }
+
+ private:
+  struct RunningVm;
+  struct Slot;
+
+  VmManager(VmManagerConfig config, VmStore& store, EventBus& events, engine::Engine& engine);
+  std::shared_ptr<Slot> slot_for(const std::string& id);
+  Result<void> validate(const CreateVmRequest& request) const;
+  Result<void> validate_resources(unsigned cpus, uint64_t memory_mib) const;
+  engine::VmSpec spec_for(const VmRecord& vm) const;
+  Result<void> save(VmRecord& vm, VmState state, std::string reason = {});
+  void publish(const VmRecord& vm, std::string action, Json attributes = Json::object());
+
+  // Lifecycle steps; the caller holds the slot's lock.
+  Result<void> boot(Slot& slot, VmRecord& vm);
+  Result<void> connect_agent(Slot& slot, VmRecord& vm);
+  Result<void> mount_folders(Slot& slot, const VmRecord& vm);
+  Result<void> shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason);
+  Result<void> force_off(Slot& slot, VmRecord& vm, std::string reason, std::string action);
+  Result<void> discard_suspended(VmRecord& vm);
+  Result<VmRecord> locked(const std::string& id_or_name,
+                          const std::function<Result<void>(Slot&, VmRecord&)>& operation);
+
+  // The monitor watcher: one thread noticing VMs whose monitor exited on its own.
+  void watch_monitors();
+  void wake_watcher();
+  void on_monitor_exit(const std::string& id);
+
+  VmManagerConfig config_;
+  VmStore& store_;
+  EventBus& events_;
+  engine::Engine& engine_;
+
+  std::mutex slots_mutex_;
+  std::map<std::string, std::shared_ptr<Slot>> slots_;
+
+  std::mutex watch_mutex_;
+  std::map<std::string, UniqueFd> watched_;  // id -> a dup of the monitor's exit fd
+  UniqueFd watcher_wakeup_;
+  bool stopping_ = false;
+  std::thread watcher_;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,202 @@
+#include "engine/qemu/qemu_snapshot.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+
+namespace kiln::engine::qemu {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Generous: the stream goes at disk speed, but a large guest under TCG still takes a while.
+constexpr auto kMigrationTimeout = std::chrono::minutes(10);
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+constexpr auto kQuitTimeout = std::chrono::seconds(30);
+constexpr std::string_view kFdName = "kiln-state";
+// QEMU caps a migration at 32 MiB/s by default (to spare a live guest's network); a stopped VM writing to a
+// local file wants no cap. 1 TiB/s is "unlimited" and within QEMU's range check.
+constexpr uint64_t kUnlimitedBandwidth = uint64_t{1} << 40;
+// Every QEMU migration stream starts with this magic (QEMU_VM_FILE_MAGIC).
+constexpr std::string_view kStreamMagic = "QEVM";
+
+Result<void> require_empty_directory(const std::string& dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> handle(::opendir(dir.c_str()), ::closedir);
+  if (!handle) return Error::last_os_error(fmt::format("snapshot directory {}", dir));
+  while (dirent* entry = ::readdir(handle.get())) {  // NOLINT(concurrency-mt-unsafe): own DIR stream
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) {
+      return Error::failed_precondition(fmt::format("snapshot directory {} is not empty", dir));
+    }
+  }
+  return ok();
+}
+
+Result<std::string> qemu_version(QmpClient& qmp) {
+  Json version = KILN_TRY(qmp.execute("query-version"));
+  const Json& qemu = version["qemu"];
+  if (!qemu.is_object()) return Error::protocol("QMP query-version: no version");
+  return fmt::format("{}.{}.{}", qemu.value("major", 0), qemu.value("minor", 0), qemu.value("micro", 0));
+}
+
+Result<Json> query_or_exit(QmpClient& qmp, MonitorProcess& monitor, std::string_view command,
+                           std::string_view what) {
+  auto reply = qmp.execute(command);
+  if (!reply && monitor.has_exited()) return Error::unavailable(fmt::format("{}: QEMU exited", what));
+  if (!reply) return reply.error().with_context(what);
+  return reply;
+}
+
+// Polls the outgoing migration until it ends. ok once "completed"; QEMU's error-desc if it failed.
+Result<void> wait_for_outgoing(QmpClient& qmp, MonitorProcess& monitor) {
+  constexpr std::string_view kWhat = "save the VM's state";
+  auto deadline = Clock::now() + kMigrationTimeout;
+  for (;;) {
+    Json info = KILN_TRY(query_or_exit(qmp, monitor, "query-migrate", kWhat));
+    std::string status = info.value("status", "none");
+    if (status == "completed") {
+      log::debug("VM state written",
+                 {{"qemu_ms", info.value("total-time", 0)},
+                  {"bytes", info.contains("ram") ? info["ram"].value("transferred", 0) : 0}});
+      return ok();
+    }
+    if (status == "failed" || status == "cancelled") {
+      return Error(ErrorCategory::kIo,
+                   fmt::format("{}: {}", kWhat, info.value("error-desc", "migration " + status)));
+    }
+    if (Clock::now() > deadline) {
+      (void)qmp.execute("migrate_cancel");
+      return Error::timeout(fmt::format("{}: not done after {} min", kWhat, kMigrationTimeout.count()));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+// Polls an incoming migration until the VM has left "inmigrate". QEMU 7.2 exits when loading fails.
+Result<void> wait_for_incoming(QmpClient& qmp, MonitorProcess& monitor) {
+  constexpr std::string_view kWhat = "restore the VM's state";
+  auto deadline = Clock::now() + kMigrationTimeout;
+  for (;;) {
+    Json info = KILN_TRY(query_or_exit(qmp, monitor, "query-migrate", kWhat));
+    std::string status = info.value("status", "none");
+    if (status == "failed" || status == "cancelled") {
+      return Error::unavailable(
+          fmt::format("{}: {}", kWhat, info.value("error-desc", "migration " + status)));
+    }
+    Json run = KILN_TRY(query_or_exit(qmp, monitor, "query-status", kWhat));
+    // The run state leaves "inmigrate" only once the state is loaded and the disks are reactivated.
+    if (run.value("status", "") != "inmigrate") return ok();
+    if (Clock::now() > deadline)
+      return Error::timeout(fmt::format("{}: not done after {} min", kWhat, kMigrationTimeout.count()));
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+// stop + migrate into `fd`; returns the bytes written, on disk (fsynced).
+Result<uint64_t> write_state(QmpClient& qmp, MonitorProcess& monitor, int fd) {
+  KILN_TRY(qmp.execute("stop"));
+  KILN_TRY(qmp.execute("migrate-set-parameters", Json{{"max-bandwidth", kUnlimitedBandwidth}}));
+  KILN_TRY(qmp.pass_fd(kFdName, fd));
+  if (auto started = qmp.execute("migrate", Json{{"uri", fmt::format("fd:{}", kFdName)}}); !started) {
+    (void)qmp.execute("closefd", Json{{"fdname", kFdName}});  // not consumed by a refused migrate
+    // E.g. a migration blocker: a 9p share mounted in the guest.
+    return Error::failed_precondition(
+        fmt::format("cannot save the VM's state: {}", started.error().message()));
+  }
+  KILN_TRY(wait_for_outgoing(qmp, monitor));
+  if (::fsync(fd) != 0) return Error::last_os_error("fsync the VM's state file");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Error::last_os_error("stat the VM's state file");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// The state is safe on disk: end QEMU (and with it the guest's memory).
+Result<void> end_monitor(QmpClient& qmp, MonitorProcess& monitor) {
+  // QEMU may close the connection before its reply arrives; the exit is what counts.
+  (void)qmp.execute("quit", nullptr, std::chrono::seconds(5));
+  if (KILN_TRY(monitor.wait_for(kQuitTimeout))) return ok();
+  log::warn("QEMU did not quit after saving its state; killing it", {{"pid", monitor.pid()}});
+  return monitor.kill();
+}
+
+}  // namespace
+
+Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                           const std::string& dir) {
+  if (monitor.has_exited()) return Error::failed_precondition("cannot save a VM that is not running");
+  KILN_TRY(require_empty_directory(dir));
+  auto started = Clock::now();
+  std::string engine_version = KILN_TRY(qemu_version(qmp));
+  Json status = KILN_TRY(qmp.execute("query-status"));
+  bool was_running = status.value("running", false);
+
+  std::string path = fmt::format("{}/{}", dir, kStateFileName);
+  // 0600: the file holds the guest's memory, secrets included.
+  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!file) return Error::last_os_error(fmt::format("create {}", path));
+  auto undo = [&](const Error& error) -> Error {
+    ::unlink(path.c_str());
+    // `cont` also resumes a source whose migration completed (QEMU reactivates its disks).
+    if (was_running && !monitor.has_exited()) {
+      if (auto resumed = qmp.execute("cont"); !resumed) {
+        log::warn("could not resume the VM after a failed save", {{"error", resumed.error().message()}});
+      }
+    }
+    return error;
+  };
+
+  auto bytes = write_state(qmp, monitor, file.get());
+  if (!bytes) return undo(bytes.error());
+  file.reset();
+  snapshot::Manifest manifest{.engine = std::string(kEngineName),
+                              .engine_version = engine_version,
+                              .created_at = snapshot::now_rfc3339(),
+                              .vm = shape,
+                              .files = {{std::string(kStateRole), {std::string(kStateFileName), *bytes}}}};
+  if (auto written = snapshot::write_manifest(dir, manifest); !written) return undo(written.error());
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  log::info("VM state saved", {{"dir", dir}, {"bytes", *bytes}, {"ms", elapsed.count()}});
+  return end_monitor(qmp, monitor);
+}
+
+Result<PreparedRestore> prepare_restore(const VmSpec& spec) {
+  const std::string& dir = spec.restore_from;
+  snapshot::Manifest manifest = KILN_TRY(snapshot::read_manifest(dir));
+  KILN_TRY(snapshot::check_restorable(manifest, spec, kEngineName));
+  std::string path = KILN_TRY(snapshot::state_file_path(dir, manifest, kStateRole));
+  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) return Error::last_os_error(fmt::format("open {}", path));
+  // A file that is not a QEMU stream at all is refused before a QEMU is started for it.
+  char magic[4] = {};
+  if (::pread(file.get(), magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
+      std::string_view(magic, sizeof magic) != kStreamMagic) {
+    return Error::failed_precondition(fmt::format("snapshot state file {} is not a QEMU state stream", path));
+  }
+  return PreparedRestore{.manifest = std::move(manifest), .state_file = std::move(file)};
+}
+
+Result<void> load_vm_state(QmpClient& qmp, MonitorProcess& monitor, PreparedRestore restore) {
+  auto started = Clock::now();
+  std::string running_version = KILN_TRY(qemu_version(qmp));
+  if (running_version != restore.manifest.engine_version) {
+    // Usually fine (QEMU keeps streams compatible for a machine type); if not, loading fails clearly.
+    log::warn("restoring a VM saved by another QEMU version",
+              {{"saved_by", restore.manifest.engine_version}, {"running", running_version}});
+  }
+  KILN_TRY(qmp.pass_fd(kFdName, restore.state_file.get()));
+  restore.state_file.reset();  // QEMU holds its own copy
+  KILN_TRY(qmp.execute("migrate-incoming", Json{{"uri", fmt::format("fd:{}", kFdName)}}));
+  KILN_TRY(wait_for_incoming(qmp, monitor));
+  // The VM was stopped when it was saved, so it comes back paused.
+  KILN_TRY(qmp.execute("cont"));
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  log::info("VM state restored", {{"ms", elapsed.count()}});
+  return ok();
+}
+
+}  // namespace kiln::engine::qemu

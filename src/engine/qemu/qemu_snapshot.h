@@ -1,0 +1,41 @@
+// Suspend to disk for QEMU VMs. The state travels as QEMU's migration stream: `stop`, then QMP `migrate`
+// into a file descriptor handed over with getfd (no shell, no helper process), and back with -incoming
+// defer + `migrate-incoming`. The stream is QEMU's own format, valid for the same QEMU and the same command
+// line; snapshot.json (snapshot/manifest.h) records both. The disks are not copied: the guest's page cache
+// is in the saved memory, so a disk modified while the VM is suspended corrupts its filesystem on restore.
+// A VM with a mounted 9p share cannot be saved (QEMU blocks migration while a virtio-9p export is mounted).
+// Called on the thread that owns the VM.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+#include "common/unique_fd.h"
+#include "engine/monitor_process.h"
+#include "engine/qemu/qmp.h"
+#include "engine/snapshot/manifest.h"
+
+namespace kiln::engine::qemu {
+
+inline constexpr std::string_view kEngineName = "qemu";
+inline constexpr std::string_view kStateRole = "state";
+inline constexpr std::string_view kStateFileName = "state.qemu";
+
+// Saves the VM into `dir` (existing and empty) and ends QEMU. `shape` is what the manifest records. On an
+// error before the state is complete the VM is resumed if it was running, and the partial file removed.
+Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                           const std::string& dir);
+
+// A snapshot checked against the VmSpec it is to be restored into, with its state file open.
+struct PreparedRestore {
+  snapshot::Manifest manifest;
+  UniqueFd state_file;
+};
+Result<PreparedRestore> prepare_restore(const VmSpec& spec);
+
+// Loads the prepared state into a QEMU started with -incoming defer and resumes the guest. On an error QEMU
+// may have exited (7.2 exits when loading fails; its log says why); the caller kills it either way.
+Result<void> load_vm_state(QmpClient& qmp, MonitorProcess& monitor, PreparedRestore restore);
+
+}  // namespace kiln::engine::qemu
