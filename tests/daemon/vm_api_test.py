@@ -221,6 +221,38 @@ class ExecTest(KilndTestCase):
         for i in range(8):
             self.assertEqual(results[i], (i, f"{i}-1\n{i}-2\n{i}-3\n".encode(), b""))
 
+    def test_console_follow_streams_until_the_vm_stops(self):
+        k = self.kilnd
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(120)
+        sock.connect(k.socket)
+        sock.sendall(b"GET /v1/vms/runner/console?follow=1&tail=0 HTTP/1.1\r\nHost: kilnd\r\nConnection: close\r\n\r\n")
+        received = bytearray()
+        ended = threading.Event()
+
+        def reader():
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    received.extend(chunk)
+            except OSError:
+                pass
+            ended.set()
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        k.exec("runner", ["sh", "-c", "echo console-marker-42 > /dev/console"])
+        deadline = time.monotonic() + 30
+        while b"console-marker-42" not in received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(b"console-marker-42", received)
+        k.ok("POST", "/v1/vms/runner/stop")
+        self.assertTrue(ended.wait(30), "the follow stream did not end when the VM stopped")
+        thread.join()
+        sock.close()
+
     def test_console_and_bad_exec_requests(self):
         k = self.kilnd
         console = k.request("GET", "/v1/vms/runner/console")
