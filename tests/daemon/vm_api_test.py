@@ -425,6 +425,27 @@ class RootSourceTest(KilndTestCase):
             k.ok("POST", f"/v1/vms/{name}/start")
             self.assertEqual(k.exec(name, ["/bin/cat", "/hello.txt"])[1], b"from the host tree\n")
 
+    def test_from_an_image_in_the_store(self):
+        k = self.kilnd
+        from kilnd_fixtures import KILN
+        tree = tempfile.mkdtemp(dir=k.dir)
+        os.makedirs(f"{tree}/bin")
+        subprocess.run(["cp", "/bin/busybox", f"{tree}/bin/busybox"], check=True)
+        os.symlink("busybox", f"{tree}/bin/cat")
+        with open(f"{tree}/marker", "w") as f:
+            f.write("from the image\n")
+        tarball = os.path.join(k.dir, "image.tar")
+        with tarfile.open(tarball, "w") as tar:
+            tar.add(tree, arcname=".")
+        subprocess.run([KILN, "image", "--root", k.root, "import", tarball, "localhost/mini:1"], check=True,
+                       capture_output=True)
+        vm = k.create("fromimage", memory_mib=128, image="localhost/mini:1")
+        self.assertEqual(vm["source"], {"image": "localhost/mini:1"})
+        k.ok("POST", "/v1/vms/fromimage/start")
+        self.assertEqual(k.exec("fromimage", ["/bin/cat", "/marker"])[1], b"from the image\n")
+        self.assertError(k.request("POST", "/v1/vms", {"name": "x", "image": "nosuch:1"}), 400, "no such image")
+        self.assertEqual(k.names(), ["fromimage"])
+
     def test_hostile_tarball_is_refused(self):
         k = self.kilnd
         tarball = os.path.join(k.dir, "evil.tar")
