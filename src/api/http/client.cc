@@ -233,13 +233,18 @@ Result<Response> Client::request_stream(const ClientRequest& request,
 }
 
 Result<RawConnection> Client::request_upgrade(const ClientRequest& request, std::string_view protocol) const {
+  return KILN_TRY(request_upgrade_with_head(request, protocol)).connection;
+}
+
+Result<UpgradedConnection> Client::request_upgrade_with_head(const ClientRequest& request,
+                                                             std::string_view protocol) const {
   Exchange exchange(KILN_TRY(connect_to(endpoint_, options_)), options_);
   Headers upgrade;
   upgrade.set("Connection", "Upgrade");
   upgrade.set("Upgrade", std::string(protocol));
   Response response = KILN_TRY(exchange.start(request, endpoint_, upgrade));
   if (response.status == 101 || (response.status == 200 && is_raw_stream(response)))
-    return exchange.take_raw();
+    return UpgradedConnection{.head = std::move(response), .connection = exchange.take_raw()};
   response.body = KILN_TRY(exchange.read_whole_body(64 * 1024));
   if (response.status >= 200 && response.status < 300) {
     return Error::protocol(fmt::format("{} answered {} instead of upgrading the connection",

@@ -33,6 +33,13 @@ struct ClientRequest {
   static ClientRequest json(std::string method, std::string target, const Json& body);
 };
 
+// An upgraded connection with the head that granted it: the status (101, or Docker's legacy 200) and headers
+// such as Kiln's X-Kiln-Exec-Id. The head has no body.
+struct UpgradedConnection {
+  Response head;
+  RawConnection connection;
+};
+
 class Client {
  public:
   explicit Client(Endpoint endpoint, ClientOptions options = {})
@@ -56,6 +63,9 @@ class Client {
   // Error built by error_from_response.
   Result<RawConnection> request_upgrade(const ClientRequest& request,
                                         std::string_view protocol = "tcp") const;
+  // The same, keeping the response head.
+  Result<UpgradedConnection> request_upgrade_with_head(const ClientRequest& request,
+                                                       std::string_view protocol = "tcp") const;
 
   const Endpoint& endpoint() const { return endpoint_; }
 

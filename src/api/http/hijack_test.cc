@@ -112,6 +112,26 @@ TEST(Hijack, ClientSeesBytesTheServerSentWithTheHead) {
   EXPECT_EQ(got, "greeting");
 }
 
+TEST(Hijack, ClientUpgradeKeepsTheResponseHeaders) {
+  Router router;
+  router.add("POST", "/v1/vms/{id}/exec", [](Request&) -> Result<Reply> {
+    HijackReply reply{.body = [](RawConnection connection) { send_raw(connection.fd.get(), "out"); }};
+    reply.headers.set("X-Kiln-Exec-Id", "e42");
+    return reply;
+  });
+  auto test = start_server(std::move(router));
+  for (bool tcp : {false, true}) {
+    auto upgraded = test->client(tcp).request_upgrade_with_head(
+        ClientRequest::json("POST", "/v1/vms/a/exec", {{"cmd", {"true"}}}));
+    ASSERT_TRUE(upgraded) << upgraded.error().message();
+    EXPECT_EQ(upgraded->head.status, 101);
+    EXPECT_EQ(upgraded->head.headers.get("X-Kiln-Exec-Id").value_or(""), "e42");
+    EXPECT_TRUE(upgraded->head.body.empty());
+    std::string got = upgraded->connection.buffered + testing::read_until_eof(upgraded->connection.fd.get());
+    EXPECT_EQ(got, "out");
+  }
+}
+
 TEST(Hijack, ClientUpgradeReportsErrorResponses) {
   auto test = start_server(echo_router());
   Result<RawConnection> raw =

@@ -1,0 +1,36 @@
+#include "cli/vm_table.h"
+
+#include <gtest/gtest.h>
+
+namespace kiln::cli {
+namespace {
+
+TEST(VmTable, SizesReadLikeTheFlags) {
+  EXPECT_EQ(format_mib(512), "512M");
+  EXPECT_EQ(format_mib(1024), "1G");
+  EXPECT_EQ(format_mib(1536), "1.5G");
+}
+
+TEST(VmTable, TimeAgo) {
+  std::time_t created = 1700000000;  // 2023-11-14T22:13:20Z
+  EXPECT_EQ(time_ago("2023-11-14T22:13:20Z", created + 5), "Less than a minute ago");
+  EXPECT_EQ(time_ago("2023-11-14T22:13:20Z", created + 60), "1 minute ago");
+  EXPECT_EQ(time_ago("2023-11-14T22:13:20Z", created + 7200), "2 hours ago");
+  EXPECT_EQ(time_ago("2023-11-14T22:13:20Z", created + 3 * 86400), "3 days ago");
+  EXPECT_EQ(time_ago("yesterday", created), "yesterday");
+}
+
+TEST(VmTable, ColumnsAlignOnTheWidestCell) {
+  Json vms = Json::array({{{"name", "a-much-longer-name"}, {"id", "0123456789abcdef0123"}, {"state", "running"},
+                           {"cpus", 2}, {"memory_mib", 512}, {"disk_mib", 1024}, {"created_at", "2023-11-14T22:13:20Z"}},
+                          {{"name", "b"}, {"id", "fedcba9876543210"}, {"state", "stopped"}, {"cpus", 1},
+                           {"memory_mib", 2048}, {"disk_mib", 4096}, {"created_at", "2023-11-14T22:13:20Z"}}});
+  std::string table = format_vm_table(vms, 1700000000 + 120);
+  EXPECT_EQ(table,
+            "NAME                 ID             STATE     CPUS   MEMORY   DISK   CREATED\n"
+            "a-much-longer-name   0123456789ab   running   2      512M     1G     2 minutes ago\n"
+            "b                    fedcba987654   stopped   1      2G       4G     2 minutes ago\n");
+}
+
+}  // namespace
+}  // namespace kiln::cli

@@ -1,0 +1,324 @@
+"""`kiln vm create|ls|inspect|start|stop|...|exec|console|ip` against a real kilnd and real VMs.
+
+Each test class starts its own kilnd (--root and --run-dir in a fresh temporary directory) and stops it at the
+end; VMs outlive kilnd by design, so any QEMU whose command line names that directory is killed afterwards.
+A VM boot takes seconds under TCG with sanitizers, so each case boots at most one VM and checks several things
+with it.
+"""
+import hashlib
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
+KILN = os.path.join(BIN_DIR, "kiln")
+KILND = os.path.join(BIN_DIR, "kilnd")
+TIMEOUT = 240
+
+
+def qemus_naming(marker):
+    """Pids of QEMU processes whose command line contains `marker`."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"qemu" in cmdline and marker.encode() in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def kill_leftover_qemus(marker):
+    for pid in qemus_naming(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class DaemonCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.scratch = tempfile.mkdtemp(prefix="kiln-clitest-")
+        cls.run_dir = os.path.join(cls.scratch, "run")
+        cls.socket = os.path.join(cls.run_dir, "kiln.sock")
+        cls.host = "unix://" + cls.socket
+        cls.env = dict(os.environ, KILN_CACHE_DIR=os.path.join(cls.scratch, "cache"))
+        cls.env.pop("KILN_HOST", None)
+        cls.log = open(os.path.join(cls.scratch, "kilnd.log"), "wb")
+        cls.daemon = subprocess.Popen(
+            [KILND, "--root", os.path.join(cls.scratch, "root"), "--run-dir", cls.run_dir],
+            stdout=cls.log, stderr=subprocess.STDOUT, env=cls.env)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(cls.socket):
+            if cls.daemon.poll() is not None or time.monotonic() > deadline:
+                cls.tearDownClass()
+                raise RuntimeError(f"kilnd did not come up; see its log:\n{cls.daemon_log()}")
+            time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.daemon.poll() is None:
+            cls.daemon.send_signal(signal.SIGTERM)
+            try:
+                cls.daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cls.daemon.kill()
+                cls.daemon.wait()
+        kill_leftover_qemus(cls.scratch)
+        cls.log.close()
+        shutil.rmtree(cls.scratch, ignore_errors=True)
+
+    @classmethod
+    def daemon_log(cls):
+        with open(os.path.join(cls.scratch, "kilnd.log"), "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def kiln(self, *args, input=None, env=None, timeout=TIMEOUT):
+        return subprocess.run([KILN, "-H", self.host, *args], input=input, capture_output=True,
+                              env=env or self.env, timeout=timeout)
+
+    def ok(self, *args, **kwargs):
+        result = self.kiln(*args, **kwargs)
+        self.assertEqual(result.returncode, 0, f"kiln {' '.join(args)}: {result.stderr.decode()}")
+        return result.stdout.decode()
+
+    def assertOneLineError(self, result, code=1):
+        err = result.stderr.decode().strip()
+        self.assertEqual(result.returncode, code, err)
+        self.assertEqual(len(err.splitlines()), 1, f"expected one line, got: {err!r}")
+        self.assertTrue(err.startswith("kiln: "), err)
+        return err
+
+    def names(self):
+        return sorted(vm["name"] for vm in json.loads(self.ok("vm", "ls", "--format", "json")))
+
+    def create_running(self, name):
+        vm_id = self.ok("vm", "create", name, "--memory", "256M", "--start").strip()
+        self.assertRegex(vm_id, r"^[0-9a-f]{64}$")
+        return vm_id
+
+
+class VmCreateListTest(DaemonCase):
+    def test_create_ls_inspect(self):
+        web_id = self.ok("vm", "create", "web", "--cpus", "1", "-m", "128M", "--disk", "256M",
+                         "-l", "team=a", "-l", "tier=front").strip()
+        self.assertRegex(web_id, r"^[0-9a-f]{64}$")
+        db_id = self.ok("vm", "create", "db", "-l", "team=b").strip()
+
+        # Other cases of this class may share the daemon: look only at this case's VMs (label "team").
+        table = self.ok("vm", "ls").splitlines()
+        self.assertEqual(table[0].split(), ["NAME", "ID", "STATE", "CPUS", "MEMORY", "DISK", "CREATED"])
+        rows = {line.split()[0]: line.split() for line in table[1:]}
+        self.assertLessEqual({"db", "web"}, set(rows))
+        self.assertEqual(rows["web"][1:6], [web_id[:12], "stopped", "1", "128M", "256M"])
+        self.assertIn("ago", table[1])
+
+        listed = json.loads(self.ok("vm", "ls", "--format", "json", "--filter", "label=team"))
+        self.assertEqual(sorted(vm["id"] for vm in listed), sorted([web_id, db_id]))
+        self.assertLessEqual({web_id[:12], db_id[:12]}, set(self.ok("vm", "ls", "-q").split()))
+        self.assertEqual(self.ok("vm", "ls", "-q", "--filter", "label=team=a").split(), [web_id[:12]])
+        self.assertEqual(self.ok("vm", "ls", "-q", "--filter", "label=tier").split(), [web_id[:12]])
+        self.assertEqual(self.ok("vm", "ls", "-q", "--filter", "name=d").split(), [db_id[:12]])
+        self.assertEqual(len(self.ok("vm", "ls", "-q", "-f", "label=team", "-f", "state=stopped").split()), 2)
+        self.assertEqual(self.ok("vm", "ls", "-q", "--filter", "label=team", "--filter", "state=running"), "")
+        self.assertEqual(self.kiln("vm", "ls", "--filter", "colour=red").returncode, 2)
+
+        inspected = json.loads(self.ok("vm", "inspect", "web", db_id[:12]))
+        self.assertEqual([vm["name"] for vm in inspected], ["web", "db"])
+        self.assertEqual(inspected[0]["labels"], {"team": "a", "tier": "front"})
+        self.assertEqual((inspected[0]["memory_mib"], inspected[0]["disk_mib"]), (128, 256))
+        # A missing VM: the others are still printed, the exit code says something was missing.
+        partial = self.kiln("vm", "inspect", "web", "ghost")
+        self.assertEqual(partial.returncode, 1)
+        self.assertEqual([vm["name"] for vm in json.loads(partial.stdout)], ["web"])
+        self.assertIn("no such VM: ghost", partial.stderr.decode())
+
+        # Relative host paths are resolved against the caller's working directory.
+        rootfs = os.path.join(self.scratch, "rootfs")
+        os.makedirs(os.path.join(rootfs, "etc"))
+        os.makedirs(os.path.join(self.scratch, "share"))
+        with open(os.path.join(rootfs, "etc", "marker"), "w") as f:
+            f.write("hi\n")
+        made = subprocess.run([KILN, "-H", self.host, "vm", "create", "fromdir", "--from-dir", "rootfs",
+                               "-v", "share:data:ro"], cwd=self.scratch, capture_output=True, env=self.env)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        fromdir = json.loads(self.ok("vm", "inspect", "fromdir"))[0]
+        self.assertEqual(fromdir["source"], {"directory": rootfs})
+        self.assertEqual(fromdir["shared_folders"][0]["host_path"], os.path.join(self.scratch, "share"))
+        self.assertTrue(fromdir["shared_folders"][0]["read_only"])
+
+    def test_bad_inputs_create_nothing(self):
+        before = self.names()
+        self.ok("vm", "create", "only")
+        err = self.assertOneLineError(self.kiln("vm", "create", "small", "--memory", "10M"))
+        self.assertIn("64", err)
+        err = self.assertOneLineError(self.kiln("vm", "create", "only"))
+        self.assertIn("only", err)
+        self.assertOneLineError(self.kiln("vm", "create", "bad/name"))
+        self.assertOneLineError(self.kiln("vm", "create", "x", "--memory", "lots"))
+        self.assertOneLineError(self.kiln("vm", "create", "x", "--from-dir", "/a", "--image", "b"), code=2)
+        self.assertOneLineError(self.kiln("vm", "create", "x", "-v", "nocolon"))
+        self.assertEqual(self.names(), sorted(before + ["only"]))
+
+    def test_unknown_vm_for_every_command(self):
+        for args in (["inspect"], ["start"], ["stop"], ["stop", "-t", "1"], ["kill"], ["restart"], ["pause"],
+                     ["resume"], ["rm"], ["rm", "-f"], ["console"], ["ip"], ["exec", "ghost", "true"]):
+            command = ["vm", *args] + ([] if "exec" in args else ["ghost"])
+            result = self.kiln(*command)
+            self.assertEqual(result.returncode, 1, f"{command}: {result.stderr}")
+            self.assertIn("kiln: no such VM: ghost", result.stderr.decode(), command)
+            if args != ["inspect"]:
+                self.assertOneLineError(result)
+
+    def test_unreachable_daemon(self):
+        missing = os.path.join(self.scratch, "nowhere.sock")
+        env = dict(self.env, KILN_HOST="unix://" + missing)
+        result = subprocess.run([KILN, "vm", "ls"], capture_output=True, env=env, timeout=TIMEOUT)
+        err = self.assertOneLineError(result)
+        self.assertEqual(err, f"kiln: cannot connect to kilnd at unix://{missing}: No such file or directory"
+                              " — is kilnd running?")
+        # -H wins over KILN_HOST, and may follow the subcommand.
+        result = subprocess.run([KILN, "vm", "ls", "-q", "-H", self.host], capture_output=True, env=env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertOneLineError(self.kiln("vm", "exec", "-z", "x", "true"), code=2)
+        self.assertOneLineError(self.kiln("vm", "exec", "x"), code=2)
+
+
+class VmExecTest(DaemonCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.started = False
+
+    def setUp(self):
+        # The first case boots the VM; later cases (when the class runs as a whole) reuse it.
+        if not type(self).started:
+            self.create_running("box")
+            type(self).started = True
+
+    def test_exec_streams_and_exit_codes(self):
+        out = self.ok("vm", "exec", "box", "cat", "/etc/os-release")
+        self.assertIn("NAME=", out)
+        self.assertEqual(self.kiln("vm", "exec", "box", "sh", "-c", "exit 3").returncode, 3)
+        missing = self.kiln("vm", "exec", "box", "/no/such/command")
+        self.assertEqual(missing.returncode, 127, missing.stderr)
+        self.assertIn(b"/no/such/command", missing.stderr)
+        split = self.kiln("vm", "exec", "box", "sh", "-c", "echo to-out; echo to-err >&2")
+        self.assertEqual((split.stdout, split.stderr), (b"to-out\n", b"to-err\n"))
+        env = self.ok("vm", "exec", "-e", "GREETING=hello world", "-w", "/tmp", "box", "sh", "-c",
+                      'echo "$GREETING"; pwd')
+        self.assertEqual(env, "hello world\n/tmp\n")
+        self.assertEqual(self.ok("vm", "exec", "-u", "1000:1000", "box", "id", "-u").strip(), "1000")
+
+    def test_stdin_round_trips_1mib(self):
+        data = os.urandom(1 << 20)
+        result = self.kiln("vm", "exec", "-i", "box", "cat", input=data)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(hashlib.sha256(result.stdout).hexdigest(), hashlib.sha256(data).hexdigest())
+        hashed = self.kiln("vm", "exec", "-i", "box", "sha256sum", input=data)
+        self.assertEqual(hashed.stdout.decode().split()[0], hashlib.sha256(data).hexdigest())
+
+    def test_tty(self):
+        result = self.kiln("vm", "exec", "-t", "box", "sh", "-c", "tty; test -t 0 && echo STDIN-IS-A-TTY")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout.decode(), r"/dev/pts/\d+\r?\n")
+        self.assertIn("STDIN-IS-A-TTY", result.stdout.decode())
+
+        # -it with a real terminal: an interactive shell.
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([KILN, "-H", self.host, "vm", "exec", "-it", "box", "sh"],
+                                stdin=slave, stdout=slave, stderr=slave, env=self.env, start_new_session=True)
+        os.close(slave)
+        output = b""
+
+        def read_until(marker, deadline):
+            nonlocal output
+            while marker not in output:
+                self.assertLess(time.monotonic(), deadline, f"waiting for {marker!r}; got {output!r}")
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+
+        deadline = time.monotonic() + 60
+        os.write(master, b"echo $((6*7))-interactive\n")
+        read_until(b"42-interactive", deadline)
+        os.write(master, b"exit 5\n")
+        self.assertEqual(proc.wait(timeout=60), 5)
+        os.close(master)
+
+    def test_ctrl_c_is_forwarded(self):
+        proc = subprocess.Popen([KILN, "-H", self.host, "vm", "exec", "box", "sh", "-c", "echo ready; exec sleep 600"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        self.assertEqual(proc.stdout.readline(), b"ready\n")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130, err)
+
+    def test_console_and_ip(self):
+        tail = self.ok("vm", "console", "--tail", "2", "box")
+        console = self.ok("vm", "console", "box")
+        # The guest kernel boots quietly; the agent (PID 1) logs its start on the console.
+        self.assertIn("kiln-agent starting", console)
+        self.assertLessEqual(len(tail.splitlines()), 2)
+        self.assertIn(tail, console)
+        self.assertNotIn("kiln-agent starting", tail)
+        err = self.assertOneLineError(self.kiln("vm", "ip", "box"))
+        self.assertEqual(err, "kiln: VM box has no IP address yet")
+
+
+class VmLifecycleTest(DaemonCase):
+    def test_lifecycle(self):
+        vm_id = self.create_running("life")
+        self.ok("vm", "exec", "life", "sh", "-c", "echo persisted > /root/marker; sync")
+        self.assertEqual(self.ok("vm", "stop", "-t", "30", "life"), "life\n")
+        self.assertEqual(json.loads(self.ok("vm", "inspect", "life"))[0]["state"], "stopped")
+        err = self.assertOneLineError(self.kiln("vm", "exec", "life", "true"))
+        self.assertIn("stopped", err)
+        self.assertEqual(self.ok("vm", "start", vm_id[:12]), vm_id[:12] + "\n")
+        self.assertEqual(self.ok("vm", "exec", "life", "cat", "/root/marker"), "persisted\n")
+
+        self.assertEqual(self.ok("vm", "pause", "life"), "life\n")
+        err = self.assertOneLineError(self.kiln("vm", "exec", "life", "true"))
+        self.assertIn("paused", err)
+        self.assertOneLineError(self.kiln("vm", "pause", "life"))
+        self.ok("vm", "resume", "life")
+        self.assertEqual(self.ok("vm", "exec", "life", "echo", "back"), "back\n")
+
+        self.ok("vm", "restart", "-t", "30", "life")
+        self.assertEqual(self.ok("vm", "exec", "life", "cat", "/root/marker"), "persisted\n")
+
+        err = self.assertOneLineError(self.kiln("vm", "rm", "life"))
+        self.assertIn("running", err)
+        self.assertEqual(self.names(), ["life"])
+        # Several names: the missing one is reported, the others still acted on.
+        self.ok("vm", "create", "spare")
+        result = self.kiln("vm", "rm", "-f", "life", "ghost", "spare")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, b"life\nspare\n")
+        self.assertOneLineError(result)
+        self.assertEqual(self.names(), [])
+        deadline = time.monotonic() + 30
+        while qemus_naming(self.scratch):
+            self.assertLess(time.monotonic(), deadline, "rm -f left QEMU running")
+            time.sleep(0.2)
+
+if __name__ == "__main__":
+    unittest.main()
