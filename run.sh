@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Kiln needs, builds the release preset and the guest kernel, and runs the main job: a
-# command inside a freshly booted VM, with its output and exit status coming back as if it ran here.
+# command inside a freshly booted VM, with its output and exit status coming back as if it ran here; then
+# kilnd, the daemon: a persistent VM created, started and exec'd into through the Kiln VM API.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
@@ -16,3 +17,21 @@ status=0
 echo "hello from the host" | "$bin/kiln" vm run -i -- sh -c 'read line; echo "guest read: $line"; exit 3' || status=$?
 echo "exit status: $status"
 [ "$status" -eq 3 ]
+
+echo "== kilnd: a persistent VM through the Kiln VM API"
+work=$(mktemp -d /tmp/kiln-run.XXXXXX)
+host="unix://$work/run/kiln.sock"
+"$bin/kilnd" --root "$work/root" --run-dir "$work/run" --detach
+cleanup() {
+  "$bin/kiln" -H "$host" vm rm -f demo >/dev/null 2>&1 || true
+  [ -f "$work/run/kilnd.pid" ] && kill "$(cat "$work/run/kilnd.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+"$bin/kiln" -H "$host" vm create demo --memory 256M --disk 512M
+"$bin/kiln" -H "$host" vm start demo
+"$bin/kiln" -H "$host" vm exec demo sh -c 'echo "hello from $(uname -n), root on $(df -h / | tail -1 | cut -c1-30)"; echo kept > /root/note'
+"$bin/kiln" -H "$host" vm stop demo
+"$bin/kiln" -H "$host" vm start demo
+echo "after stop/start the guest still has: $("$bin/kiln" -H "$host" vm exec demo cat /root/note)"
+"$bin/kiln" -H "$host" vm ls

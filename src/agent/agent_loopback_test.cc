@@ -50,6 +50,14 @@ TEST_F(AgentLoopback, HandshakeReportsVersionAndCapabilities) {
   EXPECT_TRUE(connection_->ping(kTimeout).has_value());
 }
 
+TEST_F(AgentLoopback, SetClockIsRefusedOutsideAGuestAndTheSessionGoesOn) {
+  EXPECT_TRUE(connection_->has_capability("clock"));
+  auto set = connection_->set_clock(kTimeout);
+  ASSERT_FALSE(set);
+  EXPECT_EQ(set.error().category(), ErrorCategory::kUnsupported) << set.error().message();
+  EXPECT_TRUE(connection_->ping(kTimeout).has_value());
+}
+
 TEST_F(AgentLoopback, RunsACommandAndCapturesStdout) {
   auto output = run_ok({.argv = {"uname", "-s"}});
   EXPECT_EQ(output.status, ExitStatus::exited(0));

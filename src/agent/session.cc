@@ -1,5 +1,7 @@
 #include "agent/session.h"
 
+#include <ctime>
+
 #include "agent/guest_mounts.h"
 #include "common/log.h"
 #include "kiln/version.h"
@@ -56,6 +58,8 @@ void Session::handle(Frame frame) {
       return handle_mount(frame);
     case MessageType::kUnmount:
       return handle_unmount(frame);
+    case MessageType::kSetClock:
+      return handle_set_clock(frame);
     case MessageType::kStdin:
     case MessageType::kCloseStdin:
     case MessageType::kSignal:
@@ -92,7 +96,7 @@ void Session::handle_hello(const Frame& frame) {
   log::info("host connected", {{"peer", hello->peer}});
   HelloReply reply{kProtocolVersion,
                    fmt::format("kiln-agent {}", kVersion),
-                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount"},
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock"},
                    config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
@@ -159,6 +163,22 @@ void Session::handle_unmount(const Frame& frame) {
   }();
   if (!handled) return send_error(frame.stream, handled.error());
   outbound_.push(MessageType::kUnmountReply, frame.stream, "{}");
+}
+
+void Session::handle_set_clock(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    SetClockRequest request = KILN_TRY(decode_set_clock_request(frame.payload));
+    if (!config_.guest_system) {
+      return Error::unsupported("SET_CLOCK: this agent is not PID 1 of a guest, so it leaves the clock alone");
+    }
+    timespec now{.tv_sec = static_cast<time_t>(request.unix_nanos / 1'000'000'000),
+                 .tv_nsec = static_cast<long>(request.unix_nanos % 1'000'000'000)};
+    if (::clock_settime(CLOCK_REALTIME, &now) != 0) return Error::last_os_error("SET_CLOCK: clock_settime");
+    return ok();
+  }();
+  if (!handled) return send_error(frame.stream, handled.error());
+  outbound_.push(MessageType::kSetClockReply, frame.stream, "{}");
 }
 
 void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {

@@ -80,6 +80,12 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
   return ok();
 }
 
+void VmManager::sync_guest_clock(Slot& slot, const VmRecord& vm) {
+  if (!slot.running || !slot.running->hub) return;
+  auto set = slot.running->hub->call([](agent::AgentConnection& connection) { return connection.set_clock(); });
+  if (!set) log::warn("could not set the guest clock", {{"vm", vm.name}, {"error", set.error().message()}});
+}
+
 Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   std::string dir = runtime_dir(vm.id);
   std::error_code error;
@@ -127,7 +133,11 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 
   auto connected = [&]() -> Result<void> {
     KILN_TRY(connect_agent(slot, vm));
-    KILN_TRY(mount_folders(slot, vm));
+    if (restoring) {
+      sync_guest_clock(slot, vm);  // its clock stopped when it was saved
+    } else {
+      KILN_TRY(mount_folders(slot, vm));
+    }
     return ok();
   }();
   if (!connected) {
@@ -283,6 +293,8 @@ Result<VmRecord> VmManager::resume(const std::string& id_or_name) {
         log::warn("resumed VM's agent did not answer", {{"vm", vm.name}, {"error", connected.error().message()}});
       }
     }
+    // The guest's clock stood still while it was paused.
+    sync_guest_clock(slot, vm);
     KILN_TRY(save(vm, VmState::kRunning));
     publish(vm, "resumed");
     return ok();

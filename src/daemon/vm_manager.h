@@ -142,6 +142,7 @@ class VmManager {
   Result<void> boot(Slot& slot, VmRecord& vm);
   Result<void> connect_agent(Slot& slot, VmRecord& vm);
   Result<void> mount_folders(Slot& slot, const VmRecord& vm);
+  void sync_guest_clock(Slot& slot, const VmRecord& vm);
   Result<void> shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason);
   Result<void> force_off(Slot& slot, VmRecord& vm, std::string reason, std::string action);
   Result<void> discard_suspended(VmRecord& vm);

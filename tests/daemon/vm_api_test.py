@@ -110,11 +110,18 @@ class SuspendTest(KilndTestCase):
             k.exec("sleeper", ["true"])
         # Suspended state survives a kilnd restart.
         k.stop()
+        time.sleep(5)  # the guest's clock stands still meanwhile: a gap for the restore to close
         k.start()
         self.assertEqual(k.ok("GET", "/v1/vms/sleeper")["state"], "suspended")
         self.assertEqual(k.ok("POST", "/v1/vms/sleeper/start")["state"], "running")
         self.assertEqual(k.exec("sleeper", ["cat", "/tmp/ram"])[1], b"in-memory\n")
         self.assertEqual(k.exec("sleeper", ["kill", "-0", pid.decode()])[0], 0)
+        # The guest's clock was brought forward to the host's (it stood still while suspended).
+        before = time.time()
+        guest_now = int(k.exec("sleeper", ["date", "+%s"])[1])
+        after = time.time()
+        self.assertGreaterEqual(guest_now, int(before) - 1)
+        self.assertLessEqual(guest_now, after + 1)
         # Stopping a suspended VM discards its saved state.
         k.ok("POST", "/v1/vms/sleeper/suspend")
         stopped = k.ok("POST", "/v1/vms/sleeper/stop")

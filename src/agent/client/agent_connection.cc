@@ -379,6 +379,15 @@ Result<void> AgentConnection::unmount(const std::string& target, std::chrono::mi
                  fmt::format("UNMOUNT {}", target), timeout);
 }
 
+Result<void> AgentConnection::set_clock(std::chrono::milliseconds timeout) {
+  if (!has_capability("clock")) return Error::unsupported("the VM's agent cannot set the guest clock");
+  auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  return request(MessageType::kSetClock, MessageType::kSetClockReply, encode(SetClockRequest{now}), "SET_CLOCK",
+                 timeout);
+}
+
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
   uint64_t number = ++pings_sent_;

@@ -75,6 +75,9 @@ class AgentConnection {
   // does not know the message would end the session).
   Result<void> mount(const MountRequest& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   Result<void> unmount(const std::string& target, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Sets the guest's wall clock to the host's (after a restore or a pause, when the guest's clock stood
+  // still). kUnsupported, with nothing sent, from agents without the "clock" capability.
+  Result<void> set_clock(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);

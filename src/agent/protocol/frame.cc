@@ -55,6 +55,8 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kMountReply:
     case MessageType::kUnmount:
     case MessageType::kUnmountReply:
+    case MessageType::kSetClock:
+    case MessageType::kSetClockReply:
       return true;
   }
   return false;
@@ -102,6 +104,10 @@ std::string_view to_string(MessageType type) {
       return "UNMOUNT";
     case MessageType::kUnmountReply:
       return "UNMOUNT_REPLY";
+    case MessageType::kSetClock:
+      return "SET_CLOCK";
+    case MessageType::kSetClockReply:
+      return "SET_CLOCK_REPLY";
   }
   return "UNKNOWN";
 }

@@ -51,6 +51,9 @@ enum class MessageType : uint8_t {
   kMountReply = 0x31,    // agent -> host, JSON {} once mounted
   kUnmount = 0x32,       // host -> agent, JSON UnmountRequest
   kUnmountReply = 0x33,  // agent -> host, JSON {} once unmounted
+  // Guest clock (stream = a request id). Capability "clock".
+  kSetClock = 0x34,       // host -> agent, JSON SetClockRequest
+  kSetClockReply = 0x35,  // agent -> host, JSON {} once set
 };
 
 // Known types only; anything else is a protocol error.

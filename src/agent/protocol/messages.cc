@@ -231,6 +231,8 @@ std::string encode(const UnmountRequest& message) {
   return dump(Json{{"target", message.target}});
 }
 
+std::string encode(const SetClockRequest& message) { return dump(Json{{"unix_nanos", message.unix_nanos}}); }
+
 std::string encode(const CreditGrant& message) {
   std::string out;
   out.push_back(static_cast<char>(message.channel));
@@ -388,6 +390,16 @@ Result<UnmountRequest> decode_unmount_request(std::string_view payload) {
   constexpr std::string_view kWhat = "UNMOUNT";
   Json object = KILN_TRY(parse_object(payload, kWhat));
   return UnmountRequest{KILN_TRY(c_string_field(object, "target", true, kWhat))};
+}
+
+Result<SetClockRequest> decode_set_clock_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "SET_CLOCK";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  auto nanos = object.find("unix_nanos");
+  if (nanos == object.end() || !nanos->is_number_integer() || nanos->get<int64_t>() <= 0) {
+    return Error::invalid_argument("SET_CLOCK: unix_nanos must be a positive integer");
+  }
+  return SetClockRequest{nanos->get<int64_t>()};
 }
 
 Result<std::string> normalize_guest_path(std::string_view path, std::string_view what) {

@@ -21,7 +21,8 @@ struct ProtocolVersion {
   uint32_t minor = 0;
   bool operator==(const ProtocolVersion&) const = default;
 };
-// 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk").
+// 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
+// SET_CLOCK (capability "clock").
 inline constexpr ProtocolVersion kProtocolVersion{1, 1};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
@@ -100,6 +101,12 @@ struct UnmountRequest {
   std::string target;
 };
 
+// SET_CLOCK: the guest's wall clock (CLOCK_REALTIME) to the host's. A VM restored from a suspend resumes
+// with the clock it was saved with; this brings it to now.
+struct SetClockRequest {
+  int64_t unix_nanos = 0;
+};
+
 enum class DataChannel : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 std::string_view to_string(DataChannel channel);
 
@@ -120,6 +127,7 @@ std::string encode(const ErrorReply& message);
 std::string encode(const CreditGrant& message);
 std::string encode(const MountRequest& message);
 std::string encode(const UnmountRequest& message);
+std::string encode(const SetClockRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
 Result<HelloReply> decode_hello_reply(std::string_view payload);
@@ -133,6 +141,7 @@ Result<ErrorReply> decode_error_reply(std::string_view payload);
 Result<CreditGrant> decode_credit_grant(std::string_view payload);
 Result<MountRequest> decode_mount_request(std::string_view payload);
 Result<UnmountRequest> decode_unmount_request(std::string_view payload);
+Result<SetClockRequest> decode_set_clock_request(std::string_view payload);
 
 // A guest path for MOUNT/UNMOUNT, normalized: absolute, "." and repeated or trailing slashes dropped. ".."
 // is refused rather than resolved (the agent runs as root: a target must say plainly where it lands), and so

@@ -1,4 +1,5 @@
 #include "agent/protocol/messages.h"
+#include "agent/protocol/frame.h"
 
 #include <gtest/gtest.h>
 
@@ -183,6 +184,24 @@ TEST(AgentMessages, GuestPathsAreNormalizedOrRefused) {
   }
   EXPECT_NE(normalize_guest_path("x/y", "MOUNT target").error().message().find("MOUNT target \"x/y\""),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln::agent
+
+namespace kiln::agent {
+namespace {
+
+TEST(SetClockMessageTest, RoundTripsAndRejectsNonsense) {
+  auto decoded = decode_set_clock_request(encode(SetClockRequest{1'700'000'000'123'456'789}));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->unix_nanos, 1'700'000'000'123'456'789);
+  EXPECT_FALSE(decode_set_clock_request(R"({"unix_nanos":-1})"));
+  EXPECT_FALSE(decode_set_clock_request(R"({"unix_nanos":"now"})"));
+  EXPECT_FALSE(decode_set_clock_request(R"({})"));
+  EXPECT_EQ(to_string(MessageType::kSetClock), "SET_CLOCK");
+  EXPECT_TRUE(is_known_message_type(0x34));
+  EXPECT_TRUE(is_known_message_type(0x35));
 }
 
 }  // namespace
