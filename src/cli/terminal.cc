@@ -1,6 +1,8 @@
 #include "cli/terminal.h"
 
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 namespace kiln::cli {
@@ -23,6 +25,16 @@ std::optional<agent::TtySize> terminal_size(int fd) {
   winsize size{};
   if (::ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_row == 0) return std::nullopt;
   return agent::TtySize{size.ws_row, size.ws_col};
+}
+
+Result<UniqueFd> block_forwarded_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("sigprocmask");
+  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd) return Error::last_os_error("signalfd");
+  return fd;
 }
 
 }  // namespace kiln::cli

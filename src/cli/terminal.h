@@ -8,6 +8,7 @@
 
 #include "agent/protocol/messages.h"
 #include "common/error.h"
+#include "common/unique_fd.h"
 
 namespace kiln::cli {
 
@@ -28,5 +29,9 @@ class RawTerminal {
 
 // The window size of terminal `fd`, or nullopt if it is not a terminal.
 std::optional<agent::TtySize> terminal_size(int fd);
+
+// Blocks the signals a remote command should get instead of `kiln` (INT, TERM, HUP, QUIT) and SIGWINCH,
+// and returns a signalfd that reads them. Children get a clean mask at exec (ChildProcess).
+Result<UniqueFd> block_forwarded_signals();
 
 }  // namespace kiln::cli

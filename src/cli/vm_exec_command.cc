@@ -34,16 +34,6 @@ struct ExecOptions {
   std::string user;
 };
 
-Result<UniqueFd> block_forwarded_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
-  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("sigprocmask");
-  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!fd) return Error::last_os_error("signalfd");
-  return fd;
-}
-
 int local_tty_fd() { return ::isatty(STDIN_FILENO) ? STDIN_FILENO : STDOUT_FILENO; }
 
 Json exec_body(const ExecOptions& options, const std::vector<std::string>& command) {

@@ -113,17 +113,6 @@ void clean_up_on_signal_while_booting(const std::string& runtime_dir) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(sig, remove_runtime_dir_and_die);
 }
 
-// Blocks the signals we forward and returns a signalfd for them. Children (QEMU) get a clean mask at exec.
-Result<UniqueFd> forwarded_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
-  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("sigprocmask");
-  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!fd) return Error::last_os_error("signalfd");
-  return fd;
-}
-
 // The agent reports in HELLO_REPLY whether it could boot into the root disk; without it the command would
 // silently run in the initramfs.
 Result<void> check_root_disk(const agent::AgentConnection& connection, const std::string& file) {
@@ -218,7 +207,7 @@ Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, age
     if (auto size = terminal_size(stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO)) process.size = *size;
   }
   // From here on, signals are the command's: forwarded to it rather than ending `kiln`.
-  UniqueFd signals = KILN_TRY(forwarded_signals());
+  UniqueFd signals = KILN_TRY(block_forwarded_signals());
   auto id = connection.start_process(process);
   if (!id) {
     if (id.error().category() == ErrorCategory::kUnavailable) return explain_vm_failure(vm, id.error(), "while starting the command");
