@@ -2,8 +2,6 @@
 
 #include <fmt/core.h>
 
-#include <cctype>
-
 namespace kiln::cli {
 
 void add_host_option(CLI::App& app, DaemonAddress& address) {
@@ -23,20 +21,8 @@ Result<Json> VmApi::call(std::string method, const std::string& target, const st
   return parse_json(response.body);
 }
 
-std::string url_escape(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 std::string vm_target(std::string_view vm, std::string_view suffix) {
-  std::string target = "/v1/vms/" + url_escape(vm);
+  std::string target = "/v1/vms/" + percent_encode(vm);
   if (!suffix.empty()) target += fmt::format("/{}", suffix);
   return target;
 }

@@ -1,4 +1,4 @@
-// How `kiln vm` reaches kilnd: the -H/--host option (env KILN_HOST), one api::http::Client per command, and
+// How `kiln vm` and `kiln image` reach kilnd: the -H/--host option (env KILN_HOST), one api::http::Client per command, and
 // JSON calls whose error responses become Errors carrying the daemon's message. Used on the CLI's one thread.
 #pragma once
 
@@ -9,6 +9,7 @@
 
 #include "api/http/client.h"
 #include "cli/command.h"
+#include "common/encoding.h"
 #include "common/json.h"
 
 namespace kiln::cli {
@@ -39,8 +40,6 @@ class VmApi {
   api::http::Client client_;
 };
 
-// Percent-encodes everything but RFC 3986 unreserved characters, for a path segment or a query value.
-std::string url_escape(std::string_view text);
 // "/v1/vms/<vm>" plus "/<suffix>" when `suffix` is not empty.
 std::string vm_target(std::string_view vm, std::string_view suffix = {});
 

@@ -83,7 +83,7 @@ Result<int> exec(const VmApi& api, const ExecOptions& options, const std::vector
   auto upgraded = KILN_TRY(api.client().request_upgrade_with_head(request));
   auto exec_id = upgraded.head.headers.get("X-Kiln-Exec-Id");
   if (!exec_id || exec_id->empty()) return Error::protocol("kilnd did not name the exec (no X-Kiln-Exec-Id header)");
-  std::string exec_target = vm_target(options.vm, fmt::format("exec/{}", url_escape(*exec_id)));
+  std::string exec_target = vm_target(options.vm, fmt::format("exec/{}", percent_encode(*exec_id)));
 
   // From here on, signals are the process's: forwarded to it rather than ending `kiln`.
   UniqueFd signals = KILN_TRY(block_forwarded_signals());

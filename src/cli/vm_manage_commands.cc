@@ -25,7 +25,7 @@ std::string filter_query(const std::vector<std::string>& filters) {
   for (const auto& filter : filters) {
     auto equals = filter.find('=');
     query += fmt::format("{}{}={}", query.empty() ? "?" : "&", filter.substr(0, equals),
-                         url_escape(filter.substr(equals + 1)));
+                         percent_encode(filter.substr(equals + 1)));
   }
   return query;
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "api/http/socket_stream.h"
 
@@ -83,6 +84,14 @@ std::string render_request(const ClientRequest& request, const Endpoint& endpoin
       out += fmt::format("{}: {}\r\n", name, value);
     }
   }
+  if (request.body_source) {
+    if (request.body_length) {
+      out += fmt::format("Content-Length: {}\r\n", *request.body_length);
+    } else {
+      out += "Transfer-Encoding: chunked\r\n";
+    }
+    return out + "\r\n";
+  }
   bool wants_length = !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
                       request.method == "PATCH";
   if (wants_length) out += fmt::format("Content-Length: {}\r\n", request.body.size());
@@ -115,6 +124,11 @@ class Exchange {
     }
     parser_.skip(request.method == "HEAD");
     Result<void> sent = stream_.write_all(render_request(request, endpoint, extra));
+    if (sent && request.body_source) {
+      Result<bool> streamed = send_body(request);
+      if (!streamed) return streamed.error();  // the source failed: nothing sensible to read
+      if (!*streamed) sent = Error::unavailable("the connection closed during the upload");
+    }
     boost::system::error_code ec;
     bhttp::read_header(stream_, buffer_, parser_, ec);
     if (ec && !sent) return sent.error().with_context(fmt::format("sending to {}", options_.peer_name));
@@ -123,6 +137,28 @@ class Exchange {
     for (const auto& field : parser_.get())
       response.headers.add(std::string(field.name_string()), std::string(field.value()));
     return response;
+  }
+
+  // Streams request.body_source; false when the connection broke (the server may have answered early).
+  Result<bool> send_body(const ClientRequest& request) {
+    bool chunked = !request.body_length;
+    uint64_t sent_bytes = 0;
+    std::vector<char> chunk(256 * 1024);
+    for (;;) {
+      size_t n = KILN_TRY(request.body_source(chunk.data(), chunk.size()));
+      if (n == 0) break;
+      sent_bytes += n;
+      if (request.body_length && sent_bytes > *request.body_length)
+        return Error::invalid_argument("the request body is longer than its announced length");
+      std::string_view data(chunk.data(), n);
+      bool written = chunked ? stream_.write_all(fmt::format("{:x}\r\n", n)) && stream_.write_all(data) &&
+                                   stream_.write_all("\r\n")
+                             : static_cast<bool>(stream_.write_all(data));
+      if (!written) return false;
+    }
+    if (request.body_length && sent_bytes != *request.body_length)
+      return Error::invalid_argument("the request body is shorter than its announced length");
+    return !chunked || static_cast<bool>(stream_.write_all("0\r\n\r\n"));
   }
 
   // Feeds body bytes to `sink` until the body ends or `sink` returns false.

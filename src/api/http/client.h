@@ -28,6 +28,10 @@ struct ClientRequest {
   std::string target;  // "/v1/vms?all=1", already percent-encoded
   std::string body;
   Headers headers;
+  // A body too big to hold in memory (an image upload): read from `body_source` until it returns 0, sent
+  // with Content-Length when `body_length` is set, else chunked. `body` must be empty then.
+  std::function<Result<size_t>(char* data, size_t size)> body_source;
+  std::optional<uint64_t> body_length;
 
   // A request with a JSON body and Content-Type: application/json.
   static ClientRequest json(std::string method, std::string target, const Json& body);

@@ -6,12 +6,15 @@
 
 #include <boost/asio/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 #include "api/http/socket_stream.h"
 #include "common/log.h"
@@ -128,6 +131,43 @@ class StreamWriter final : public ChunkWriter {
   bool failed_ = false;
 };
 
+// Request::body_reader for streaming-body routes: Beast's parser over a caller-provided buffer.
+class ParserBodyReader final : public BodyReader {
+ public:
+  ParserBodyReader(SocketStream& stream, beast::flat_buffer& buffer,
+                   bhttp::request_parser<bhttp::buffer_body>& parser, milliseconds io_timeout)
+      : stream_(stream), buffer_(buffer), parser_(parser), io_timeout_(io_timeout) {}
+
+  Result<size_t> read(char* data, size_t size) override {
+    if (size == 0) return size_t{0};
+    while (!parser_.is_done()) {
+      parser_.get().body().data = data;
+      parser_.get().body().size = size;
+      stream_.set_deadline(Clock::now() + io_timeout_);
+      boost::system::error_code ec;
+      // read_some, not read: read() would wait to fill the whole buffer.
+      bhttp::read_some(stream_, buffer_, parser_, ec);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      size_t got = size - parser_.get().body().size;
+      if (got > 0) return got;
+      if (!ec) continue;  // parsed framing (a chunk header) but no data yet
+      if (ec == boost::asio::error::timed_out) return Error::timeout("timed out reading the request body");
+      if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream ||
+          ec == boost::asio::error::operation_aborted || ec.category() == boost::system::system_category()) {
+        return Error::unavailable("the client went away in the middle of the request body");
+      }
+      return Error::invalid_argument(fmt::format("malformed request body: {}", ec.message()));
+    }
+    return size_t{0};
+  }
+
+ private:
+  SocketStream& stream_;
+  beast::flat_buffer& buffer_;
+  bhttp::request_parser<bhttp::buffer_body>& parser_;
+  milliseconds io_timeout_;
+};
+
 class ConnectionCodec {
  public:
   explicit ConnectionCodec(const ConnectionContext& context)
@@ -148,7 +188,8 @@ class ConnectionCodec {
  private:
   Next serve_one();
   Next reply_error(const Error& error, int status, Clock::time_point start);
-  Result<Request> build_request(bhttp::request<bhttp::string_body>&& message);
+  Result<Request> build_request(const bhttp::request_header<>& header, std::string body);
+  Next dispatch(Request& request, bool keep_alive, bool http10, Clock::time_point start);
   Next send_response(Request& request, Response& response, bool keep_alive, Clock::time_point start);
   Next send_stream(Request& request, StreamReply& reply, bool keep_alive, bool http10,
                    Clock::time_point start);
@@ -173,24 +214,25 @@ Next ConnectionCodec::reply_error(const Error& error, int status, Clock::time_po
 
 Next ConnectionCodec::serve_one() {
   const ServerOptions& options = context_.options;
-  bhttp::request_parser<bhttp::string_body> parser;
-  parser.header_limit(options.header_limit);
-  parser.body_limit(options.body_limit);
+  // The header first, with no body type yet: the route decides whether the body is read whole (with the
+  // server's limit) or handed to the handler as it arrives.
+  bhttp::request_parser<bhttp::empty_body> head;
+  head.header_limit(options.header_limit);
+  // Not boost::none: Beast 1.74 compares Content-Length against an empty optional as "over the limit".
+  head.body_limit(std::numeric_limits<std::uint64_t>::max());
 
   stream_.set_deadline(Clock::now() + options.header_timeout);
   boost::system::error_code ec;
-  bhttp::read_header(stream_, buffer_, parser, ec);
+  bhttp::read_header(stream_, buffer_, head, ec);
   Clock::time_point start = Clock::now();
   if (ec) {
-    bool idle = !parser.got_some() && buffer_.size() == 0;
+    bool idle = !head.got_some() && buffer_.size() == 0;
     if (ec == bhttp::error::end_of_stream || ec == boost::asio::error::operation_aborted ||
         (idle && ec == boost::asio::error::timed_out)) {
       return Next::kClose;  // the client left, the server stops, or a keep-alive connection idled out
     }
     if (ec == bhttp::error::header_limit)
       return reply_error(Error::invalid_argument("request header too large"), 431, start);
-    if (ec == bhttp::error::body_limit)
-      return reply_error(Error::invalid_argument("request body too large"), 413, start);
     if (ec == boost::asio::error::timed_out)
       return reply_error(Error::timeout("timed out reading the request header"), 408, start);
     if (ec == bhttp::error::partial_message || ec.category() == boost::system::system_category())
@@ -199,12 +241,32 @@ Next ConnectionCodec::serve_one() {
                        start);
   }
 
+  bool keep_alive = head.get().keep_alive();
+  bool http10 = head.get().version() < 11;
+  bool streaming = context_.router.streams_body(sv(head.get().method_string()), sv(head.get().target()));
+  if (!streaming && head.content_length() && *head.content_length() > options.body_limit)
+    return reply_error(Error::invalid_argument("request body too large"), 413, start);
+  if (!head.is_done() && iequals(sv(head.get()[bhttp::field::expect]), "100-continue")) {
+    stream_.set_deadline(Clock::now() + options.io_timeout);
+    if (!stream_.write_all("HTTP/1.1 100 Continue\r\n\r\n")) return Next::kClose;
+  }
+
+  if (streaming) {
+    bhttp::request_parser<bhttp::buffer_body> parser(std::move(head));
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    Result<Request> built = build_request(parser.get().base(), {});
+    if (!built) return reply_error(built.error(), 400, start);
+    ParserBodyReader reader(stream_, buffer_, parser, options.io_timeout);
+    built->body_reader = &reader;
+    // Whatever the handler left unread is still on the wire: this connection cannot carry another request.
+    Next next = dispatch(*built, false, http10, start);
+    if (next == Next::kClose && !parser.is_done()) linger_close(stream_);  // let the client read the answer
+    return next;
+  }
+
+  bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+  parser.body_limit(options.body_limit);
   if (!parser.is_done()) {
-    auto expect = parser.get()[bhttp::field::expect];
-    if (iequals(sv(expect), "100-continue")) {
-      stream_.set_deadline(Clock::now() + options.io_timeout);
-      if (!stream_.write_all("HTTP/1.1 100 Continue\r\n\r\n")) return Next::kClose;
-    }
     stream_.set_deadline(Clock::now() + options.io_timeout);
     bhttp::read(stream_, buffer_, parser, ec);
     if (ec) {
@@ -220,14 +282,12 @@ Next ConnectionCodec::serve_one() {
                          400, start);
     }
   }
-
-  bhttp::request<bhttp::string_body> message = parser.release();
-  bool keep_alive = message.keep_alive();
-  bool http10 = message.version() < 11;
-  Result<Request> built = build_request(std::move(message));
+  Result<Request> built = build_request(parser.get().base(), std::move(parser.get().body()));
   if (!built) return reply_error(built.error(), 400, start);
-  Request& request = *built;
+  return dispatch(*built, keep_alive, http10, start);
+}
 
+Next ConnectionCodec::dispatch(Request& request, bool keep_alive, bool http10, Clock::time_point start) {
   Reply reply;
   try {
     reply = context_.router.dispatch(request);
@@ -243,10 +303,10 @@ Next ConnectionCodec::serve_one() {
   return send_hijack(request, std::get<HijackReply>(reply), start);
 }
 
-Result<Request> ConnectionCodec::build_request(bhttp::request<bhttp::string_body>&& message) {
+Result<Request> ConnectionCodec::build_request(const bhttp::request_header<>& header, std::string body) {
   Request request;
-  request.method = std::string(message.method_string());
-  request.target = std::string(message.target());
+  request.method = std::string(header.method_string());
+  request.target = std::string(header.target());
   if (request.target.empty() || request.target.front() != '/') {
     return Error::invalid_argument("request target must be an absolute path");
   }
@@ -255,9 +315,9 @@ Result<Request> ConnectionCodec::build_request(bhttp::request<bhttp::string_body
   if (question != std::string::npos) {
     request.query = KILN_TRY(QueryParams::parse(std::string_view(request.target).substr(question + 1)));
   }
-  for (const auto& field : message)
+  for (const auto& field : header)
     request.headers.add(std::string(field.name_string()), std::string(field.value()));
-  request.body = std::move(message.body());
+  request.body = std::move(body);
   request.peer = context_.peer;
   return request;
 }

@@ -36,6 +36,17 @@ class Headers {
 
 bool iequals(std::string_view a, std::string_view b);
 
+// A request body read as it arrives, for routes registered with Router::add_streaming_body (image loads and
+// imports: gigabytes that must not sit in memory). Content-Length and chunked bodies alike, without a size
+// limit: the handler bounds what it keeps.
+class BodyReader {
+ public:
+  virtual ~BodyReader() = default;
+  // Up to `size` bytes of the body; 0 once it has all been read. kTimeout when the client stalls,
+  // kUnavailable when it leaves or the server stops, kInvalidArgument for malformed chunked framing.
+  virtual Result<size_t> read(char* data, size_t size) = 0;
+};
+
 struct Request {
   std::string method;  // as sent: "GET"
   std::string target;  // as sent: "/v1/vms/a%20b?all=1"
@@ -46,6 +57,9 @@ struct Request {
   std::string body;
   std::map<std::string, std::string, std::less<>> params;  // the route's {name} segments, percent-decoded
   std::string peer;                                        // "unix" or "tcp://1.2.3.4:5678", for logs
+  // Streaming-body routes only (then `body` stays empty): the body, still on the wire. Valid until the reply
+  // has been sent, a StreamReply's body included; the connection closes afterwards.
+  BodyReader* body_reader = nullptr;
 
   // The {name} path parameter; empty if the route has none by that name.
   std::string_view param(std::string_view name) const;

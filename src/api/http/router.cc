@@ -74,6 +74,29 @@ void Router::add(std::string method, std::string_view pattern, Handler handler) 
   routes_.push_back(std::move(route));
 }
 
+void Router::add_streaming_body(std::string method, std::string_view pattern, Handler handler) {
+  add(std::move(method), pattern, std::move(handler));
+  routes_.back().streams_body = true;
+}
+
+std::string_view Router::routed_path(std::string_view target) const {
+  std::string_view path = target.substr(0, target.find('?'));
+  if (strip_version_prefix_) {
+    if (auto split = split_version_prefix(path)) path = split->second;
+  }
+  return path;
+}
+
+bool Router::streams_body(std::string_view method, std::string_view target) const {
+  std::vector<std::string_view> parts = split_path(routed_path(target));
+  for (const Route& route : routes_) {
+    RawCaptures captures;
+    if (route.method != method || !match(parts, 0, route.segments, 0, captures)) continue;
+    return route.streams_body;  // the first match is the one dispatch() takes
+  }
+  return false;
+}
+
 Reply Router::dispatch(Request& request) const {
   std::string_view path = request.path;
   if (strip_version_prefix_) {

@@ -24,6 +24,12 @@ class Router {
 
   // Patterns start with '/'. Registering the same method+pattern twice keeps the first (a bug to avoid).
   void add(std::string method, std::string_view pattern, Handler handler);
+  // The same, for a handler that reads the body itself from Request::body_reader, as it arrives and without
+  // the server's body limit.
+  void add_streaming_body(std::string method, std::string_view pattern, Handler handler);
+  // Whether `method` on `target` (path and query, as sent) goes to a streaming-body route. The server asks
+  // before it reads the body.
+  bool streams_body(std::string_view method, std::string_view target) const;
   // Strip a Docker-style version prefix before matching; the version lands in Request::api_version.
   void set_strip_version_prefix(bool on) { strip_version_prefix_ = on; }
 
@@ -43,7 +49,11 @@ class Router {
     std::string method;
     std::vector<Segment> segments;
     Handler handler;
+    bool streams_body = false;
   };
+
+  // The path a request's target is routed by: no query, no stripped version prefix.
+  std::string_view routed_path(std::string_view target) const;
 
   ErrorFormatter formatter_;
   std::vector<Route> routes_;
