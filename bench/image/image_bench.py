@@ -8,7 +8,8 @@ docs/benchmarks.md records.
      turns it into a one-layer (gzip) OCI image with umoci and pushes it with skopeo to Debian's
      `docker-registry` on 127.0.0.1:<random free port>.
   2. --runs times, each from a cold store (fresh directories; the page cache is NOT dropped):
-       kiln : kiln image --root FRESH pull REF  +  kiln image --root FRESH rootfs REF  (pull, unpack, EROFS)
+       kiln : kiln image pull REF  +  kiln image rootfs REF  (pull, unpack, EROFS), against a kilnd started
+              (not timed) on a FRESH --root for the run
        peer : skopeo copy docker://REF oci:FRESH/layout:b  +  umoci unpack --image FRESH/layout:b FRESH/bundle
      and prints median/min/max of each step and of the totals, and the ratio kiln/peer.
 
@@ -191,6 +192,22 @@ def timed(cmd, env):
     return time.monotonic() - start
 
 
+@contextlib.contextmanager
+def kilnd_on(kilnd, directory, env):
+    """A kilnd with its root and run dir under `directory`; yields its -H address, stops it afterwards."""
+    run_dir = os.path.join(directory, "run")
+    subprocess.run([kilnd, "--detach", "--root", os.path.join(directory, "kiln-root"), "--run-dir", run_dir],
+                   check=True, env=env)
+    try:
+        yield "unix://" + os.path.join(run_dir, "kiln.sock")
+    finally:
+        with open(os.path.join(run_dir, "kilnd.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGTERM)
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.05)
+
+
 def default_kiln():
     release = os.path.join(REPO, "build/release/bin/kiln")
     return release if os.path.exists(release) else os.path.join(REPO, "build/dev/bin/kiln")
@@ -229,9 +246,9 @@ def main():
         figures = {k: [] for k in ("kiln_pull", "kiln_rootfs", "kiln", "skopeo", "umoci", "peer")}
         for i in range(args.runs):
             fresh = tempfile.mkdtemp(prefix=f"run{i}-", dir=scratch)
-            root = os.path.join(fresh, "kiln-root")
-            pull = timed([kiln, "image", "--root", root, "pull", ref], env)
-            rootfs = timed([kiln, "image", "--root", root, "rootfs", ref], env)
+            with kilnd_on(os.path.join(os.path.dirname(kiln), "kilnd"), fresh, env) as host:
+                pull = timed([kiln, "-H", host, "image", "pull", ref], env)
+                rootfs = timed([kiln, "-H", host, "image", "rootfs", ref], env)
             copy = timed(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
                           f"oci:{fresh}/layout:b"], env)
             unpack = timed(["umoci", "unpack", "--image", f"{fresh}/layout:b", f"{fresh}/bundle"], env)

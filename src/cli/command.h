@@ -4,14 +4,18 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 
 namespace kiln::cli {
 
 using Action = std::function<int()>;
 
+struct DaemonAddress;  // vm_client.h: where kilnd listens (-H / KILN_HOST)
+
 // Each sets `chosen` (through a CLI11 callback) when one of its subcommands is on the command line.
-void register_vm_commands(CLI::App& app, Action& chosen);
-void register_image_commands(CLI::App& app, Action& chosen);
+// `address` is filled by the top-level -H option before any action runs.
+void register_vm_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen);
+void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen);
 
 // Prints "kiln: <message>" on stderr: the CLI's one-line error format.
 void print_error(std::string_view message);

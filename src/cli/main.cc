@@ -5,6 +5,7 @@
 #include <csignal>
 
 #include "cli/command.h"
+#include "cli/vm_client.h"
 #include "kiln/version.h"
 
 namespace kiln::cli {
@@ -19,9 +20,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   kiln::cli::Action chosen;
+  auto address = std::make_shared<kiln::cli::DaemonAddress>();
+  kiln::cli::add_host_option(app, *address);
   // Registration table: one line per area.
-  kiln::cli::register_vm_commands(app, chosen);
-  kiln::cli::register_image_commands(app, chosen);
+  kiln::cli::register_vm_commands(app, address, chosen);
+  kiln::cli::register_image_commands(app, address, chosen);
 
   try {
     app.parse(argc, argv);

@@ -5,9 +5,7 @@
 
 namespace kiln::cli {
 
-void register_vm_commands(CLI::App& app, Action& chosen) {
-  auto address = std::make_shared<DaemonAddress>();
-  add_host_option(app, *address);
+void register_vm_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen) {
   auto* vm = app.add_subcommand("vm", "Run and manage virtual machines");
   vm->require_subcommand(1);
   register_vm_run(*vm, chosen);

@@ -15,6 +15,7 @@
 #include "api/http/server.h"
 #include "api/rest/rest_api.h"
 #include "common/log.h"
+#include "common/temp_dir.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
@@ -86,7 +87,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
   auto images = KILN_TRY(image::ImageStore::open({.root = options.root,
-                                                  .insecure_registries = options.insecure_registries}));
+                                                  .insecure_registries = options.insecure_registries,
+                                                  .max_parallel_downloads = options.max_concurrent_downloads}));
 
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
@@ -100,9 +102,16 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   KILN_TRY(vms->recover());
 
   api::rest::ExecRegistry execs;
+  // Uploads (image load/import) and saves are staged here; whatever a crash left behind goes now.
+  std::string scratch_dir = options.root + "/tmp";
+  KILN_TRY(remove_tree(scratch_dir));
+  fs::create_directories(scratch_dir, error);
+  if (error) return Error::invalid_argument(fmt::format("cannot create {}: {}", scratch_dir, error.message()));
   api::rest::ApiContext context{.vms = *vms,
                                 .events = events,
                                 .execs = execs,
+                                .images = *images,
+                                .scratch_dir = scratch_dir,
                                 .engine_name = std::string(engine->name()),
                                 .accelerator = std::string(engine::to_string(engine->host().accelerator))};
   api::http::Router router;

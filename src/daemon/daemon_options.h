@@ -17,6 +17,7 @@ struct DaemonOptions {
   std::string kernel;  // empty: Kiln's guest kernel
   std::string qemu;    // empty: $KILN_QEMU, then qemu-system-x86_64 on PATH
   std::vector<std::string> insecure_registries;
+  int max_concurrent_downloads = 3;  // layers one pull downloads at once (dockerd's option of the same name)
 };
 
 }  // namespace kiln::daemon

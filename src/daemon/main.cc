@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   app.add_option("--kernel", options.kernel, "Guest kernel (default: Kiln's own)");
   app.add_option("--qemu", options.qemu, "QEMU binary (default: $KILN_QEMU, then qemu-system-x86_64)");
   app.add_option("--insecure-registry", options.insecure_registries, "Registry reached over plain HTTP (repeatable)");
+  app.add_option("--max-concurrent-downloads", options.max_concurrent_downloads, "Layers one pull downloads at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {

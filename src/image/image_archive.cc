@@ -228,7 +228,6 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
   if (S_ISDIR(st.st_mode)) {
     files = KILN_TRY(DirectoryFiles::open(path, *blobs_));
   } else {
-    progress.on_message(fmt::format("Reading {}", path));
     files = KILN_TRY(TarFiles::read(path, *blobs_));
   }
   std::vector<Digest> loaded;

@@ -137,6 +137,8 @@ Result<Digest> ImageStore::pull(const ImageRef& ref, const PullOptions& options,
     manifest_body = std::move(platform.body);
   }
   Manifest manifest = KILN_TRY(parse_manifest(manifest_body));
+  // Only now, as dockerd: a reference the registry does not know fails before any progress is shown.
+  progress.on_message(fmt::format("{}: Pulling from {}", reference, ref.path()));
   NullProgress quiet;  // like docker, no progress line for the small config blob
   KILN_TRY(fetch_blob(*client, ref.path(), manifest.config, quiet));
   KILN_TRY(parse_config(KILN_TRY(blobs_->read(manifest.config.digest))));

@@ -2,8 +2,9 @@
 // filesystem artifacts. Layout under <root>/image: blobs/sha256/<hex> (content addressed), metadata.db
 // (SQLite: images, tags, repo digests), rootfs/<chain-id>.erofs (one read-only EROFS per layer chain, shared
 // by every container of images with that chain), tmp/ and locks/.
-// Today the CLI opens it directly; kilnd will own one instance and serve the same calls. Thread-safe: every
-// method may be called concurrently, and several processes may open the same root (file locks + SQLite).
+// kilnd owns one instance and serves it as /v1/images (src/api/rest/image_routes.cc); the CLI goes through
+// that API. Thread-safe: every method may be called concurrently, and several processes may open the same
+// root (file locks + SQLite; tests and benchmarks do).
 #pragma once
 
 #include <cstdint>

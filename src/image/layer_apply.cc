@@ -623,6 +623,33 @@ Result<LayerStats> apply_layer(int root_fd, int layer_fd, const UnpackOptions& o
   return stats;
 }
 
+Result<uint64_t> verify_tar_layer(int layer_fd) {
+  ArchivePtr reader(archive_read_new());
+  if (!reader) return Error::internal("archive_read_new failed");
+  archive* a = reader.get();
+  // The same in-process decoders as DecompressedStream; tar formats only, so random bytes are refused.
+  archive_read_support_filter_gzip(a);
+  archive_read_support_filter_zstd(a);
+  archive_read_support_filter_xz(a);
+  archive_read_support_format_tar(a);
+  archive_read_support_format_gnutar(a);
+  if (archive_read_open_fd(a, layer_fd, 1 << 16) != ARCHIVE_OK)
+    return make_layer_error(LayerError::kCorrupt, archive_error_string(a));
+  uint64_t entries = 0;
+  for (;;) {
+    archive_entry* entry = nullptr;
+    int status = archive_read_next_header(a, &entry);
+    if (status == ARCHIVE_EOF) return entries;
+    if (status != ARCHIVE_OK && status != ARCHIVE_WARN) {
+      return make_layer_error(LayerError::kCorrupt,
+                              fmt::format("not a tar archive: {}", archive_error_string(a)));
+    }
+    if (archive_read_data_skip(a) != ARCHIVE_OK)
+      return make_layer_error(LayerError::kCorrupt, archive_error_string(a));
+    ++entries;
+  }
+}
+
 Result<Digest> compute_diff_id(int layer_fd) {
   auto stream = KILN_TRY(DecompressedStream::open(layer_fd));
   KILN_TRY(stream->drain());

@@ -53,6 +53,10 @@ struct LayerStats {
 // Applies the layer read from `layer_fd` (compression auto-detected) onto the directory `root_fd`.
 Result<LayerStats> apply_layer(int root_fd, int layer_fd, const UnpackOptions& options);
 
+// Reads every header of a (possibly compressed) tar without unpacking anything; the number of entries.
+// Anything that is not a complete tar archive is kCorrupt. For import, which must not register garbage.
+Result<uint64_t> verify_tar_layer(int layer_fd);
+
 // SHA-256 of the uncompressed stream of a (possibly compressed) tar, for callers that need a diff_id
 // without unpacking (import, load).
 Result<Digest> compute_diff_id(int layer_fd);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,8 @@ enum class ProgressState {
 };
 
 std::string_view to_string(ProgressState state);
+// The inverse, for clients reading progress back from a JSON stream; nullopt for any other text.
+std::optional<ProgressState> progress_state_from_string(std::string_view text);
 
 struct ProgressEvent {
   std::string id;  // short layer ID (12 hex) or another short label

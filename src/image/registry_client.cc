@@ -1,7 +1,6 @@
 #include "image/registry_client.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/encoding.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -23,37 +23,6 @@ constexpr size_t kMaxErrorBodyBytes = size_t{64} << 10;
 std::string to_lower(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
-std::string base64_encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-Result<std::string> base64_decode(std::string_view data) {
-  std::string out(3 * ((data.size() + 3) / 4) + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
-  if (n < 0) return Error::invalid_argument("invalid base64");
-  size_t padding = 0;
-  for (size_t i = data.size(); i > 0 && data[i - 1] == '='; --i) ++padding;
-  out.resize(static_cast<size_t>(n) - std::min<size_t>(padding, static_cast<size_t>(n)));
-  return out;
-}
-
-std::string escape(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
   return out;
 }
 
@@ -165,6 +134,34 @@ Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const 
     log::warn("docker credential helpers are not supported; using anonymous access", {{"registry", domain}});
   }
   return std::optional<RegistryCredentials>();
+}
+
+std::string encode_registry_auth(const RegistryCredentials& credentials, std::string_view server_address) {
+  Json auth = {{"username", credentials.username},
+               {"password", credentials.password},
+               {"serveraddress", server_address}};
+  return base64url_encode(auth.dump());
+}
+
+Result<std::optional<RegistryCredentials>> decode_registry_auth(std::string_view header) {
+  if (header.empty()) return std::optional<RegistryCredentials>();
+  auto invalid = [](std::string_view why) {
+    return Error::invalid_argument(fmt::format("invalid X-Registry-Auth header: {}", why));
+  };
+  auto decoded = base64_decode(header);
+  if (!decoded) return invalid(decoded.error().message());
+  auto json = parse_json(*decoded);
+  if (!json || !json->is_object()) return invalid("not a JSON object");
+  auto text = [&](const char* key) -> Result<std::string> {
+    auto it = json->find(key);
+    if (it == json->end() || it->is_null()) return std::string();
+    if (!it->is_string()) return invalid(fmt::format("{} must be a string", key));
+    return it->get<std::string>();
+  };
+  std::string username = KILN_TRY(text("username"));
+  std::string password = KILN_TRY(text("password"));
+  if (username.empty()) return std::optional<RegistryCredentials>();
+  return std::optional<RegistryCredentials>(RegistryCredentials{.username = username, .password = password});
 }
 
 bool is_loopback_registry(std::string_view domain) {
@@ -479,12 +476,12 @@ Result<void> RegistryClient::authenticate(const std::string& challenge_header) {
     return Error::protocol(fmt::format("bad token realm '{}'", realm));
   }
   std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-  if (!challenge.params["service"].empty()) url += "service=" + escape(challenge.params["service"]) + "&";
+  if (!challenge.params["service"].empty()) url += "service=" + percent_encode(challenge.params["service"]) + "&";
   std::vector<std::string> scopes = options_.scopes;
   if (!challenge.params["scope"].empty()) scopes.insert(scopes.begin(), challenge.params["scope"]);
   std::sort(scopes.begin(), scopes.end());
   scopes.erase(std::unique(scopes.begin(), scopes.end()), scopes.end());
-  for (const std::string& scope : scopes) url += "scope=" + escape(scope) + "&";
+  for (const std::string& scope : scopes) url += "scope=" + percent_encode(scope) + "&";
   url.pop_back();
   Request token_request{.url = url, .send_authorization = false};
   if (credentials) {
@@ -544,7 +541,7 @@ Result<bool> RegistryClient::mount_blob(const std::string& repository, const Dig
                                         const std::string& source_repository) {
   Request request{.method = "POST",
                   .url = url_for(fmt::format("/v2/{}/blobs/uploads/?mount={}&from={}", repository,
-                                             escape(digest.to_string()), escape(source_repository)))};
+                                             percent_encode(digest.to_string()), percent_encode(source_repository)))};
   Response response = KILN_TRY(send(request));
   if (response.status == 201) return true;
   if (response.status == 202) {
@@ -585,7 +582,7 @@ Result<void> RegistryClient::upload_blob(const std::string& repository, const Di
     }
   }
   std::string put_url = location + (location.find('?') == std::string::npos ? "?" : "&") +
-                        "digest=" + escape(digest.to_string());
+                        "digest=" + percent_encode(digest.to_string());
   std::function<void(uint64_t)> final_progress = [&, base = offset](uint64_t sent) { on_bytes(base + sent); };
   Request put{.method = "PUT",
               .url = put_url,

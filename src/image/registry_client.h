@@ -38,6 +38,13 @@ Result<AuthChallenge> parse_auth_challenge(std::string_view header);
 Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const std::string& config_path,
                                                                           const std::string& domain);
 
+// Docker's X-Registry-Auth header: base64url of {"username", "password", "serveraddress"}. The CLI sends
+// it, the daemon decodes it; the daemon never reads a user's config.json.
+std::string encode_registry_auth(const RegistryCredentials& credentials, std::string_view server_address);
+// nullopt for an empty header or one without a username ("{}", what docker sends without credentials);
+// kInvalidArgument for one that is not base64 JSON.
+Result<std::optional<RegistryCredentials>> decode_registry_auth(std::string_view header);
+
 // True for localhost, 127.0.0.0/8 and ::1 (with or without a port).
 bool is_loopback_registry(std::string_view domain);
 

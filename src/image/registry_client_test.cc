@@ -53,6 +53,21 @@ TEST(DockerConfigTest, FindsCredentialsByRegistryHost) {
   EXPECT_FALSE(credentials_from_docker_config(dir->path() + "/missing.json", "docker.io")->has_value());
 }
 
+TEST(RegistryAuthHeaderTest, RoundTripsAndAcceptsWhatDockerSends) {
+  std::string header = encode_registry_auth({.username = "alice", .password = "s3cret?>"}, "127.0.0.1:5000");
+  auto decoded = decode_registry_auth(header);
+  ASSERT_TRUE(decoded && *decoded);
+  EXPECT_EQ((*decoded)->username, "alice");
+  EXPECT_EQ((*decoded)->password, "s3cret?>");
+  // docker sends base64url("{}") when it has no credentials: anonymous, not an error.
+  EXPECT_FALSE(decode_registry_auth("e30=")->has_value());
+  EXPECT_FALSE(decode_registry_auth("")->has_value());
+  auto garbage = decode_registry_auth("not base64!");
+  ASSERT_FALSE(garbage);
+  EXPECT_NE(garbage.error().message().find("invalid X-Registry-Auth header"), std::string::npos);
+  EXPECT_FALSE(decode_registry_auth("WzFd"));  // "[1]"
+}
+
 TEST(RegistryHostTest, LoopbackDetection) {
   EXPECT_TRUE(is_loopback_registry("localhost:5000"));
   EXPECT_TRUE(is_loopback_registry("127.0.0.1:41000"));

@@ -444,8 +444,8 @@ class RootSourceTest(KilndTestCase):
         tarball = os.path.join(k.dir, "image.tar")
         with tarfile.open(tarball, "w") as tar:
             tar.add(tree, arcname=".")
-        subprocess.run([KILN, "image", "--root", k.root, "import", tarball, "localhost/mini:1"], check=True,
-                       capture_output=True)
+        subprocess.run([KILN, "-H", "unix://" + k.socket, "image", "import", tarball, "localhost/mini:1"],
+                       check=True, capture_output=True)
         vm = k.create("fromimage", memory_mib=128, image="localhost/mini:1")
         self.assertEqual(vm["source"], {"image": "localhost/mini:1"})
         k.ok("POST", "/v1/vms/fromimage/start")

@@ -1,13 +1,15 @@
-"""`kiln image`: pull, push, load, save, import, rm, prune and EROFS root filesystems against a real
-registry (docker-registry on a random loopback port) and reference tools (skopeo, umoci).
+"""`kiln image`: pull, push, load, save, import, rm, prune and EROFS root filesystems through kilnd's
+/v1/images, against a real registry (docker-registry on a random loopback port) and reference tools
+(skopeo, umoci).
 
-Every test gets its own scratch directory, store root, registry and DOCKER_CONFIG; nothing is shared."""
+Every test gets its own scratch directory, kilnd (own --root), registry and DOCKER_CONFIG; nothing is
+shared. Tests that need a second, empty store start a second kilnd."""
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -15,29 +17,46 @@ from image_fixtures import (KILN, Layer, Registry, TokenServer, busybox_layer, d
                             htpasswd_file, multilayer_layers, sha256, tree_listing, umoci_rootfs, without_setid,
                             write_oci_layout)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../daemon"))
+from kilnd_fixtures import Kilnd  # noqa: E402
+
 TIMEOUT = 120
 
 
 class ImageCase(unittest.TestCase):
+    kilnd_args = ()
+
     def setUp(self):
         self.scratch = tempfile.TemporaryDirectory(prefix="kiln-imagetest-")
         self.dir = self.scratch.name
-        self.root = os.path.join(self.dir, "kiln-root")
         self.env = dict(os.environ, DOCKER_CONFIG=os.path.join(self.dir, "docker-config"), TMPDIR=self.dir)
-        self.env.pop("KILN_ROOT", None)
+        self.env.pop("KILN_HOST", None)
         self.registry = None
+        self.daemons = {}
+        self.root = self.daemon().root
 
     def tearDown(self):
+        for daemon in self.daemons.values():
+            daemon.cleanup()
         if self.registry:
             self.registry.stop()
         self.scratch.cleanup()
 
+    def daemon(self, root=None):
+        """The kilnd serving store `root` (None: the test's main one), started on first use."""
+        if root not in self.daemons:
+            self.daemons[root] = Kilnd(extra_args=self.kilnd_args).start()
+        return self.daemons[root]
+
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
 
+    def kiln_command(self, *args, root=None):
+        return [KILN, "-H", "unix://" + self.daemon(root).socket, "image", *args]
+
     def kiln(self, *args, root=None, check=True):
-        result = subprocess.run([KILN, "image", "--root", root or self.root, *args], capture_output=True,
-                                env=self.env, timeout=TIMEOUT)
+        result = subprocess.run(self.kiln_command(*args, root=root), capture_output=True, env=self.env,
+                                timeout=TIMEOUT)
         if check:
             self.assertEqual(result.returncode, 0, f"kiln image {' '.join(args)}:\n{result.stdout.decode()}\n"
                                                    f"{result.stderr.decode()}")
@@ -141,25 +160,33 @@ class PullTest(ImageCase):
         self.assertIn("invalid reference format", bad.stderr.decode())
 
     def test_killed_pull_resumes_without_refetching_finished_layers(self):
+        """kilnd is killed (-9) in the middle of a pull; the next kilnd's pull reuses every finished layer."""
+        daemon = self.daemon()
+        daemon.stop()
+        daemon.extra_args.extend(["--max-concurrent-downloads", "1"])
+        daemon.start()
         registry = self.start_registry()
         small = gzipped(Layer().file("small", b"s" * 100000).bytes())
         big = Layer().file("big", os.urandom(48 << 20)).bytes()
         write_oci_layout(self.path("img"), [small, big])
         self.skopeo_push(self.path("img"), "latest", f"{registry.address}/resume:latest")
         ref = f"{registry.address}/resume:latest"
-        first = subprocess.Popen([KILN, "image", "--root", self.root, "pull", "--max-concurrent-downloads", "1", ref],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        first = subprocess.Popen(self.kiln_command("pull", ref), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=self.env)
         small_id = sha256(small)[7:19]
         for line in first.stdout:
             if line.decode().startswith(f"{small_id}: Pull complete"):
-                first.send_signal(signal.SIGKILL)
+                daemon.kill9()
                 break
         first.wait(timeout=TIMEOUT)
+        self.assertEqual(first.returncode, 1)
+        self.assertIn("connection to kilnd lost", first.stderr.read().decode())
         first.stdout.close()
         first.stderr.close()
         blobs = os.listdir(os.path.join(self.root, "image", "blobs", "sha256"))
         self.assertIn(sha256(small)[7:], blobs)
-        out = self.kiln("pull", "--max-concurrent-downloads", "1", ref).stdout.decode()
+        daemon.start()
+        out = self.kiln("pull", ref).stdout.decode()
         self.assertIn(f"{small_id}: Already exists", out)
         # The registry served the finished layer exactly once.
         self.assertEqual(registry.log_text().count(f"GET /v2/resume/blobs/{sha256(small)}"), 1)
@@ -177,8 +204,8 @@ class PullTest(ImageCase):
         write_oci_layout(self.path("img"), layers)
         ref = f"{registry.address}/shared:latest"
         self.skopeo_push(self.path("img"), "latest", ref)
-        pulls = [subprocess.Popen([KILN, "image", "--root", self.root, "pull", ref], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=self.env) for _ in range(3)]
+        pulls = [subprocess.Popen(self.kiln_command("pull", ref), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=self.env) for _ in range(3)]
         for pull in pulls:
             out, err = pull.communicate(timeout=TIMEOUT)
             self.assertEqual(pull.returncode, 0, out.decode() + err.decode())
@@ -204,7 +231,7 @@ class AuthTest(ImageCase):
     def test_basic_auth_from_docker_config(self):
         registry = self.start_registry(htpasswd=htpasswd_file(self.path("htpasswd"), "alice", "wonderland"))
         self.push_busybox(registry.address, "private/bb", "alice", "wonderland")
-        other = self.path("other-root")
+        other = "other"
         denied = self.kiln("pull", f"{registry.address}/private/bb", root=other, check=False)
         self.assertEqual(denied.returncode, 1)
         self.assertIn("username and password", denied.stderr.decode())
@@ -218,7 +245,7 @@ class AuthTest(ImageCase):
         try:
             registry = self.start_registry(token=tokens)
             self.push_busybox(registry.address, "team/bb", "bob", "builder")
-            other = self.path("other-root")
+            other = "other"
             wrong = self.kiln("pull", "--user", "bob:wrong", f"{registry.address}/team/bb", root=other, check=False)
             self.assertEqual(wrong.returncode, 1)
             self.assertIn("token request", wrong.stderr.decode())
@@ -258,7 +285,7 @@ class ArchiveTest(ImageCase):
         self.assertEqual(len(json.loads(inspect)["Layers"]), 3)
         subprocess.run(["skopeo", "inspect", f"oci-archive:{self.path('resaved.tar')}:v1"], check=True,
                        capture_output=True, timeout=TIMEOUT)
-        other = self.path("other-root")
+        other = "other"
         self.kiln("load", "-i", self.path("resaved.tar"), root=other)
         self.assertEqual(self.rootfs_tree("app:v1", root=other), before)
 
@@ -285,6 +312,99 @@ class ArchiveTest(ImageCase):
         self.assertEqual(os.listdir(os.path.join(self.root, "image", "rootfs")), [])
         missing = self.kiln("inspect", "two:2", check=False)
         self.assertIn("no such image: two:2", missing.stderr.decode())
+
+
+class ApiTest(ImageCase):
+    """/v1/images as clients other than `kiln` see it: Docker-style JSON streams and errors, uploads."""
+
+    def assertError(self, response, status, text):
+        self.assertEqual(response.status, status, response)
+        self.assertIn(text, response.json()["message"])
+
+    def scratch_files(self):
+        return os.listdir(os.path.join(self.root, "tmp"))
+
+    def test_pull_stream_is_json_lines_with_progress_and_result(self):
+        registry = self.start_registry()
+        write_oci_layout(self.path("busybox"), [gzipped(busybox_layer())])
+        self.skopeo_push(self.path("busybox"), "latest", f"{registry.address}/library/busybox:1")
+        ref = f"{registry.address}/library/busybox:1"
+        response = self.daemon().request("POST", f"/v1/images/pull?reference={ref}")
+        self.assertEqual(response.status, 200, response)
+        self.assertEqual(response.headers["Content-Type"], "application/json")
+        lines = [json.loads(line) for line in response.body.decode().splitlines()]
+        self.assertEqual(lines[0], {"status": "1: Pulling from library/busybox"})
+        statuses = [(line.get("id"), line["status"]) for line in lines if "status" in line]
+        layer_ids = {layer_id for layer_id, _ in statuses if layer_id}
+        self.assertEqual(len(layer_ids), 1)
+        self.assertIn((layer_ids.pop(), "Pull complete"), statuses)
+        self.assertTrue(any(line.get("status", "").startswith("Digest: sha256:") for line in lines))
+        self.assertIn({"status": f"Status: Downloaded newer image for {ref}"}, lines)
+        [image] = self.daemon().ok("GET", "/v1/images")
+        self.assertEqual(lines[-1], {"aux": {"ID": image["Id"]}})
+        again = self.daemon().request("POST", f"/v1/images/pull?reference={ref}").body.decode()
+        self.assertIn(f"Status: Image is up to date for {ref}", again)
+        self.assertIn("Already exists", again)
+
+    def test_errors_before_a_stream_are_plain_error_responses(self):
+        registry = self.start_registry()
+        d = self.daemon()
+        self.assertError(d.request("POST", "/v1/images/pull"), 400, "reference query parameter is required")
+        self.assertError(d.request("POST", "/v1/images/pull?reference=Not/Valid"), 400, "invalid reference format")
+        self.assertError(d.request("POST", f"/v1/images/pull?reference={registry.address}/nope:1"), 404,
+                         "MANIFEST_UNKNOWN")
+        self.assertError(d.request("POST", f"/v1/images/pull?reference={registry.address}/a:1",
+                                   headers={"X-Registry-Auth": "%%%"}), 400, "invalid X-Registry-Auth header")
+        self.assertError(d.request("GET", "/v1/images/nosuch:1/json"), 404, "no such image")
+        self.assertError(d.request("DELETE", "/v1/images/nosuch:1"), 404, "no such image")
+        self.assertError(d.request("POST", "/v1/images/nosuch:1/push?reference=x/y:1"), 404, "no such image")
+        self.assertError(d.request("POST", "/v1/images/nosuch:1/rootfs"), 404, "no such image")
+        self.assertError(d.request("GET", "/v1/images/save"), 400, "names=")
+        self.assertError(d.request("GET", "/v1/images/save?names=nosuch:1"), 404, "no such image")
+        self.assertError(d.request("POST", "/v1/images/load"), 400, "request body is empty")
+        self.assertError(d.request("POST", "/v1/images/load", raw=b"this is not a tar" * 100), 400, "the archive")
+        self.assertError(d.request("POST", "/v1/images/import?reference=a:1", raw=b"\x1f\x8b garbage" * 100), 400,
+                         "the archive")
+        self.assertNotIn("upload-", d.request("POST", "/v1/images/load", raw=b"junk" * 100).body.decode())
+        docker_archive(self.path("a.tar"), [Layer().file("a", b"a").bytes()], "one:1")
+        self.kiln("load", "-i", self.path("a.tar"))
+        self.assertError(d.request("POST", "/v1/images/one:1/tag?reference=Bad%20Ref"), 400, "invalid reference")
+        self.assertError(d.request("POST", "/v1/images/one:1/push?reference=x/y:1&chunk_size=lots"), 400,
+                         "chunk_size")
+        self.assertEqual([i["RepoTags"] for i in d.ok("GET", "/v1/images")], [["one:1"]])
+        self.assertEqual(self.scratch_files(), [])  # every upload's scratch file is gone
+
+    def test_load_from_stdin_save_to_stdout_and_cli_errors(self):
+        docker_archive(self.path("app.tar"), multilayer_layers(), "app:v1")
+        with open(self.path("app.tar"), "rb") as archive:
+            loaded = subprocess.run(self.kiln_command("load"), stdin=archive, capture_output=True, env=self.env,
+                                    timeout=TIMEOUT)
+        self.assertEqual(loaded.returncode, 0, loaded.stderr)
+        self.assertIn("Loaded image", loaded.stdout.decode())
+        with open(self.path("out.tar"), "wb") as out:
+            saved = subprocess.run(self.kiln_command("save", "app:v1"), stdout=out, stderr=subprocess.PIPE,
+                                   env=self.env, timeout=TIMEOUT)
+        self.assertEqual(saved.returncode, 0, saved.stderr)
+        inspect = subprocess.run(["skopeo", "inspect", f"docker-archive:{self.path('out.tar')}"], check=True,
+                                 capture_output=True, timeout=TIMEOUT).stdout
+        self.assertEqual(len(json.loads(inspect)["Layers"]), 3)
+        # A failed save leaves no file behind; errors are one line on stderr with exit code 1.
+        failed = self.kiln("save", "-o", self.path("none.tar"), "nosuch:1", check=False)
+        self.assertEqual((failed.returncode, failed.stderr.decode()), (1, "kiln: no such image: nosuch:1\n"))
+        self.assertFalse(os.path.exists(self.path("none.tar")))
+        self.assertFalse(os.path.exists(self.path("none.tar.partial")))
+        missing = self.kiln("load", "-i", self.path("nothing.tar"), check=False)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("nothing.tar", missing.stderr.decode())
+        down = subprocess.run([KILN, "-H", "unix://" + self.path("no.sock"), "image", "ls"], capture_output=True,
+                              env=self.env, timeout=TIMEOUT)
+        self.assertEqual(down.returncode, 1)
+        self.assertIn("is kilnd running?", down.stderr.decode())
+        # rm goes on past a missing name, like docker rmi, and still fails.
+        partial = self.kiln("rm", "nosuch:1", "app:v1", check=False)
+        self.assertEqual(partial.returncode, 1)
+        self.assertIn("Untagged: app:v1", partial.stdout.decode())
+        self.assertEqual(json.loads(self.kiln("ls", "--format", "json").stdout), [])
 
 
 class MaliciousLayerTest(ImageCase):

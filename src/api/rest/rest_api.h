@@ -1,4 +1,4 @@
-// The Kiln VM API v1 (docs/api/kiln-v1.yaml) and the AppCatalyst-compatible aliases, as routes on a Router.
+// The Kiln API v1 (VMs and images) (docs/api/kiln-v1.yaml) and the AppCatalyst-compatible aliases, as routes on a Router.
 // Handlers translate HTTP to VmManager calls and back; they hold no VM state of their own except the
 // exec sessions' registry. Routes run on the server's connection threads.
 #pragma once
@@ -14,6 +14,7 @@
 #include "api/http/router.h"
 #include "daemon/event_bus.h"
 #include "daemon/vm_manager.h"
+#include "image/image_store.h"
 
 namespace kiln::api::rest {
 
@@ -44,6 +45,8 @@ struct ApiContext {
   daemon::VmManager& vms;
   daemon::EventBus& events;
   ExecRegistry& execs;
+  image::ImageStore& images;
+  std::string scratch_dir;  // uploads and saves in flight (<root>/tmp): on disk, not in memory or tmpfs
   std::string engine_name;
   std::string accelerator;
 };
@@ -52,6 +55,7 @@ void add_vm_routes(http::Router& router, ApiContext& context);
 void add_exec_routes(http::Router& router, ApiContext& context);
 void add_stream_routes(http::Router& router, ApiContext& context);  // events, console
 void add_meta_routes(http::Router& router, ApiContext& context);    // ping, version, openapi
+void add_image_routes(http::Router& router, ApiContext& context);   // /v1/images
 // AppCatalyst's /api/vms...; errors in its {"code", "message"} shape whatever the router's formatter.
 void add_appcatalyst_routes(http::Router& router, ApiContext& context);
 
