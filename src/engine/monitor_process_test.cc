@@ -2,12 +2,31 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "common/unique_fd.h"
+
 namespace kiln::engine {
 namespace {
 
+// A child running `sleep`. Returns once the child has exec'd: until then /proc/PID/cmdline is still this
+// test's, and adopt() rightly refuses it. No inherited stdout/stderr: a sleeper leaked by a failed test
+// must not hold ctest's output pipe (ctest would wait for it until the test's timeout).
 ChildProcess spawn_sleeper(const std::string& marker) {
-  return ChildProcess::spawn({.argv = {"/bin/sh", "-c", "exec sleep 600", marker}, .stdin_mode = Stdio::kNull})
-      .value();
+  ChildProcess child = ChildProcess::spawn({.argv = {"/bin/sh", "-c", "exec sleep 600", marker},
+                                            .stdin_mode = Stdio::kNull,
+                                            .stdout_mode = Stdio::kNull,
+                                            .stderr_mode = Stdio::kNull})
+                           .value();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto cmdline = read_file("/proc/" + std::to_string(child.pid()) + "/cmdline", 4096);
+    if (cmdline && cmdline->find("sleep") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling for exec, not guessing a duration
+  }
+  return child;
 }
 
 TEST(MonitorProcessTest, AdoptChecksTheCommandLine) {
