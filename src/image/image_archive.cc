@@ -190,6 +190,12 @@ class DirectoryFiles final : public ArchiveFiles {
   const BlobStore& blobs_;
 };
 
+// What `docker load` prints: one "Loaded image: NAME" per tag, or the ID for an untagged image.
+void report_loaded(ProgressListener& progress, const Digest& id, const std::vector<ImageRef>& tags) {
+  if (tags.empty()) progress.on_message(fmt::format("Loaded image ID: {}", id));
+  for (const ImageRef& tag : tags) progress.on_message(fmt::format("Loaded image: {}", tag.familiar()));
+}
+
 std::string blob_path(const Digest& digest) {
   return "blobs/sha256/" + digest.hex();
 }
@@ -277,7 +283,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
         if (tag.is_string()) tags.push_back(KILN_TRY(ImageRef::parse(tag.get<std::string>())));
       }
       Digest id = KILN_TRY(register_image(manifest_digest, tags, {}));
-      progress.on_message(fmt::format("Loaded image ID: {}", id));
+      report_loaded(progress, id, tags);
       loaded.push_back(id);
     }
   } else if (files->has("index.json")) {
@@ -322,7 +328,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
       std::vector<ImageRef> tags;
       if (tag) tags.push_back(*tag);
       Digest id = KILN_TRY(register_image(descriptor.digest, tags, {}));
-      progress.on_message(fmt::format("Loaded image ID: {}", id));
+      report_loaded(progress, id, tags);
       loaded.push_back(id);
     }
   } else {

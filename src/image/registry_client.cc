@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/child_process.h"
 #include "common/encoding.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -99,6 +100,42 @@ Result<AuthChallenge> parse_auth_challenge(std::string_view header) {
   return challenge;
 }
 
+namespace {
+
+// Asks a docker credential helper (`docker-credential-NAME get`, the server address on stdin) as the
+// docker CLI does. "Not found" is anonymous access, not an error.
+Result<std::optional<RegistryCredentials>> credentials_from_helper(const std::string& helper,
+                                                                   const std::string& server_address) {
+  if (helper.empty() || helper.find('/') != std::string::npos)
+    return Error::invalid_argument(fmt::format("invalid docker credential helper name \"{}\"", helper));
+  std::string program = "docker-credential-" + helper;
+  auto output = run_command({program, "get"}, server_address);
+  if (!output) {
+    return Error::not_found(
+        fmt::format("docker credential helper {} (named in the docker config): {}", program, output.error().message()));
+  }
+  if (!output->status.success()) {
+    std::string said = output->stdout_text + output->stderr_text;
+    if (said.find("credentials not found") != std::string::npos) return std::optional<RegistryCredentials>();
+    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+    return Error(ErrorCategory::kPermissionDenied,
+                 fmt::format("{} get {}: {} ({})", program, server_address, said, output->status.describe()));
+  }
+  auto json = parse_json(output->stdout_text);
+  if (!json || !json->is_object())
+    return Error::protocol(fmt::format("{} get: answer is not a JSON object", program));
+  std::string username = json->value("Username", "");
+  std::string secret = json->value("Secret", "");
+  if (username == "<token>") {
+    return Error::unsupported(fmt::format(
+        "{} holds an identity token for {}; Kiln needs a username and password (use --user)", program, server_address));
+  }
+  if (username.empty() && secret.empty()) return std::optional<RegistryCredentials>();
+  return std::optional<RegistryCredentials>(RegistryCredentials{.username = username, .password = secret});
+}
+
+}  // namespace
+
 Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const std::string& config_path,
                                                                           const std::string& domain) {
   auto text = read_file(config_path, size_t{1} << 20);
@@ -107,14 +144,25 @@ Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const 
     return text.error().with_context("docker config");
   }
   Json config = KILN_TRY_CONTEXT(parse_json(*text), config_path);
-  if (!config.is_object() || !config.contains("auths") || !config["auths"].is_object()) {
-    return std::optional<RegistryCredentials>();
-  }
+  if (!config.is_object()) return std::optional<RegistryCredentials>();
   std::string wanted = domain == "docker.io" ? "index.docker.io" : domain;
-  for (const auto& [key, entry] : config["auths"].items()) {
+  auto host_of = [](const std::string& key) {
     std::string host = config_key_host(key);
-    if (host == "registry-1.docker.io" || host == "docker.io") host = "index.docker.io";
-    if (host != wanted || !entry.is_object()) continue;
+    return host == "registry-1.docker.io" || host == "docker.io" ? std::string("index.docker.io") : host;
+  };
+  // As the docker CLI: a helper for this registry (credHelpers), else the default store (credsStore), else
+  // the plain "auths" entries. A configured helper's answer is final.
+  std::string server_address = wanted == "index.docker.io" ? "https://index.docker.io/v1/" : wanted;
+  if (auto helpers = config.find("credHelpers"); helpers != config.end() && helpers->is_object()) {
+    for (const auto& [key, helper] : helpers->items()) {
+      if (host_of(key) == wanted && helper.is_string()) return credentials_from_helper(helper.get<std::string>(), server_address);
+    }
+  }
+  if (auto store = config.find("credsStore"); store != config.end() && store->is_string() && !store->get<std::string>().empty())
+    return credentials_from_helper(store->get<std::string>(), server_address);
+  if (!config.contains("auths") || !config["auths"].is_object()) return std::optional<RegistryCredentials>();
+  for (const auto& [key, entry] : config["auths"].items()) {
+    if (host_of(key) != wanted || !entry.is_object()) continue;
     if (entry.contains("auth") && entry["auth"].is_string() && !entry["auth"].get<std::string>().empty()) {
       std::string decoded = KILN_TRY_CONTEXT(base64_decode(entry["auth"].get<std::string>()),
                                              fmt::format("{}: auths[{}].auth", config_path, key));
@@ -129,9 +177,6 @@ Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const 
       return std::optional<RegistryCredentials>(RegistryCredentials{.username = entry.value("username", ""),
                                                                     .password = entry.value("password", "")});
     }
-  }
-  if (config.contains("credsStore") || config.contains("credHelpers")) {
-    log::warn("docker credential helpers are not supported; using anonymous access", {{"registry", domain}});
   }
   return std::optional<RegistryCredentials>();
 }

@@ -33,8 +33,10 @@ struct AuthChallenge {
 };
 Result<AuthChallenge> parse_auth_challenge(std::string_view header);
 
-// Credentials for `domain` from a Docker CLI config.json ("auths": {"host": {"auth": base64(user:pass)}}).
-// Docker Hub's key is "https://index.docker.io/v1/". nullopt when none.
+// Credentials for `domain` from a Docker CLI config.json, looked up as the docker CLI does: a credential
+// helper named for the registry in "credHelpers", else the "credsStore" helper (`docker-credential-NAME get`
+// on PATH), else "auths": {"host": {"auth": base64(user:pass)}}. Docker Hub's key is
+// "https://index.docker.io/v1/". nullopt when none (or the helper has none).
 Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const std::string& config_path,
                                                                           const std::string& domain);
 

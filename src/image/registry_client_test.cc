@@ -1,6 +1,9 @@
 #include "image/registry_client.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
 
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
@@ -51,6 +54,56 @@ TEST(DockerConfigTest, FindsCredentialsByRegistryHost) {
   EXPECT_EQ((*credentials_from_docker_config(path, "reg.example.com"))->username, "carol");
   EXPECT_FALSE(credentials_from_docker_config(path, "other:5000")->has_value());
   EXPECT_FALSE(credentials_from_docker_config(dir->path() + "/missing.json", "docker.io")->has_value());
+}
+
+// A fake `docker-credential-NAME` on PATH: answers from a table keyed by the server address it reads on
+// stdin, "credentials not found in native keychain" (exit 1) otherwise, as the real helpers do.
+void write_helper(const std::string& dir, const std::string& name, const std::string& table) {
+  std::string script = "#!/bin/sh\nread -r server\necho \"$server\" >> " + dir + "/" + name + ".asked\ncase \"$server\" in\n" +
+                       table + "\n*) echo 'credentials not found in native keychain'; exit 1;;\nesac\n";
+  std::string path = dir + "/docker-credential-" + name;
+  ASSERT_TRUE(write_file_atomic(path, script));
+  ASSERT_EQ(::chmod(path.c_str(), 0755), 0);
+}
+
+TEST(DockerConfigTest, CredentialHelpersComeFirstAsInTheDockerCli) {
+  auto dir = TempDir::create();
+  ASSERT_TRUE(dir.has_value());
+  write_helper(dir->path(), "store",
+               "'https://index.docker.io/v1/') echo '{\"ServerURL\":\"x\",\"Username\":\"hubuser\",\"Secret\":\"hubpw\"}';;\n"
+               "'127.0.0.1:5000') echo '{\"Username\":\"<token>\",\"Secret\":\"refresh\"}';;");
+  write_helper(dir->path(), "special", "'reg.example.com') echo '{\"Username\":\"dave\",\"Secret\":\"pw\"}';;");
+  write_helper(dir->path(), "broken", "*) echo 'keyring locked' >&2; exit 3;;");
+  std::string old_path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): single-threaded test
+  ::setenv("PATH", (dir->path() + ":" + old_path).c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
+  std::string path = dir->path() + "/config.json";
+  ASSERT_TRUE(write_file_atomic(path, R"({"credsStore": "store", "credHelpers": {"reg.example.com": "special",
+      "broken.example.com": "broken", "gone.example.com": "nosuchhelper"},
+      "auths": {"other:5000": {"auth": "Ym9iOnB3"}}})"));
+  auto hub = credentials_from_docker_config(path, "docker.io");
+  ASSERT_TRUE(hub && *hub) << (hub ? "none" : hub.error().message());
+  EXPECT_EQ((*hub)->username, "hubuser");
+  EXPECT_EQ((*hub)->password, "hubpw");
+  auto special = credentials_from_docker_config(path, "reg.example.com");
+  ASSERT_TRUE(special && *special);
+  EXPECT_EQ((*special)->username, "dave");
+  // The store is final: "not found" there is anonymous, even with an "auths" entry (the docker CLI agrees).
+  auto other = credentials_from_docker_config(path, "other:5000");
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->has_value());
+  auto token = credentials_from_docker_config(path, "127.0.0.1:5000");
+  ASSERT_FALSE(token);
+  EXPECT_NE(token.error().message().find("identity token"), std::string::npos);
+  auto broken = credentials_from_docker_config(path, "broken.example.com");
+  ASSERT_FALSE(broken);
+  EXPECT_NE(broken.error().message().find("keyring locked"), std::string::npos) << broken.error().message();
+  auto missing = credentials_from_docker_config(path, "gone.example.com");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("docker-credential-nosuchhelper"), std::string::npos);
+  ::setenv("PATH", old_path.c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
+  auto asked = read_file(dir->path() + "/store.asked", 4096);
+  ASSERT_TRUE(asked);
+  EXPECT_EQ(*asked, "https://index.docker.io/v1/\nother:5000\n127.0.0.1:5000\n");
 }
 
 TEST(RegistryAuthHeaderTest, RoundTripsAndAcceptsWhatDockerSends) {

@@ -239,6 +239,25 @@ class AuthTest(ImageCase):
         self.kiln("pull", f"{registry.address}/private/bb", root=other)
         self.assertIn("bin/busybox", "\n".join(self.rootfs_tree(f"{registry.address}/private/bb", root=other)))
 
+    def test_credential_helper_from_docker_config(self):
+        """credsStore in the docker config: kiln asks docker-credential-NAME, as the docker CLI does."""
+        registry = self.start_registry(htpasswd=htpasswd_file(self.path("htpasswd"), "carol", "helper-pw"))
+        self.push_busybox(registry.address, "private/bb", "carol", "helper-pw")
+        os.makedirs(self.path("bin"))
+        helper = self.path("bin", "docker-credential-kilntest")
+        with open(helper, "w") as f:
+            f.write("#!/bin/sh\nread -r server\necho \"$server\" >> " + self.path("asked") + "\n"
+                    f"[ \"$server\" = '{registry.address}' ] || {{ echo 'credentials not found'; exit 1; }}\n"
+                    "echo '{\"ServerURL\": \"'$server'\", \"Username\": \"carol\", \"Secret\": \"helper-pw\"}'\n")
+        os.chmod(helper, 0o755)
+        os.makedirs(self.env["DOCKER_CONFIG"], exist_ok=True)
+        with open(os.path.join(self.env["DOCKER_CONFIG"], "config.json"), "w") as f:
+            json.dump({"credsStore": "kilntest"}, f)
+        self.env["PATH"] = self.path("bin") + ":" + self.env["PATH"]
+        self.kiln("pull", f"{registry.address}/private/bb", root="other")
+        with open(self.path("asked")) as f:
+            self.assertEqual(f.read(), f"{registry.address}\n")
+
     def test_bearer_token_auth(self):
         os.makedirs(self.path("token"))
         tokens = TokenServer(self.path("token"), "bob", "builder")
@@ -380,7 +399,7 @@ class ApiTest(ImageCase):
             loaded = subprocess.run(self.kiln_command("load"), stdin=archive, capture_output=True, env=self.env,
                                     timeout=TIMEOUT)
         self.assertEqual(loaded.returncode, 0, loaded.stderr)
-        self.assertIn("Loaded image", loaded.stdout.decode())
+        self.assertIn("Loaded image: app:v1", loaded.stdout.decode())
         with open(self.path("out.tar"), "wb") as out:
             saved = subprocess.run(self.kiln_command("save", "app:v1"), stdout=out, stderr=subprocess.PIPE,
                                    env=self.env, timeout=TIMEOUT)
