@@ -13,6 +13,7 @@
 #include "cli/command.h"
 #include "cli/image_progress.h"
 #include "cli/vm_client.h"
+#include "cli/vm_table.h"
 #include "common/json.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
@@ -162,14 +163,6 @@ Result<void> write_all(int fd, std::string_view data) {
   return ok();
 }
 
-std::string time_ago(int64_t unix_seconds) {
-  int64_t seconds = std::max<int64_t>(0, static_cast<int64_t>(std::time(nullptr)) - unix_seconds);
-  if (seconds < 60) return "Less than a minute ago";
-  if (seconds < 3600) return fmt::format("{} minutes ago", seconds / 60);
-  if (seconds < 86400) return fmt::format("{} hours ago", seconds / 3600);
-  return fmt::format("{} days ago", seconds / 86400);
-}
-
 std::string short_id(const std::string& id) {
   return id.substr(id.find(':') + 1, 12);
 }
@@ -183,6 +176,10 @@ void print_image_table(const Json& images, bool quiet) {
       fmt::print("{}\n", id);
       continue;
     }
+    // As docker images: when the image was built (its config), else when the store got it.
+    std::time_t now = std::time(nullptr);
+    auto built = parse_rfc3339(image.value("Created", ""));
+    std::string created = time_ago(built ? *built : image.value("Added", std::time_t{0}), now);
     std::vector<std::pair<std::string, std::string>> rows;
     for (const Json& tag : image.value("RepoTags", Json::array())) {
       auto ref = image::ImageRef::parse(tag.get<std::string>());
@@ -190,8 +187,7 @@ void print_image_table(const Json& images, bool quiet) {
     }
     if (rows.empty()) rows.emplace_back("<none>", "<none>");
     for (const auto& [repository, tag] : rows) {
-      fmt::print("{:<40} {:<16} {:<14} {:<24} {}\n", repository, tag, id, time_ago(image.value("Added", int64_t{0})),
-                 human_size(image.value("Size", uint64_t{0})));
+      fmt::print("{:<40} {:<16} {:<14} {:<24} {}\n", repository, tag, id, created, human_size(image.value("Size", uint64_t{0})));
     }
   }
 }

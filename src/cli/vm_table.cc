@@ -1,5 +1,7 @@
 #include "cli/vm_table.h"
 
+#include <optional>
+
 #include <fmt/core.h>
 
 #include <array>
@@ -46,22 +48,55 @@ std::string format_mib(uint64_t mib) {
   return fmt::format("{:.1f}G", static_cast<double>(mib) / 1024.0);
 }
 
-std::string time_ago(std::string_view rfc3339, std::time_t now) {
+std::optional<std::time_t> parse_rfc3339(std::string_view text) {
   std::tm utc{};
   int consumed = 0;
-  std::string text(rfc3339);
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,  // NOLINT
-                  &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &consumed) != 6 ||
-      consumed != static_cast<int>(text.size())) {
-    return text;
+  std::string copy(text);
+  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,  // NOLINT
+                  &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &consumed) != 6) {
+    return std::nullopt;
+  }
+  std::string_view rest = text.substr(static_cast<size_t>(consumed));
+  if (rest.starts_with('.')) {  // fractional seconds: image configs carry nanoseconds
+    rest.remove_prefix(1);
+    size_t digits = 0;
+    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
+    if (digits == 0) return std::nullopt;
+    rest.remove_prefix(digits);
+  }
+  long offset = 0;
+  if (rest == "Z") {
+    offset = 0;
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    int hours = 0;
+    int minutes = 0;
+    std::string zone(rest.substr(1));
+    if (std::sscanf(zone.c_str(), "%2d:%2d", &hours, &minutes) != 2) return std::nullopt;  // NOLINT
+    offset = (rest[0] == '+' ? 1 : -1) * (hours * 3600L + minutes * 60L);
+  } else {
+    return std::nullopt;
   }
   utc.tm_year -= 1900;
   utc.tm_mon -= 1;
-  int64_t seconds = std::max<int64_t>(0, static_cast<int64_t>(now - ::timegm(&utc)));
+  return ::timegm(&utc) - offset;
+}
+
+std::string time_ago(std::time_t then, std::time_t now) {
+  int64_t seconds = std::max<int64_t>(0, static_cast<int64_t>(now - then));
   if (seconds < 60) return "Less than a minute ago";
   if (seconds < 3600) return plural(seconds / 60, "minute");
-  if (seconds < 86400) return plural(seconds / 3600, "hour");
-  return plural(seconds / 86400, "day");
+  if (seconds < 2 * 86400) return plural(seconds / 3600, "hour");
+  // Longer spans in the units docker uses (go-units' HumanDuration): days, weeks, months, years.
+  int64_t days = seconds / 86400;
+  if (days < 14) return plural(days, "day");
+  if (days < 60) return plural(days / 7, "week");
+  if (days < 730) return plural(days / 30, "month");
+  return plural(days / 365, "year");
+}
+
+std::string time_ago(std::string_view rfc3339, std::time_t now) {
+  auto then = parse_rfc3339(rfc3339);
+  return then ? time_ago(*then, now) : std::string(rfc3339);
 }
 
 std::string format_vm_table(const Json& vms, std::time_t now) {
