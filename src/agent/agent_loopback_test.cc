@@ -58,6 +58,17 @@ TEST_F(AgentLoopback, SetClockIsRefusedOutsideAGuestAndTheSessionGoesOn) {
   EXPECT_TRUE(connection_->ping(kTimeout).has_value());
 }
 
+TEST_F(AgentLoopback, SetHostnameIsRefusedOutsideAGuestAndBadNamesNeverLeave) {
+  EXPECT_TRUE(connection_->has_capability("hostname"));
+  auto set = connection_->set_hostname("web-1", kTimeout);
+  ASSERT_FALSE(set);
+  EXPECT_EQ(set.error().category(), ErrorCategory::kUnsupported) << set.error().message();
+  auto bad = connection_->set_hostname("../etc", kTimeout);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_TRUE(connection_->ping(kTimeout).has_value());
+}
+
 TEST_F(AgentLoopback, RunsACommandAndCapturesStdout) {
   auto output = run_ok({.argv = {"uname", "-s"}});
   EXPECT_EQ(output.status, ExitStatus::exited(0));

@@ -98,7 +98,7 @@ TEST_F(AgentRawHost, MajorVersionMismatchIsAClearError) {
   send(MessageType::kHello, 0, encode(HelloRequest{{2, 0}, "future host"}));
   ErrorReply error = expect_error(0);
   EXPECT_EQ(error.category, ErrorCategory::kUnsupported);
-  EXPECT_EQ(error.message, "protocol version mismatch: host speaks 2.0, agent speaks 1.1");
+  EXPECT_EQ(error.message, "protocol version mismatch: host speaks 2.0, agent speaks 1.2");
   // A newer minor is fine.
   send(MessageType::kHello, 0, encode(HelloRequest{{1, 9}, "newer host"}));
   auto reply = receive();

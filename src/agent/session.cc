@@ -1,5 +1,7 @@
 #include "agent/session.h"
 
+#include <unistd.h>
+
 #include <ctime>
 
 #include "agent/guest_mounts.h"
@@ -60,6 +62,8 @@ void Session::handle(Frame frame) {
       return handle_unmount(frame);
     case MessageType::kSetClock:
       return handle_set_clock(frame);
+    case MessageType::kSetHostname:
+      return handle_set_hostname(frame);
     case MessageType::kStdin:
     case MessageType::kCloseStdin:
     case MessageType::kSignal:
@@ -96,7 +100,7 @@ void Session::handle_hello(const Frame& frame) {
   log::info("host connected", {{"peer", hello->peer}});
   HelloReply reply{kProtocolVersion,
                    fmt::format("kiln-agent {}", kVersion),
-                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock"},
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname"},
                    config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
@@ -179,6 +183,21 @@ void Session::handle_set_clock(const Frame& frame) {
   }();
   if (!handled) return send_error(frame.stream, handled.error());
   outbound_.push(MessageType::kSetClockReply, frame.stream, "{}");
+}
+
+void Session::handle_set_hostname(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    SetHostnameRequest request = KILN_TRY(decode_set_hostname_request(frame.payload));
+    if (!config_.guest_system) {
+      return Error::unsupported("SET_HOSTNAME: this agent is not PID 1 of a guest, so it leaves the hostname alone");
+    }
+    if (::sethostname(request.hostname.data(), request.hostname.size()) != 0)
+      return Error::last_os_error("SET_HOSTNAME: sethostname");
+    return ok();
+  }();
+  if (!handled) return send_error(frame.stream, handled.error());
+  outbound_.push(MessageType::kSetHostnameReply, frame.stream, "{}");
 }
 
 void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {

@@ -80,6 +80,14 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
   return ok();
 }
 
+void VmManager::name_guest(Slot& slot, const VmRecord& vm) {
+  if (!slot.running || !slot.running->hub) return;
+  // A VM answers to its name, as hosts and Vagrant boxes do. An old agent without the capability keeps its
+  // default: worth a log line, not a failed start.
+  auto set = slot.running->hub->call([&](agent::AgentConnection& connection) { return connection.set_hostname(vm.name); });
+  if (!set) log::warn("could not set the guest hostname", {{"vm", vm.name}, {"error", set.error().message()}});
+}
+
 void VmManager::sync_guest_clock(Slot& slot, const VmRecord& vm) {
   if (!slot.running || !slot.running->hub) return;
   auto set = slot.running->hub->call([](agent::AgentConnection& connection) { return connection.set_clock(); });
@@ -136,6 +144,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     if (restoring) {
       sync_guest_clock(slot, vm);  // its clock stopped when it was saved
     } else {
+      name_guest(slot, vm);
       KILN_TRY(mount_folders(slot, vm));
     }
     return ok();

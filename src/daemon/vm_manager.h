@@ -143,6 +143,7 @@ class VmManager {
   Result<void> connect_agent(Slot& slot, VmRecord& vm);
   Result<void> mount_folders(Slot& slot, const VmRecord& vm);
   void sync_guest_clock(Slot& slot, const VmRecord& vm);
+  void name_guest(Slot& slot, const VmRecord& vm);  // guest hostname = the VM's name
   Result<void> shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason);
   Result<void> force_off(Slot& slot, VmRecord& vm, std::string reason, std::string action);
   Result<void> discard_suspended(VmRecord& vm);

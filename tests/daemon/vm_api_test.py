@@ -38,6 +38,7 @@ class LifecycleTest(KilndTestCase):
         code, out, _ = k.exec("life", ["sh", "-c", "mount | grep ' / '; echo kept > /root/marker; sync"])
         self.assertEqual(code, 0)
         self.assertIn(b"ext4", out)
+        self.assertEqual(k.exec("life", ["hostname"])[1], b"life\n")  # the guest answers to the VM's name
         self.assertEqual(k.ok("POST", "/v1/vms/life/pause")["state"], "paused")
         with self.assertRaises(ExecRefused) as refused:
             k.exec("life", ["true"])
@@ -116,6 +117,7 @@ class SuspendTest(KilndTestCase):
         self.assertEqual(k.ok("POST", "/v1/vms/sleeper/start")["state"], "running")
         self.assertEqual(k.exec("sleeper", ["cat", "/tmp/ram"])[1], b"in-memory\n")
         self.assertEqual(k.exec("sleeper", ["kill", "-0", pid.decode()])[0], 0)
+        self.assertEqual(k.exec("sleeper", ["hostname"])[1], b"sleeper\n")  # kept across the restore
         # The guest's clock was brought forward to the host's (it stood still while suspended).
         before = time.time()
         guest_now = int(k.exec("sleeper", ["date", "+%s"])[1])

@@ -388,6 +388,13 @@ Result<void> AgentConnection::set_clock(std::chrono::milliseconds timeout) {
                  timeout);
 }
 
+Result<void> AgentConnection::set_hostname(const std::string& hostname, std::chrono::milliseconds timeout) {
+  if (!has_capability("hostname")) return Error::unsupported("the VM's agent cannot set the guest hostname");
+  KILN_TRY(validate_hostname(hostname));
+  return request(MessageType::kSetHostname, MessageType::kSetHostnameReply, encode(SetHostnameRequest{hostname}),
+                 "SET_HOSTNAME", timeout);
+}
+
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
   uint64_t number = ++pings_sent_;

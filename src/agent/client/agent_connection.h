@@ -78,6 +78,8 @@ class AgentConnection {
   // Sets the guest's wall clock to the host's (after a restore or a pause, when the guest's clock stood
   // still). kUnsupported, with nothing sent, from agents without the "clock" capability.
   Result<void> set_clock(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // The guest's hostname (capability "hostname"; kUnsupported from older agents).
+  Result<void> set_hostname(const std::string& hostname, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);

@@ -69,7 +69,7 @@ TEST(AgentConnection, MajorVersionMismatchIsUnsupported) {
   auto connection = AgentConnection::connect(std::move(agent.host_end), kTimeout);
   ASSERT_FALSE(connection.has_value());
   EXPECT_EQ(connection.error().category(), ErrorCategory::kUnsupported);
-  EXPECT_EQ(connection.error().message(), "the VM's agent speaks protocol 2.1; this host speaks 1.1");
+  EXPECT_EQ(connection.error().message(), "the VM's agent speaks protocol 2.1; this host speaks 1.2");
 }
 
 TEST(AgentConnection, AgentRefusingHelloIsItsError) {

@@ -57,6 +57,8 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kUnmountReply:
     case MessageType::kSetClock:
     case MessageType::kSetClockReply:
+    case MessageType::kSetHostname:
+    case MessageType::kSetHostnameReply:
       return true;
   }
   return false;
@@ -108,6 +110,10 @@ std::string_view to_string(MessageType type) {
       return "SET_CLOCK";
     case MessageType::kSetClockReply:
       return "SET_CLOCK_REPLY";
+    case MessageType::kSetHostname:
+      return "SET_HOSTNAME";
+    case MessageType::kSetHostnameReply:
+      return "SET_HOSTNAME_REPLY";
   }
   return "UNKNOWN";
 }

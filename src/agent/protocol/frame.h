@@ -54,6 +54,9 @@ enum class MessageType : uint8_t {
   // Guest clock (stream = a request id). Capability "clock".
   kSetClock = 0x34,       // host -> agent, JSON SetClockRequest
   kSetClockReply = 0x35,  // agent -> host, JSON {} once set
+  // Guest hostname (stream = a request id). Capability "hostname".
+  kSetHostname = 0x36,       // host -> agent, JSON SetHostnameRequest
+  kSetHostnameReply = 0x37,  // agent -> host, JSON {} once set
 };
 
 // Known types only; anything else is a protocol error.

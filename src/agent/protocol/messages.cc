@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <array>
 #include <limits>
 
@@ -233,6 +234,8 @@ std::string encode(const UnmountRequest& message) {
 
 std::string encode(const SetClockRequest& message) { return dump(Json{{"unix_nanos", message.unix_nanos}}); }
 
+std::string encode(const SetHostnameRequest& message) { return dump(Json{{"hostname", message.hostname}}); }
+
 std::string encode(const CreditGrant& message) {
   std::string out;
   out.push_back(static_cast<char>(message.channel));
@@ -400,6 +403,28 @@ Result<SetClockRequest> decode_set_clock_request(std::string_view payload) {
     return Error::invalid_argument("SET_CLOCK: unix_nanos must be a positive integer");
   }
   return SetClockRequest{nanos->get<int64_t>()};
+}
+
+Result<void> validate_hostname(std::string_view hostname) {
+  auto valid_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  };
+  bool ok_chars = std::all_of(hostname.begin(), hostname.end(), valid_char);
+  if (hostname.empty() || hostname.size() > 64 || !ok_chars || hostname.front() == '-' || hostname.front() == '.' ||
+      hostname.front() == '_') {
+    return Error::invalid_argument(fmt::format(
+        "invalid hostname \"{}\": 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit", hostname));
+  }
+  return ok();
+}
+
+Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "SET_HOSTNAME";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  std::string hostname = KILN_TRY(c_string_field(object, "hostname", true, kWhat));
+  KILN_TRY(validate_hostname(hostname));
+  return SetHostnameRequest{hostname};
 }
 
 Result<std::string> normalize_guest_path(std::string_view path, std::string_view what) {

@@ -22,8 +22,8 @@ struct ProtocolVersion {
   bool operator==(const ProtocolVersion&) const = default;
 };
 // 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
-// SET_CLOCK (capability "clock").
-inline constexpr ProtocolVersion kProtocolVersion{1, 1};
+// SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname").
+inline constexpr ProtocolVersion kProtocolVersion{1, 2};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -107,6 +107,12 @@ struct SetClockRequest {
   int64_t unix_nanos = 0;
 };
 
+// SET_HOSTNAME: the guest kernel's hostname (what `hostname` and a shell prompt show). Arrives after boot,
+// like everything workload-specific, so a template VM can be forked under any name.
+struct SetHostnameRequest {
+  std::string hostname;  // 1-64 bytes of letters, digits, '-', '_' and '.' (Linux allows 64)
+};
+
 enum class DataChannel : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 std::string_view to_string(DataChannel channel);
 
@@ -128,6 +134,7 @@ std::string encode(const CreditGrant& message);
 std::string encode(const MountRequest& message);
 std::string encode(const UnmountRequest& message);
 std::string encode(const SetClockRequest& message);
+std::string encode(const SetHostnameRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
 Result<HelloReply> decode_hello_reply(std::string_view payload);
@@ -142,6 +149,9 @@ Result<CreditGrant> decode_credit_grant(std::string_view payload);
 Result<MountRequest> decode_mount_request(std::string_view payload);
 Result<UnmountRequest> decode_unmount_request(std::string_view payload);
 Result<SetClockRequest> decode_set_clock_request(std::string_view payload);
+Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload);
+// kInvalidArgument unless `hostname` is 1-64 bytes of [A-Za-z0-9._-] starting with a letter or digit.
+Result<void> validate_hostname(std::string_view hostname);
 
 // A guest path for MOUNT/UNMOUNT, normalized: absolute, "." and repeated or trailing slashes dropped. ".."
 // is refused rather than resolved (the agent runs as root: a target must say plainly where it lands), and so

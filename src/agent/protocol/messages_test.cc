@@ -204,5 +204,23 @@ TEST(SetClockMessageTest, RoundTripsAndRejectsNonsense) {
   EXPECT_TRUE(is_known_message_type(0x35));
 }
 
+TEST(SetHostnameMessageTest, RoundTripsAndRejectsWhatIsNoHostname) {
+  auto decoded = decode_set_hostname_request(encode(SetHostnameRequest{"web-1.example_a"}));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->hostname, "web-1.example_a");
+  EXPECT_TRUE(decode_set_hostname_request(encode(SetHostnameRequest{std::string(64, 'a')})));
+  for (std::string bad : {std::string(), std::string(65, 'a'), std::string("-x"), std::string(".x"),
+                          std::string("a b"), std::string("a/b"), std::string("a\nb"), std::string("\xc3\xa9")}) {
+    EXPECT_FALSE(decode_set_hostname_request(encode(SetHostnameRequest{bad}))) << bad;
+  }
+  EXPECT_FALSE(decode_set_hostname_request(R"({"hostname":7})"));
+  EXPECT_FALSE(decode_set_hostname_request(R"({})"));
+  EXPECT_EQ(to_string(MessageType::kSetHostname), "SET_HOSTNAME");
+  EXPECT_EQ(to_string(MessageType::kSetHostnameReply), "SET_HOSTNAME_REPLY");
+  EXPECT_TRUE(is_known_message_type(0x36));
+  EXPECT_TRUE(is_known_message_type(0x37));
+  EXPECT_FALSE(is_known_message_type(0x38));
+}
+
 }  // namespace
 }  // namespace kiln::agent
