@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Kiln needs, builds the release preset and the guest kernel, and runs the main job: a
 # command inside a freshly booted VM, with its output and exit status coming back as if it ran here; then
-# kilnd, the daemon: a persistent VM created, started and exec'd into through the Kiln VM API.
+# kilnd, the daemon: a persistent VM created, started and exec'd into through the Kiln VM API, and a VM
+# whose root filesystem comes from an image in kilnd's image store.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
@@ -24,6 +25,7 @@ host="unix://$work/run/kiln.sock"
 "$bin/kilnd" --root "$work/root" --run-dir "$work/run" --detach
 cleanup() {
   "$bin/kiln" -H "$host" vm rm -f demo >/dev/null 2>&1 || true
+  "$bin/kiln" -H "$host" vm rm -f fromimage >/dev/null 2>&1 || true
   [ -f "$work/run/kilnd.pid" ] && kill "$(cat "$work/run/kilnd.pid")" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -35,3 +37,16 @@ trap cleanup EXIT
 "$bin/kiln" -H "$host" vm start demo
 echo "after stop/start the guest still has: $("$bin/kiln" -H "$host" vm exec demo cat /root/note)"
 "$bin/kiln" -H "$host" vm ls
+
+echo "== kiln image: an image in kilnd's store, and a VM made from it"
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+ln -s busybox "$work/rootfs/bin/sh"
+echo "this root filesystem came from the image demo/busybox:1" > "$work/rootfs/etc/motd"
+tar -C "$work/rootfs" -czf "$work/rootfs.tgz" .
+"$bin/kiln" -H "$host" image import "$work/rootfs.tgz" demo/busybox:1
+"$bin/kiln" -H "$host" image ls
+"$bin/kiln" -H "$host" vm create fromimage --image demo/busybox:1 --memory 256M --disk 256M
+"$bin/kiln" -H "$host" vm start fromimage
+"$bin/kiln" -H "$host" vm exec fromimage /bin/busybox cat /etc/motd
+"$bin/kiln" -H "$host" vm rm -f fromimage
