@@ -11,9 +11,10 @@
 namespace kiln::engine {
 namespace {
 
-// A child running `sleep`. Returns once the child has exec'd: until then /proc/PID/cmdline is still this
-// test's, and adopt() rightly refuses it. No inherited stdout/stderr: a sleeper leaked by a failed test
-// must not hold ctest's output pipe (ctest would wait for it until the test's timeout).
+// A child running `sleep`. Returns once `sleep` itself runs: before that /proc/PID/cmdline is this test's,
+// then sh's, and for a moment inside each exec it reads empty (the new image's arguments are not set up
+// yet); adopt() rightly refuses all of those. No inherited stdout/stderr: a sleeper leaked by a failed
+// test must not hold ctest's output pipe (ctest would wait for it until the test's timeout).
 ChildProcess spawn_sleeper(const std::string& marker) {
   ChildProcess child = ChildProcess::spawn({.argv = {"/bin/sh", "-c", "exec sleep 600", marker},
                                             .stdin_mode = Stdio::kNull,
@@ -23,7 +24,7 @@ ChildProcess spawn_sleeper(const std::string& marker) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     auto cmdline = read_file("/proc/" + std::to_string(child.pid()) + "/cmdline", 4096);
-    if (cmdline && cmdline->find("sleep") != std::string::npos) break;
+    if (cmdline && cmdline->starts_with(std::string("sleep\0", 6))) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling for exec, not guessing a duration
   }
   return child;
