@@ -50,7 +50,8 @@ Result<void> ImageStore::fetch_blob(RegistryClient& client, const std::string& r
   for (int attempt = 1;; ++attempt) {
     // The declared size caps what the registry may send; the digest is checked at commit.
     BlobWriter writer = KILN_TRY(blobs_->begin_write(blob.digest, total));
-    std::function<Result<void>(std::string_view)> sink = [&](std::string_view chunk) {
+    std::function<Result<void>(std::string_view)> sink = [&](std::string_view chunk) -> Result<void> {
+      if (progress.cancelled()) return Error::cancelled("the pull was cancelled");
       return writer.write(chunk);
     };
     std::function<void(uint64_t)> on_bytes = [&](uint64_t received) {
@@ -88,7 +89,8 @@ Result<void> ImageStore::fetch_layers(RegistryClient& client, const std::string&
   std::optional<Error> first_error;
   auto worker = [&] {
     for (size_t i = next++; i < layers.size() && !failed; i = next++) {
-      auto fetched = fetch_blob(client, repository, layers[i], progress);
+      auto fetched = progress.cancelled() ? Result<void>(Error::cancelled("the pull was cancelled"))
+                                          : fetch_blob(client, repository, layers[i], progress);
       if (!fetched) {
         std::lock_guard lock(error_mutex);
         if (!first_error) first_error = std::move(fetched).error();

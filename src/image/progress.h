@@ -40,6 +40,9 @@ class ProgressListener {
   virtual void on_progress(const ProgressEvent& event) = 0;
   // A status line not tied to a layer ("Digest: sha256:...").
   virtual void on_message(std::string_view text) = 0;
+  // True once whoever watches has gone away (a client hung up on a pull): downloads stop at their next
+  // chunk with kCancelled, as dockerd's do. Nothing half-written stays behind.
+  virtual bool cancelled() const { return false; }
 };
 
 // Discards everything; for callers that do not care.

@@ -1,5 +1,6 @@
 #include "api/rest/progress_stream.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -10,12 +11,15 @@
 #include <string>
 #include <thread>
 
+#include "common/log.h"
+
 namespace kiln::api::rest {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 // Byte counters move with every buffer a download reads: a client needs a few updates a second, not that.
 constexpr auto kTransferUpdateInterval = std::chrono::milliseconds(100);
+constexpr auto kClientCheckInterval = std::chrono::milliseconds(200);
 
 // What the job's thread hands the connection's thread.
 struct JobQueue {
@@ -25,6 +29,7 @@ struct JobQueue {
   bool finished = false;
   std::optional<Error> error;
   Json aux;
+  std::atomic<bool> cancelled = false;  // the client went away: the job may stop early
 };
 
 class QueueListener final : public image::ProgressListener {
@@ -47,6 +52,8 @@ class QueueListener final : public image::ProgressListener {
     std::lock_guard lock(queue_->mutex);
     push_locked(progress_message_json(text).dump());
   }
+
+  bool cancelled() const override { return queue_->cancelled; }
 
  private:
   struct LastUpdate {
@@ -135,7 +142,12 @@ Result<http::Reply> progress_stream(ProgressJob job) {
     bool client_here = true;
     std::unique_lock lock(queue->mutex);
     for (;;) {
-      queue->changed.wait(lock, [&] { return queue->finished || !queue->lines.empty(); });
+      // Wake now and then to notice a client that left while the job is quiet (a long layer download).
+      while (!queue->changed.wait_for(lock, kClientCheckInterval,
+                                      [&] { return queue->finished || !queue->lines.empty(); })) {
+        if (client_here && writer.client_gone()) client_here = false;
+        if (!client_here) queue->cancelled = true;
+      }
       std::deque<std::string> batch;
       batch.swap(queue->lines);
       bool finished = queue->finished;
@@ -144,6 +156,7 @@ Result<http::Reply> progress_stream(ProgressJob job) {
       for (std::string& line : batch) text += line;
       // A client that left stops getting lines, but the job runs to its end (see the header).
       if (client_here && !text.empty()) client_here = static_cast<bool>(writer.write_chunk(text));
+      if (!client_here) queue->cancelled = true;
       lock.lock();
       if (finished && queue->lines.empty()) break;
     }
@@ -153,9 +166,11 @@ Result<http::Reply> progress_stream(ProgressJob job) {
     } else if (!queue->aux.is_null()) {
       last = Json{{"aux", queue->aux}}.dump() + "\n";
     }
+    bool cancelled = queue->cancelled;
     lock.unlock();
     if (client_here && !last.empty()) (void)writer.write_chunk(last);
     thread->join();
+    if (cancelled) log::info("image operation ended early: its client went away");
   };
   return http::Reply(std::move(reply));
 }

@@ -19,8 +19,9 @@
 namespace kiln::api::rest {
 
 // The job runs on its own thread and returns the "aux" object (null: none). The stream ends when the job
-// does; a client that leaves does not cancel it (a pull finishes into the store, as the next one would need
-// it anyway), and the connection's thread waits for it, so it never outlives the server.
+// does. A client that leaves sets the listener's cancelled() (noticed within a fraction of a second), which
+// a pull obeys as dockerd's does; the connection's thread still waits for the job to end, so it never
+// outlives the server.
 using ProgressJob = std::function<Result<Json>(image::ProgressListener& progress)>;
 Result<http::Reply> progress_stream(ProgressJob job);
 
