@@ -9,10 +9,10 @@ import hashlib
 import json
 import os
 import pty
-import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -22,25 +22,12 @@ KILN = os.path.join(BIN_DIR, "kiln")
 KILND = os.path.join(BIN_DIR, "kilnd")
 TIMEOUT = 240
 
-
-def qemus_naming(marker):
-    """Pids of QEMU processes whose command line contains `marker`."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if b"qemu" in cmdline and marker.encode() in cmdline:
-            pids.append(int(pid))
-    return pids
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
+from kiln_test_support import PtyReader, qemu_pids_naming  # noqa: E402
 
 
 def kill_leftover_qemus(marker):
-    for pid in qemus_naming(marker):
+    for pid in qemu_pids_naming(marker):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -241,25 +228,10 @@ class VmExecTest(DaemonCase):
         proc = subprocess.Popen([KILN, "-H", self.host, "vm", "exec", "-it", "box", "sh"],
                                 stdin=slave, stdout=slave, stderr=slave, env=self.env, start_new_session=True)
         os.close(slave)
-        output = b""
-
-        def read_until(marker, deadline):
-            nonlocal output
-            while marker not in output:
-                self.assertLess(time.monotonic(), deadline, f"waiting for {marker!r}; got {output!r}")
-                ready, _, _ = select.select([master], [], [], 1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 4096)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    output += chunk
-
+        terminal = PtyReader(master)
         deadline = time.monotonic() + 60
         os.write(master, b"echo $((6*7))-interactive\n")
-        read_until(b"42-interactive", deadline)
+        terminal.read_until(b"42-interactive", deadline)
         os.write(master, b"exit 5\n")
         self.assertEqual(proc.wait(timeout=60), 5)
         os.close(master)
@@ -316,7 +288,7 @@ class VmLifecycleTest(DaemonCase):
         self.assertOneLineError(result)
         self.assertEqual(self.names(), [])
         deadline = time.monotonic() + 30
-        while qemus_naming(self.scratch):
+        while qemu_pids_naming(self.scratch):
             self.assertLess(time.monotonic(), deadline, "rm -f left QEMU running")
             time.sleep(0.2)
 

@@ -10,8 +10,12 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
+from kiln_test_support import qemu_pids_naming  # noqa: E402
 
 BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
 KILND = os.path.join(BIN_DIR, "kilnd")
@@ -97,18 +101,7 @@ class Kilnd:
             return ""
 
     def qemu_pids(self):
-        pids = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read()
-            except OSError:
-                continue
-            if b"qemu-system" in cmdline and self.run_dir.encode() in cmdline:
-                pids.append(int(pid))
-        return pids
+        return qemu_pids_naming(self.run_dir)
 
     def cleanup(self):
         self.stop()

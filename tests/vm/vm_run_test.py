@@ -6,10 +6,10 @@ import fcntl
 import hashlib
 import os
 import pty
-import select
 import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import termios
 import time
@@ -18,6 +18,9 @@ import unittest
 BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
 KILN = os.path.join(BIN_DIR, "kiln")
 TIMEOUT = 240
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
+from kiln_test_support import PtyReader  # noqa: E402
 
 
 class KilnCase(unittest.TestCase):
@@ -87,28 +90,13 @@ class VmRunTest(KilnCase):
         proc = subprocess.Popen([KILN, "vm", "run", "-i", "-t", "--", "sh", "-c", script],
                                 stdin=slave, stdout=slave, stderr=slave, env=self.env, start_new_session=True)
         os.close(slave)
-        output = b""
-
-        def read_until(marker, deadline):
-            nonlocal output
-            while marker not in output:
-                self.assertLess(time.monotonic(), deadline, f"timed out waiting for {marker!r}; got {output!r}")
-                ready, _, _ = select.select([master], [], [], 1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 4096)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    output += chunk
-
+        terminal = PtyReader(master)
         deadline = time.monotonic() + TIMEOUT
-        read_until(b"24 80", deadline)
-        self.assertIn(b"IS-A-TTY", output)
+        terminal.read_until(b"24 80", deadline)
+        self.assertIn(b"IS-A-TTY", terminal.output)
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         proc.send_signal(signal.SIGWINCH)
-        read_until(b"40 120", deadline)
+        terminal.read_until(b"40 120", deadline)
         self.assertEqual(proc.wait(timeout=TIMEOUT), 0)
         os.close(master)
 
