@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git clang-format clang-tidy
+  build-essential cmake ninja-build pkg-config git clang-format clang-tidy ccache
   # libraries (see docs/dependencies.md for why each one)
   libboost-dev libboost-system-dev nlohmann-json3-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libarchive-dev libzstd-dev zlib1g-dev libcli11-dev libfmt-dev libseccomp-dev

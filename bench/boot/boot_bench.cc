@@ -54,11 +54,12 @@ double seconds_since(Clock::time_point start) {
 }
 
 void print_usage() {
-  std::fprintf(stderr,
-               "usage: kiln_bench_boot [--runs N] [--kiln PATH]\n"
-               "  --runs N     timed runs of each measurement (default 10; one untimed warm-up precedes them)\n"
-               "  --kiln PATH  the kiln binary for `kiln vm run -- true` (default: the kiln beside this binary)\n"
-               "Environment: KILN_KERNEL, KILN_QEMU as for kiln.\n");
+  std::fprintf(
+      stderr,
+      "usage: kiln_bench_boot [--runs N] [--kiln PATH]\n"
+      "  --runs N     timed runs of each measurement (default 10; one untimed warm-up precedes them)\n"
+      "  --kiln PATH  the kiln binary for `kiln vm run -- true` (default: the kiln beside this binary)\n"
+      "Environment: KILN_KERNEL, KILN_QEMU as for kiln.\n");
 }
 
 Result<Options> parse_options(int argc, char** argv) {
@@ -99,7 +100,8 @@ Result<double> peak_rss_mib(pid_t pid) {
 }
 
 // (1) and (3): launch, wait for HELLO, run `true`, read QEMU's VmHWM, kill.
-Result<ColdBootSample> measure_cold_boot(engine::qemu::QemuEngine& engine, const guest::GuestKit& kit, int run) {
+Result<ColdBootSample> measure_cold_boot(engine::qemu::QemuEngine& engine, const guest::GuestKit& kit,
+                                         int run) {
   TempDir runtime_dir = KILN_TRY(TempDir::create("kiln-bench-"));
   engine::VmSpec spec{.name = fmt::format("bench-boot-{}", run),
                       .cpus = kCpus,
@@ -116,7 +118,8 @@ Result<ColdBootSample> measure_cold_boot(engine::qemu::QemuEngine& engine, const
 
   agent::ProcessId id = KILN_TRY(connection->start_process({.argv = {"true"}}));
   auto status = KILN_TRY(agent::attach_process(*connection, id, {}));
-  if (status.shell_code() != 0) return Error::internal(fmt::format("`true` in the guest returned {}", status.shell_code()));
+  if (status.shell_code() != 0)
+    return Error::internal(fmt::format("`true` in the guest returned {}", status.shell_code()));
 
   // QemuEngine::launch always returns a QemuVm; the pid is QEMU's own (spawned directly, no wrapper).
   auto* qemu_vm = dynamic_cast<engine::qemu::QemuVm*>(vm.get());
@@ -129,8 +132,10 @@ Result<ColdBootSample> measure_cold_boot(engine::qemu::QemuEngine& engine, const
 // Spawns argv with stdout discarded (stderr kept, for diagnostics) and times it to exit.
 Result<double> time_command(const std::vector<std::string>& argv) {
   Clock::time_point start = Clock::now();
-  ChildProcess child = KILN_TRY(ChildProcess::spawn(
-      {.argv = argv, .stdin_mode = Stdio::kNull, .stdout_mode = Stdio::kNull, .stderr_mode = Stdio::kInherit}));
+  ChildProcess child = KILN_TRY(ChildProcess::spawn({.argv = argv,
+                                                     .stdin_mode = Stdio::kNull,
+                                                     .stdout_mode = Stdio::kNull,
+                                                     .stderr_mode = Stdio::kInherit}));
   ExitStatus status = KILN_TRY(child.wait());
   double seconds = seconds_since(start);
   if (!status.success()) return Error::internal(fmt::format("{} {}", argv.front(), status.describe()));
@@ -168,18 +173,19 @@ Result<std::string> qemu_version(const std::string& qemu) {
 void print_row(std::string_view name, const std::vector<double>& values, std::string_view unit, double scale,
                int precision) {
   Summary s = summarize(values);
-  fmt::print("{:<46} {:>10.{}f} {:>10.{}f} {:>10.{}f}  {}\n", name, s.median * scale, precision, s.min * scale,
-             precision, s.max * scale, precision, unit);
+  fmt::print("{:<46} {:>10.{}f} {:>10.{}f} {:>10.{}f}  {}\n", name, s.median * scale, precision,
+             s.min * scale, precision, s.max * scale, precision, unit);
 }
 
 Result<void> run(const Options& options) {
-  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(options.qemu == "qemu-system-x86_64" ? "" : options.qemu));
+  auto engine =
+      KILN_TRY(engine::qemu::QemuEngine::create(options.qemu == "qemu-system-x86_64" ? "" : options.qemu));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({}));
   std::string version = KILN_TRY(qemu_version(options.qemu));
   std::string load_before = load_average();
 
-  fmt::print("kiln_bench_boot: {} runs (+1 untimed warm-up), {} vCPU, {} MiB, accelerator {}\n", options.runs, kCpus,
-             kMemoryMib, engine::to_string(engine->host().accelerator));
+  fmt::print("kiln_bench_boot: {} runs (+1 untimed warm-up), {} vCPU, {} MiB, accelerator {}\n", options.runs,
+             kCpus, kMemoryMib, engine::to_string(engine->host().accelerator));
   fmt::print("  {}\n  kernel {}\n  kiln   {}\n  load average before: {}\n", version, kit.kernel, options.kiln,
              load_before);
   std::fflush(stdout);
@@ -190,14 +196,16 @@ Result<void> run(const Options& options) {
   for (int iteration = 0; iteration <= options.runs; ++iteration) {
     double floor_seconds = KILN_TRY_CONTEXT(time_command({options.qemu, "-version"}), "qemu -version");
     ColdBootSample cold = KILN_TRY_CONTEXT(measure_cold_boot(*engine, kit, iteration), "cold boot");
-    double vm_run_seconds = KILN_TRY_CONTEXT(time_command({options.kiln, "vm", "run", "--", "true"}), "kiln vm run");
+    double vm_run_seconds =
+        KILN_TRY_CONTEXT(time_command({options.kiln, "vm", "run", "--", "true"}), "kiln vm run");
     if (iteration == 0) continue;
     floor.push_back(floor_seconds);
     hello.push_back(cold.seconds_to_hello);
     rss.push_back(cold.peak_rss_mib);
     vm_run.push_back(vm_run_seconds);
-    std::fprintf(stderr, "run %d/%d: hello %.3f s, vm run %.3f s, rss %.1f MiB, qemu -version %.3f s\n", iteration,
-                 options.runs, cold.seconds_to_hello, vm_run_seconds, cold.peak_rss_mib, floor_seconds);
+    std::fprintf(stderr, "run %d/%d: hello %.3f s, vm run %.3f s, rss %.1f MiB, qemu -version %.3f s\n",
+                 iteration, options.runs, cold.seconds_to_hello, vm_run_seconds, cold.peak_rss_mib,
+                 floor_seconds);
   }
 
   fmt::print("\n{:<46} {:>10} {:>10} {:>10}\n", "measurement", "median", "min", "max");

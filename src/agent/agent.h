@@ -22,7 +22,8 @@ struct AgentOutcome {
 
 class Agent {
  public:
-  static Result<std::unique_ptr<Agent>> create(std::unique_ptr<HostChannel> channel, SessionConfig config = {});
+  static Result<std::unique_ptr<Agent>> create(std::unique_ptr<HostChannel> channel,
+                                               SessionConfig config = {});
 
   // Serves hosts until a SHUTDOWN (processes killed, filesystems synced, acknowledged) or, for a channel
   // that does not reconnect, until it closes.

@@ -174,7 +174,8 @@ void Session::handle_set_clock(const Frame& frame) {
     KILN_TRY(check_request_id(frame));
     SetClockRequest request = KILN_TRY(decode_set_clock_request(frame.payload));
     if (!config_.guest_system) {
-      return Error::unsupported("SET_CLOCK: this agent is not PID 1 of a guest, so it leaves the clock alone");
+      return Error::unsupported(
+          "SET_CLOCK: this agent is not PID 1 of a guest, so it leaves the clock alone");
     }
     timespec now{.tv_sec = static_cast<time_t>(request.unix_nanos / 1'000'000'000),
                  .tv_nsec = static_cast<long>(request.unix_nanos % 1'000'000'000)};
@@ -190,7 +191,8 @@ void Session::handle_set_hostname(const Frame& frame) {
     KILN_TRY(check_request_id(frame));
     SetHostnameRequest request = KILN_TRY(decode_set_hostname_request(frame.payload));
     if (!config_.guest_system) {
-      return Error::unsupported("SET_HOSTNAME: this agent is not PID 1 of a guest, so it leaves the hostname alone");
+      return Error::unsupported(
+          "SET_HOSTNAME: this agent is not PID 1 of a guest, so it leaves the hostname alone");
     }
     if (::sethostname(request.hostname.data(), request.hostname.size()) != 0)
       return Error::last_os_error("SET_HOSTNAME: sethostname");

@@ -41,8 +41,9 @@ Result<api::http::Headers> registry_auth(const std::string& reference, const std
   std::optional<image::RegistryCredentials> credentials;
   if (!user.empty()) {
     auto colon = user.find(':');
-    credentials = image::RegistryCredentials{.username = user.substr(0, colon),
-                                             .password = colon == std::string::npos ? "" : user.substr(colon + 1)};
+    credentials =
+        image::RegistryCredentials{.username = user.substr(0, colon),
+                                   .password = colon == std::string::npos ? "" : user.substr(colon + 1)};
   } else if (std::string config = docker_config_path(); !config.empty()) {
     credentials = KILN_TRY(image::credentials_from_docker_config(config, ref->domain()));
   }
@@ -107,7 +108,8 @@ TerminalProgress progress_on(std::FILE* out) {
 }
 
 // An upload body read from `fd` (a file, or stdin when `length` is unknown: then sent chunked).
-api::http::ClientRequest upload(std::string target, std::shared_ptr<UniqueFd> fd, std::optional<uint64_t> length) {
+api::http::ClientRequest upload(std::string target, std::shared_ptr<UniqueFd> fd,
+                                std::optional<uint64_t> length) {
   api::http::ClientRequest request{.method = "POST", .target = std::move(target)};
   request.headers.set("Content-Type", "application/x-tar");
   request.body_length = length;
@@ -187,7 +189,8 @@ void print_image_table(const Json& images, bool quiet) {
     }
     if (rows.empty()) rows.emplace_back("<none>", "<none>");
     for (const auto& [repository, tag] : rows) {
-      fmt::print("{:<40} {:<16} {:<14} {:<24} {}\n", repository, tag, id, created, human_size(image.value("Size", uint64_t{0})));
+      fmt::print("{:<40} {:<16} {:<14} {:<24} {}\n", repository, tag, id, created,
+                 human_size(image.value("Size", uint64_t{0})));
     }
   }
 }
@@ -203,7 +206,8 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
     auto* cmd = image->add_subcommand("pull", "Pull an image from a registry");
     auto ref = std::make_shared<std::string>();
     auto user = std::make_shared<std::string>();
-    cmd->add_option("image", *ref, "Image reference (busybox, host:5000/app:tag, name@sha256:...)")->required();
+    cmd->add_option("image", *ref, "Image reference (busybox, host:5000/app:tag, name@sha256:...)")
+        ->required();
     cmd->add_option("--user", *user, "USER:PASSWORD for the registry (default: from ~/.docker/config.json)");
     cmd->callback([&chosen, address, ref, user] {
       chosen = with_api(address, [ref, user](const VmApi& api) -> Result<int> {
@@ -269,7 +273,8 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
     cmd->callback([&chosen, address, names] {
       chosen = with_api(address, [names](const VmApi& api) -> Result<int> {
         Json out = Json::array();
-        for (const std::string& name : *names) out.push_back(KILN_TRY(api.call("GET", image_target(name, "json"))));
+        for (const std::string& name : *names)
+          out.push_back(KILN_TRY(api.call("GET", image_target(name, "json"))));
         fmt::print("{}\n", out.dump(2));
         return 0;
       });
@@ -293,7 +298,8 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
             continue;
           }
           for (const Json& entry : *report) {
-            if (entry.contains("Untagged")) fmt::print("Untagged: {}\n", entry["Untagged"].get<std::string>());
+            if (entry.contains("Untagged"))
+              fmt::print("Untagged: {}\n", entry["Untagged"].get<std::string>());
             if (entry.contains("Deleted")) fmt::print("Deleted: {}\n", entry["Deleted"].get<std::string>());
           }
         }
@@ -318,7 +324,8 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
     auto* cmd = image->add_subcommand("load", "Load images from a docker save archive or an OCI layout");
     auto input = std::make_shared<std::string>();
     auto repository = std::make_shared<std::string>();
-    cmd->add_option("-i,--input", *input, "Archive (tar, tar.gz), OCI layout directory, or - (default: stdin)");
+    cmd->add_option("-i,--input", *input,
+                    "Archive (tar, tar.gz), OCI layout directory, or - (default: stdin)");
     cmd->add_option("--repository", *repository, "Repository for OCI layouts whose ref names are bare tags");
     cmd->callback([&chosen, address, input, repository] {
       chosen = with_api(address, [input, repository](const VmApi& api) -> Result<int> {
@@ -340,22 +347,26 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
     cmd->callback([&chosen, address, output, names] {
       chosen = with_api(address, [output, names](const VmApi& api) -> Result<int> {
         if (output->empty() && ::isatty(STDOUT_FILENO) == 1)
-          return Error::invalid_argument("refusing to write a tar to a terminal: use -o FILE or redirect the output");
+          return Error::invalid_argument(
+              "refusing to write a tar to a terminal: use -o FILE or redirect the output");
         std::string query;
-        for (const std::string& name : *names) query += (query.empty() ? "?names=" : "&names=") + percent_encode(name);
+        for (const std::string& name : *names)
+          query += (query.empty() ? "?names=" : "&names=") + percent_encode(name);
         // Into a temporary file next to the output, renamed at the end: a failed save leaves no half tar.
         std::string partial = output->empty() ? "" : *output + ".partial";
-        UniqueFd fd(output->empty() ? ::dup(STDOUT_FILENO)
-                                    : ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        UniqueFd fd(output->empty()
+                        ? ::dup(STDOUT_FILENO)
+                        : ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
         if (!fd) return Error::last_os_error(fmt::format("open {}", output->empty() ? "stdout" : partial));
         std::optional<Error> write_error;
-        auto response = api.client().request_stream({.target = "/v1/images/save" + query}, [&](std::string_view data) {
-          if (auto written = write_all(fd.get(), data); !written) {
-            write_error = written.error();
-            return false;
-          }
-          return true;
-        });
+        auto response =
+            api.client().request_stream({.target = "/v1/images/save" + query}, [&](std::string_view data) {
+              if (auto written = write_all(fd.get(), data); !written) {
+                write_error = written.error();
+                return false;
+              }
+              return true;
+            });
         auto discard = [&] {
           if (!partial.empty()) ::unlink(partial.c_str());
         };
@@ -422,8 +433,8 @@ void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> addre
     cmd->callback([&chosen, address, name] {
       chosen = with_api(address, [name](const VmApi& api) -> Result<int> {
         TerminalProgress progress = progress_on(stderr);
-        Json result = KILN_TRY(follow_progress(api.client(), {.method = "POST", .target = image_target(*name, "rootfs")},
-                                               progress));
+        Json result = KILN_TRY(follow_progress(
+            api.client(), {.method = "POST", .target = image_target(*name, "rootfs")}, progress));
         fmt::print("{}\n", result.value("Rootfs", ""));
         return 0;
       });

@@ -9,7 +9,9 @@
 #include "kiln/version.h"
 
 namespace kiln::cli {
-void print_error(std::string_view message) { fmt::print(stderr, "kiln: {}\n", message); }
+void print_error(std::string_view message) {
+  fmt::print(stderr, "kiln: {}\n", message);
+}
 }  // namespace kiln::cli
 
 int main(int argc, char** argv) {

@@ -14,7 +14,8 @@ Result<VmApi> VmApi::create(const DaemonAddress& address) {
   return VmApi(KILN_TRY(api::http::Client::create(address.host)));
 }
 
-Result<Json> VmApi::call(std::string method, const std::string& target, const std::optional<Json>& body) const {
+Result<Json> VmApi::call(std::string method, const std::string& target,
+                         const std::optional<Json>& body) const {
   api::http::Response response = KILN_TRY(client_.request(std::move(method), target, body));
   if (response.status < 200 || response.status >= 300) return api::http::error_from_response(response);
   if (response.body.empty()) return Json();

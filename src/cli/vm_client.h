@@ -1,5 +1,6 @@
-// How `kiln vm` and `kiln image` reach kilnd: the -H/--host option (env KILN_HOST), one api::http::Client per command, and
-// JSON calls whose error responses become Errors carrying the daemon's message. Used on the CLI's one thread.
+// How `kiln vm` and `kiln image` reach kilnd: the -H/--host option (env KILN_HOST), one api::http::Client per
+// command, and JSON calls whose error responses become Errors carrying the daemon's message. Used on the
+// CLI's one thread.
 #pragma once
 
 #include <memory>
@@ -32,7 +33,8 @@ class VmApi {
 
   // Sends a request; a 2xx answer's body as JSON (null when empty), any other status as an Error whose
   // message is the daemon's.
-  Result<Json> call(std::string method, const std::string& target, const std::optional<Json>& body = std::nullopt) const;
+  Result<Json> call(std::string method, const std::string& target,
+                    const std::optional<Json>& body = std::nullopt) const;
 
   const api::http::Client& client() const { return client_; }
 

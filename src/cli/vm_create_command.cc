@@ -112,7 +112,8 @@ void register_vm_create_command(CLI::App& vm, std::shared_ptr<DaemonAddress> add
   image->excludes(clone);
   cmd->add_option("--kernel", options->kernel, "Boot this kernel instead of Kiln's");
   cmd->add_option("-l,--label", options->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
-  cmd->add_option("-v,--volume", options->volumes, "Share a host directory: HOSTDIR:GUESTPATH[:ro] (repeatable)")
+  cmd->add_option("-v,--volume", options->volumes,
+                  "Share a host directory: HOSTDIR:GUESTPATH[:ro] (repeatable)")
       ->allow_extra_args(false);
   cmd->add_flag("--start", options->start, "Start the VM once created");
   cmd->callback([options, address, &chosen] {

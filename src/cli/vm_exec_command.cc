@@ -1,11 +1,11 @@
-// `kiln vm exec [-i] [-t] NAME CMD [ARGS...]`: a process in a running VM over kilnd's upgraded exec connection
-// (see vm_exec_stream.h), exiting with the process's status (127: not found, 126: could not run). With -t the
-// local terminal goes raw and follows window resizes; without it, Ctrl-C and friends are forwarded.
+// `kiln vm exec [-i] [-t] NAME CMD [ARGS...]`: a process in a running VM over kilnd's upgraded exec
+// connection (see vm_exec_stream.h), exiting with the process's status (127: not found, 126: could not run).
+// With -t the local terminal goes raw and follows window resizes; without it, Ctrl-C and friends are
+// forwarded.
+#include <fmt/core.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include <optional>
 #include <thread>
@@ -34,7 +34,9 @@ struct ExecOptions {
   std::string user;
 };
 
-int local_tty_fd() { return ::isatty(STDIN_FILENO) ? STDIN_FILENO : STDOUT_FILENO; }
+int local_tty_fd() {
+  return ::isatty(STDIN_FILENO) ? STDIN_FILENO : STDOUT_FILENO;
+}
 
 Json exec_body(const ExecOptions& options, const std::vector<std::string>& command) {
   Json body = {{"cmd", command}, {"tty", options.tty}, {"stdin", options.interactive}};
@@ -71,33 +73,35 @@ Result<int> exit_code(const VmApi& api, const std::string& exec_target) {
     if (code != status.end() && code->is_number_integer()) return code->get<int>();
     std::string error = status.value("error", "");
     if (!status.value("running", false) || std::chrono::steady_clock::now() > deadline) {
-      return Error::unavailable(
-          fmt::format("the exec's stream ended without an exit status{}{}", error.empty() ? "" : ": ", error));
+      return Error::unavailable(fmt::format("the exec's stream ended without an exit status{}{}",
+                                            error.empty() ? "" : ": ", error));
     }
     std::this_thread::sleep_for(50ms);
   }
 }
 
 Result<int> exec(const VmApi& api, const ExecOptions& options, const std::vector<std::string>& command) {
-  auto request = api::http::ClientRequest::json("POST", vm_target(options.vm, "exec"), exec_body(options, command));
+  auto request =
+      api::http::ClientRequest::json("POST", vm_target(options.vm, "exec"), exec_body(options, command));
   auto upgraded = KILN_TRY(api.client().request_upgrade_with_head(request));
   auto exec_id = upgraded.head.headers.get("X-Kiln-Exec-Id");
-  if (!exec_id || exec_id->empty()) return Error::protocol("kilnd did not name the exec (no X-Kiln-Exec-Id header)");
+  if (!exec_id || exec_id->empty())
+    return Error::protocol("kilnd did not name the exec (no X-Kiln-Exec-Id header)");
   std::string exec_target = vm_target(options.vm, fmt::format("exec/{}", percent_encode(*exec_id)));
 
   // From here on, signals are the process's: forwarded to it rather than ending `kiln`.
   UniqueFd signals = KILN_TRY(block_forwarded_signals());
   VmApi control(api::http::Client(api.client().endpoint(), {.timeout = kControlTimeout}));
   std::optional<RawTerminal> raw;
-  if (options.tty && options.interactive && ::isatty(STDIN_FILENO)) raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
-  auto ended = pump_exec_stream({.socket = upgraded.connection.fd.get(),
-                                 .already_read = std::move(upgraded.connection.buffered),
-                                 .tty = options.tty,
-                                 .stdin_fd = options.interactive ? STDIN_FILENO : -1,
-                                 .signal_fd = signals.get(),
-                                 .on_signal = [&](int signal) {
-                                   forward_signal(control, exec_target, options.tty, signal);
-                                 }});
+  if (options.tty && options.interactive && ::isatty(STDIN_FILENO))
+    raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
+  auto ended = pump_exec_stream(
+      {.socket = upgraded.connection.fd.get(),
+       .already_read = std::move(upgraded.connection.buffered),
+       .tty = options.tty,
+       .stdin_fd = options.interactive ? STDIN_FILENO : -1,
+       .signal_fd = signals.get(),
+       .on_signal = [&](int signal) { forward_signal(control, exec_target, options.tty, signal); }});
   raw.reset();
   upgraded.connection.fd.reset();
   if (!ended) return ended.error();
@@ -116,7 +120,8 @@ void register_vm_exec_command(CLI::App& vm, std::shared_ptr<DaemonAddress> addre
   cmd->prefix_command();
   cmd->add_flag("-i,--interactive", options->interactive, "Keep stdin attached");
   cmd->add_flag("-t,--tty", options->tty, "Allocate a pseudo-TTY");
-  cmd->add_option("-e,--env", options->env, "Set an environment variable (KEY=VALUE)")->allow_extra_args(false);
+  cmd->add_option("-e,--env", options->env, "Set an environment variable (KEY=VALUE)")
+      ->allow_extra_args(false);
   cmd->add_option("-w,--workdir", options->workdir, "Working directory inside the VM");
   cmd->add_option("-u,--user", options->user, "Numeric UID[:GID] to run as");
   cmd->add_option("vm", options->vm, "VM name or id")->required();
@@ -138,7 +143,8 @@ void register_vm_exec_command(CLI::App& vm, std::shared_ptr<DaemonAddress> addre
           return 2;
         }
       }
-      return with_api(address, [options, command](const VmApi& api) { return exec(api, *options, command); })();
+      return with_api(address,
+                      [options, command](const VmApi& api) { return exec(api, *options, command); })();
     };
   });
 }

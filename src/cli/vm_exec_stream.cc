@@ -17,7 +17,9 @@ constexpr size_t kChunk = 64 * 1024;
 // Stop reading stdin while this much of it waits for the socket.
 constexpr size_t kMaxPendingInput = 256 * 1024;
 
-bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+bool would_block(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
 
 // Local stdin on its way to the socket.
 class InputSide {
@@ -53,7 +55,8 @@ class InputSide {
   }
 
  private:
-  // At the end of local input the socket's write side closes, which the daemon passes on as the process's EOF.
+  // At the end of local input the socket's write side closes, which the daemon passes on as the process's
+  // EOF.
   void finish_if_drained() {
     if (open_ || !pending_.empty() || half_closed_ || stdin_fd_ < 0) return;
     (void)::shutdown(socket_, SHUT_WR);
@@ -74,7 +77,8 @@ class OutputSide {
 
   bool write(std::string_view data) {
     if (io_.tty) return emit(1, data);
-    return demuxer_.feed(data, [this](int stream, std::string_view payload) { return emit(stream, payload); });
+    return demuxer_.feed(data,
+                         [this](int stream, std::string_view payload) { return emit(stream, payload); });
   }
 
  private:
@@ -102,7 +106,8 @@ bool StdcopyDemuxer::feed(std::string_view data, const Sink& sink) {
   bool keep_going = true;
   while (keep_going && buffer_.size() - offset >= kHeaderSize) {
     const auto* header = reinterpret_cast<const unsigned char*>(buffer_.data() + offset);
-    size_t length = (size_t{header[4]} << 24) | (size_t{header[5]} << 16) | (size_t{header[6]} << 8) | header[7];
+    size_t length =
+        (size_t{header[4]} << 24) | (size_t{header[5]} << 16) | (size_t{header[6]} << 8) | header[7];
     if (buffer_.size() - offset - kHeaderSize < length) break;
     keep_going = sink(header[0], std::string_view(buffer_).substr(offset + kHeaderSize, length));
     offset += kHeaderSize + length;

@@ -12,8 +12,14 @@ namespace {
 
 std::string frame(char stream, std::string_view payload) {
   uint32_t size = static_cast<uint32_t>(payload.size());
-  std::string out = {stream, 0, 0, 0, static_cast<char>(size >> 24), static_cast<char>(size >> 16),
-                     static_cast<char>(size >> 8), static_cast<char>(size)};
+  std::string out = {stream,
+                     0,
+                     0,
+                     0,
+                     static_cast<char>(size >> 24),
+                     static_cast<char>(size >> 16),
+                     static_cast<char>(size >> 8),
+                     static_cast<char>(size)};
   return out + std::string(payload);
 }
 
@@ -23,10 +29,11 @@ TEST(StdcopyDemuxer, FramesSplitAnywhere) {
     StdcopyDemuxer demuxer;
     std::string out, err;
     for (size_t i = 0; i < stream.size(); i += step) {
-      ASSERT_TRUE(demuxer.feed(std::string_view(stream).substr(i, step), [&](int which, std::string_view data) {
-        (which == 2 ? err : out).append(data);
-        return true;
-      }));
+      ASSERT_TRUE(
+          demuxer.feed(std::string_view(stream).substr(i, step), [&](int which, std::string_view data) {
+            (which == 2 ? err : out).append(data);
+            return true;
+          }));
     }
     EXPECT_EQ(out, "out" + std::string(70000, 'x')) << step;
     EXPECT_EQ(err, "err");
@@ -52,7 +59,8 @@ TEST(PumpExecStream, RoundTripsInputUntilHalfClose) {
     }
     ASSERT_TRUE(write_all(fd.get(), frame(2, "bye")));
   });
-  std::thread feeder([&input, fd = std::move(stdin_pipe.write_end)] { ASSERT_TRUE(write_all(fd.get(), input)); });
+  std::thread feeder(
+      [&input, fd = std::move(stdin_pipe.write_end)] { ASSERT_TRUE(write_all(fd.get(), input)); });
   std::string out, err;
   std::thread out_reader([&] { out = read_to_end(stdout_pipe.read_end.get()).value(); });
   std::thread err_reader([&] { err = read_to_end(stderr_pipe.read_end.get()).value(); });

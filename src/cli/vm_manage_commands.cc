@@ -87,7 +87,8 @@ Result<int> act_on_each(const VmApi& api, const std::vector<std::string>& names,
   return code;
 }
 
-Result<int> show_console(const VmApi& api, const std::string& name, bool follow, std::optional<uint64_t> tail) {
+Result<int> show_console(const VmApi& api, const std::string& name, bool follow,
+                         std::optional<uint64_t> tail) {
   std::string target = vm_target(name, "console");
   std::string query;
   if (follow) query += "&follow=1";
@@ -108,7 +109,8 @@ Result<int> show_addresses(const VmApi& api, const std::string& name) {
   if (addresses == reply.end() || !addresses->is_array() || addresses->empty()) {
     return Error::not_found(fmt::format("VM {} has no IP address yet", name));
   }
-  for (const auto& address : *addresses) fmt::print("{}\n", address.is_string() ? address.get<std::string>() : address.dump());
+  for (const auto& address : *addresses)
+    fmt::print("{}\n", address.is_string() ? address.get<std::string>() : address.dump());
   return 0;
 }
 
@@ -126,10 +128,14 @@ void register_lifecycle(CLI::App& vm, const std::shared_ptr<DaemonAddress>& addr
   cmd->fallthrough();
   Names names = add_names(*cmd);
   auto timeout = std::make_shared<std::optional<unsigned>>();
-  if (takes_timeout) cmd->add_option("-t,--time", *timeout, "Seconds to wait for a clean shutdown before killing (default 10)");
+  if (takes_timeout)
+    cmd->add_option("-t,--time", *timeout,
+                    "Seconds to wait for a clean shutdown before killing (default 10)");
   cmd->callback([address, names, timeout, action, &chosen] {
     std::string query = *timeout ? fmt::format("?timeout={}", **timeout) : "";
-    chosen = with_api(address, [names, action, query](const VmApi& api) { return act_on_each(api, *names, action, query); });
+    chosen = with_api(address, [names, action, query](const VmApi& api) {
+      return act_on_each(api, *names, action, query);
+    });
   });
 }
 
@@ -141,7 +147,8 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     cmd->alias("list");
     cmd->fallthrough();
     auto options = std::make_shared<ListOptions>();
-    cmd->add_option("-f,--filter", options->filters, "label=KEY[=VALUE], state=STATE or name=NAME (repeatable)")
+    cmd->add_option("-f,--filter", options->filters,
+                    "label=KEY[=VALUE], state=STATE or name=NAME (repeatable)")
         ->allow_extra_args(false)
         ->check(CLI::Validator(check_filter, "FILTER"));
     cmd->add_option("--format", options->format, "table or json")->check(CLI::IsMember({"table", "json"}));
@@ -172,7 +179,8 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     cmd->add_flag("-f,--force", *force, "Kill running VMs first");
     cmd->callback([address, names, force, &chosen] {
       std::string query = *force ? "?force=1" : "";
-      chosen = with_api(address, [names, query](const VmApi& api) { return act_on_each(api, *names, "rm", query); });
+      chosen = with_api(address,
+                        [names, query](const VmApi& api) { return act_on_each(api, *names, "rm", query); });
     });
   }
   {
@@ -185,7 +193,9 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     cmd->add_flag("-f,--follow", *follow, "Keep printing while the VM runs");
     cmd->add_option("-n,--tail", *tail, "Only the last N lines");
     cmd->callback([address, name, follow, tail, &chosen] {
-      chosen = with_api(address, [name, follow, tail](const VmApi& api) { return show_console(api, *name, *follow, *tail); });
+      chosen = with_api(address, [name, follow, tail](const VmApi& api) {
+        return show_console(api, *name, *follow, *tail);
+      });
     });
   }
   {

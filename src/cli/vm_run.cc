@@ -37,15 +37,21 @@ struct Validated {
 };
 
 Result<Validated> validate(const VmRunOptions& options) {
-  if (options.command.empty()) return Error::invalid_argument("no command given (usage: kiln vm run [OPTIONS] -- CMD [ARGS...])");
+  if (options.command.empty())
+    return Error::invalid_argument("no command given (usage: kiln vm run [OPTIONS] -- CMD [ARGS...])");
   uint64_t bytes = KILN_TRY_CONTEXT(parse_size(options.memory, 1 << 20), "--memory");
   uint64_t mib = bytes >> 20;
-  if (mib < kMinMemoryMib) return Error::invalid_argument(fmt::format("--memory {} is below the minimum of 64M", options.memory));
-  uint64_t host_mib = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) >> 20;
-  if (mib > host_mib) return Error::invalid_argument(fmt::format("--memory {} is more than the host's {}M", options.memory, host_mib));
+  if (mib < kMinMemoryMib)
+    return Error::invalid_argument(fmt::format("--memory {} is below the minimum of 64M", options.memory));
+  uint64_t host_mib =
+      static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) >> 20;
+  if (mib > host_mib)
+    return Error::invalid_argument(
+        fmt::format("--memory {} is more than the host's {}M", options.memory, host_mib));
   unsigned host_cpus = std::max(1u, std::thread::hardware_concurrency());
   if (options.cpus == 0 || options.cpus > host_cpus) {
-    return Error::invalid_argument(fmt::format("--cpus must be between 1 and {} (the host's cores)", host_cpus));
+    return Error::invalid_argument(
+        fmt::format("--cpus must be between 1 and {} (the host's cores)", host_cpus));
   }
   for (const auto& entry : options.env) {
     if (entry.find('=') == std::string::npos || entry.front() == '=') {
@@ -65,7 +71,8 @@ std::string last_console_words(const engine::VmInstance& vm) {
     line = std::string_view(tail).substr(panic);
     line = line.substr(0, line.find('\n'));
   } else {
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' '))
+      line.remove_suffix(1);
     size_t newline = line.rfind('\n');
     if (newline != std::string_view::npos) line.remove_prefix(newline + 1);
   }
@@ -118,8 +125,8 @@ void clean_up_on_signal_while_booting(const std::string& runtime_dir) {
 Result<void> check_root_disk(const agent::AgentConnection& connection, const std::string& file) {
   const auto& root = connection.agent_info().root;
   if (!root) {
-    return Error::unsupported(
-        fmt::format("--root-disk {}: the VM's agent does not support root disks (it is older than kiln)", file));
+    return Error::unsupported(fmt::format(
+        "--root-disk {}: the VM's agent does not support root disks (it is older than kiln)", file));
   }
   if (!root->mounted) {
     return Error::failed_precondition(
@@ -144,19 +151,21 @@ void stop_vm(engine::VmInstance& vm, agent::AgentConnection& connection, const R
   if (!connection.ping(5s)) return;
   auto stopped = engine::stop_gracefully(vm, &connection, kStopGrace);
   if (stopped && *stopped == engine::StopOutcome::kKilled) {
-    print_error("warning: the VM did not power off in time and was killed; its root disk needs a journal replay");
+    print_error(
+        "warning: the VM did not power off in time and was killed; its root disk needs a journal replay");
   }
 }
 
-Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, agent::AgentConnection& connection,
-                        const RunStorage& storage);
+Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm,
+                        agent::AgentConnection& connection, const RunStorage& storage);
 
 Result<int> run(const VmRunOptions& options) {
   Validated valid = KILN_TRY(validate(options));
 
   const char* qemu_override = std::getenv("KILN_QEMU");  // NOLINT(concurrency-mt-unsafe): read-only
   auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu_override ? qemu_override : ""));
-  guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel, .initramfs = options.initrd}));
+  guest::GuestKit kit =
+      KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel, .initramfs = options.initrd}));
 
   // Declared before the VM so the VM (and its sockets) goes first, then the directory.
   TempDir runtime_dir = KILN_TRY(TempDir::create("kiln-vm-"));
@@ -184,8 +193,8 @@ Result<int> run(const VmRunOptions& options) {
   return code;
 }
 
-Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, agent::AgentConnection& connection,
-                        const RunStorage& storage) {
+Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm,
+                        agent::AgentConnection& connection, const RunStorage& storage) {
   if (auto mounted = mount_volumes(connection, storage); !mounted) {
     if (mounted.error().category() == ErrorCategory::kUnavailable) {
       return explain_vm_failure(vm, mounted.error(), "while mounting volumes");
@@ -196,12 +205,13 @@ Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, age
   bool stdin_is_tty = ::isatty(STDIN_FILENO);
   agent::ProcessSpec process{.argv = options.command, .cwd = options.workdir, .tty = options.tty};
   if (!options.env.empty()) {
-    process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    process.env =
+        std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     for (const auto& entry : options.env) process.env->push_back(entry);
     if (options.tty) process.env->push_back("TERM=xterm");
   } else if (options.tty) {
-    process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                           "TERM=xterm"};
+    process.env = std::vector<std::string>{
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"};
   }
   if (options.tty) {
     if (auto size = terminal_size(stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO)) process.size = *size;
@@ -210,19 +220,22 @@ Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm, age
   UniqueFd signals = KILN_TRY(block_forwarded_signals());
   auto id = connection.start_process(process);
   if (!id) {
-    if (id.error().category() == ErrorCategory::kUnavailable) return explain_vm_failure(vm, id.error(), "while starting the command");
+    if (id.error().category() == ErrorCategory::kUnavailable)
+      return explain_vm_failure(vm, id.error(), "while starting the command");
     fmt::print(stderr, "kiln: {}\n", id.error().message());
     return agent::exit_code_for_start_error(id.error());
   }
 
   std::optional<RawTerminal> raw;
-  if (options.tty && options.interactive && stdin_is_tty) raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
-  auto status = agent::attach_process(connection, *id,
-                                      {.stdin_fd = options.interactive ? STDIN_FILENO : -1,
-                                       .stdout_fd = STDOUT_FILENO,
-                                       .stderr_fd = STDERR_FILENO,
-                                       .signal_fd = signals.get(),
-                                       .tty_fd = options.tty ? (stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO) : -1});
+  if (options.tty && options.interactive && stdin_is_tty)
+    raw.emplace(KILN_TRY(RawTerminal::enter(STDIN_FILENO)));
+  auto status =
+      agent::attach_process(connection, *id,
+                            {.stdin_fd = options.interactive ? STDIN_FILENO : -1,
+                             .stdout_fd = STDOUT_FILENO,
+                             .stderr_fd = STDERR_FILENO,
+                             .signal_fd = signals.get(),
+                             .tty_fd = options.tty ? (stdin_is_tty ? STDIN_FILENO : STDOUT_FILENO) : -1});
   raw.reset();
   if (!status) return explain_vm_failure(vm, status.error(), "while the command ran");
   return status->shell_code();
@@ -243,17 +256,21 @@ void register_vm_run(CLI::App& vm, Action& chosen) {
   auto options = std::make_shared<VmRunOptions>();
   auto* run = vm.add_subcommand("run", "Boot a throwaway VM, run a command in it, and exit with its status");
   run->add_option("--cpus", options->cpus, "Virtual CPUs")->capture_default_str();
-  run->add_option("-m,--memory", options->memory, "Memory (e.g. 512M, 1G; a bare number is MiB)")->capture_default_str();
+  run->add_option("-m,--memory", options->memory, "Memory (e.g. 512M, 1G; a bare number is MiB)")
+      ->capture_default_str();
   run->add_flag("-i,--interactive", options->interactive, "Keep stdin attached");
   run->add_flag("-t,--tty", options->tty, "Allocate a pseudo-TTY");
-  run->add_option("-e,--env", options->env, "Set an environment variable (KEY=VALUE)")->allow_extra_args(false);
+  run->add_option("-e,--env", options->env, "Set an environment variable (KEY=VALUE)")
+      ->allow_extra_args(false);
   run->add_option("-w,--workdir", options->workdir, "Working directory inside the VM");
   run->add_option("--kernel", options->kernel, "Boot this kernel instead of Kiln's");
   run->add_option("--initrd", options->initrd, "Boot this initramfs instead of Kiln's (expert)");
   run->add_option("--disk", options->disks, "Attach a raw disk image (repeatable)")->allow_extra_args(false);
   run->add_option("--root-disk", options->root_disk, "Boot into this ext4 disk image (changes persist)");
-  run->add_option("-v,--volume", options->volumes, "Share a host directory: HOSTDIR:GUESTPATH[:ro] (a bare name "
-                  "mounts at /mnt/hgfs/NAME)")->allow_extra_args(false);
+  run->add_option("-v,--volume", options->volumes,
+                  "Share a host directory: HOSTDIR:GUESTPATH[:ro] (a bare name "
+                  "mounts at /mnt/hgfs/NAME)")
+      ->allow_extra_args(false);
   run->add_option("command", options->command, "Command and arguments (after --)");
   run->callback([options, &chosen] { chosen = [options] { return run_vm_run(*options); }; });
 }

@@ -1,18 +1,18 @@
 #include "cli/vm_table.h"
 
-#include <optional>
-
 #include <fmt/core.h>
 
 #include <array>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 namespace kiln::cli {
 namespace {
 
 constexpr size_t kShortIdLength = 12;
-constexpr std::array<std::string_view, 7> kHeaders = {"NAME", "ID", "STATE", "CPUS", "MEMORY", "DISK", "CREATED"};
+constexpr std::array<std::string_view, 7> kHeaders = {"NAME",   "ID",   "STATE",  "CPUS",
+                                                      "MEMORY", "DISK", "CREATED"};
 using Row = std::array<std::string, kHeaders.size()>;
 
 std::string string_field(const Json& vm, const char* key) {
@@ -23,7 +23,8 @@ std::string string_field(const Json& vm, const char* key) {
 uint64_t number_field(const Json& vm, const char* key) {
   auto it = vm.find(key);
   if (it == vm.end() || !it->is_number_integer()) return 0;
-  return it->is_number_unsigned() ? it->get<uint64_t>() : static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()));
+  return it->is_number_unsigned() ? it->get<uint64_t>()
+                                  : static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()));
 }
 
 std::string plural(int64_t count, std::string_view unit) {
@@ -52,7 +53,8 @@ std::optional<std::time_t> parse_rfc3339(std::string_view text) {
   std::tm utc{};
   int consumed = 0;
   std::string copy(text);
-  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,  // NOLINT
+  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &utc.tm_year, &utc.tm_mon,
+                  &utc.tm_mday,  // NOLINT
                   &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &consumed) != 6) {
     return std::nullopt;
   }

@@ -1,5 +1,5 @@
-// `kiln vm ls` (and the times in `kiln image ls`) for people: a table of VMs from the API's JSON, columns as wide as their widest cell (as
-// docker ps prints). Pure functions of their inputs; any thread.
+// `kiln vm ls` (and the times in `kiln image ls`) for people: a table of VMs from the API's JSON, columns as
+// wide as their widest cell (as docker ps prints). Pure functions of their inputs; any thread.
 #pragma once
 
 #include <cstdint>

@@ -31,10 +31,20 @@ TEST(VmTable, TimeAgo) {
 }
 
 TEST(VmTable, ColumnsAlignOnTheWidestCell) {
-  Json vms = Json::array({{{"name", "a-much-longer-name"}, {"id", "0123456789abcdef0123"}, {"state", "running"},
-                           {"cpus", 2}, {"memory_mib", 512}, {"disk_mib", 1024}, {"created_at", "2023-11-14T22:13:20Z"}},
-                          {{"name", "b"}, {"id", "fedcba9876543210"}, {"state", "stopped"}, {"cpus", 1},
-                           {"memory_mib", 2048}, {"disk_mib", 4096}, {"created_at", "2023-11-14T22:13:20Z"}}});
+  Json vms = Json::array({{{"name", "a-much-longer-name"},
+                           {"id", "0123456789abcdef0123"},
+                           {"state", "running"},
+                           {"cpus", 2},
+                           {"memory_mib", 512},
+                           {"disk_mib", 1024},
+                           {"created_at", "2023-11-14T22:13:20Z"}},
+                          {{"name", "b"},
+                           {"id", "fedcba9876543210"},
+                           {"state", "stopped"},
+                           {"cpus", 1},
+                           {"memory_mib", 2048},
+                           {"disk_mib", 4096},
+                           {"created_at", "2023-11-14T22:13:20Z"}}});
   std::string table = format_vm_table(vms, 1700000000 + 120);
   EXPECT_EQ(table,
             "NAME                 ID             STATE     CPUS   MEMORY   DISK   CREATED\n"

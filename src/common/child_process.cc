@@ -71,13 +71,20 @@ struct ChildSetup {
 
 const char* describe_stage(int stage) {
   switch (stage) {
-    case 1: return "setsid";
-    case 2: return "prctl(PR_SET_PDEATHSIG)";
-    case 3: return "close_range";
-    case 4: return "redirect stdio";
-    case 5: return "pass descriptor";
-    case 6: return "chdir";
-    default: return "exec";
+    case 1:
+      return "setsid";
+    case 2:
+      return "prctl(PR_SET_PDEATHSIG)";
+    case 3:
+      return "close_range";
+    case 4:
+      return "redirect stdio";
+    case 5:
+      return "pass descriptor";
+    case 6:
+      return "chdir";
+    default:
+      return "exec";
   }
 }
 
@@ -179,7 +186,9 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   return *this;
 }
 
-ChildProcess::~ChildProcess() { kill_and_reap(); }
+ChildProcess::~ChildProcess() {
+  kill_and_reap();
+}
 
 void ChildProcess::kill_and_reap() {
   if (pid_ > 0 && !status_) {
@@ -220,7 +229,8 @@ Result<std::optional<ExitStatus>> ChildProcess::wait_for(std::chrono::millisecon
   for (;;) {
     auto exited = KILN_TRY(try_wait());
     if (exited) return exited;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::optional<ExitStatus>{};
     pollfd pfd{pidfd_.get(), POLLIN, 0};
     int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
@@ -281,7 +291,8 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv, std::str
     if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
       ssize_t n = ::write(child.stdin_pipe().get(), input.data() + input_done, input.size() - input_done);
       if (n > 0) input_done += static_cast<size_t>(n);
-      if ((n < 0 && errno != EINTR && errno != EAGAIN) || input_done == input.size()) child.stdin_pipe().reset();
+      if ((n < 0 && errno != EINTR && errno != EAGAIN) || input_done == input.size())
+        child.stdin_pipe().reset();
     }
   }
   output.status = KILN_TRY(child.wait());

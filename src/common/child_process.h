@@ -50,9 +50,9 @@ enum class Stdio {
 };
 
 struct SpawnOptions {
-  std::vector<std::string> argv;                 // argv[0] is looked up on PATH when it has no '/'
+  std::vector<std::string> argv;                // argv[0] is looked up on PATH when it has no '/'
   std::optional<std::vector<std::string>> env;  // "K=V" entries; nullopt inherits the parent's
-  std::string cwd;                               // empty: the parent's
+  std::string cwd;                              // empty: the parent's
   Stdio stdin_mode = Stdio::kInherit;
   Stdio stdout_mode = Stdio::kInherit;
   Stdio stderr_mode = Stdio::kInherit;

@@ -16,7 +16,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0; }
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0;
+}
 
 // A zombie still exists for kill(0); a reaped child does not. So "gone" proves it was reaped.
 bool reaped(pid_t pid) {

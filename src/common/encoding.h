@@ -1,5 +1,5 @@
-// Text encodings shared by the HTTP client code of the CLI, the registry client and the APIs: percent-encoding
-// for URLs, base64 (RFC 4648) in its standard and URL-safe alphabets.
+// Text encodings shared by the HTTP client code of the CLI, the registry client and the APIs:
+// percent-encoding for URLs, base64 (RFC 4648) in its standard and URL-safe alphabets.
 #pragma once
 
 #include <string>

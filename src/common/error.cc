@@ -7,18 +7,30 @@ namespace kiln {
 
 std::string_view to_string(ErrorCategory category) {
   switch (category) {
-    case ErrorCategory::kInvalidArgument: return "invalid argument";
-    case ErrorCategory::kNotFound: return "not found";
-    case ErrorCategory::kAlreadyExists: return "already exists";
-    case ErrorCategory::kFailedPrecondition: return "failed precondition";
-    case ErrorCategory::kPermissionDenied: return "permission denied";
-    case ErrorCategory::kUnavailable: return "unavailable";
-    case ErrorCategory::kTimeout: return "timeout";
-    case ErrorCategory::kCancelled: return "cancelled";
-    case ErrorCategory::kProtocol: return "protocol error";
-    case ErrorCategory::kIo: return "I/O error";
-    case ErrorCategory::kUnsupported: return "unsupported";
-    case ErrorCategory::kInternal: return "internal error";
+    case ErrorCategory::kInvalidArgument:
+      return "invalid argument";
+    case ErrorCategory::kNotFound:
+      return "not found";
+    case ErrorCategory::kAlreadyExists:
+      return "already exists";
+    case ErrorCategory::kFailedPrecondition:
+      return "failed precondition";
+    case ErrorCategory::kPermissionDenied:
+      return "permission denied";
+    case ErrorCategory::kUnavailable:
+      return "unavailable";
+    case ErrorCategory::kTimeout:
+      return "timeout";
+    case ErrorCategory::kCancelled:
+      return "cancelled";
+    case ErrorCategory::kProtocol:
+      return "protocol error";
+    case ErrorCategory::kIo:
+      return "I/O error";
+    case ErrorCategory::kUnsupported:
+      return "unsupported";
+    case ErrorCategory::kInternal:
+      return "internal error";
   }
   return "unknown";
 }
@@ -64,7 +76,9 @@ Error Error::from_errno(std::string_view what, int errnum) {
   return {category_for_errno(errnum), fmt::format("{}: {}", what, std::strerror(errnum))};
 }
 
-Error Error::last_os_error(std::string_view what) { return from_errno(what, errno); }
+Error Error::last_os_error(std::string_view what) {
+  return from_errno(what, errno);
+}
 
 Error Error::with_context(std::string_view context) const {
   return {category_, fmt::format("{}: {}", context, message_)};

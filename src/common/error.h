@@ -6,11 +6,11 @@
 #include <fmt/format.h>
 
 #include <cassert>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
-#include <optional>
 #include <variant>
 
 namespace kiln {
@@ -37,9 +37,13 @@ class [[nodiscard]] Error {
  public:
   Error(ErrorCategory category, std::string message) : category_(category), message_(std::move(message)) {}
 
-  static Error invalid_argument(std::string message) { return {ErrorCategory::kInvalidArgument, std::move(message)}; }
+  static Error invalid_argument(std::string message) {
+    return {ErrorCategory::kInvalidArgument, std::move(message)};
+  }
   static Error not_found(std::string message) { return {ErrorCategory::kNotFound, std::move(message)}; }
-  static Error already_exists(std::string message) { return {ErrorCategory::kAlreadyExists, std::move(message)}; }
+  static Error already_exists(std::string message) {
+    return {ErrorCategory::kAlreadyExists, std::move(message)};
+  }
   static Error failed_precondition(std::string message) {
     return {ErrorCategory::kFailedPrecondition, std::move(message)};
   }
@@ -74,9 +78,10 @@ class [[nodiscard]] Result {
   Result(const Error& error) : storage_(error) {}  // NOLINT(google-explicit-constructor): like std::expected
   Result(Error&& error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
   template <typename U = T>
-    requires std::is_constructible_v<T, U&&> && (!std::is_same_v<std::remove_cvref_t<U>, Result>) &&
-             (!std::is_same_v<std::remove_cvref_t<U>, Error>)
-  Result(U&& value) : storage_(std::in_place_index<0>, std::forward<U>(value)) {}  // NOLINT
+  requires std::is_constructible_v<T, U&&> &&
+      (!std::is_same_v<std::remove_cvref_t<U>, Result>)&&(!std::is_same_v<std::remove_cvref_t<U>, Error>)
+          Result(U&& value)
+      : storage_(std::in_place_index<0>, std::forward<U>(value)) {}  // NOLINT
 
   bool has_value() const { return storage_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -123,7 +128,7 @@ class [[nodiscard]] Result<void> {
   using value_type = void;
 
   Result() = default;
-  Result(const Error& error) : error_(error) {}  // NOLINT(google-explicit-constructor)
+  Result(const Error& error) : error_(error) {}        // NOLINT(google-explicit-constructor)
   Result(Error&& error) : error_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return !error_.has_value(); }
@@ -142,29 +147,31 @@ class [[nodiscard]] Result<void> {
   std::optional<Error> error_;
 };
 
-inline Result<void> ok() { return {}; }
+inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace kiln
 
 // KILN_TRY(expr): evaluates a Result; on error returns it from the enclosing function, otherwise yields the
 // value (moved out). Uses a GNU statement expression, which g++ and clang both support.
-#define KILN_TRY(expr)                                         \
-  ({                                                           \
-    auto&& kiln_try_result_ = (expr);                          \
-    if (!kiln_try_result_.has_value()) {                       \
-      return std::move(kiln_try_result_).error();              \
-    }                                                          \
-    std::move(kiln_try_result_).value();                       \
+#define KILN_TRY(expr)                            \
+  ({                                              \
+    auto&& kiln_try_result_ = (expr);             \
+    if (!kiln_try_result_.has_value()) {          \
+      return std::move(kiln_try_result_).error(); \
+    }                                             \
+    std::move(kiln_try_result_).value();          \
   })
 
 // KILN_TRY_CONTEXT(expr, context): like KILN_TRY but prefixes the error message with `context`.
-#define KILN_TRY_CONTEXT(expr, context)                               \
-  ({                                                                  \
-    auto&& kiln_try_result_ = (expr);                                 \
-    if (!kiln_try_result_.has_value()) {                              \
-      return kiln_try_result_.error().with_context(context);          \
-    }                                                                 \
-    std::move(kiln_try_result_).value();                              \
+#define KILN_TRY_CONTEXT(expr, context)                      \
+  ({                                                         \
+    auto&& kiln_try_result_ = (expr);                        \
+    if (!kiln_try_result_.has_value()) {                     \
+      return kiln_try_result_.error().with_context(context); \
+    }                                                        \
+    std::move(kiln_try_result_).value();                     \
   })
 
 template <>

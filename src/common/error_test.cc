@@ -27,7 +27,9 @@ Result<void> check_even(int value) {
   return ok();
 }
 
-Result<std::unique_ptr<int>> make_owned(int value) { return std::make_unique<int>(value); }
+Result<std::unique_ptr<int>> make_owned(int value) {
+  return std::make_unique<int>(value);
+}
 
 TEST(Error, TryPropagatesErrorsAndValues) {
   EXPECT_EQ(*doubled_positive(4), 8);

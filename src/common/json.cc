@@ -30,7 +30,9 @@ const Json* find_field(const Json& object, std::string_view key) {
 Error wrong_type(std::string_view key, std::string_view expected) {
   return Error::invalid_argument(fmt::format("field \"{}\" must be {}", key, expected));
 }
-Error missing(std::string_view key) { return Error::invalid_argument(fmt::format("field \"{}\" is required", key)); }
+Error missing(std::string_view key) {
+  return Error::invalid_argument(fmt::format("field \"{}\" is required", key));
+}
 }  // namespace
 
 Result<std::optional<std::string>> optional_string(const Json& object, std::string_view key) {

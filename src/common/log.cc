@@ -21,10 +21,14 @@ std::mutex g_write_mutex;
 
 std::string_view level_name(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -50,10 +54,18 @@ bool needs_quotes(std::string_view value) {
 
 }  // namespace
 
-void set_level(Level level) { g_level = level; }
-void set_format(Format format) { g_format = format; }
-void set_fd(int fd) { g_fd = fd; }
-Level level() { return g_level; }
+void set_level(Level level) {
+  g_level = level;
+}
+void set_format(Format format) {
+  g_format = format;
+}
+void set_fd(int fd) {
+  g_fd = fd;
+}
+Level level() {
+  return g_level;
+}
 
 bool set_level_by_name(std::string_view name) {
   for (Level candidate : {Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}) {
@@ -78,8 +90,9 @@ std::string format_line(Level level, Format format, std::string_view message, Fi
   std::string line = fmt::format("{} {:<5} {}", timestamp, level_name(level), message);
   for (const auto& field : fields) {
     if (needs_quotes(field.value)) {
-      line += fmt::format(" {}={}", field.key, nlohmann::json(field.value).dump(-1, ' ', false,
-                                                                               nlohmann::json::error_handler_t::replace));
+      line += fmt::format(
+          " {}={}", field.key,
+          nlohmann::json(field.value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       line += fmt::format(" {}={}", field.key, field.value);
     }

@@ -19,8 +19,7 @@ struct Field {
   Field(std::string_view k, const char* v) : key(k), value(v) {}
   Field(std::string_view k, const std::string& v) : key(k), value(v) {}
   template <typename T>
-    requires std::is_arithmetic_v<T>
-  Field(std::string_view k, T v) : key(k), value(fmt::to_string(v)) {}
+  requires std::is_arithmetic_v<T> Field(std::string_view k, T v) : key(k), value(fmt::to_string(v)) {}
   std::string key;
   std::string value;
 };
@@ -35,10 +34,18 @@ bool set_level_by_name(std::string_view name);
 Level level();
 
 void write(Level level, std::string_view message, Fields fields = {});
-inline void debug(std::string_view message, Fields fields = {}) { write(Level::kDebug, message, fields); }
-inline void info(std::string_view message, Fields fields = {}) { write(Level::kInfo, message, fields); }
-inline void warn(std::string_view message, Fields fields = {}) { write(Level::kWarn, message, fields); }
-inline void error(std::string_view message, Fields fields = {}) { write(Level::kError, message, fields); }
+inline void debug(std::string_view message, Fields fields = {}) {
+  write(Level::kDebug, message, fields);
+}
+inline void info(std::string_view message, Fields fields = {}) {
+  write(Level::kInfo, message, fields);
+}
+inline void warn(std::string_view message, Fields fields = {}) {
+  write(Level::kWarn, message, fields);
+}
+inline void error(std::string_view message, Fields fields = {}) {
+  write(Level::kError, message, fields);
+}
 
 // The line `write` would emit (no trailing newline); exposed for tests.
 std::string format_line(Level level, Format format, std::string_view message, Fields fields,

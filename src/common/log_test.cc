@@ -8,8 +8,8 @@ namespace kiln::log {
 namespace {
 
 TEST(Log, TextLinesQuoteOnlyWhenNeeded) {
-  std::string line = format_line(Level::kInfo, Format::kText, "vm started", {{"vm", "web"}, {"reason", "user asked"}},
-                                 "2026-01-01T00:00:00.000Z");
+  std::string line = format_line(Level::kInfo, Format::kText, "vm started",
+                                 {{"vm", "web"}, {"reason", "user asked"}}, "2026-01-01T00:00:00.000Z");
   EXPECT_EQ(line, "2026-01-01T00:00:00.000Z info  vm started vm=web reason=\"user asked\"");
 }
 

@@ -12,7 +12,8 @@ namespace kiln {
 
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0 && fd_ != fd) {
-    // close() errors are not actionable here: the descriptor is gone either way (Linux frees it even on EINTR).
+    // close() errors are not actionable here: the descriptor is gone either way (Linux frees it even on
+    // EINTR).
     (void)::close(fd_);
   }
   fd_ = fd;
@@ -32,7 +33,8 @@ Result<Pipe> make_pipe() {
 
 Result<std::pair<UniqueFd, UniqueFd>> make_socket_pair() {
   int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return Error::last_os_error("socketpair");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    return Error::last_os_error("socketpair");
   return std::pair{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
@@ -102,7 +104,8 @@ Result<void> write_file_atomic(const std::string& path, std::string_view content
     (void)::unlink(temp.c_str());
     return error;
   };
-  if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) return cleanup_on_error(Error::last_os_error("fchmod"));
+  if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0)
+    return cleanup_on_error(Error::last_os_error("fchmod"));
   if (auto written = write_all(fd.get(), contents); !written) return cleanup_on_error(written.error());
   if (::fsync(fd.get()) != 0) return cleanup_on_error(Error::last_os_error("fsync"));
   fd.reset();

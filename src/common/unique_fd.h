@@ -63,7 +63,8 @@ Result<void> set_nonblocking(int fd, bool nonblocking = true);
 
 // Whole-file helpers.
 Result<std::string> read_file(const std::string& path, size_t limit = size_t{1} << 30);
-// Writes to PATH.tmp.XXXX, fsyncs and renames over `path`, so readers see the old or the new file, never half.
+// Writes to PATH.tmp.XXXX, fsyncs and renames over `path`, so readers see the old or the new file, never
+// half.
 Result<void> write_file_atomic(const std::string& path, std::string_view contents, int mode = 0644);
 
 }  // namespace kiln

@@ -9,7 +9,9 @@
 namespace kiln {
 namespace {
 
-bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+bool fd_is_open(int fd) {
+  return ::fcntl(fd, F_GETFD) != -1;
+}
 
 TEST(UniqueFd, ClosesOnDestruction) {
   int raw;

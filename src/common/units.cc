@@ -7,12 +7,15 @@
 namespace kiln {
 
 Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
-  auto invalid = [&] { return Error::invalid_argument(fmt::format("invalid size \"{}\" (expected e.g. 512M, 2G)", text)); };
+  auto invalid = [&] {
+    return Error::invalid_argument(fmt::format("invalid size \"{}\" (expected e.g. 512M, 2G)", text));
+  };
   uint64_t number = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (error != std::errc() || end == text.data()) return invalid();
   std::string suffix;
-  for (const char* p = end; p != text.data() + text.size(); ++p) suffix.push_back(static_cast<char>(std::tolower(*p)));
+  for (const char* p = end; p != text.data() + text.size(); ++p)
+    suffix.push_back(static_cast<char>(std::tolower(*p)));
   if (suffix.size() > 1 && (suffix.ends_with("ib") || (suffix.ends_with("b") && suffix != "b"))) {
     suffix.resize(suffix.ends_with("ib") ? suffix.size() - 2 : suffix.size() - 1);
   }
@@ -32,7 +35,8 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
   } else {
     return invalid();
   }
-  if (number > UINT64_MAX / unit) return Error::invalid_argument(fmt::format("size \"{}\" is too large", text));
+  if (number > UINT64_MAX / unit)
+    return Error::invalid_argument(fmt::format("size \"{}\" is too large", text));
   return number * unit;
 }
 

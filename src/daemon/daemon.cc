@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
@@ -9,8 +10,6 @@
 
 #include <filesystem>
 #include <functional>
-
-#include <fmt/format.h>
 
 #include "api/http/server.h"
 #include "api/rest/rest_api.h"
@@ -72,10 +71,12 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   UniqueFd signals = KILN_TRY(termination_signals());
   std::error_code error;
   fs::create_directories(options.root, error);
-  if (error) return Error::invalid_argument(fmt::format("cannot create --root {}: {}", options.root, error.message()));
+  if (error)
+    return Error::invalid_argument(fmt::format("cannot create --root {}: {}", options.root, error.message()));
   fs::create_directories(options.run_dir, error);
   if (error) {
-    return Error::invalid_argument(fmt::format("cannot create --run-dir {}: {}", options.run_dir, error.message()));
+    return Error::invalid_argument(
+        fmt::format("cannot create --run-dir {}: {}", options.run_dir, error.message()));
   }
   ::chmod(options.root.c_str(), 0711);
   UniqueFd root_lock = KILN_TRY(lock_root(options.root));
@@ -86,9 +87,10 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   std::string qemu = !options.qemu.empty() ? options.qemu : (qemu_env ? qemu_env : "");
   auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
-  auto images = KILN_TRY(image::ImageStore::open({.root = options.root,
-                                                  .insecure_registries = options.insecure_registries,
-                                                  .max_parallel_downloads = options.max_concurrent_downloads}));
+  auto images =
+      KILN_TRY(image::ImageStore::open({.root = options.root,
+                                        .insecure_registries = options.insecure_registries,
+                                        .max_parallel_downloads = options.max_concurrent_downloads}));
 
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
@@ -106,7 +108,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   std::string scratch_dir = options.root + "/tmp";
   KILN_TRY(remove_tree(scratch_dir));
   fs::create_directories(scratch_dir, error);
-  if (error) return Error::invalid_argument(fmt::format("cannot create {}: {}", scratch_dir, error.message()));
+  if (error)
+    return Error::invalid_argument(fmt::format("cannot create {}: {}", scratch_dir, error.message()));
   api::rest::ApiContext context{.vms = *vms,
                                 .events = events,
                                 .execs = execs,
@@ -128,8 +131,9 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
     api::http::Router appcatalyst_router(api::http::appcatalyst_error_body);
     api::rest::add_appcatalyst_routes(appcatalyst_router, context);
     appcatalyst_server = KILN_TRY(api::http::Server::create(std::move(appcatalyst_router)));
-    auto bound = KILN_TRY_CONTEXT(appcatalyst_server->listen(fmt::format("tcp://127.0.0.1:{}", options.appcatalyst_port)),
-                                  "listen for the AppCatalyst API");
+    auto bound = KILN_TRY_CONTEXT(
+        appcatalyst_server->listen(fmt::format("tcp://127.0.0.1:{}", options.appcatalyst_port)),
+        "listen for the AppCatalyst API");
     log::info("AppCatalyst API listening", {{"endpoint", bound.to_string()}});
   }
   KILN_TRY(write_pid_file(options.run_dir + "/kilnd.pid"));

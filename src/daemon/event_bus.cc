@@ -7,9 +7,14 @@
 namespace kiln::daemon {
 
 Json to_json(const Event& event) {
-  return {{"seq", event.seq},       {"type", event.type},           {"action", event.action},
-          {"id", event.id},         {"name", event.name},           {"time", event.time},
-          {"timeNano", event.time_nano}, {"attributes", event.attributes}};
+  return {{"seq", event.seq},
+          {"type", event.type},
+          {"action", event.action},
+          {"id", event.id},
+          {"name", event.name},
+          {"time", event.time},
+          {"timeNano", event.time_nano},
+          {"attributes", event.attributes}};
 }
 
 void EventBus::publish(Event event) {

@@ -21,7 +21,7 @@ struct Event {
   std::string action;  // "created", "started", ...
   std::string id;
   std::string name;
-  std::string time;    // RFC 3339
+  std::string time;  // RFC 3339
   int64_t time_nano = 0;
   Json attributes = Json::object();
 };

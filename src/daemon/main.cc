@@ -1,11 +1,12 @@
 // kilnd: the Kiln daemon. Parses its command line, optionally detaches (returning once the API is up, or
 // with the startup error), and runs the daemon.
-#include <CLI/CLI.hpp>
-#include <csignal>
-#include <filesystem>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <filesystem>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -64,10 +65,13 @@ int main(int argc, char** argv) {
   CLI::App app{"kilnd: the Kiln daemon (Kiln VM API, AppCatalyst API)", "kilnd"};
   app.set_version_flag("--version", fmt::format("kilnd version {}", kiln::kVersion));
   DaemonOptions options;
-  app.add_option("--root", options.root, "State directory (VM disks, state database, images)")->capture_default_str();
-  app.add_option("--run-dir", options.run_dir, "Sockets, pid file and VM runtime files")->capture_default_str();
-  app.add_option("-H,--host", options.hosts,
-                 "Listen on unix:///path or tcp://127.0.0.1:PORT (repeatable; default unix://<run-dir>/kiln.sock)");
+  app.add_option("--root", options.root, "State directory (VM disks, state database, images)")
+      ->capture_default_str();
+  app.add_option("--run-dir", options.run_dir, "Sockets, pid file and VM runtime files")
+      ->capture_default_str();
+  app.add_option(
+      "-H,--host", options.hosts,
+      "Listen on unix:///path or tcp://127.0.0.1:PORT (repeatable; default unix://<run-dir>/kiln.sock)");
   app.add_option("--appcatalyst-port", options.appcatalyst_port,
                  "Also serve the AppCatalyst REST API on 127.0.0.1:PORT (AppCatalyst used 8080)")
       ->check(CLI::Range(1, 65535));
@@ -77,8 +81,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_option("--kernel", options.kernel, "Guest kernel (default: Kiln's own)");
   app.add_option("--qemu", options.qemu, "QEMU binary (default: $KILN_QEMU, then qemu-system-x86_64)");
-  app.add_option("--insecure-registry", options.insecure_registries, "Registry reached over plain HTTP (repeatable)");
-  app.add_option("--max-concurrent-downloads", options.max_concurrent_downloads, "Layers one pull downloads at once")
+  app.add_option("--insecure-registry", options.insecure_registries,
+                 "Registry reached over plain HTTP (repeatable)");
+  app.add_option("--max-concurrent-downloads", options.max_concurrent_downloads,
+                 "Layers one pull downloads at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   try {
@@ -91,8 +97,10 @@ int main(int argc, char** argv) {
   }
   kiln::log::set_format(options.log_format == "json" ? kiln::log::Format::kJson : kiln::log::Format::kText);
   static constexpr std::pair<std::string_view, kiln::log::Level> kLevels[] = {
-      {"debug", kiln::log::Level::kDebug}, {"info", kiln::log::Level::kInfo},
-      {"warn", kiln::log::Level::kWarn}, {"error", kiln::log::Level::kError}};
+      {"debug", kiln::log::Level::kDebug},
+      {"info", kiln::log::Level::kInfo},
+      {"warn", kiln::log::Level::kWarn},
+      {"error", kiln::log::Level::kError}};
   for (auto [name, level] : kLevels) {
     if (name == options.log_level) kiln::log::set_level(level);
   }

@@ -1,12 +1,11 @@
 #include "daemon/root_disk.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "common/child_process.h"
 #include "common/unique_fd.h"
@@ -21,14 +20,15 @@ namespace fs = std::filesystem;
 Result<void> make_ext4(const std::string& image_path, uint64_t size_mib, const std::string& tree) {
   // -d copies the tree in (owners, modes, links, xattrs); sparse by construction. No reserved blocks: a VM
   // disk has no root-only emergency use for them.
-  auto output = KILN_TRY(run_command({"mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1",
-                                      "-L", "kiln-root", "-d", tree, image_path, fmt::format("{}M", size_mib)}));
+  auto output = KILN_TRY(
+      run_command({"mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L",
+                   "kiln-root", "-d", tree, image_path, fmt::format("{}M", size_mib)}));
   if (!output.status.success()) {
     (void)::unlink(image_path.c_str());
     std::string reason = output.stderr_text;
     while (!reason.empty() && reason.back() == '\n') reason.pop_back();
-    if (reason.find("Could not allocate") != std::string::npos || reason.find("No space") != std::string::npos ||
-        reason.find("too small") != std::string::npos) {
+    if (reason.find("Could not allocate") != std::string::npos ||
+        reason.find("No space") != std::string::npos || reason.find("too small") != std::string::npos) {
       return Error::invalid_argument(
           fmt::format("the root filesystem does not fit in a {} MiB disk; ask for a larger disk", size_mib));
     }
@@ -46,8 +46,8 @@ Result<void> write_text(const std::string& path, std::string_view text, mode_t m
 // Kiln's minimal userland: busybox and its applets, the directories a Linux userland expects, and the few
 // files programs look for.
 Result<void> populate_busybox_tree(const std::string& tree, const std::string& busybox) {
-  for (const char* dir : {"bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "proc", "sys", "dev", "run",
-                          "var/tmp", "var/log", "mnt", "home"}) {
+  for (const char* dir : {"bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "proc", "sys", "dev",
+                          "run", "var/tmp", "var/log", "mnt", "home"}) {
     fs::create_directories(fs::path(tree) / dir);
   }
   ::chmod((tree + "/tmp").c_str(), 01777);
@@ -66,7 +66,8 @@ Result<void> populate_busybox_tree(const std::string& tree, const std::string& b
       return Error::last_os_error(fmt::format("symlink {}", link.string()));
     }
   }
-  KILN_TRY(write_text(tree + "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"));
+  KILN_TRY(write_text(tree + "/etc/passwd",
+                      "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"));
   KILN_TRY(write_text(tree + "/etc/group", "root:x:0:\nnogroup:x:65534:\n"));
   KILN_TRY(write_text(tree + "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"));
   KILN_TRY(write_text(tree + "/etc/os-release", "NAME=\"Kiln busybox\"\nID=kiln\n"));
@@ -75,7 +76,8 @@ Result<void> populate_busybox_tree(const std::string& tree, const std::string& b
 
 Result<void> unpack_tarball(const std::string& tarball, const std::string& tree) {
   UniqueFd input(::open(tarball.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!input) return Error::invalid_argument(fmt::format("rootfs tarball {}: {}", tarball, std::strerror(errno)));
+  if (!input)
+    return Error::invalid_argument(fmt::format("rootfs tarball {}: {}", tarball, std::strerror(errno)));
   fs::create_directories(tree);
   UniqueFd root(::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) return Error::last_os_error(fmt::format("open {}", tree));
@@ -93,11 +95,13 @@ Result<void> extract_erofs(const std::string& erofs, const std::string& tree) {
 }
 
 Result<void> copy_disk(const std::string& from, const std::string& to, uint64_t size_mib) {
-  KILN_TRY_CONTEXT(run_command_checked({"cp", "--sparse=always", "--reflink=auto", from, to}), "copy template disk");
+  KILN_TRY_CONTEXT(run_command_checked({"cp", "--sparse=always", "--reflink=auto", from, to}),
+                   "copy template disk");
   struct stat st {};
   if (::stat(to.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) < (size_mib << 20)) {
     // A larger disk than the template's: grow the file and the filesystem.
-    if (::truncate(to.c_str(), static_cast<off_t>(size_mib << 20)) != 0) return Error::last_os_error("grow disk");
+    if (::truncate(to.c_str(), static_cast<off_t>(size_mib << 20)) != 0)
+      return Error::last_os_error("grow disk");
     KILN_TRY_CONTEXT(run_command_checked({"e2fsck", "-fy", to}), "check copied disk");
     KILN_TRY_CONTEXT(run_command_checked({"resize2fs", to}), "grow copied disk");
   }
@@ -117,7 +121,8 @@ Result<void> build_root_disk(const std::string& image_path, uint64_t size_mib, c
     case RootSource::Kind::kDirectory: {
       struct stat st {};
       if (::stat(source.value.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return Error::invalid_argument(fmt::format("root filesystem directory {} does not exist", source.value));
+        return Error::invalid_argument(
+            fmt::format("root filesystem directory {} does not exist", source.value));
       }
       return make_ext4(image_path, size_mib, source.value);
     }

@@ -1,10 +1,9 @@
 // VmManager's lifecycle operations: start, stop, kill, restart, pause, resume, exec, shared folders.
 #include <fcntl.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "daemon/vm_manager.h"
@@ -19,11 +18,14 @@ constexpr auto kAgentShutdownTimeout = std::chrono::seconds(5);
 constexpr auto kMountTimeout = std::chrono::seconds(20);
 
 Error state_conflict(const VmRecord& vm, std::string_view operation) {
-  return Error::failed_precondition(fmt::format("cannot {} VM {}: it is {}", operation, vm.name, to_string(vm.state)));
+  return Error::failed_precondition(
+      fmt::format("cannot {} VM {}: it is {}", operation, vm.name, to_string(vm.state)));
 }
 
 // By position: folder ids may be long or odd, and a 9p mount tag must be short.
-std::string share_tag(size_t index) { return "kilnshare" + std::to_string(index); }
+std::string share_tag(size_t index) {
+  return "kilnshare" + std::to_string(index);
+}
 
 }  // namespace
 
@@ -40,7 +42,8 @@ engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
   if (vm.folders_enabled) {
     for (size_t i = 0; i < vm.folders.size(); ++i) {
       const auto& folder = vm.folders[i];
-      spec.shares.push_back({.tag = share_tag(i), .host_path = folder.host_path, .read_only = folder.read_only});
+      spec.shares.push_back(
+          {.tag = share_tag(i), .host_path = folder.host_path, .read_only = folder.read_only});
     }
   }
   return spec;
@@ -51,12 +54,14 @@ Result<void> VmManager::connect_agent(Slot& slot, VmRecord& vm) {
   UniqueFd channel = KILN_TRY_CONTEXT(running.instance->connect_agent(), "connect to the VM's agent");
   std::string id = vm.id;
   running.hub = KILN_TRY_CONTEXT(
-      agent::AgentHub::start(std::move(channel), config_.agent_timeout, [this, id](const Error& error) {
-        log::debug("agent channel closed", {{"vm", id}, {"reason", error.message()}});
-      }),
+      agent::AgentHub::start(std::move(channel), config_.agent_timeout,
+                             [this, id](const Error& error) {
+                               log::debug("agent channel closed", {{"vm", id}, {"reason", error.message()}});
+                             }),
       "the VM's agent did not answer");
-  auto info = KILN_TRY(running.hub->call(
-      [](agent::AgentConnection& connection) -> Result<agent::HelloReply> { return connection.agent_info(); }));
+  auto info = KILN_TRY(running.hub->call([](agent::AgentConnection& connection) -> Result<agent::HelloReply> {
+    return connection.agent_info();
+  }));
   if (info.root && !info.root->mounted) {
     return Error::unavailable(fmt::format("the VM's root disk could not be mounted: {}", info.root->error));
   }
@@ -84,13 +89,16 @@ void VmManager::name_guest(Slot& slot, const VmRecord& vm) {
   if (!slot.running || !slot.running->hub) return;
   // A VM answers to its name, as hosts and Vagrant boxes do. An old agent without the capability keeps its
   // default: worth a log line, not a failed start.
-  auto set = slot.running->hub->call([&](agent::AgentConnection& connection) { return connection.set_hostname(vm.name); });
-  if (!set) log::warn("could not set the guest hostname", {{"vm", vm.name}, {"error", set.error().message()}});
+  auto set = slot.running->hub->call(
+      [&](agent::AgentConnection& connection) { return connection.set_hostname(vm.name); });
+  if (!set)
+    log::warn("could not set the guest hostname", {{"vm", vm.name}, {"error", set.error().message()}});
 }
 
 void VmManager::sync_guest_clock(Slot& slot, const VmRecord& vm) {
   if (!slot.running || !slot.running->hub) return;
-  auto set = slot.running->hub->call([](agent::AgentConnection& connection) { return connection.set_clock(); });
+  auto set =
+      slot.running->hub->call([](agent::AgentConnection& connection) { return connection.set_clock(); });
   if (!set) log::warn("could not set the guest clock", {{"vm", vm.name}, {"error", set.error().message()}});
 }
 
@@ -98,7 +106,8 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   std::string dir = runtime_dir(vm.id);
   std::error_code error;
   // Sockets of an earlier run would make QEMU fail to bind; the console log is kept as console.log.prev.
-  if (fs::exists(dir + "/console.log", error)) fs::rename(dir + "/console.log", dir + "/console.log.prev", error);
+  if (fs::exists(dir + "/console.log", error))
+    fs::rename(dir + "/console.log", dir + "/console.log.prev", error);
   for (const char* stale : {"/agent.sock", "/qmp.sock"}) fs::remove(dir + stale, error);
   fs::create_directories(dir, error);
   if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
@@ -122,9 +131,10 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     std::string reason = launched.error().message();
     if (restoring) {
       // The saved state is unusable; keep it for inspection, but the next start boots from the disk.
-      reason = fmt::format("could not restore the suspended VM ({}); its saved state was moved to {}.failed and "
-                           "the next start boots from its disk",
-                           reason, suspend_dir(vm.id));
+      reason = fmt::format(
+          "could not restore the suspended VM ({}); its saved state was moved to {}.failed and "
+          "the next start boots from its disk",
+          reason, suspend_dir(vm.id));
       std::error_code ignored;
       fs::remove_all(suspend_dir(vm.id) + ".failed", ignored);
       fs::rename(suspend_dir(vm.id), suspend_dir(vm.id) + ".failed", ignored);
@@ -187,7 +197,8 @@ Result<void> VmManager::force_off(Slot& slot, VmRecord& vm, std::string reason, 
     slot.running.reset();
   } else if (vm.monitor_pid > 0) {
     // Not adopted (e.g. adoption failed at recovery) but recorded: make sure no monitor is left behind.
-    if (auto orphan = engine_.adopt(spec_for(vm), static_cast<pid_t>(vm.monitor_pid))) (void)(*orphan)->kill();
+    if (auto orphan = engine_.adopt(spec_for(vm), static_cast<pid_t>(vm.monitor_pid)))
+      (void)(*orphan)->kill();
   }
   vm.monitor_pid = 0;
   vm.finished_at = now_rfc3339();
@@ -196,7 +207,8 @@ Result<void> VmManager::force_off(Slot& slot, VmRecord& vm, std::string reason, 
   return ok();
 }
 
-Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason) {
+Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace,
+                                  std::string reason) {
   if (!slot.running) return force_off(slot, vm, std::move(reason), "stopped");
   KILN_TRY(save(vm, VmState::kStopping));
   auto deadline = std::chrono::steady_clock::now() + grace;
@@ -204,14 +216,18 @@ Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::millise
   if (vm.state == VmState::kPaused) (void)running.instance->resume();
   if (!running.hub) {
     if (auto connected = connect_agent(slot, vm); !connected) {
-      log::warn("no agent to stop the VM gracefully", {{"vm", vm.name}, {"error", connected.error().message()}});
+      log::warn("no agent to stop the VM gracefully",
+                {{"vm", vm.name}, {"error", connected.error().message()}});
     }
   }
   if (running.hub && running.hub->alive()) {
-    auto asked = running.hub->shutdown(false, std::min<std::chrono::milliseconds>(grace, kAgentShutdownTimeout));
-    if (!asked) log::warn("the agent did not take the shutdown", {{"vm", vm.name}, {"error", asked.error().message()}});
+    auto asked =
+        running.hub->shutdown(false, std::min<std::chrono::milliseconds>(grace, kAgentShutdownTimeout));
+    if (!asked)
+      log::warn("the agent did not take the shutdown", {{"vm", vm.name}, {"error", asked.error().message()}});
   }
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   auto ended = running.instance->wait_for_exit(std::max(left, std::chrono::milliseconds(0)));
   if (ended && *ended) {
     {
@@ -299,7 +315,8 @@ Result<VmRecord> VmManager::resume(const std::string& id_or_name) {
     if (!slot.running->hub) {
       // Adopted while paused: the agent could not answer then.
       if (auto connected = connect_agent(slot, vm); !connected) {
-        log::warn("resumed VM's agent did not answer", {{"vm", vm.name}, {"error", connected.error().message()}});
+        log::warn("resumed VM's agent did not answer",
+                  {{"vm", vm.name}, {"error", connected.error().message()}});
       }
     }
     // The guest's clock stood still while it was paused.
@@ -318,7 +335,8 @@ Result<VmRecord> VmManager::suspend(const std::string& id_or_name) {
     if (vm.folders_enabled && !vm.folders.empty()) {
       // QEMU blocks migration while a virtio-9p export is mounted in the guest.
       return Error::failed_precondition(fmt::format(
-          "cannot suspend VM {}: it has shared folders, whose state cannot be saved (disable them first)", vm.name));
+          "cannot suspend VM {}: it has shared folders, whose state cannot be saved (disable them first)",
+          vm.name));
     }
     std::string dir = suspend_dir(vm.id);
     std::error_code error;
@@ -343,7 +361,8 @@ Result<VmRecord> VmManager::suspend(const std::string& id_or_name) {
       wake_watcher();
       if (before == VmState::kRunning) (void)connect_agent(slot, vm);
       KILN_TRY(save(vm, before));
-      return Error(saved.error().category(), fmt::format("suspend VM {}: {}", vm.name, saved.error().message()));
+      return Error(saved.error().category(),
+                   fmt::format("suspend VM {}: {}", vm.name, saved.error().message()));
     }
     slot.running.reset();
     vm.monitor_pid = 0;
@@ -373,7 +392,8 @@ Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedF
     KILN_TRY(normalize_shared_folder(folder));
     for (const auto& existing : vm.folders) {
       if (existing.guest_path == folder.guest_path) {
-        return Error::already_exists(fmt::format("VM {} already shares a folder at {}", vm.name, folder.guest_path));
+        return Error::already_exists(
+            fmt::format("VM {} already shares a folder at {}", vm.name, folder.guest_path));
       }
     }
     if (folder.id.empty()) {
@@ -395,7 +415,9 @@ Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedF
     KILN_TRY(store_.update(vm));
     added.folder = folder;
     if (has_monitor(vm.state)) {
-      added.note = "the folder appears in the guest at the VM's next start (QEMU microvm cannot add devices to a running VM)";
+      added.note =
+          "the folder appears in the guest at the VM's next start (QEMU microvm cannot add devices to a "
+          "running VM)";
     } else {
       added.note = "the folder appears in the guest when the VM starts";
     }

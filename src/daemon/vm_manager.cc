@@ -1,6 +1,7 @@
 #include "daemon/vm_manager.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -8,8 +9,6 @@
 
 #include <filesystem>
 #include <regex>
-
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "daemon/root_disk.h"
@@ -49,14 +48,17 @@ bool valid_name(const std::string& name) {
 
 Result<void> normalize_shared_folder(SharedFolder& folder) {
   std::error_code error;
-  if (folder.host_path.empty() || folder.host_path.front() != '/' || !fs::is_directory(folder.host_path, error)) {
-    return Error::invalid_argument(fmt::format("host path {} is not an existing directory", folder.host_path));
+  if (folder.host_path.empty() || folder.host_path.front() != '/' ||
+      !fs::is_directory(folder.host_path, error)) {
+    return Error::invalid_argument(
+        fmt::format("host path {} is not an existing directory", folder.host_path));
   }
   if (folder.guest_path.empty()) return Error::invalid_argument("a shared folder needs a guest path");
   if (folder.guest_path.front() != '/') {
-    if (folder.guest_path.find('/') != std::string::npos || folder.guest_path == "." || folder.guest_path == "..") {
-      return Error::invalid_argument(
-          fmt::format("guest path {} must be absolute or a bare name (mounted under /mnt/hgfs)", folder.guest_path));
+    if (folder.guest_path.find('/') != std::string::npos || folder.guest_path == "." ||
+        folder.guest_path == "..") {
+      return Error::invalid_argument(fmt::format(
+          "guest path {} must be absolute or a bare name (mounted under /mnt/hgfs)", folder.guest_path));
     }
     folder.guest_path = "/mnt/hgfs/" + folder.guest_path;
   }
@@ -79,12 +81,15 @@ Result<std::unique_ptr<VmManager>> VmManager::create(VmManagerConfig config, VmS
   fs::create_directories(manager->config_.root + "/vms", error);
   if (error) return Error::internal(fmt::format("create {}/vms: {}", manager->config_.root, error.message()));
   fs::create_directories(manager->config_.run_dir + "/vms", error);
-  if (error) return Error::internal(fmt::format("create {}/vms: {}", manager->config_.run_dir, error.message()));
+  if (error)
+    return Error::internal(fmt::format("create {}/vms: {}", manager->config_.run_dir, error.message()));
   manager->watcher_ = std::thread([raw = manager.get()] { raw->watch_monitors(); });
   return manager;
 }
 
-VmManager::~VmManager() { shutdown(); }
+VmManager::~VmManager() {
+  shutdown();
+}
 
 void VmManager::shutdown() {
   {
@@ -105,7 +110,9 @@ void VmManager::shutdown() {
   }
 }
 
-std::string VmManager::vm_dir(const std::string& id) const { return config_.root + "/vms/" + id; }
+std::string VmManager::vm_dir(const std::string& id) const {
+  return config_.root + "/vms/" + id;
+}
 
 // Short: unix socket paths are limited to 108 bytes.
 std::string VmManager::runtime_dir(const std::string& id) const {
@@ -128,16 +135,19 @@ Result<void> VmManager::save(VmRecord& vm, VmState state, std::string reason) {
 void VmManager::publish(const VmRecord& vm, std::string action, Json attributes) {
   attributes["name"] = vm.name;
   for (const auto& [key, value] : vm.labels) attributes[key] = value;
-  events_.publish({.type = "vm", .action = std::move(action), .id = vm.id, .name = vm.name, .attributes = attributes});
+  events_.publish(
+      {.type = "vm", .action = std::move(action), .id = vm.id, .name = vm.name, .attributes = attributes});
 }
 
 Result<void> VmManager::validate_resources(unsigned cpus, uint64_t memory_mib) const {
   if (cpus == 0) return Error::invalid_argument("cpus must be at least 1");
   if (cpus > config_.host_cpus) {
-    return Error::invalid_argument(fmt::format("cpus {} exceeds the host's {} CPUs", cpus, config_.host_cpus));
+    return Error::invalid_argument(
+        fmt::format("cpus {} exceeds the host's {} CPUs", cpus, config_.host_cpus));
   }
   if (memory_mib < kMinMemoryMib) {
-    return Error::invalid_argument(fmt::format("memory {} MiB is below the minimum of {} MiB", memory_mib, kMinMemoryMib));
+    return Error::invalid_argument(
+        fmt::format("memory {} MiB is below the minimum of {} MiB", memory_mib, kMinMemoryMib));
   }
   if (config_.host_memory_mib > 0 && memory_mib > config_.host_memory_mib) {
     return Error::invalid_argument(
@@ -148,26 +158,29 @@ Result<void> VmManager::validate_resources(unsigned cpus, uint64_t memory_mib) c
 
 Result<void> VmManager::validate(const CreateVmRequest& request) const {
   if (!request.name.empty() && !valid_name(request.name)) {
-    return Error::invalid_argument(
-        fmt::format("invalid VM name \"{}\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,62}}", request.name));
+    return Error::invalid_argument(fmt::format(
+        "invalid VM name \"{}\": names must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,62}}", request.name));
   }
-  KILN_TRY(validate_resources(request.cpus.value_or(kDefaultCpus), request.memory_mib.value_or(kDefaultMemoryMib)));
+  KILN_TRY(validate_resources(request.cpus.value_or(kDefaultCpus),
+                              request.memory_mib.value_or(kDefaultMemoryMib)));
   uint64_t disk = request.disk_mib.value_or(kDefaultDiskMib);
   if (disk < kMinDiskMib || disk > kMaxDiskMib) {
-    return Error::invalid_argument(fmt::format("disk size {} MiB is outside {} MiB to 16 TiB", disk, kMinDiskMib));
+    return Error::invalid_argument(
+        fmt::format("disk size {} MiB is outside {} MiB to 16 TiB", disk, kMinDiskMib));
   }
   if (!request.kernel.empty()) {
     struct stat st {};
     if (request.kernel.front() != '/' || ::stat(request.kernel.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      return Error::invalid_argument(fmt::format("kernel {} is not an existing file (an absolute path)", request.kernel));
+      return Error::invalid_argument(
+          fmt::format("kernel {} is not an existing file (an absolute path)", request.kernel));
     }
   }
   switch (request.source.kind) {
     case RootSource::Kind::kDirectory:
     case RootSource::Kind::kTarball:
       if (request.source.value.empty() || request.source.value.front() != '/') {
-        return Error::invalid_argument(fmt::format("root filesystem {} must be an absolute path on the host",
-                                                   request.source.value));
+        return Error::invalid_argument(
+            fmt::format("root filesystem {} must be an absolute path on the host", request.source.value));
       }
       break;
     case RootSource::Kind::kImage:
@@ -236,8 +249,8 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
       }
       if (source->id == vm.id) return Error::invalid_argument("a VM cannot be cloned from itself");
       if (has_monitor(source->state)) {
-        return Error::failed_precondition(fmt::format("template VM {} is {}: stop it before cloning", name,
-                                                      to_string(source->state)));
+        return Error::failed_precondition(
+            fmt::format("template VM {} is {}: stop it before cloning", name, to_string(source->state)));
       }
       return vm_dir(source->id) + "/root.ext4";
     };
@@ -277,7 +290,9 @@ Result<std::vector<VmRecord>> VmManager::list(const VmFilter& filter) {
   return matching;
 }
 
-Result<VmRecord> VmManager::inspect(const std::string& id_or_name) { return store_.resolve(id_or_name); }
+Result<VmRecord> VmManager::inspect(const std::string& id_or_name) {
+  return store_.resolve(id_or_name);
+}
 
 Result<VmRecord> VmManager::locked(const std::string& id_or_name,
                                    const std::function<Result<void>(Slot&, VmRecord&)>& operation) {
@@ -297,9 +312,10 @@ Result<VmRecord> VmManager::locked(const std::string& id_or_name,
 
 Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVmRequest& request) {
   return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
-    if ((request.cpus || request.memory_mib) && vm.state != VmState::kStopped && vm.state != VmState::kError) {
-      return Error::failed_precondition(
-          fmt::format("cannot change cpus or memory of VM {}: it is {} (stop it first)", vm.name, to_string(vm.state)));
+    if ((request.cpus || request.memory_mib) && vm.state != VmState::kStopped &&
+        vm.state != VmState::kError) {
+      return Error::failed_precondition(fmt::format(
+          "cannot change cpus or memory of VM {}: it is {} (stop it first)", vm.name, to_string(vm.state)));
     }
     KILN_TRY(validate_resources(request.cpus.value_or(vm.cpus), request.memory_mib.value_or(vm.memory_mib)));
     if (request.labels) {

@@ -59,7 +59,7 @@ struct VmFilter {
   std::map<std::string, std::string> labels;  // all must match; an empty value matches any value of the key
   std::vector<std::string> label_keys;        // "key" without "=value"
   std::optional<VmState> state;
-  std::string name;                           // substring, as docker ps --filter name=
+  std::string name;  // substring, as docker ps --filter name=
 };
 
 // A shared folder to add: where it lands, and whether the running VM got it now.
@@ -110,7 +110,8 @@ class VmManager {
 
   // Runs a process in a running VM, bridged to `io.client` (a raw stream; see AgentHub::exec). `io` is moved
   // from only on success, so on failure the caller can still tell its client why.
-  Result<agent::ExecHandle> exec(const std::string& id_or_name, const agent::ProcessSpec& process, agent::ExecIo& io);
+  Result<agent::ExecHandle> exec(const std::string& id_or_name, const agent::ProcessSpec& process,
+                                 agent::ExecIo& io);
 
   Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder);
   Result<void> remove_folder(const std::string& id_or_name, const std::string& folder_id);

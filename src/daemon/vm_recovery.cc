@@ -1,13 +1,12 @@
 // VmManager at daemon start (recover: adopt surviving VMs, settle the rest) and the monitor watcher that
 // notices VMs whose monitor exited on its own (guest power-off, crash, someone's kill -9).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "daemon/vm_manager.h"
@@ -34,8 +33,8 @@ Result<void> VmManager::recover() {
     std::lock_guard guard(slot->lock);
     auto adopted = engine_.adopt(spec_for(vm), static_cast<pid_t>(vm.monitor_pid));
     if (!adopted) {
-      std::string reason = fmt::format("the VM's monitor exited while kilnd was not running ({})",
-                                       adopted.error().message());
+      std::string reason =
+          fmt::format("the VM's monitor exited while kilnd was not running ({})", adopted.error().message());
       vm.monitor_pid = 0;
       vm.finished_at = now_rfc3339();
       KILN_TRY(save(vm, VmState::kStopped, reason));
@@ -46,11 +45,13 @@ Result<void> VmManager::recover() {
     slot->running = std::make_unique<RunningVm>();
     slot->running->instance = std::move(*adopted);
     auto run_state = slot->running->instance->run_state();
-    VmState state = run_state && *run_state == engine::VmRunState::kPaused ? VmState::kPaused : VmState::kRunning;
+    VmState state =
+        run_state && *run_state == engine::VmRunState::kPaused ? VmState::kPaused : VmState::kRunning;
     if (state == VmState::kRunning) {
       // A paused guest cannot answer HELLO; its agent is reconnected on resume.
       if (auto connected = connect_agent(*slot, vm); !connected) {
-        log::warn("adopted VM's agent did not answer", {{"vm", vm.name}, {"error", connected.error().message()}});
+        log::warn("adopted VM's agent did not answer",
+                  {{"vm", vm.name}, {"error", connected.error().message()}});
       }
     }
     {

@@ -12,10 +12,14 @@ std::string_view to_string(Accelerator accelerator) {
 
 std::string_view to_string(VmRunState state) {
   switch (state) {
-    case VmRunState::kRunning: return "running";
-    case VmRunState::kPaused: return "paused";
-    case VmRunState::kShutdown: return "shutdown";
-    case VmRunState::kExited: return "exited";
+    case VmRunState::kRunning:
+      return "running";
+    case VmRunState::kPaused:
+      return "paused";
+    case VmRunState::kShutdown:
+      return "shutdown";
+    case VmRunState::kExited:
+      return "exited";
   }
   return "unknown";
 }

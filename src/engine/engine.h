@@ -36,20 +36,21 @@ struct ShareSpec {
 // copy-on-write (see NORTHSTAR "Designed for fork").
 struct MemoryBacking {
   enum class Kind { kMemfd, kFile } kind = Kind::kMemfd;
-  std::string path;     // kFile: e.g. /dev/shm/kiln-<id>.mem
-  bool shared = true;   // share=on: writes reach the file (templates); off: private copy-on-write (clones)
+  std::string path;    // kFile: e.g. /dev/shm/kiln-<id>.mem
+  bool shared = true;  // share=on: writes reach the file (templates); off: private copy-on-write (clones)
 };
 
 struct VmSpec {
-  std::string name;           // shows in logs and in the monitor's process title
+  std::string name;  // shows in logs and in the monitor's process title
   unsigned cpus = 1;
   uint64_t memory_mib = 512;
-  std::string kernel;         // bzImage or vmlinux
-  std::string initrd;         // newc cpio (optionally compressed)
-  std::string extra_cmdline;  // appended to Kiln's fixed guest command line
-  std::string runtime_dir;    // per-VM host directory: sockets and the console log go here (must exist)
+  std::string kernel;           // bzImage or vmlinux
+  std::string initrd;           // newc cpio (optionally compressed)
+  std::string extra_cmdline;    // appended to Kiln's fixed guest command line
+  std::string runtime_dir;      // per-VM host directory: sockets and the console log go here (must exist)
   std::vector<DiskSpec> disks;  // disk i is the guest's virtio-blk disk with serial kiln-disk<i>
-  // Index into `disks` of an ext4 disk the agent boots into (kiln.root=kiln-disk<N>); -1: stay in the initramfs.
+  // Index into `disks` of an ext4 disk the agent boots into (kiln.root=kiln-disk<N>); -1: stay in the
+  // initramfs.
   int root_disk = -1;
   std::vector<ShareSpec> shares;
   MemoryBacking memory;

@@ -14,6 +14,7 @@ enum class StopOutcome { kGraceful, kKilled };
 
 // `agent` may be null (no connection, or the agent is unresponsive): the VM is then killed after `grace`
 // unless it ends on its own first.
-Result<StopOutcome> stop_gracefully(VmInstance& vm, agent::AgentConnection* agent, std::chrono::milliseconds grace);
+Result<StopOutcome> stop_gracefully(VmInstance& vm, agent::AgentConnection* agent,
+                                    std::chrono::milliseconds grace);
 
 }  // namespace kiln::engine

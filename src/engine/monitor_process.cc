@@ -1,11 +1,10 @@
 #include "engine/monitor_process.h"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 namespace kiln::engine {
 
@@ -38,9 +37,13 @@ MonitorProcess::~MonitorProcess() {
   // Otherwise ChildProcess's destructor kills and reaps.
 }
 
-int MonitorProcess::exit_fd() const { return child_ ? child_->pidfd() : adopted_pidfd_.get(); }
+int MonitorProcess::exit_fd() const {
+  return child_ ? child_->pidfd() : adopted_pidfd_.get();
+}
 
-void MonitorProcess::note_exit() { exited_ = true; }
+void MonitorProcess::note_exit() {
+  exited_ = true;
+}
 
 bool MonitorProcess::has_exited() {
   if (exited_) return true;

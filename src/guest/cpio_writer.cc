@@ -19,8 +19,9 @@ void CpioWriter::add_entry(std::string_view path, uint32_t mode, std::string_vie
   while (!path.empty() && path.front() == '/') path.remove_prefix(1);
   uint32_t inode = path == "TRAILER!!!" ? 0 : next_inode_++;
   uint32_t links = S_ISDIR(mode) ? 2 : 1;
-  archive_ += fmt::format("070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
-                          inode, mode, 0, 0, links, 0, data.size(), 0, 0, rdev_major, rdev_minor, path.size() + 1, 0);
+  archive_ +=
+      fmt::format("070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+                  inode, mode, 0, 0, links, 0, data.size(), 0, 0, rdev_major, rdev_minor, path.size() + 1, 0);
   archive_.append(path);
   archive_.push_back('\0');
   pad_to_four(archive_);
@@ -28,7 +29,9 @@ void CpioWriter::add_entry(std::string_view path, uint32_t mode, std::string_vie
   pad_to_four(archive_);
 }
 
-void CpioWriter::add_directory(std::string_view path, uint32_t mode) { add_entry(path, S_IFDIR | mode, {}); }
+void CpioWriter::add_directory(std::string_view path, uint32_t mode) {
+  add_entry(path, S_IFDIR | mode, {});
+}
 
 void CpioWriter::add_file(std::string_view path, std::string_view contents, uint32_t mode) {
   add_entry(path, S_IFREG | mode, contents);

@@ -32,7 +32,8 @@ Result<std::string> find_kernel(const std::string& explicit_path) {
     return explicit_path;
   }
   if (auto from_env = env_or_empty("KILN_KERNEL"); !from_env.empty()) {
-    if (!is_file(from_env)) return Error::not_found(fmt::format("kernel {} (from KILN_KERNEL) not found", from_env));
+    if (!is_file(from_env))
+      return Error::not_found(fmt::format("kernel {} (from KILN_KERNEL) not found", from_env));
     return from_env;
   }
   std::string built = executable_dir() + "/../guest/kernel";
@@ -50,7 +51,8 @@ Result<std::string> find_agent(const std::string& explicit_path) {
   return path;
 }
 
-Result<std::string> cached_initramfs(const std::string& agent, const std::string& busybox, const std::string& cache) {
+Result<std::string> cached_initramfs(const std::string& agent, const std::string& busybox,
+                                     const std::string& cache) {
   std::string agent_hash = KILN_TRY(sha256_file_hex(agent));
   std::string busybox_hash = KILN_TRY(sha256_file_hex(busybox));
   std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n", kInitramfsFormat, agent_hash, busybox_hash));
@@ -86,13 +88,15 @@ Result<GuestKit> resolve_guest_kit(const GuestKitOptions& options) {
   GuestKit kit;
   kit.kernel = KILN_TRY(find_kernel(options.kernel));
   if (!options.initramfs.empty()) {
-    if (!is_file(options.initramfs)) return Error::not_found(fmt::format("initramfs {} not found", options.initramfs));
+    if (!is_file(options.initramfs))
+      return Error::not_found(fmt::format("initramfs {} not found", options.initramfs));
     kit.initramfs = options.initramfs;
     return kit;
   }
   std::string agent = KILN_TRY(find_agent(options.agent_binary));
   if (!is_file(options.busybox_binary)) {
-    return Error::not_found(fmt::format("busybox not found at {} (install busybox-static)", options.busybox_binary));
+    return Error::not_found(
+        fmt::format("busybox not found at {} (install busybox-static)", options.busybox_binary));
   }
   std::string cache = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
   kit.initramfs = KILN_TRY_CONTEXT(cached_initramfs(agent, options.busybox_binary, cache), "guest initramfs");

@@ -19,7 +19,7 @@ struct GuestKitOptions {
   std::string initramfs;     // explicit initramfs (--initrd); empty: build/cache Kiln's own
   std::string agent_binary;  // empty: $KILN_AGENT, then <bin>/kiln-agent
   std::string busybox_binary = "/bin/busybox";
-  std::string cache_dir;     // empty: default_cache_dir()
+  std::string cache_dir;  // empty: default_cache_dir()
 };
 
 // $KILN_CACHE_DIR, else /var/cache/kiln for root, else $XDG_CACHE_HOME/kiln or ~/.cache/kiln.

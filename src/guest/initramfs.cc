@@ -10,7 +10,8 @@
 namespace kiln::guest {
 
 Result<std::vector<std::string>> list_busybox_applets(const std::string& busybox_binary) {
-  std::string listing = KILN_TRY_CONTEXT(run_command_checked({busybox_binary, "--list-full"}), "list busybox applets");
+  std::string listing =
+      KILN_TRY_CONTEXT(run_command_checked({busybox_binary, "--list-full"}), "list busybox applets");
   std::vector<std::string> applets;
   std::istringstream lines(listing);
   for (std::string line; std::getline(lines, line);) {
@@ -27,7 +28,8 @@ Result<std::string> build_initramfs(const InitramfsContents& contents) {
   CpioWriter cpio;
   for (const char* dir : {"bin", "dev", "etc", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "usr",
                           "usr/bin", "usr/sbin", "var", "var/tmp"}) {
-    cpio.add_directory(dir, std::string_view(dir) == "tmp" || std::string_view(dir) == "var/tmp" ? 01777 : 0755);
+    cpio.add_directory(dir,
+                       std::string_view(dir) == "tmp" || std::string_view(dir) == "var/tmp" ? 01777 : 0755);
   }
   // The kernel opens /dev/console for init's stdio before anything mounts devtmpfs.
   cpio.add_char_device("dev/console", 5, 1);

@@ -46,7 +46,8 @@ Result<void> add_entry(archive* a, const fs::path& path, const std::string& name
     ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Error::last_os_error(fmt::format("read {}", path.string()));
-    if (n == 0) return Error(ErrorCategory::kIo, fmt::format("{} shrank while it was being archived", path.string()));
+    if (n == 0)
+      return Error(ErrorCategory::kIo, fmt::format("{} shrank while it was being archived", path.string()));
     size_t chunk = static_cast<size_t>(std::min<int64_t>(n, left));
     if (archive_write_data(a, buffer.data(), chunk) < 0) return archive_error(a, name);
     left -= static_cast<int64_t>(chunk);
@@ -58,7 +59,8 @@ Result<void> add_entry(archive* a, const fs::path& path, const std::string& name
 
 Result<void> write_directory_tar(const std::string& directory, const std::string& output_path) {
   std::error_code error;
-  if (!fs::is_directory(directory, error)) return Error::not_found(fmt::format("{}: not a directory", directory));
+  if (!fs::is_directory(directory, error))
+    return Error::not_found(fmt::format("{}: not a directory", directory));
   std::unique_ptr<archive, ArchiveWriteFree> writer(archive_write_new());
   archive_write_set_format_pax_restricted(writer.get());
   if (archive_write_open_filename(writer.get(), output_path.c_str()) != ARCHIVE_OK)
@@ -74,8 +76,8 @@ Result<void> write_directory_tar(const std::string& directory, const std::string
     } else if (fs::is_regular_file(status)) {
       KILN_TRY(add_entry(writer.get(), it->path(), name, false));
     } else {
-      return Error::invalid_argument(
-          fmt::format("{}: {} is not a regular file or directory; an image layout has none", directory, name));
+      return Error::invalid_argument(fmt::format(
+          "{}: {} is not a regular file or directory; an image layout has none", directory, name));
     }
   }
   if (error) return Error::invalid_argument(fmt::format("{}: {}", directory, error.message()));

@@ -43,9 +43,9 @@ std::string_view to_string(ProgressState state) {
 
 std::optional<ProgressState> progress_state_from_string(std::string_view text) {
   for (ProgressState state :
-       {ProgressState::kWaiting, ProgressState::kDownloading, ProgressState::kVerifying, ProgressState::kDownloaded,
-        ProgressState::kAlreadyExists, ProgressState::kUploading, ProgressState::kMounted, ProgressState::kPushed,
-        ProgressState::kExtracting, ProgressState::kDone}) {
+       {ProgressState::kWaiting, ProgressState::kDownloading, ProgressState::kVerifying,
+        ProgressState::kDownloaded, ProgressState::kAlreadyExists, ProgressState::kUploading,
+        ProgressState::kMounted, ProgressState::kPushed, ProgressState::kExtracting, ProgressState::kDone}) {
     if (to_string(state) == text) return state;
   }
   return std::nullopt;
@@ -343,7 +343,8 @@ Result<Digest> ImageStore::import(const std::string& tarball_path, const std::op
   if (!input) return Error::last_os_error(fmt::format("open {}", tarball_path));
   // Garbage must not become an image (nor a blob): check it is a whole tar before taking it in.
   KILN_TRY_CONTEXT(verify_tar_layer(input.get()), fmt::format("import {}", tarball_path));
-  if (::lseek(input.get(), 0, SEEK_SET) != 0) return Error::last_os_error(fmt::format("rewind {}", tarball_path));
+  if (::lseek(input.get(), 0, SEEK_SET) != 0)
+    return Error::last_os_error(fmt::format("rewind {}", tarball_path));
   Digest layer_digest = KILN_TRY(blobs_->ingest_file(input.get()));
   UniqueFd layer = KILN_TRY(blobs_->open_blob(layer_digest));
   std::string magic(4, '\0');

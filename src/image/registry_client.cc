@@ -111,8 +111,8 @@ Result<std::optional<RegistryCredentials>> credentials_from_helper(const std::st
   std::string program = "docker-credential-" + helper;
   auto output = run_command({program, "get"}, server_address);
   if (!output) {
-    return Error::not_found(
-        fmt::format("docker credential helper {} (named in the docker config): {}", program, output.error().message()));
+    return Error::not_found(fmt::format("docker credential helper {} (named in the docker config): {}",
+                                        program, output.error().message()));
   }
   if (!output->status.success()) {
     std::string said = output->stdout_text + output->stderr_text;
@@ -127,8 +127,9 @@ Result<std::optional<RegistryCredentials>> credentials_from_helper(const std::st
   std::string username = json->value("Username", "");
   std::string secret = json->value("Secret", "");
   if (username == "<token>") {
-    return Error::unsupported(fmt::format(
-        "{} holds an identity token for {}; Kiln needs a username and password (use --user)", program, server_address));
+    return Error::unsupported(
+        fmt::format("{} holds an identity token for {}; Kiln needs a username and password (use --user)",
+                    program, server_address));
   }
   if (username.empty() && secret.empty()) return std::optional<RegistryCredentials>();
   return std::optional<RegistryCredentials>(RegistryCredentials{.username = username, .password = secret});
@@ -155,10 +156,12 @@ Result<std::optional<RegistryCredentials>> credentials_from_docker_config(const 
   std::string server_address = wanted == "index.docker.io" ? "https://index.docker.io/v1/" : wanted;
   if (auto helpers = config.find("credHelpers"); helpers != config.end() && helpers->is_object()) {
     for (const auto& [key, helper] : helpers->items()) {
-      if (host_of(key) == wanted && helper.is_string()) return credentials_from_helper(helper.get<std::string>(), server_address);
+      if (host_of(key) == wanted && helper.is_string())
+        return credentials_from_helper(helper.get<std::string>(), server_address);
     }
   }
-  if (auto store = config.find("credsStore"); store != config.end() && store->is_string() && !store->get<std::string>().empty())
+  if (auto store = config.find("credsStore");
+      store != config.end() && store->is_string() && !store->get<std::string>().empty())
     return credentials_from_helper(store->get<std::string>(), server_address);
   if (!config.contains("auths") || !config["auths"].is_object()) return std::optional<RegistryCredentials>();
   for (const auto& [key, entry] : config["auths"].items()) {
@@ -521,7 +524,8 @@ Result<void> RegistryClient::authenticate(const std::string& challenge_header) {
     return Error::protocol(fmt::format("bad token realm '{}'", realm));
   }
   std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-  if (!challenge.params["service"].empty()) url += "service=" + percent_encode(challenge.params["service"]) + "&";
+  if (!challenge.params["service"].empty())
+    url += "service=" + percent_encode(challenge.params["service"]) + "&";
   std::vector<std::string> scopes = options_.scopes;
   if (!challenge.params["scope"].empty()) scopes.insert(scopes.begin(), challenge.params["scope"]);
   std::sort(scopes.begin(), scopes.end());
@@ -584,9 +588,10 @@ Result<bool> RegistryClient::has_blob(const std::string& repository, const Diges
 
 Result<bool> RegistryClient::mount_blob(const std::string& repository, const Digest& digest,
                                         const std::string& source_repository) {
-  Request request{.method = "POST",
-                  .url = url_for(fmt::format("/v2/{}/blobs/uploads/?mount={}&from={}", repository,
-                                             percent_encode(digest.to_string()), percent_encode(source_repository)))};
+  Request request{
+      .method = "POST",
+      .url = url_for(fmt::format("/v2/{}/blobs/uploads/?mount={}&from={}", repository,
+                                 percent_encode(digest.to_string()), percent_encode(source_repository)))};
   Response response = KILN_TRY(send(request));
   if (response.status == 201) return true;
   if (response.status == 202) {

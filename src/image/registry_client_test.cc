@@ -59,8 +59,9 @@ TEST(DockerConfigTest, FindsCredentialsByRegistryHost) {
 // A fake `docker-credential-NAME` on PATH: answers from a table keyed by the server address it reads on
 // stdin, "credentials not found in native keychain" (exit 1) otherwise, as the real helpers do.
 void write_helper(const std::string& dir, const std::string& name, const std::string& table) {
-  std::string script = "#!/bin/sh\nread -r server\necho \"$server\" >> " + dir + "/" + name + ".asked\ncase \"$server\" in\n" +
-                       table + "\n*) echo 'credentials not found in native keychain'; exit 1;;\nesac\n";
+  std::string script = "#!/bin/sh\nread -r server\necho \"$server\" >> " + dir + "/" + name +
+                       ".asked\ncase \"$server\" in\n" + table +
+                       "\n*) echo 'credentials not found in native keychain'; exit 1;;\nesac\n";
   std::string path = dir + "/docker-credential-" + name;
   ASSERT_TRUE(write_file_atomic(path, script));
   ASSERT_EQ(::chmod(path.c_str(), 0755), 0);
@@ -70,9 +71,11 @@ TEST(DockerConfigTest, CredentialHelpersComeFirstAsInTheDockerCli) {
   auto dir = TempDir::create();
   ASSERT_TRUE(dir.has_value());
   write_helper(dir->path(), "store",
-               "'https://index.docker.io/v1/') echo '{\"ServerURL\":\"x\",\"Username\":\"hubuser\",\"Secret\":\"hubpw\"}';;\n"
+               "'https://index.docker.io/v1/') echo "
+               "'{\"ServerURL\":\"x\",\"Username\":\"hubuser\",\"Secret\":\"hubpw\"}';;\n"
                "'127.0.0.1:5000') echo '{\"Username\":\"<token>\",\"Secret\":\"refresh\"}';;");
-  write_helper(dir->path(), "special", "'reg.example.com') echo '{\"Username\":\"dave\",\"Secret\":\"pw\"}';;");
+  write_helper(dir->path(), "special",
+               "'reg.example.com') echo '{\"Username\":\"dave\",\"Secret\":\"pw\"}';;");
   write_helper(dir->path(), "broken", "*) echo 'keyring locked' >&2; exit 3;;");
   std::string old_path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): single-threaded test
   ::setenv("PATH", (dir->path() + ":" + old_path).c_str(), 1);  // NOLINT(concurrency-mt-unsafe)

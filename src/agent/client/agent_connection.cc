@@ -384,15 +384,15 @@ Result<void> AgentConnection::set_clock(std::chrono::milliseconds timeout) {
   auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
-  return request(MessageType::kSetClock, MessageType::kSetClockReply, encode(SetClockRequest{now}), "SET_CLOCK",
-                 timeout);
+  return request(MessageType::kSetClock, MessageType::kSetClockReply, encode(SetClockRequest{now}),
+                 "SET_CLOCK", timeout);
 }
 
 Result<void> AgentConnection::set_hostname(const std::string& hostname, std::chrono::milliseconds timeout) {
   if (!has_capability("hostname")) return Error::unsupported("the VM's agent cannot set the guest hostname");
   KILN_TRY(validate_hostname(hostname));
-  return request(MessageType::kSetHostname, MessageType::kSetHostnameReply, encode(SetHostnameRequest{hostname}),
-                 "SET_HOSTNAME", timeout);
+  return request(MessageType::kSetHostname, MessageType::kSetHostnameReply,
+                 encode(SetHostnameRequest{hostname}), "SET_HOSTNAME", timeout);
 }
 
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {

@@ -73,13 +73,16 @@ class AgentConnection {
   // with its category: kInvalidArgument for a relative target or one with "..", the errno's for a failed
   // mount(2). kUnsupported, with nothing sent, if the agent lacks the "mount" capability (an agent that
   // does not know the message would end the session).
-  Result<void> mount(const MountRequest& request, std::chrono::milliseconds timeout = std::chrono::seconds(30));
-  Result<void> unmount(const std::string& target, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  Result<void> mount(const MountRequest& request,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  Result<void> unmount(const std::string& target,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Sets the guest's wall clock to the host's (after a restore or a pause, when the guest's clock stood
   // still). kUnsupported, with nothing sent, from agents without the "clock" capability.
   Result<void> set_clock(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // The guest's hostname (capability "hostname"; kUnsupported from older agents).
-  Result<void> set_hostname(const std::string& hostname, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<void> set_hostname(const std::string& hostname,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);

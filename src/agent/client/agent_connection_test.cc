@@ -35,7 +35,8 @@ struct FakeAgent {
       decoder.feed(std::string_view(buffer, static_cast<size_t>(n)));
     }
     std::vector<Frame> frames;
-    for (auto frame = decoder.next(); frame && *frame; frame = decoder.next()) frames.push_back(std::move(**frame));
+    for (auto frame = decoder.next(); frame && *frame; frame = decoder.next())
+      frames.push_back(std::move(**frame));
     return frames;
   }
   FrameDecoder decoder;
@@ -159,14 +160,18 @@ TEST(AgentConnection, MountIsARequestOnItsOwnId) {
   FakeAgent agent = FakeAgent::create();
   auto connection = connected(agent, {"mount"});
   ASSERT_TRUE(connection);
-  MountRequest request{.source = "kilnshare0", .target = "/data", .fstype = "9p", .options = "trans=virtio",
+  MountRequest request{.source = "kilnshare0",
+                       .target = "/data",
+                       .fstype = "9p",
+                       .options = "trans=virtio",
                        .read_only = true};
   // Each reply waits in the socket before its request; ids are handed out from 1, as for processes.
   agent.send(MessageType::kMountReply, 1, "{}");
   auto mounted = connection->mount(request);
   ASSERT_TRUE(mounted.has_value()) << mounted.error().message();
-  agent.send(MessageType::kError, 2,
-             encode(ErrorReply{ErrorCategory::kNotFound, "mount 9p nosuchtag on /x: No such file or directory"}));
+  agent.send(
+      MessageType::kError, 2,
+      encode(ErrorReply{ErrorCategory::kNotFound, "mount 9p nosuchtag on /x: No such file or directory"}));
   auto failed = connection->mount({.source = "nosuchtag", .target = "/x", .fstype = "9p"});
   ASSERT_FALSE(failed.has_value());
   EXPECT_EQ(failed.error().category(), ErrorCategory::kNotFound);

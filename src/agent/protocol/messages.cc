@@ -232,9 +232,13 @@ std::string encode(const UnmountRequest& message) {
   return dump(Json{{"target", message.target}});
 }
 
-std::string encode(const SetClockRequest& message) { return dump(Json{{"unix_nanos", message.unix_nanos}}); }
+std::string encode(const SetClockRequest& message) {
+  return dump(Json{{"unix_nanos", message.unix_nanos}});
+}
 
-std::string encode(const SetHostnameRequest& message) { return dump(Json{{"hostname", message.hostname}}); }
+std::string encode(const SetHostnameRequest& message) {
+  return dump(Json{{"hostname", message.hostname}});
+}
 
 std::string encode(const CreditGrant& message) {
   std::string out;
@@ -407,14 +411,15 @@ Result<SetClockRequest> decode_set_clock_request(std::string_view payload) {
 
 Result<void> validate_hostname(std::string_view hostname) {
   auto valid_char = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   };
   bool ok_chars = std::all_of(hostname.begin(), hostname.end(), valid_char);
-  if (hostname.empty() || hostname.size() > 64 || !ok_chars || hostname.front() == '-' || hostname.front() == '.' ||
-      hostname.front() == '_') {
+  if (hostname.empty() || hostname.size() > 64 || !ok_chars || hostname.front() == '-' ||
+      hostname.front() == '.' || hostname.front() == '_') {
     return Error::invalid_argument(fmt::format(
-        "invalid hostname \"{}\": 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit", hostname));
+        "invalid hostname \"{}\": 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+        hostname));
   }
   return ok();
 }

@@ -89,9 +89,9 @@ struct ErrorReply {
 // MOUNT: mount(2) in the guest, after creating `target` (and its parents). The agent requires an absolute
 // target without ".." (normalize_guest_path); `options` is the filesystem's data string.
 struct MountRequest {
-  std::string source;  // "kilnshare0" (a 9p tag), "/dev/vdb"
-  std::string target;  // "/mnt/hgfs/foo"
-  std::string fstype;  // "9p", "ext4"
+  std::string source;   // "kilnshare0" (a 9p tag), "/dev/vdb"
+  std::string target;   // "/mnt/hgfs/foo"
+  std::string fstype;   // "9p", "ext4"
   std::string options;  // "trans=virtio,version=9p2000.L,msize=262144"
   bool read_only = false;
   bool operator==(const MountRequest&) const = default;

@@ -1,7 +1,8 @@
 #include "agent/protocol/messages.h"
-#include "agent/protocol/frame.h"
 
 #include <gtest/gtest.h>
+
+#include "agent/protocol/frame.h"
 
 namespace kiln::agent {
 namespace {
@@ -117,14 +118,17 @@ TEST(AgentMessages, ShutdownPayloadIsOptional) {
 }
 
 TEST(AgentMessages, HelloReplyCarriesTheRootDiskStatus) {
-  HelloReply mounted{kProtocolVersion, "kiln-agent", {"root_disk"},
+  HelloReply mounted{kProtocolVersion,
+                     "kiln-agent",
+                     {"root_disk"},
                      RootDiskStatus{.serial = "kiln-disk0", .device = "/dev/vda", .mounted = true}};
   auto decoded = decode_hello_reply(encode(mounted));
   ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
   EXPECT_EQ(decoded->root, mounted.root);
   EXPECT_EQ(encode(mounted).find("error"), std::string::npos) << "no error field when mounted";
 
-  HelloReply failed{kProtocolVersion, "kiln-agent", {}, RootDiskStatus{.serial = "kiln-disk0", .error = "gone"}};
+  HelloReply failed{
+      kProtocolVersion, "kiln-agent", {}, RootDiskStatus{.serial = "kiln-disk0", .error = "gone"}};
   decoded = decode_hello_reply(encode(failed));
   ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
   EXPECT_EQ(decoded->root, failed.root);
@@ -134,7 +138,8 @@ TEST(AgentMessages, HelloReplyCarriesTheRootDiskStatus) {
   ASSERT_TRUE(decoded.has_value());
   EXPECT_FALSE(decoded->root.has_value());
   EXPECT_FALSE(decode_hello_reply(R"({"version":{"major":1,"minor":0},"root":"vda"})").has_value());
-  EXPECT_FALSE(decode_hello_reply(R"({"version":{"major":1,"minor":0},"root":{"mounted":"yes"}})").has_value());
+  EXPECT_FALSE(
+      decode_hello_reply(R"({"version":{"major":1,"minor":0},"root":{"mounted":"yes"}})").has_value());
 }
 
 TEST(AgentMessages, MountRequestRoundTrip) {
@@ -209,8 +214,9 @@ TEST(SetHostnameMessageTest, RoundTripsAndRejectsWhatIsNoHostname) {
   ASSERT_TRUE(decoded);
   EXPECT_EQ(decoded->hostname, "web-1.example_a");
   EXPECT_TRUE(decode_set_hostname_request(encode(SetHostnameRequest{std::string(64, 'a')})));
-  for (std::string bad : {std::string(), std::string(65, 'a'), std::string("-x"), std::string(".x"),
-                          std::string("a b"), std::string("a/b"), std::string("a\nb"), std::string("\xc3\xa9")}) {
+  for (std::string bad :
+       {std::string(), std::string(65, 'a'), std::string("-x"), std::string(".x"), std::string("a b"),
+        std::string("a/b"), std::string("a\nb"), std::string("\xc3\xa9")}) {
     EXPECT_FALSE(decode_set_hostname_request(encode(SetHostnameRequest{bad}))) << bad;
   }
   EXPECT_FALSE(decode_set_hostname_request(R"({"hostname":7})"));

@@ -11,7 +11,6 @@
 #include "api/http/server.h"
 #include "api/http/test_support.h"
 
-
 namespace kiln::api::http {
 namespace {
 
@@ -54,7 +53,8 @@ Router counting_router() {
   Router router;
   router.add_streaming_body("POST", "/upload", count_body);
   router.add("POST", "/small", [](Request& request) -> Result<Reply> {
-    return json_response(200, Json{{"size", request.body.size()}, {"streamed", request.body_reader != nullptr}});
+    return json_response(200,
+                         Json{{"size", request.body.size()}, {"streamed", request.body_reader != nullptr}});
   });
   return router;
 }
@@ -111,9 +111,8 @@ TEST(BodyStream, OtherRoutesKeepTheirLimitAndBufferedBodies) {
 
 TEST(BodyStream, HandlerThatAnswersWithoutReadingStillGetsItsAnswerThrough) {
   Router router;
-  router.add_streaming_body("POST", "/upload", [](Request&) -> Result<Reply> {
-    return Error::not_found("no such repository");
-  });
+  router.add_streaming_body("POST", "/upload",
+                            [](Request&) -> Result<Reply> { return Error::not_found("no such repository"); });
   auto test = start_server(std::move(router));
   std::string data = pattern(200'000);
   ClientRequest request{.method = "POST", .target = "/upload"};
@@ -135,8 +134,8 @@ TEST(BodyStream, MalformedChunkedBodyIsAnErrorForTheHandler) {
   });
   auto test = start_server(std::move(router));
   UniqueFd fd = testing::connect_raw(test->unix_endpoint);
-  testing::send_raw(fd.get(),
-                    "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n");
+  testing::send_raw(
+      fd.get(), "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n");
   std::string answer = testing::read_until_eof(fd.get());
   EXPECT_NE(answer.find("HTTP/1.1 400"), std::string::npos) << answer;
   EXPECT_NE(seen.find("malformed request body"), std::string::npos) << seen;
@@ -163,7 +162,9 @@ TEST(BodyStream, ClientLeavingMidBodyIsSeenByTheHandler) {
 TEST(BodyStream, ClientSourceErrorsAbortTheRequest) {
   auto test = start_server(counting_router());
   ClientRequest request{.method = "POST", .target = "/upload"};
-  request.body_source = [](char*, size_t) -> Result<size_t> { return Error::invalid_argument("disk on fire"); };
+  request.body_source = [](char*, size_t) -> Result<size_t> {
+    return Error::invalid_argument("disk on fire");
+  };
   Result<Response> response = test->client().request(request);
   ASSERT_FALSE(response);
   EXPECT_EQ(response.error().message(), "disk on fire");

@@ -7,6 +7,8 @@
 namespace kiln::api {
 
 int http_status_for(ErrorCategory category);
-inline int http_status_for(const Error& error) { return http_status_for(error.category()); }
+inline int http_status_for(const Error& error) {
+  return http_status_for(error.category());
+}
 
 }  // namespace kiln::api

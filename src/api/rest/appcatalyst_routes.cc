@@ -18,7 +18,9 @@ constexpr auto kShutdownGrace = std::chrono::seconds(30);
 constexpr int64_t kWritableFlag = 4;  // the flags value the clients send for a read-write share
 constexpr std::string_view kDisplayNameLabel = "appcatalyst.name";
 
-Reply message_reply(std::string message) { return http::json_response(200, {{"code", 200}, {"message", message}}); }
+Reply message_reply(std::string message) {
+  return http::json_response(200, {{"code", 200}, {"message", message}});
+}
 
 Json vm_shape(const daemon::VmRecord& vm) {
   auto display = vm.labels.find(std::string(kDisplayNameLabel));
@@ -27,13 +29,20 @@ Json vm_shape(const daemon::VmRecord& vm) {
 
 std::string power_message(VmState state) {
   switch (state) {
-    case VmState::kStarting: return "powering on";
-    case VmState::kRunning: return "powered on";
-    case VmState::kPaused: return "paused";
-    case VmState::kStopping: return "powering off";
-    case VmState::kSuspending: return "suspending";
-    case VmState::kSuspended: return "suspended";
-    default: return "powered off";
+    case VmState::kStarting:
+      return "powering on";
+    case VmState::kRunning:
+      return "powered on";
+    case VmState::kPaused:
+      return "paused";
+    case VmState::kStopping:
+      return "powering off";
+    case VmState::kSuspending:
+      return "suspending";
+    case VmState::kSuspended:
+      return "suspended";
+    default:
+      return "powered off";
   }
 }
 
@@ -59,8 +68,10 @@ http::Handler shaped(std::function<Result<Reply>(Request&)> handler) {
 Result<daemon::RootSource> template_source(daemon::VmManager& vms, const std::string& reference) {
   // AppCatalyst shipped one template, "photon"; Kiln's own minimal userland stands in for it.
   if (reference.empty() || reference == "photon") return daemon::RootSource{};
-  if (vms.inspect(reference)) return daemon::RootSource{.kind = daemon::RootSource::Kind::kVm, .value = reference};
-  if (vms.config().images) return daemon::RootSource{.kind = daemon::RootSource::Kind::kImage, .value = reference};
+  if (vms.inspect(reference))
+    return daemon::RootSource{.kind = daemon::RootSource::Kind::kVm, .value = reference};
+  if (vms.config().images)
+    return daemon::RootSource{.kind = daemon::RootSource::Kind::kImage, .value = reference};
   return Error::not_found(fmt::format("no such template: {}", reference));
 }
 
@@ -94,92 +105,100 @@ Result<Reply> set_power(daemon::VmManager& vms, const std::string& id, const std
 void add_appcatalyst_routes(http::Router& router, ApiContext& context) {
   auto& vms = context.vms;
   router.add("GET", "/api/vms", shaped([&vms](Request&) -> Result<Reply> {
-    Json ids = Json::array();
-    for (const auto& vm : KILN_TRY(vms.list({}))) ids.push_back(vm.name);
-    return Reply(http::json_response(200, ids));
-  }));
+               Json ids = Json::array();
+               for (const auto& vm : KILN_TRY(vms.list({}))) ids.push_back(vm.name);
+               return Reply(http::json_response(200, ids));
+             }));
   router.add("POST", "/api/vms", shaped([&vms](Request& request) -> Result<Reply> {
-    Json body = KILN_TRY(request.json_body());
-    if (!body.is_object()) return Error::invalid_argument("the body must be a JSON object");
-    std::string id = KILN_TRY(required_string(body, "id"));
-    daemon::CreateVmRequest create;
-    create.name = id;
-    create.tag = KILN_TRY(optional_string(body, "tag")).value_or("");
-    if (auto name = KILN_TRY(optional_string(body, "name")); name && *name != id) {
-      create.labels[std::string(kDisplayNameLabel)] = *name;
-    }
-    create.source = KILN_TRY(template_source(vms, KILN_TRY(optional_string(body, "sourceReference")).value_or("")));
-    auto vm = KILN_TRY(vms.create_vm(std::move(create)));
-    return Reply(http::json_response(200, vm_shape(vm)));
-  }));
+               Json body = KILN_TRY(request.json_body());
+               if (!body.is_object()) return Error::invalid_argument("the body must be a JSON object");
+               std::string id = KILN_TRY(required_string(body, "id"));
+               daemon::CreateVmRequest create;
+               create.name = id;
+               create.tag = KILN_TRY(optional_string(body, "tag")).value_or("");
+               if (auto name = KILN_TRY(optional_string(body, "name")); name && *name != id) {
+                 create.labels[std::string(kDisplayNameLabel)] = *name;
+               }
+               create.source = KILN_TRY(
+                   template_source(vms, KILN_TRY(optional_string(body, "sourceReference")).value_or("")));
+               auto vm = KILN_TRY(vms.create_vm(std::move(create)));
+               return Reply(http::json_response(200, vm_shape(vm)));
+             }));
   router.add("GET", "/api/vms/{id}", shaped([&vms](Request& request) -> Result<Reply> {
-    auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    return Reply(http::json_response(200, vm_shape(vm)));
-  }));
+               auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
+               return Reply(http::json_response(200, vm_shape(vm)));
+             }));
   router.add("DELETE", "/api/vms/{id}", shaped([&vms](Request& request) -> Result<Reply> {
-    // The clients power the VM off first; a VM still running is stopped here rather than refused.
-    KILN_TRY(vms.remove(std::string(request.param("id")), /*force=*/true));
-    return Reply(http::empty_response(200));
-  }));
+               // The clients power the VM off first; a VM still running is stopped here rather than refused.
+               KILN_TRY(vms.remove(std::string(request.param("id")), /*force=*/true));
+               return Reply(http::empty_response(200));
+             }));
 
   router.add("GET", "/api/vms/power/{id}", shaped([&vms](Request& request) -> Result<Reply> {
-    auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    return message_reply(power_message(vm.state));
-  }));
+               auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
+               return message_reply(power_message(vm.state));
+             }));
   router.add("PATCH", "/api/vms/power/{id}", shaped([&vms](Request& request) -> Result<Reply> {
-    return set_power(vms, std::string(request.param("id")), raw_word(request.body));
-  }));
+               return set_power(vms, std::string(request.param("id")), raw_word(request.body));
+             }));
 
   router.add("GET", "/api/vms/{id}/ipaddress", shaped([&vms](Request& request) -> Result<Reply> {
-    auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    if (vm.state != VmState::kRunning) {
-      return Error::failed_precondition(fmt::format("VM {} is {}: it has no IP address", vm.name, power_message(vm.state)));
-    }
-    return Error::unavailable(fmt::format("VM {} has no IP address yet (Kiln VM networking is not built yet)", vm.name));
-  }));
+               auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
+               if (vm.state != VmState::kRunning) {
+                 return Error::failed_precondition(
+                     fmt::format("VM {} is {}: it has no IP address", vm.name, power_message(vm.state)));
+               }
+               return Error::unavailable(
+                   fmt::format("VM {} has no IP address yet (Kiln VM networking is not built yet)", vm.name));
+             }));
 
   router.add("GET", "/api/vms/{id}/folders", shaped([&vms](Request& request) -> Result<Reply> {
-    auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    Json ids = Json::array();
-    for (const auto& folder : vm.folders) ids.push_back(folder.id);
-    return Reply(http::json_response(200, ids));
-  }));
-  router.add("PATCH", "/api/vms/{id}/folders", shaped([&vms](Request& request) -> Result<Reply> {
-    std::string word = raw_word(request.body);
-    if (word != "true" && word != "false") {
-      return Error::invalid_argument(fmt::format("the body must be true or false, not \"{}\"", word));
-    }
-    auto vm = KILN_TRY(vms.set_folders_enabled(std::string(request.param("id")), word == "true"));
-    return message_reply(vm.folders_enabled ? "true" : "false");
-  }));
+               auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
+               Json ids = Json::array();
+               for (const auto& folder : vm.folders) ids.push_back(folder.id);
+               return Reply(http::json_response(200, ids));
+             }));
+  router.add(
+      "PATCH", "/api/vms/{id}/folders", shaped([&vms](Request& request) -> Result<Reply> {
+        std::string word = raw_word(request.body);
+        if (word != "true" && word != "false") {
+          return Error::invalid_argument(fmt::format("the body must be true or false, not \"{}\"", word));
+        }
+        auto vm = KILN_TRY(vms.set_folders_enabled(std::string(request.param("id")), word == "true"));
+        return message_reply(vm.folders_enabled ? "true" : "false");
+      }));
   router.add("POST", "/api/vms/{id}/folders", shaped([&vms](Request& request) -> Result<Reply> {
-    Json body = KILN_TRY(request.json_body());
-    static constexpr std::array<std::string_view, 3> kAllowed = {"guestPath", "hostPath", "flags"};
-    KILN_TRY(reject_unknown_fields(body, kAllowed));
-    daemon::SharedFolder folder;
-    folder.guest_path = KILN_TRY(required_string(body, "guestPath"));
-    folder.host_path = KILN_TRY(required_string(body, "hostPath"));
-    folder.flags = KILN_TRY(optional_int(body, "flags")).value_or(kWritableFlag);
-    folder.read_only = (folder.flags & kWritableFlag) == 0;
-    folder.id = folder.guest_path;
-    auto added = KILN_TRY(vms.add_folder(std::string(request.param("id")), folder));
-    return Reply(http::json_response(
-        200, {{"guestPath", added.folder.id}, {"hostPath", added.folder.host_path}, {"flags", added.folder.flags}}));
-  }));
-  router.add("GET", "/api/vms/{id}/folders/{folder}", shaped([&vms](Request& request) -> Result<Reply> {
-    auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    for (const auto& folder : vm.folders) {
-      if (folder.id == request.param("folder")) {
-        return Reply(http::json_response(
-            200, {{"guestPath", folder.id}, {"hostPath", folder.host_path}, {"flags", folder.flags}}));
-      }
-    }
-    return Error::not_found(fmt::format("VM {} has no shared folder {}", vm.name, request.param("folder")));
-  }));
-  router.add("DELETE", "/api/vms/{id}/folders/{folder}", shaped([&vms](Request& request) -> Result<Reply> {
-    KILN_TRY(vms.remove_folder(std::string(request.param("id")), std::string(request.param("folder"))));
-    return Reply(http::empty_response(200));
-  }));
+               Json body = KILN_TRY(request.json_body());
+               static constexpr std::array<std::string_view, 3> kAllowed = {"guestPath", "hostPath", "flags"};
+               KILN_TRY(reject_unknown_fields(body, kAllowed));
+               daemon::SharedFolder folder;
+               folder.guest_path = KILN_TRY(required_string(body, "guestPath"));
+               folder.host_path = KILN_TRY(required_string(body, "hostPath"));
+               folder.flags = KILN_TRY(optional_int(body, "flags")).value_or(kWritableFlag);
+               folder.read_only = (folder.flags & kWritableFlag) == 0;
+               folder.id = folder.guest_path;
+               auto added = KILN_TRY(vms.add_folder(std::string(request.param("id")), folder));
+               return Reply(http::json_response(200, {{"guestPath", added.folder.id},
+                                                      {"hostPath", added.folder.host_path},
+                                                      {"flags", added.folder.flags}}));
+             }));
+  router.add(
+      "GET", "/api/vms/{id}/folders/{folder}", shaped([&vms](Request& request) -> Result<Reply> {
+        auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
+        for (const auto& folder : vm.folders) {
+          if (folder.id == request.param("folder")) {
+            return Reply(http::json_response(
+                200, {{"guestPath", folder.id}, {"hostPath", folder.host_path}, {"flags", folder.flags}}));
+          }
+        }
+        return Error::not_found(
+            fmt::format("VM {} has no shared folder {}", vm.name, request.param("folder")));
+      }));
+  router.add(
+      "DELETE", "/api/vms/{id}/folders/{folder}", shaped([&vms](Request& request) -> Result<Reply> {
+        KILN_TRY(vms.remove_folder(std::string(request.param("id")), std::string(request.param("folder"))));
+        return Reply(http::empty_response(200));
+      }));
 }
 
 }  // namespace kiln::api::rest

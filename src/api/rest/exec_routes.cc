@@ -2,9 +2,8 @@
 // Docker's legacy raw stream): raw with a tty, Docker stdcopy frames without. The exec id comes back in the
 // X-Kiln-Exec-Id header; GET /v1/vms/{id}/exec/{exec} then reports the exit code, and resize/signal act on
 // the running process.
-#include <sys/socket.h>
-
 #include <fmt/format.h>
+#include <sys/socket.h>
 
 #include "agent/client/attach.h"
 #include "api/rest/rest_api.h"
@@ -28,7 +27,13 @@ void report_on_stream(int fd, bool tty, const std::string& message) {
   std::string frame;
   if (!tty) {
     uint32_t size = static_cast<uint32_t>(text.size());
-    frame = {2, 0, 0, 0, static_cast<char>(size >> 24), static_cast<char>(size >> 16), static_cast<char>(size >> 8),
+    frame = {2,
+             0,
+             0,
+             0,
+             static_cast<char>(size >> 24),
+             static_cast<char>(size >> 16),
+             static_cast<char>(size >> 8),
              static_cast<char>(size)};
   }
   frame += text;
@@ -75,7 +80,8 @@ void ExecRegistry::finish(const std::string& id, Entry entry) {
   resolved_.notify_all();
 }
 
-std::optional<ExecRegistry::Entry> ExecRegistry::get(const std::string& id, std::chrono::milliseconds timeout) const {
+std::optional<ExecRegistry::Entry> ExecRegistry::get(const std::string& id,
+                                                     std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
   resolved_.wait_for(lock, timeout, [&] {
     auto found = entries_.find(id);
@@ -92,12 +98,14 @@ void add_exec_routes(http::Router& router, ApiContext& context) {
     auto exec = KILN_TRY(parse_exec(body));
     auto vm = KILN_TRY(context.vms.inspect(std::string(request.param("id"))));
     if (vm.state != daemon::VmState::kRunning) {
-      return Error::failed_precondition(fmt::format("cannot exec in VM {}: it is {}", vm.name, to_string(vm.state)));
+      return Error::failed_precondition(
+          fmt::format("cannot exec in VM {}: it is {}", vm.name, to_string(vm.state)));
     }
     std::string exec_id = new_exec_id();
     http::HijackReply reply;
     reply.headers.set("X-Kiln-Exec-Id", exec_id);
-    reply.content_type = exec.process.tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream";
+    reply.content_type =
+        exec.process.tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream";
     context.execs.begin(exec_id, vm.id);
     reply.body = [&context, exec = std::move(exec), exec_id, vm_id = vm.id](http::RawConnection connection) {
       agent::ExecIo io{.client = std::move(connection.fd),
@@ -126,7 +134,8 @@ void add_exec_routes(http::Router& router, ApiContext& context) {
 
   router.add("GET", "/v1/vms/{id}/exec/{exec}", [&context](Request& request) -> Result<Reply> {
     auto entry = KILN_TRY(find_exec(context, request));
-    Json reply = {{"id", request.param("exec")}, {"running", false}, {"exit_code", nullptr}, {"error", entry.error}};
+    Json reply = {
+        {"id", request.param("exec")}, {"running", false}, {"exit_code", nullptr}, {"error", entry.error}};
     if (entry.start_failure_code) {
       reply["exit_code"] = *entry.start_failure_code;
     } else if (entry.handle) {
@@ -163,7 +172,8 @@ void add_exec_routes(http::Router& router, ApiContext& context) {
     } catch (const std::exception&) {
       signum = 0;
     }
-    if (signum <= 0 || signum > 64) return Error::invalid_argument("signal must be a signal number from 1 to 64");
+    if (signum <= 0 || signum > 64)
+      return Error::invalid_argument("signal must be a signal number from 1 to 64");
     if (!entry.handle) return Error::failed_precondition("the exec's process never started");
     KILN_TRY(entry.handle->signal(signum));
     return Reply(http::empty_response(200));

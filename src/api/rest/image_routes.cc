@@ -22,7 +22,8 @@ using http::Request;
 
 Result<image::ImageRef> reference_param(const Request& request, std::string_view key = "reference") {
   auto text = request.query.get(key);
-  if (!text || text->empty()) return Error::invalid_argument(fmt::format("the {} query parameter is required", key));
+  if (!text || text->empty())
+    return Error::invalid_argument(fmt::format("the {} query parameter is required", key));
   return image::ImageRef::parse(*text);
 }
 
@@ -47,7 +48,8 @@ Result<SpooledBody> spool_body(Request& request, const std::string& scratch_dir)
   std::vector<char> buffer(256 * 1024);
   uint64_t total = 0;
   for (;;) {
-    size_t n = KILN_TRY_CONTEXT(request.body_reader->read(buffer.data(), buffer.size()), "receiving the archive");
+    size_t n =
+        KILN_TRY_CONTEXT(request.body_reader->read(buffer.data(), buffer.size()), "receiving the archive");
     if (n == 0) break;
     total += n;
     for (size_t done = 0; done < n;) {
@@ -79,7 +81,8 @@ Result<uint64_t> unsigned_param(const Request& request, std::string_view key) {
   uint64_t value = 0;
   for (char c : *text) {
     if (c < '0' || c > '9' || value > (UINT64_MAX - 9) / 10)
-      return Error::invalid_argument(fmt::format("{} must be a whole number of bytes, not \"{}\"", key, *text));
+      return Error::invalid_argument(
+          fmt::format("{} must be a whole number of bytes, not \"{}\"", key, *text));
     value = value * 10 + static_cast<uint64_t>(c - '0');
   }
   return value;
@@ -122,41 +125,46 @@ void add_image_routes(http::Router& router, ApiContext& context) {
       auto before = images.resolve(ref.to_string());
       image::Digest id = KILN_TRY(images.pull(ref, options, progress));
       bool unchanged = before && *before == id;
-      progress.on_message(fmt::format("Status: {} {}", unchanged ? "Image is up to date for" : "Downloaded newer image for",
+      progress.on_message(fmt::format("Status: {} {}",
+                                      unchanged ? "Image is up to date for" : "Downloaded newer image for",
                                       ref.familiar()));
       return Json{{"ID", id.to_string()}};
     });
   });
 
-  router.add_streaming_body("POST", "/v1/images/load", [&images, &scratch](Request& request) -> Result<Reply> {
-    image::LoadOptions options;
-    if (auto repository = request.query.get("repository"); repository && !repository->empty())
-      options.repository = std::string(*repository);
-    auto body = std::make_shared<SpooledBody>(KILN_TRY(spool_body(request, scratch)));
-    return progress_stream([&images, body, options](image::ProgressListener& progress) -> Result<Json> {
-      auto loaded = images.load(body->path, options, progress);
-      if (!loaded) return archive_error(loaded.error(), body->path);
-      const auto& ids = *loaded;
-      Json list = Json::array();
-      for (const auto& id : ids) list.push_back(id.to_string());
-      return Json{{"IDs", list}};
-    });
-  });
+  router.add_streaming_body(
+      "POST", "/v1/images/load", [&images, &scratch](Request& request) -> Result<Reply> {
+        image::LoadOptions options;
+        if (auto repository = request.query.get("repository"); repository && !repository->empty())
+          options.repository = std::string(*repository);
+        auto body = std::make_shared<SpooledBody>(KILN_TRY(spool_body(request, scratch)));
+        return progress_stream([&images, body, options](image::ProgressListener& progress) -> Result<Json> {
+          auto loaded = images.load(body->path, options, progress);
+          if (!loaded) return archive_error(loaded.error(), body->path);
+          const auto& ids = *loaded;
+          Json list = Json::array();
+          for (const auto& id : ids) list.push_back(id.to_string());
+          return Json{{"IDs", list}};
+        });
+      });
 
-  router.add_streaming_body("POST", "/v1/images/import", [&images, &scratch](Request& request) -> Result<Reply> {
-    std::optional<image::ImageRef> tag;
-    if (auto text = request.query.get("reference"); text && !text->empty()) tag = KILN_TRY(image::ImageRef::parse(*text));
-    SpooledBody body = KILN_TRY(spool_body(request, scratch));
-    auto id = images.import(body.path, tag);
-    if (!id) return archive_error(id.error(), body.path);
-    return Reply(http::json_response(201, Json{{"Id", id->to_string()}}));
-  });
+  router.add_streaming_body("POST", "/v1/images/import",
+                            [&images, &scratch](Request& request) -> Result<Reply> {
+                              std::optional<image::ImageRef> tag;
+                              if (auto text = request.query.get("reference"); text && !text->empty())
+                                tag = KILN_TRY(image::ImageRef::parse(*text));
+                              SpooledBody body = KILN_TRY(spool_body(request, scratch));
+                              auto id = images.import(body.path, tag);
+                              if (!id) return archive_error(id.error(), body.path);
+                              return Reply(http::json_response(201, Json{{"Id", id->to_string()}}));
+                            });
 
   router.add("GET", "/v1/images/save", [&images, &scratch](Request& request) -> Result<Reply> {
     std::vector<std::string> names;
     for (auto name : request.query.get_all("names")) names.emplace_back(name);
     if (names.empty()) return Error::invalid_argument("name at least one image: ?names=NAME (repeatable)");
-    auto dir = std::make_shared<TempDir>(KILN_TRY_CONTEXT(TempDir::create("save-", scratch), "scratch space"));
+    auto dir =
+        std::make_shared<TempDir>(KILN_TRY_CONTEXT(TempDir::create("save-", scratch), "scratch space"));
     std::string path = dir->path() + "/images.tar";
     KILN_TRY(images.save(names, path));
     return file_stream("application/x-tar", path, dir);
@@ -185,11 +193,12 @@ void add_image_routes(http::Router& router, ApiContext& context) {
     image::PushOptions options{.credentials = KILN_TRY(registry_credentials(request)),
                                .chunk_size = KILN_TRY(unsigned_param(request, "chunk_size"))};
     KILN_TRY(images.resolve(source));  // an unknown image is a 404, not a stream that fails
-    return progress_stream([&images, source, target, options](image::ProgressListener& progress) -> Result<Json> {
-      progress.on_message(fmt::format("The push refers to repository [{}]", target.repository()));
-      image::Digest digest = KILN_TRY(images.push(source, target, options, progress));
-      return Json{{"Tag", target.tag().value_or("")}, {"Digest", digest.to_string()}};
-    });
+    return progress_stream(
+        [&images, source, target, options](image::ProgressListener& progress) -> Result<Json> {
+          progress.on_message(fmt::format("The push refers to repository [{}]", target.repository()));
+          image::Digest digest = KILN_TRY(images.push(source, target, options, progress));
+          return Json{{"Tag", target.tag().value_or("")}, {"Digest", digest.to_string()}};
+        });
   });
 
   router.add("POST", "/v1/images/{name*}/rootfs", [&images](Request& request) -> Result<Reply> {

@@ -33,8 +33,10 @@ std::vector<Json> lines_of(const std::string& body) {
 TEST(ProgressStream, LinesInOrderThenTheResult) {
   auto test = serve([](image::ProgressListener& progress) -> Result<Json> {
     progress.on_message("1: Pulling from library/busybox");
-    progress.on_progress({.id = "abc", .state = image::ProgressState::kDownloading, .current = 5, .total = 10});
-    progress.on_progress({.id = "abc", .state = image::ProgressState::kDownloaded, .current = 10, .total = 10});
+    progress.on_progress(
+        {.id = "abc", .state = image::ProgressState::kDownloading, .current = 5, .total = 10});
+    progress.on_progress(
+        {.id = "abc", .state = image::ProgressState::kDownloaded, .current = 10, .total = 10});
     return Json{{"ID", "sha256:1"}};
   });
   auto response = test->client().request({.method = "POST", .target = "/job"});
@@ -44,13 +46,16 @@ TEST(ProgressStream, LinesInOrderThenTheResult) {
   auto lines = lines_of(response->body);
   ASSERT_EQ(lines.size(), 4u) << response->body;
   EXPECT_EQ(lines[0], (Json{{"status", "1: Pulling from library/busybox"}}));
-  EXPECT_EQ(lines[1], (Json{{"status", "Downloading"}, {"id", "abc"}, {"progressDetail", {{"current", 5}, {"total", 10}}}}));
+  EXPECT_EQ(
+      lines[1],
+      (Json{{"status", "Downloading"}, {"id", "abc"}, {"progressDetail", {{"current", 5}, {"total", 10}}}}));
   EXPECT_EQ(lines[2]["status"], "Pull complete");
   EXPECT_EQ(lines[3], (Json{{"aux", {{"ID", "sha256:1"}}}}));
 }
 
 TEST(ProgressStream, FailureBeforeAnyProgressIsAnOrdinaryErrorResponse) {
-  auto test = serve([](image::ProgressListener&) -> Result<Json> { return Error::not_found("manifest unknown"); });
+  auto test =
+      serve([](image::ProgressListener&) -> Result<Json> { return Error::not_found("manifest unknown"); });
   auto response = test->client().request({.method = "POST", .target = "/job"});
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 404);
@@ -67,14 +72,17 @@ TEST(ProgressStream, FailureAfterTheStreamBeganIsTheLastLine) {
   EXPECT_EQ(response->status, 200);
   auto lines = lines_of(response->body);
   ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(lines[1], (Json{{"error", "digest mismatch"}, {"errorDetail", {{"message", "digest mismatch"}}}}));
+  EXPECT_EQ(lines[1],
+            (Json{{"error", "digest mismatch"}, {"errorDetail", {{"message", "digest mismatch"}}}}));
 }
 
 TEST(ProgressStream, TransferUpdatesAreThrottledButStateChangesAreNot) {
   auto test = serve([](image::ProgressListener& progress) -> Result<Json> {
     for (uint64_t i = 1; i <= 1000; ++i)
-      progress.on_progress({.id = "l", .state = image::ProgressState::kDownloading, .current = i, .total = 1000});
-    progress.on_progress({.id = "l", .state = image::ProgressState::kVerifying, .current = 1000, .total = 1000});
+      progress.on_progress(
+          {.id = "l", .state = image::ProgressState::kDownloading, .current = i, .total = 1000});
+    progress.on_progress(
+        {.id = "l", .state = image::ProgressState::kVerifying, .current = 1000, .total = 1000});
     return Json();
   });
   auto response = test->client().request({.method = "POST", .target = "/job"});
@@ -82,7 +90,8 @@ TEST(ProgressStream, TransferUpdatesAreThrottledButStateChangesAreNot) {
   auto lines = lines_of(response->body);
   ASSERT_GE(lines.size(), 3u);
   EXPECT_LT(lines.size(), 100u) << "a thousand byte counts in a burst are not a thousand lines";
-  EXPECT_EQ(lines[lines.size() - 2]["progressDetail"]["current"], 1000);  // the complete count always goes out
+  EXPECT_EQ(lines[lines.size() - 2]["progressDetail"]["current"],
+            1000);  // the complete count always goes out
   EXPECT_EQ(lines.back()["status"], "Verifying");
 }
 
@@ -97,7 +106,7 @@ TEST(ProgressStream, ClientHangingUpCancelsTheJob) {
     return Error::cancelled("the pull was cancelled");
   });
   auto response = test->client().request_stream({.method = "POST", .target = "/job"},
-                                                 [](std::string_view) { return false; });  // hang up
+                                                [](std::string_view) { return false; });  // hang up
   ASSERT_TRUE(response) << response.error().message();
   auto future = saw_cancel.get_future();
   ASSERT_EQ(future.wait_for(30s), std::future_status::ready);

@@ -1,6 +1,6 @@
-// The Kiln API v1 (VMs and images) (docs/api/kiln-v1.yaml) and the AppCatalyst-compatible aliases, as routes on a Router.
-// Handlers translate HTTP to VmManager calls and back; they hold no VM state of their own except the
-// exec sessions' registry. Routes run on the server's connection threads.
+// The Kiln API v1 (VMs and images) (docs/api/kiln-v1.yaml) and the AppCatalyst-compatible aliases, as routes
+// on a Router. Handlers translate HTTP to VmManager calls and back; they hold no VM state of their own except
+// the exec sessions' registry. Routes run on the server's connection threads.
 #pragma once
 
 #include <chrono>

@@ -1,11 +1,10 @@
 // Streams: GET /v1/events (lifecycle events as JSON lines, as `docker events` streams them) and
 // GET /v1/vms/{id}/console (the serial console log; follow=1 keeps streaming while the VM runs).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include "api/rest/rest_api.h"
 
@@ -82,8 +81,10 @@ void stream_console(http::ChunkWriter& writer, daemon::VmManager& vms, const std
         offset += got;
       }
       // A new boot starts a new log file (the previous one is renamed): follow it.
-      struct stat on_disk {}, open_file {};
-      if (::stat(path.c_str(), &on_disk) == 0 && ::fstat(fd.get(), &open_file) == 0 && on_disk.st_ino != open_file.st_ino) {
+      struct stat on_disk {
+      }, open_file{};
+      if (::stat(path.c_str(), &on_disk) == 0 && ::fstat(fd.get(), &open_file) == 0 &&
+          on_disk.st_ino != open_file.st_ino) {
         fd.reset();
         offset = 0;
         continue;
@@ -122,7 +123,9 @@ void add_stream_routes(http::Router& router, ApiContext& context) {
         std::string lines;
         for (const auto& event : events) {
           after = event.seq;
-          if (!vm_filter.empty() && event.id != filtered_id && event.name != vm_filter && event.id != vm_filter) continue;
+          if (!vm_filter.empty() && event.id != filtered_id && event.name != vm_filter &&
+              event.id != vm_filter)
+            continue;
           lines += to_json(event).dump() + "\n";
         }
         if (!lines.empty() && !writer.write_chunk(lines)) return;

@@ -1,8 +1,8 @@
 #include "api/rest/vm_json.h"
 
-#include <array>
-
 #include <fmt/format.h>
+
+#include <array>
 
 namespace kiln::api::rest {
 namespace {
@@ -67,7 +67,8 @@ Json vm_to_json(const daemon::VmRecord& vm) {
   Json folders = Json::array();
   for (const auto& folder : vm.folders) folders.push_back(folder_to_json(folder));
   Json source = Json::object();
-  if (vm.source.kind != RootSource::Kind::kDefault) source[std::string(to_string(vm.source.kind))] = vm.source.value;
+  if (vm.source.kind != RootSource::Kind::kDefault)
+    source[std::string(to_string(vm.source.kind))] = vm.source.value;
   return {{"id", vm.id},
           {"name", vm.name},
           {"state", to_string(vm.state)},
@@ -100,7 +101,8 @@ Result<daemon::SharedFolder> parse_shared_folder(const Json& body) {
 
 Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
   static constexpr std::array<std::string_view, 10> kAllowed = {
-      "name", "cpus", "memory_mib", "disk_mib", "source", "kernel", "labels", "shared_folders", "tag", "image"};
+      "name",   "cpus",   "memory_mib",     "disk_mib", "source",
+      "kernel", "labels", "shared_folders", "tag",      "image"};
   KILN_TRY(reject_unknown_fields(body, kAllowed));
   daemon::CreateVmRequest request;
   request.name = KILN_TRY(optional_string(body, "name")).value_or("");
@@ -110,7 +112,8 @@ Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
   }
   request.memory_mib = KILN_TRY(optional_count(body, "memory_mib", 1));
   request.disk_mib = KILN_TRY(optional_count(body, "disk_mib", 1));
-  if (auto source = body.find("source"); source != body.end()) request.source = KILN_TRY(parse_source(*source));
+  if (auto source = body.find("source"); source != body.end())
+    request.source = KILN_TRY(parse_source(*source));
   // "image": a shorthand for {"source": {"image": ...}} (kiln vm create --image).
   if (auto image = KILN_TRY(optional_string(body, "image"))) {
     if (request.source.kind != RootSource::Kind::kDefault) {
@@ -146,8 +149,8 @@ Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body) {
 }
 
 Result<daemon::ExecRequest> parse_exec(const Json& body) {
-  static constexpr std::array<std::string_view, 8> kAllowed = {"cmd", "env", "workdir", "tty", "stdin",
-                                                               "user", "rows", "cols"};
+  static constexpr std::array<std::string_view, 8> kAllowed = {"cmd",   "env",  "workdir", "tty",
+                                                               "stdin", "user", "rows",    "cols"};
   KILN_TRY(reject_unknown_fields(body, kAllowed));
   daemon::ExecRequest request;
   auto cmd = body.find("cmd");
@@ -173,7 +176,8 @@ Result<daemon::ExecRequest> parse_exec(const Json& body) {
   request.process.tty = KILN_TRY(optional_bool(body, "tty")).value_or(false);
   if (request.process.tty) {
     if (!request.process.env) {
-      request.process.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+      request.process.env =
+          std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     }
     request.process.env->push_back("TERM=xterm");
   }
@@ -183,7 +187,8 @@ Result<daemon::ExecRequest> parse_exec(const Json& body) {
     auto colon = user->find(':');
     try {
       request.process.uid = static_cast<uint32_t>(std::stoul(user->substr(0, colon)));
-      if (colon != std::string::npos) request.process.gid = static_cast<uint32_t>(std::stoul(user->substr(colon + 1)));
+      if (colon != std::string::npos)
+        request.process.gid = static_cast<uint32_t>(std::stoul(user->substr(colon + 1)));
     } catch (const std::exception&) {
       return Error::invalid_argument(fmt::format("user \"{}\" must be numeric uid[:gid]", *user));
     }

@@ -5,7 +5,9 @@
 namespace kiln::api::rest {
 namespace {
 
-Json parse(std::string_view text) { return parse_json(text).value(); }
+Json parse(std::string_view text) {
+  return parse_json(text).value();
+}
 
 TEST(VmJsonTest, ParsesAFullCreateRequest) {
   auto request = parse_create_vm(parse(R"({"name":"web","cpus":2,"memory_mib":256,"disk_mib":2048,

@@ -22,7 +22,8 @@ Result<std::chrono::milliseconds> stop_grace(const Request& request) {
     if (used != text->size() || seconds < 0 || seconds > 86400) throw std::invalid_argument("range");
     return std::chrono::milliseconds(seconds * 1000);
   } catch (const std::exception&) {
-    return Error::invalid_argument(fmt::format("timeout must be whole seconds (0 to 86400), not \"{}\"", *text));
+    return Error::invalid_argument(
+        fmt::format("timeout must be whole seconds (0 to 86400), not \"{}\"", *text));
   }
 }
 

@@ -1,8 +1,7 @@
 #include "daemon/state/sqlite_db.h"
 
-#include <sqlite3.h>
-
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 namespace kiln::daemon {
 namespace {
@@ -11,13 +10,15 @@ Error sqlite_error(sqlite3* db, std::string_view what) {
   int code = sqlite3_extended_errcode(db);
   std::string message = fmt::format("state database: {}: {}", what, sqlite3_errmsg(db));
   if ((code & 0xff) == SQLITE_CONSTRAINT) return Error::already_exists(std::move(message));
-  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) return Error::unavailable(std::move(message));
+  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+    return Error::unavailable(std::move(message));
   return Error::internal(std::move(message));
 }
 
 }  // namespace
 
-Statement::Statement(Statement&& other) noexcept : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+Statement::Statement(Statement&& other) noexcept
+    : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
 
 Statement::~Statement() {
   if (stmt_) sqlite3_finalize(stmt_);
@@ -45,14 +46,19 @@ std::string Statement::text(int column) const {
   return value ? std::string(reinterpret_cast<const char*>(value)) : std::string();
 }
 
-int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+int64_t Statement::integer(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
 
-int Statement::changes() const { return sqlite3_changes(db_); }
+int Statement::changes() const {
+  return sqlite3_changes(db_);
+}
 
-Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path, const std::vector<std::string>& migrations) {
+Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path,
+                                                 const std::vector<std::string>& migrations) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   std::unique_ptr<SqliteDb> db(new SqliteDb(raw));  // NOLINT: private constructor; owns raw even on failure
   if (rc != SQLITE_OK) return sqlite_error(raw, fmt::format("open {}", path));
   sqlite3_busy_timeout(raw, 10000);
@@ -64,7 +70,9 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path, const 
   return db;
 }
 
-SqliteDb::~SqliteDb() { sqlite3_close_v2(db_); }
+SqliteDb::~SqliteDb() {
+  sqlite3_close_v2(db_);
+}
 
 Result<void> SqliteDb::exec(const std::string& sql) {
   char* message = nullptr;

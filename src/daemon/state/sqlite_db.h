@@ -43,7 +43,8 @@ class Statement {
 class SqliteDb {
  public:
   // A migration brings the schema from version `index` to `index + 1`.
-  static Result<std::unique_ptr<SqliteDb>> open(const std::string& path, const std::vector<std::string>& migrations);
+  static Result<std::unique_ptr<SqliteDb>> open(const std::string& path,
+                                                const std::vector<std::string>& migrations);
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;

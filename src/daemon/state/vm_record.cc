@@ -1,21 +1,24 @@
 #include "daemon/state/vm_record.h"
 
-#include <ctime>
-
 #include <fmt/format.h>
+
+#include <ctime>
 
 namespace kiln::daemon {
 namespace {
 
 constexpr std::pair<VmState, std::string_view> kStateNames[] = {
-    {VmState::kCreating, "creating"},   {VmState::kStopped, "stopped"},   {VmState::kStarting, "starting"},
-    {VmState::kRunning, "running"},     {VmState::kPaused, "paused"},     {VmState::kStopping, "stopping"},
-    {VmState::kSuspending, "suspending"}, {VmState::kSuspended, "suspended"}, {VmState::kError, "error"},
+    {VmState::kCreating, "creating"},     {VmState::kStopped, "stopped"},
+    {VmState::kStarting, "starting"},     {VmState::kRunning, "running"},
+    {VmState::kPaused, "paused"},         {VmState::kStopping, "stopping"},
+    {VmState::kSuspending, "suspending"}, {VmState::kSuspended, "suspended"},
+    {VmState::kError, "error"},
 };
 
 constexpr std::pair<RootSource::Kind, std::string_view> kSourceNames[] = {
     {RootSource::Kind::kDefault, "default"}, {RootSource::Kind::kDirectory, "directory"},
-    {RootSource::Kind::kTarball, "tarball"}, {RootSource::Kind::kImage, "image"}, {RootSource::Kind::kVm, "vm"},
+    {RootSource::Kind::kTarball, "tarball"}, {RootSource::Kind::kImage, "image"},
+    {RootSource::Kind::kVm, "vm"},
 };
 
 }  // namespace

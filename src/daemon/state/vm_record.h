@@ -14,15 +14,15 @@
 namespace kiln::daemon {
 
 enum class VmState {
-  kCreating,    // root disk being built; not yet usable
-  kStopped,     // created, or stopped; nothing running
+  kCreating,  // root disk being built; not yet usable
+  kStopped,   // created, or stopped; nothing running
   kStarting,
   kRunning,
-  kPaused,      // vCPUs stopped, memory held
+  kPaused,  // vCPUs stopped, memory held
   kStopping,
   kSuspending,
-  kSuspended,   // memory and device state on disk, no monitor process
-  kError,       // the last start or the monitor failed; state_reason says why
+  kSuspended,  // memory and device state on disk, no monitor process
+  kError,      // the last start or the monitor failed; state_reason says why
 };
 std::string_view to_string(VmState state);
 std::optional<VmState> vm_state_from_string(std::string_view text);
@@ -41,7 +41,7 @@ struct SharedFolder {
   std::string host_path;   // absolute, exists
   std::string guest_path;  // absolute path in the guest
   bool read_only = false;
-  int64_t flags = 0;       // AppCatalyst's flags field, kept verbatim (bit 0: writable)
+  int64_t flags = 0;  // AppCatalyst's flags field, kept verbatim (bit 0: writable)
 };
 
 struct VmRecord {
@@ -53,14 +53,14 @@ struct VmRecord {
   RootSource source;
   std::string kernel;  // override; empty: Kiln's guest kernel
   std::map<std::string, std::string> labels;
-  std::string tag;     // AppCatalyst's free-form tag
+  std::string tag;  // AppCatalyst's free-form tag
   std::vector<SharedFolder> folders;
   bool folders_enabled = true;
 
   VmState state = VmState::kCreating;
   std::string state_reason;  // why it is in that state (error, died, killed)
   int64_t monitor_pid = 0;
-  std::string created_at;    // RFC 3339, UTC
+  std::string created_at;  // RFC 3339, UTC
   std::string started_at;
   std::string finished_at;
 };

@@ -26,9 +26,9 @@ Result<std::unique_ptr<VmStore>> VmStore::open(const std::string& root) {
 
 Result<void> VmStore::insert(const VmRecord& vm) {
   auto guard = db_->lock();
-  auto statement = KILN_TRY(db_->prepare(
-      "INSERT INTO vms (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
-      " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM vms))"));
+  auto statement =
+      KILN_TRY(db_->prepare("INSERT INTO vms (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
+                            " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM vms))"));
   statement.bind(1, vm.id).bind(2, vm.name).bind(3, to_storage_json(vm).dump());
   auto done = statement.step();
   if (!done) {
@@ -69,13 +69,15 @@ Result<VmRecord> VmStore::resolve(const std::string& id_or_name) {
   if (id_or_name.empty()) return Error::invalid_argument("no VM named");
   auto guard = db_->lock();
   {
-    auto statement = KILN_TRY(db_->prepare("SELECT record FROM vms WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC"));
+    auto statement =
+        KILN_TRY(db_->prepare("SELECT record FROM vms WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC"));
     statement.bind(1, id_or_name);
     if (KILN_TRY(statement.step())) return parse_row(statement.text(0));
   }
   bool hex = id_or_name.find_first_not_of("0123456789abcdef") == std::string::npos;
   if (hex) {
-    auto statement = KILN_TRY(db_->prepare("SELECT record FROM vms WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"));
+    auto statement =
+        KILN_TRY(db_->prepare("SELECT record FROM vms WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"));
     statement.bind(1, id_or_name);
     if (KILN_TRY(statement.step())) {
       std::string first = statement.text(0);

@@ -15,7 +15,8 @@ VmRecord make_vm(std::string id, std::string name) {
   vm.name = std::move(name);
   vm.state = VmState::kStopped;
   vm.labels = {{"team", "a"}};
-  vm.folders = {{.id = "0", .host_path = "/srv", .guest_path = "/mnt/hgfs/srv", .read_only = true, .flags = 4}};
+  vm.folders = {
+      {.id = "0", .host_path = "/srv", .guest_path = "/mnt/hgfs/srv", .read_only = true, .flags = 4}};
   return vm;
 }
 

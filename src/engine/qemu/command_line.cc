@@ -42,39 +42,60 @@ std::string memory_backend(const VmSpec& spec) {
   const auto& memory = spec.memory;
   std::string share = memory.shared ? "on" : "off";
   if (memory.kind == MemoryBacking::Kind::kFile) {
-    return fmt::format("memory-backend-file,id=ram,size={}M,mem-path={},share={}", spec.memory_mib, escape(memory.path),
-                       share);
+    return fmt::format("memory-backend-file,id=ram,size={}M,mem-path={},share={}", spec.memory_mib,
+                       escape(memory.path), share);
   }
   return fmt::format("memory-backend-memfd,id=ram,size={}M,share={}", spec.memory_mib, share);
 }
 }  // namespace
 
-std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec, const HostFacts& host) {
+std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec,
+                                        const HostFacts& host) {
   VmPaths paths = paths_for(spec.runtime_dir);
   bool kvm = host.accelerator == Accelerator::kKvm;
   std::vector<std::string> args = {
       qemu_binary,
-      "-name", fmt::format("guest={},process=kiln-vm:{}", spec.name, spec.name),
+      "-name",
+      fmt::format("guest={},process=kiln-vm:{}", spec.name, spec.name),
       // ACPI off: with it on, QEMU 7.2 puts no virtio_mmio.device= entries on the command line and an
       // ACPI-less kernel finds no devices.
-      "-machine", "microvm,acpi=off,memory-backend=ram",
-      "-accel", kvm ? "kvm" : "tcg,thread=multi",
-      "-cpu", kvm ? "host" : "max",
-      "-smp", std::to_string(spec.cpus),
-      "-m", fmt::format("{}M", spec.memory_mib),
-      "-object", memory_backend(spec),
-      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-      "-kernel", spec.kernel,
-      "-append", guest_cmdline(spec, host),
+      "-machine",
+      "microvm,acpi=off,memory-backend=ram",
+      "-accel",
+      kvm ? "kvm" : "tcg,thread=multi",
+      "-cpu",
+      kvm ? "host" : "max",
+      "-smp",
+      std::to_string(spec.cpus),
+      "-m",
+      fmt::format("{}M", spec.memory_mib),
+      "-object",
+      memory_backend(spec),
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-no-reboot",
+      "-kernel",
+      spec.kernel,
+      "-append",
+      guest_cmdline(spec, host),
       // A restored VM appends: its console log goes on where the saved VM's ended.
-      "-chardev", fmt::format("file,id=console,path={}{}", escape(paths.console_log),
-                              spec.restore_from.empty() ? "" : ",append=on"),
-      "-serial", "chardev:console",
-      "-chardev", fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
-      "-device", "virtio-serial-device,max_ports=2",
-      "-device", "virtserialport,chardev=agent,name=kiln.agent",
-      "-device", "virtio-rng-device",
-      "-qmp", fmt::format("unix:{},server=on,wait=off", escape(paths.qmp_socket)),
+      "-chardev",
+      fmt::format("file,id=console,path={}{}", escape(paths.console_log),
+                  spec.restore_from.empty() ? "" : ",append=on"),
+      "-serial",
+      "chardev:console",
+      "-chardev",
+      fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
+      "-device",
+      "virtio-serial-device,max_ports=2",
+      "-device",
+      "virtserialport,chardev=agent,name=kiln.agent",
+      "-device",
+      "virtio-rng-device",
+      "-qmp",
+      fmt::format("unix:{},server=on,wait=off", escape(paths.qmp_socket)),
   };
   if (!spec.initrd.empty()) {
     args.insert(args.end(), {"-initrd", spec.initrd});
@@ -86,12 +107,15 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];
     std::string read_only = disk.read_only ? "on" : "off";
-    args.insert(args.end(),
-                {"-blockdev",
-                 fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i, escape(disk.path), read_only),
-                 "-blockdev", fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i, read_only),
-                 // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
-                 "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+    args.insert(
+        args.end(),
+        {"-blockdev",
+         fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i, escape(disk.path),
+                     read_only),
+         "-blockdev",
+         fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i, read_only),
+         // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
+         "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
   }
   for (size_t i = 0; i < spec.shares.size(); ++i) {
     const ShareSpec& share = spec.shares[i];

@@ -38,7 +38,8 @@ TEST(QemuCommandLine, MicrovmWithoutAcpiAndFileBackedMemory) {
   EXPECT_EQ(value_after(args, "-accel"), "tcg,thread=multi");
   EXPECT_EQ(value_after(args, "-smp"), "2");
   EXPECT_EQ(value_after(args, "-qmp"), "unix:/run/kiln/vms/web/qmp.sock,server=on,wait=off");
-  EXPECT_EQ(value_after(args, "-chardev", 1), "socket,id=agent,path=/run/kiln/vms/web/agent.sock,server=on,wait=off");
+  EXPECT_EQ(value_after(args, "-chardev", 1),
+            "socket,id=agent,path=/run/kiln/vms/web/agent.sock,server=on,wait=off");
   EXPECT_THAT(args, Contains("-no-reboot"));
   EXPECT_THAT(args, Contains("virtserialport,chardev=agent,name=kiln.agent"));
 }
@@ -59,7 +60,8 @@ TEST(QemuCommandLine, RestoreWaitsForTheStateAndAppendsToTheConsoleLog) {
 
 TEST(QemuCommandLine, TscHintOnlyUnderTcg) {
   VmSpec spec = sample_spec();
-  EXPECT_THAT(guest_cmdline(spec, {Accelerator::kTcg, 2096037}), HasSubstr("tsc_early_khz=2096037 tsc=reliable"));
+  EXPECT_THAT(guest_cmdline(spec, {Accelerator::kTcg, 2096037}),
+              HasSubstr("tsc_early_khz=2096037 tsc=reliable"));
   EXPECT_THAT(guest_cmdline(spec, {Accelerator::kKvm, 2096037}), Not(HasSubstr("tsc_early_khz")));
   auto kvm_args = qemu_arguments("qemu", spec, {Accelerator::kKvm, 0});
   EXPECT_EQ(value_after(kvm_args, "-accel"), "kvm");
@@ -109,7 +111,8 @@ TEST(QemuCommandLine, SharesAreVirtio9pMmioDevices) {
   // Shares never reach the kernel command line: the agent mounts them on request.
   EXPECT_THAT(guest_cmdline(spec, {}), Not(HasSubstr("kilnshare")));
   spec.shares = {{"t", "/a,b", false}};
-  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"), "local,id=fs0,path=/a,,b,security_model=none");
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/a,,b,security_model=none");
 }
 
 TEST(QemuCommandLine, CommasInPathsAreEscaped) {
@@ -117,7 +120,8 @@ TEST(QemuCommandLine, CommasInPathsAreEscaped) {
   spec.runtime_dir = "/tmp/a,b";
   spec.memory = {MemoryBacking::Kind::kFile, "/dev/shm/x,y.mem", false};
   auto args = qemu_arguments("qemu", spec, {});
-  EXPECT_EQ(value_after(args, "-object"), "memory-backend-file,id=ram,size=256M,mem-path=/dev/shm/x,,y.mem,share=off");
+  EXPECT_EQ(value_after(args, "-object"),
+            "memory-backend-file,id=ram,size=256M,mem-path=/dev/shm/x,,y.mem,share=off");
   EXPECT_EQ(value_after(args, "-qmp"), "unix:/tmp/a,,b/qmp.sock,server=on,wait=off");
 }
 

@@ -34,7 +34,8 @@ Result<void> require_readable(const std::string& path, std::string_view what) {
   struct stat st {};
   if (path.empty()) return Error::invalid_argument(fmt::format("no {} given", what));
   if (::stat(path.c_str(), &st) != 0) return Error::last_os_error(fmt::format("{} {}", what, path));
-  if (!S_ISREG(st.st_mode)) return Error::invalid_argument(fmt::format("{} {} is not a regular file", what, path));
+  if (!S_ISREG(st.st_mode))
+    return Error::invalid_argument(fmt::format("{} {} is not a regular file", what, path));
   if (::access(path.c_str(), R_OK) != 0) return Error::last_os_error(fmt::format("{} {}", what, path));
   return ok();
 }
@@ -43,7 +44,8 @@ Result<void> require_directory(const std::string& path, std::string_view tag) {
   struct stat st {};
   if (tag.empty()) return Error::invalid_argument(fmt::format("shared directory {} has no tag", path));
   if (::stat(path.c_str(), &st) != 0) return Error::last_os_error(fmt::format("shared directory {}", path));
-  if (!S_ISDIR(st.st_mode)) return Error::invalid_argument(fmt::format("shared directory {} is not a directory", path));
+  if (!S_ISDIR(st.st_mode))
+    return Error::invalid_argument(fmt::format("shared directory {} is not a directory", path));
   return ok();
 }
 
@@ -84,8 +86,8 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
   if (!spec.initrd.empty()) KILN_TRY(require_readable(spec.initrd, "initramfs"));
   for (const auto& disk : spec.disks) KILN_TRY(require_readable(disk.path, "disk"));
   if (spec.root_disk >= 0 && static_cast<size_t>(spec.root_disk) >= spec.disks.size()) {
-    return Error::invalid_argument(fmt::format("root disk {} is not one of the VM's {} disks", spec.root_disk,
-                                               spec.disks.size()));
+    return Error::invalid_argument(
+        fmt::format("root disk {} is not one of the VM's {} disks", spec.root_disk, spec.disks.size()));
   }
   for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
@@ -109,7 +111,8 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
   if (!qmp) {
     if (auto exited = process.try_wait(); exited && *exited) {
       std::string reason = last_line_of(paths.monitor_log);
-      return Error::unavailable(fmt::format("QEMU failed to start: {}", reason.empty() ? (*exited)->describe() : reason));
+      return Error::unavailable(
+          fmt::format("QEMU failed to start: {}", reason.empty() ? (*exited)->describe() : reason));
     }
     return qmp.error();
   }
@@ -124,8 +127,9 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t 
   VmPaths paths = paths_for(spec.runtime_dir);
   // The QMP socket path is unique per VM and is on QEMU's command line: it identifies the process.
   MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.qmp_socket));
-  auto qmp = KILN_TRY_CONTEXT(QmpClient::connect(paths.qmp_socket, monitor.exit_fd(), std::chrono::seconds(5)),
-                              "reconnect to the VM's monitor");
+  auto qmp =
+      KILN_TRY_CONTEXT(QmpClient::connect(paths.qmp_socket, monitor.exit_fd(), std::chrono::seconds(5)),
+                       "reconnect to the VM's monitor");
   auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(qmp), paths);
   vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
   return std::unique_ptr<VmInstance>(std::move(vm));

@@ -1,8 +1,7 @@
 #include "engine/qemu/qemu_vm.h"
 
-#include <signal.h>
-
 #include <fmt/format.h>
+#include <signal.h>
 
 #include "common/unix_socket.h"
 
@@ -52,11 +51,14 @@ std::string QemuVm::exit_reason() {
 }
 
 Result<void> QemuVm::save_state(const std::string& dir) {
-  if (shape_.cpus == 0) return Error::internal("QemuVm::save_state: the engine did not record the VM's shape");
+  if (shape_.cpus == 0)
+    return Error::internal("QemuVm::save_state: the engine did not record the VM's shape");
   return save_vm_state(qmp_, process_, shape_, dir);
 }
 
-Result<void> QemuVm::kill() { return process_.kill(); }
+Result<void> QemuVm::kill() {
+  return process_.kill();
+}
 
 Result<std::optional<ExitStatus>> QemuVm::wait_for_exit(std::chrono::milliseconds timeout) {
   if (!KILN_TRY(process_.wait_for(timeout))) return std::optional<ExitStatus>();

@@ -2,11 +2,11 @@
 // launched to outlive its launcher (or adopted, or released). One thread at a time.
 #pragma once
 
-#include "engine/monitor_process.h"
 #include "engine/engine.h"
+#include "engine/monitor_process.h"
 #include "engine/qemu/command_line.h"
-#include "engine/qemu/qmp.h"
 #include "engine/qemu/qemu_snapshot.h"
+#include "engine/qemu/qmp.h"
 
 namespace kiln::engine::qemu {
 
@@ -31,7 +31,9 @@ class QemuVm final : public VmInstance {
   // What save_state records about the VM's hardware (QemuEngine sets it at launch and adoption).
   void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
   // Loads a saved state into this QEMU (started with -incoming defer) and resumes the guest.
-  Result<void> load_state(PreparedRestore restore) { return load_vm_state(qmp_, process_, std::move(restore)); }
+  Result<void> load_state(PreparedRestore restore) {
+    return load_vm_state(qmp_, process_, std::move(restore));
+  }
   QmpClient& qmp() { return qmp_; }
 
  private:

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+
 #include "common/unix_socket.h"
 
 namespace kiln::engine::qemu {
@@ -14,25 +15,29 @@ namespace {
 constexpr size_t kMaxMessageBytes = 16 << 20;
 
 int millis_until(std::chrono::steady_clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   return left.count() < 0 ? 0 : static_cast<int>(left.count());
 }
 
 }  // namespace
 
-Result<QmpClient> QmpClient::connect(const std::string& socket_path, int exit_fd, std::chrono::milliseconds timeout) {
+Result<QmpClient> QmpClient::connect(const std::string& socket_path, int exit_fd,
+                                     std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto fd = connect_unix_socket(socket_path);
     if (fd) return handshake(std::move(*fd), std::chrono::milliseconds(millis_until(deadline)));
-    if (fd.error().category() != ErrorCategory::kNotFound && fd.error().category() != ErrorCategory::kUnavailable) {
+    if (fd.error().category() != ErrorCategory::kNotFound &&
+        fd.error().category() != ErrorCategory::kUnavailable) {
       return fd.error();
     }
     // QEMU creates the socket early in its start-up; wait briefly, but stop at once if QEMU died.
     pollfd pfd{exit_fd, POLLIN, 0};
     int ready = ::poll(&pfd, exit_fd >= 0 ? 1 : 0, std::min(10, millis_until(deadline)));
     if (ready > 0) return Error::unavailable("QEMU exited before its monitor socket was ready");
-    if (millis_until(deadline) == 0) return Error::timeout(fmt::format("QEMU monitor {} did not appear", socket_path));
+    if (millis_until(deadline) == 0)
+      return Error::timeout(fmt::format("QEMU monitor {} did not appear", socket_path));
   }
 }
 
@@ -45,7 +50,8 @@ Result<QmpClient> QmpClient::handshake(UniqueFd fd, std::chrono::milliseconds ti
   return client;
 }
 
-Result<Json> QmpClient::execute(std::string_view command, const Json& arguments, std::chrono::milliseconds timeout) {
+Result<Json> QmpClient::execute(std::string_view command, const Json& arguments,
+                                std::chrono::milliseconds timeout) {
   Json request = {{"execute", command}};
   if (!arguments.is_null()) request["arguments"] = arguments;
   std::string line = request.dump() + "\n";
@@ -78,7 +84,8 @@ Result<void> QmpClient::pass_fd(std::string_view name, int fd, std::chrono::mill
   return ok();
 }
 
-Result<Json> QmpClient::await_reply(std::string_view command, std::chrono::steady_clock::time_point deadline) {
+Result<Json> QmpClient::await_reply(std::string_view command,
+                                    std::chrono::steady_clock::time_point deadline) {
   for (;;) {
     Json message = KILN_TRY_CONTEXT(read_message(deadline), fmt::format("QMP {}", command));
     if (message.contains("event")) {
@@ -94,7 +101,9 @@ Result<Json> QmpClient::await_reply(std::string_view command, std::chrono::stead
   }
 }
 
-std::vector<Json> QmpClient::take_events() { return std::exchange(events_, {}); }
+std::vector<Json> QmpClient::take_events() {
+  return std::exchange(events_, {});
+}
 
 void QmpClient::collect_pending_events() {
   for (;;) {

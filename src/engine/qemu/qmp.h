@@ -17,7 +17,8 @@ class QmpClient {
  public:
   // Connects to `socket_path` (retrying until QEMU has created it), reads the greeting and negotiates
   // capabilities. Gives up at `timeout`, or at once when `exit_fd` (QEMU's pidfd) becomes readable.
-  static Result<QmpClient> connect(const std::string& socket_path, int exit_fd, std::chrono::milliseconds timeout);
+  static Result<QmpClient> connect(const std::string& socket_path, int exit_fd,
+                                   std::chrono::milliseconds timeout);
   // Wraps an already connected socket (for tests).
   static Result<QmpClient> handshake(UniqueFd fd, std::chrono::milliseconds timeout);
 
@@ -25,7 +26,8 @@ class QmpClient {
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Hands QEMU a copy of `fd` under `name` (QMP getfd: the descriptor travels as SCM_RIGHTS with the
   // command), for URIs such as "fd:<name>". QEMU consumes it when a command uses it; see closefd otherwise.
-  Result<void> pass_fd(std::string_view name, int fd, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  Result<void> pass_fd(std::string_view name, int fd,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
   std::vector<Json> take_events();
   // Reads whatever QEMU already sent (events, typically after it exited) without waiting, into take_events().
   void collect_pending_events();

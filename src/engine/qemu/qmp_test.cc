@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstring>
-
 #include <thread>
 
 namespace kiln::engine::qemu {
@@ -18,7 +17,8 @@ class FakeQemu {
  public:
   FakeQemu(UniqueFd fd, std::vector<std::string> replies) : fd_(std::move(fd)) {
     thread_ = std::thread([this, replies = std::move(replies)] {
-      (void)write_all(fd_.get(), R"({"QMP": {"version": {}, "capabilities": []}})" "\r\n");
+      (void)write_all(fd_.get(), R"({"QMP": {"version": {}, "capabilities": []}})"
+                                 "\r\n");
       std::string pending;
       for (const auto& reply : replies) {
         // Wait for a full request line before answering.
@@ -53,8 +53,9 @@ TEST(Qmp, NegotiatesThenExecutesKeepingEvents) {
   std::vector<Json> events;
   {
     FakeQemu fake(std::move(pair->second),
-                  {R"({"return": {}})",
-                   R"({"event": "STOP", "timestamp": {}})" "\r\n" R"({"return": {"status": "paused", "running": false}})"});
+                  {R"({"return": {}})", R"({"event": "STOP", "timestamp": {}})"
+                                        "\r\n"
+                                        R"({"return": {"status": "paused", "running": false}})"});
     auto client = QmpClient::handshake(std::move(pair->first), 5s);
     ASSERT_TRUE(client) << client.error().message();
     auto status = client->execute("query-status");
@@ -104,8 +105,12 @@ TEST(Qmp, PassFdSendsTheDescriptorWithGetfd) {
   auto pair = make_socket_pair();
   ASSERT_TRUE(pair);
   // QEMU's side, written ahead: the greeting and the replies to qmp_capabilities and getfd.
-  ASSERT_TRUE(write_all(pair->second.get(), R"({"QMP": {"version": {}, "capabilities": []}})" "\r\n"
-                                            R"({"return": {}})" "\r\n" R"({"return": {}})" "\r\n"));
+  ASSERT_TRUE(write_all(pair->second.get(), R"({"QMP": {"version": {}, "capabilities": []}})"
+                                            "\r\n"
+                                            R"({"return": {}})"
+                                            "\r\n"
+                                            R"({"return": {}})"
+                                            "\r\n"));
   auto client = QmpClient::handshake(std::move(pair->first), 5s);
   ASSERT_TRUE(client) << client.error().message();
   auto pipe = make_pipe();
