@@ -1,19 +1,17 @@
-// MetadataDb: the image store's SQLite database (WAL): images, their tags and repo digests, and the
-// manifests they were pulled under. Blobs live in the BlobStore; this holds only what names point where.
-// Thread-safe: one connection guarded by a mutex; several processes may share the file (busy timeout).
+// MetadataDb: the image store's SQLite database (metadata.db, WAL): images, their tags and repo digests, and
+// the manifests they were pulled under. Blobs live in the BlobStore; this holds only what names point where.
+// Owns its Database; any thread (one connection behind a lock); processes may share the file (busy timeout).
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
 #include "image/digest.h"
-
-struct sqlite3;
+#include "store/database.h"
 
 namespace kiln::image {
 
@@ -25,12 +23,14 @@ struct ImageRecord {
   int64_t added_at = 0;    // unix seconds when the store first got it
 };
 
+// metadata.db's schema history. Version 1 is the first release's schema, which had no version record: such
+// a file is adopted as version 1 as it is.
+extern const store::Schema kMetadataDbSchema;
+
 class MetadataDb {
  public:
+  // Opens (creating or migrating) the file; kUnsupported when a newer Kiln wrote it.
   static Result<std::unique_ptr<MetadataDb>> open(const std::string& path);
-  ~MetadataDb();
-  MetadataDb(const MetadataDb&) = delete;
-  MetadataDb& operator=(const MetadataDb&) = delete;
 
   // Inserts or replaces the image row.
   Result<void> put_image(const ImageRecord& image);
@@ -54,10 +54,8 @@ class MetadataDb {
   Result<void> remove_repo_digests_of_repository(const std::string& repository, const Digest& image);
 
  private:
-  explicit MetadataDb(sqlite3* db) : db_(db) {}
-  Result<void> exec(const std::string& sql);
-  sqlite3* db_;
-  std::mutex mutex_;
+  explicit MetadataDb(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
+  std::unique_ptr<store::Database> db_;
 };
 
 }  // namespace kiln::image

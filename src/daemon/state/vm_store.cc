@@ -2,33 +2,28 @@
 
 #include <fmt/format.h>
 
+#include "daemon/state/schema.h"
+
 namespace kiln::daemon {
 namespace {
 
-// Schema history: append only; each entry moves the schema one version forward.
-const std::vector<std::string> kMigrations = {
-    // 1: VMs as JSON documents, with the columns lookups need.
-    "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
-    " created_seq INTEGER NOT NULL)",
-};
-
 Result<VmRecord> parse_row(const std::string& text) {
-  auto json = KILN_TRY_CONTEXT(parse_json(text), "state database: VM record");
+  auto json = KILN_TRY_CONTEXT(parse_json(text), "kiln.db: VM record");
   return vm_from_storage_json(json);
 }
 
 }  // namespace
 
 Result<std::unique_ptr<VmStore>> VmStore::open(const std::string& root) {
-  auto db = KILN_TRY(SqliteDb::open(root + "/kiln.db", kMigrations));
+  auto db = KILN_TRY(store::Database::open(root + "/kiln.db", kKilnDbSchema));
   return std::unique_ptr<VmStore>(new VmStore(std::move(db)));  // NOLINT: private constructor
 }
 
 Result<void> VmStore::insert(const VmRecord& vm) {
-  auto guard = db_->lock();
+  auto session = db_->lock();
   auto statement =
-      KILN_TRY(db_->prepare("INSERT INTO vms (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
-                            " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM vms))"));
+      KILN_TRY(session.prepare("INSERT INTO vms (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
+                               " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM vms))"));
   statement.bind(1, vm.id).bind(2, vm.name).bind(3, to_storage_json(vm).dump());
   auto done = statement.step();
   if (!done) {
@@ -41,8 +36,8 @@ Result<void> VmStore::insert(const VmRecord& vm) {
 }
 
 Result<void> VmStore::update(const VmRecord& vm) {
-  auto guard = db_->lock();
-  auto statement = KILN_TRY(db_->prepare("UPDATE vms SET name = ?2, record = ?3 WHERE id = ?1"));
+  auto session = db_->lock();
+  auto statement = KILN_TRY(session.prepare("UPDATE vms SET name = ?2, record = ?3 WHERE id = ?1"));
   statement.bind(1, vm.id).bind(2, vm.name).bind(3, to_storage_json(vm).dump());
   KILN_TRY(statement.step());
   if (statement.changes() == 0) return Error::not_found(fmt::format("no such VM: {}", vm.id));
@@ -50,16 +45,16 @@ Result<void> VmStore::update(const VmRecord& vm) {
 }
 
 Result<void> VmStore::remove(const std::string& id) {
-  auto guard = db_->lock();
-  auto statement = KILN_TRY(db_->prepare("DELETE FROM vms WHERE id = ?1"));
+  auto session = db_->lock();
+  auto statement = KILN_TRY(session.prepare("DELETE FROM vms WHERE id = ?1"));
   statement.bind(1, id);
   KILN_TRY(statement.step());
   return ok();
 }
 
 Result<std::optional<VmRecord>> VmStore::get(const std::string& id) {
-  auto guard = db_->lock();
-  auto statement = KILN_TRY(db_->prepare("SELECT record FROM vms WHERE id = ?1"));
+  auto session = db_->lock();
+  auto statement = KILN_TRY(session.prepare("SELECT record FROM vms WHERE id = ?1"));
   statement.bind(1, id);
   if (!KILN_TRY(statement.step())) return std::optional<VmRecord>();
   return std::optional<VmRecord>(KILN_TRY(parse_row(statement.text(0))));
@@ -67,17 +62,17 @@ Result<std::optional<VmRecord>> VmStore::get(const std::string& id) {
 
 Result<VmRecord> VmStore::resolve(const std::string& id_or_name) {
   if (id_or_name.empty()) return Error::invalid_argument("no VM named");
-  auto guard = db_->lock();
+  auto session = db_->lock();
   {
     auto statement =
-        KILN_TRY(db_->prepare("SELECT record FROM vms WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC"));
+        KILN_TRY(session.prepare("SELECT record FROM vms WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC"));
     statement.bind(1, id_or_name);
     if (KILN_TRY(statement.step())) return parse_row(statement.text(0));
   }
   bool hex = id_or_name.find_first_not_of("0123456789abcdef") == std::string::npos;
   if (hex) {
     auto statement =
-        KILN_TRY(db_->prepare("SELECT record FROM vms WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"));
+        KILN_TRY(session.prepare("SELECT record FROM vms WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"));
     statement.bind(1, id_or_name);
     if (KILN_TRY(statement.step())) {
       std::string first = statement.text(0);
@@ -91,8 +86,8 @@ Result<VmRecord> VmStore::resolve(const std::string& id_or_name) {
 }
 
 Result<std::vector<VmRecord>> VmStore::list() {
-  auto guard = db_->lock();
-  auto statement = KILN_TRY(db_->prepare("SELECT record FROM vms ORDER BY created_seq"));
+  auto session = db_->lock();
+  auto statement = KILN_TRY(session.prepare("SELECT record FROM vms ORDER BY created_seq"));
   std::vector<VmRecord> vms;
   while (KILN_TRY(statement.step())) vms.push_back(KILN_TRY(parse_row(statement.text(0))));
   return vms;

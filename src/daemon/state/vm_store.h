@@ -1,5 +1,6 @@
-// VmStore: VM records in the state database. Names are unique (a UNIQUE column), so of many concurrent
-// creates of one name exactly one insert wins. Thread-safe (serialized on the database's lock).
+// VmStore: VM records in kilnd's state database (kiln.db, schema in schema.cc). Names are unique (a UNIQUE
+// column), so of many concurrent creates of one name exactly one insert wins. Owns the Database; any thread
+// (calls serialize on the database's session lock).
 #pragma once
 
 #include <memory>
@@ -7,14 +8,14 @@
 #include <string>
 #include <vector>
 
-#include "daemon/state/sqlite_db.h"
 #include "daemon/state/vm_record.h"
+#include "store/database.h"
 
 namespace kiln::daemon {
 
 class VmStore {
  public:
-  // Opens (creating or migrating) <root>/kiln.db.
+  // Opens (creating or migrating) <root>/kiln.db; kUnsupported when a newer kilnd wrote it.
   static Result<std::unique_ptr<VmStore>> open(const std::string& root);
 
   // kAlreadyExists when the name or id is taken.
@@ -29,8 +30,8 @@ class VmStore {
   Result<std::vector<VmRecord>> list();
 
  private:
-  explicit VmStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
-  std::unique_ptr<SqliteDb> db_;
+  explicit VmStore(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
+  std::unique_ptr<store::Database> db_;
 };
 
 }  // namespace kiln::daemon

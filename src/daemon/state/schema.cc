@@ -1,0 +1,18 @@
+#include "daemon/state/schema.h"
+
+namespace kiln::daemon {
+namespace {
+
+// Append only: a released step is never edited; a change of schema is a new step with the next number,
+// plus a seed in schema_test.cc so the step is tested from every earlier version.
+constexpr store::Migration kKilnDbMigrations[] = {
+    {1, "VMs as JSON documents, with the columns lookups need",
+     "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
+     " created_seq INTEGER NOT NULL)"},
+};
+
+}  // namespace
+
+constinit const store::Schema kKilnDbSchema{.name = "kiln.db", .migrations = kKilnDbMigrations};
+
+}  // namespace kiln::daemon
