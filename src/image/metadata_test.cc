@@ -119,7 +119,9 @@ TEST_F(MetadataDbTest, UnversionedFileFromRelease010IsAdoptedWithItsRows) {
             0);
 
   {
-    auto db = MetadataDb::open(db_path()).value();
+    auto opened = MetadataDb::open(db_path());
+    ASSERT_TRUE(opened) << opened.error().message();
+    auto db = std::move(opened).value();
     auto images = db->list_images().value();
     ASSERT_EQ(images.size(), 2U);
     EXPECT_EQ(images[0].id, digest(kImageB));  // newest first

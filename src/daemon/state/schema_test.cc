@@ -101,7 +101,9 @@ TEST_F(KilnDbSchemaTest, FileFromRelease010OpensWithItsVms) {
                      {std::string_view("fedcba"), std::string_view("db"), std::string_view(second_record)}),
             "");
 
-  auto vms = VmStore::open(dir_->path()).value();
+  auto opened = VmStore::open(dir_->path());
+  ASSERT_TRUE(opened) << opened.error().message();
+  auto vms = std::move(opened).value();
   auto listed = vms->list().value();
   ASSERT_EQ(listed.size(), 2U);
   EXPECT_EQ(listed[0].name, "web");
