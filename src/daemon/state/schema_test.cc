@@ -24,18 +24,17 @@ constexpr std::string_view kRelease010Record =
 
 // What kilnd 0.1.0 ran on one connection to create kiln.db (daemon/state/sqlite_db.cc and vm_store.cc
 // before issue 10), statement for statement, less the version read that found none.
-constexpr const char* kRelease010Open[] = {
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    "BEGIN IMMEDIATE",
-    "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
-    " created_seq INTEGER NOT NULL)",
-    "DELETE FROM schema_version",
-    "INSERT INTO schema_version VALUES (1)",
-    "COMMIT",
-};
+constexpr const char* kRelease010Open = R"(
+    PRAGMA journal_mode=WAL;
+    PRAGMA synchronous=NORMAL;
+    PRAGMA foreign_keys=ON;
+    CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+    BEGIN IMMEDIATE;
+    CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL, created_seq INTEGER NOT NULL);
+    DELETE FROM schema_version;
+    INSERT INTO schema_version VALUES (1);
+    COMMIT;
+  )";
 constexpr const char* kRelease010Insert =
     "INSERT INTO vms (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
     " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM vms))";
@@ -88,9 +87,7 @@ TEST_F(KilnDbSchemaTest, EveryEarlierVersionMigratesKeepingItsVms) {
 }
 
 TEST_F(KilnDbSchemaTest, FileFromRelease010OpensWithItsVms) {
-  std::string script;
-  for (const char* statement : kRelease010Open) script += fmt::format("{};\n", statement);
-  ASSERT_EQ(exec_raw(db_path(), script), "");  // one connection, as the release's
+  ASSERT_EQ(exec_raw(db_path(), kRelease010Open), "");  // one connection, as the release's
   std::string second_record(kRelease010Record);
   second_record.replace(second_record.find(R"("name":"web")"), 12, R"("name":"db")");
   ASSERT_EQ(exec_raw(db_path(), kRelease010Insert,
