@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/temp_dir.h"
-#include "store/test_sqlite.h"
+#include "store/test_support.h"
 
 namespace kiln::image {
 namespace {
@@ -52,12 +52,6 @@ const std::string kSeeds[] = {
         kImageA + "')",
 };
 
-store::Schema first_steps(size_t count) {
-  store::Schema partial = kMetadataDbSchema;
-  partial.migrations = partial.migrations.first(count);
-  return partial;
-}
-
 Digest digest(const std::string& text) {
   return Digest::parse(text).value();
 }
@@ -79,11 +73,8 @@ TEST_F(MetadataDbTest, EveryEarlierVersionMigratesKeepingItsImages) {
   ASSERT_EQ(std::size(kSeeds), kMetadataDbSchema.migrations.size());
   for (size_t start = 0; start <= kMetadataDbSchema.migrations.size(); ++start) {
     SCOPED_TRACE(fmt::format("from version {}", start));
-    ASSERT_TRUE(remove_tree(db_path()));
-    for (size_t version = 1; version <= start; ++version) {
-      auto db = store::Database::open(db_path(), first_steps(version)).value();
-      ASSERT_TRUE(db->lock().exec(kSeeds[version - 1]));
-    }
+    auto built = store::testing::build_at_version(db_path(), kMetadataDbSchema, kSeeds, start);
+    ASSERT_TRUE(built) << built.error().message();
     auto db = MetadataDb::open(db_path()).value();
     EXPECT_EQ(query_integer_raw(db_path(), "SELECT version FROM schema_version"),
               static_cast<int64_t>(kMetadataDbSchema.migrations.size()));

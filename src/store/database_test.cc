@@ -6,7 +6,7 @@
 #include <iterator>
 
 #include "common/temp_dir.h"
-#include "store/test_sqlite.h"
+#include "store/test_support.h"
 
 namespace kiln::store {
 namespace {
@@ -35,11 +35,7 @@ static_assert(std::size(kToySeeds) == std::size(kToyMigrations));
 
 const Schema kToy{.name = "toy.db", .migrations = kToyMigrations};
 
-Schema first_steps(const Schema& schema, size_t count) {
-  Schema partial = schema;
-  partial.migrations = schema.migrations.first(count);
-  return partial;
-}
+using testing::first_steps;
 
 int64_t count_rows(Database& db, std::string_view table) {
   auto session = db.lock();
@@ -77,13 +73,8 @@ TEST_F(DatabaseTest, NewFileGetsEveryStep) {
 TEST_F(DatabaseTest, MigratesFromEveryEarlierVersionKeepingRows) {
   for (size_t start = 0; start < kToy.migrations.size(); ++start) {
     SCOPED_TRACE(fmt::format("from version {}", start));
-    ASSERT_TRUE(remove_tree(path()));
-    // Walk the file up to `start` the way successive releases would have, each writing its own rows.
-    for (size_t version = 1; version <= start; ++version) {
-      auto db = Database::open(path(), first_steps(kToy, version)).value();
-      ASSERT_EQ(db->schema_version(), static_cast<int>(version));
-      ASSERT_TRUE(db->lock().exec(kToySeeds[version - 1]));
-    }
+    auto built = testing::build_at_version(path(), kToy, kToySeeds, start);
+    ASSERT_TRUE(built) << built.error().message();
     auto db = Database::open(path(), kToy).value();
     EXPECT_EQ(db->schema_version(), 3);
     EXPECT_EQ(count_rows(*db, "vms"), start >= 1 ? 1 : 0);

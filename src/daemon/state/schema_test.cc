@@ -6,7 +6,7 @@
 
 #include "common/temp_dir.h"
 #include "daemon/state/vm_store.h"
-#include "store/test_sqlite.h"
+#include "store/test_support.h"
 
 namespace kiln::daemon {
 namespace {
@@ -46,12 +46,6 @@ constexpr std::string_view kSeeds[] = {
     R"( '{"id":"aaaa","name":"seed-1","state":"stopped","labels":{"v":"1"}}', 1))",
 };
 
-store::Schema first_steps(size_t count) {
-  store::Schema partial = kKilnDbSchema;
-  partial.migrations = partial.migrations.first(count);
-  return partial;
-}
-
 class KilnDbSchemaTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = std::make_unique<TempDir>(TempDir::create("kiln-db-test-").value()); }
@@ -68,11 +62,8 @@ TEST_F(KilnDbSchemaTest, EveryEarlierVersionMigratesKeepingItsVms) {
   ASSERT_EQ(std::size(kSeeds), kKilnDbSchema.migrations.size());
   for (size_t start = 0; start <= kKilnDbSchema.migrations.size(); ++start) {
     SCOPED_TRACE(fmt::format("from version {}", start));
-    ASSERT_TRUE(remove_tree(db_path()));
-    for (size_t version = 1; version <= start; ++version) {
-      auto db = store::Database::open(db_path(), first_steps(version)).value();
-      ASSERT_TRUE(db->lock().exec(kSeeds[version - 1]));
-    }
+    auto built = store::testing::build_at_version(db_path(), kKilnDbSchema, kSeeds, start);
+    ASSERT_TRUE(built) << built.error().message();
     auto vms = VmStore::open(dir_->path()).value();
     EXPECT_EQ(query_integer_raw(db_path(), "SELECT version FROM schema_version"),
               static_cast<int64_t>(kKilnDbSchema.migrations.size()));

@@ -1,6 +1,6 @@
-// Test helpers: plain sqlite3 connections of their own, as another program or an older Kiln release opens a
-// database file, without kiln_store in the way (to write compatibility fixtures with a release's exact SQL).
-// For tests only (link SQLite::SQLite3); each call opens and closes its own connection; one thread.
+// Test helpers for databases: files left at an earlier schema version, and plain sqlite3 connections of their
+// own, as another program or an older Kiln release opens a file (compatibility fixtures in a release's exact
+// SQL). For tests only (link SQLite::SQLite3); each call opens and closes its own connections; one thread.
 #pragma once
 
 #include <sqlite3.h>
@@ -11,7 +11,30 @@
 #include <string_view>
 #include <variant>
 
+#include "common/temp_dir.h"
+#include "store/database.h"
+
 namespace kiln::store::testing {
+
+// The schema as a release that had only its first `count` steps knew it.
+inline Schema first_steps(const Schema& schema, size_t count) {
+  Schema partial = schema;
+  partial.migrations = schema.migrations.first(count);
+  return partial;
+}
+
+// A new file at `path` as successive releases up to `version` left it: opened with the first 1, 2, ...,
+// `version` steps in turn, with seeds[i] (rows in that version's SQL) written on reaching version i + 1.
+template <typename Seeds>
+Result<void> build_at_version(const std::string& path, const Schema& schema, const Seeds& seeds,
+                              size_t version) {
+  KILN_TRY(remove_tree(path));
+  for (size_t reached = 1; reached <= version; ++reached) {
+    auto db = KILN_TRY(Database::open(path, first_steps(schema, reached)));
+    KILN_TRY(db->lock().exec(seeds[reached - 1]));
+  }
+  return ok();
+}
 
 using RawParam = std::variant<std::string_view, int64_t>;
 
