@@ -19,7 +19,10 @@ struct sqlite3_stmt;
 namespace kiln::store {
 
 // One step of a database's schema history: brings the schema from `version - 1` to `version`. A list is
-// append only (a released step is never edited) and numbered 1..N without gaps.
+// append only (a released step is never edited) and numbered 1..N without gaps. Steps run inside the open's
+// one transaction with foreign keys off, so a step may rebuild a table (SQLite's ALTER TABLE recipe,
+// https://sqlite.org/lang_altertable.html#otheralter); the rows they leave are checked against foreign keys
+// before commit. A step never says BEGIN, COMMIT or PRAGMA journal_mode itself.
 struct Migration {
   int version;
   std::string_view description;
