@@ -119,6 +119,20 @@ TEST_F(DatabaseTest, FailingStepRollsBackEveryPendingStep) {
   EXPECT_EQ(count_rows(*db, "vms"), 1);
 }
 
+TEST_F(DatabaseTest, StepLeavingABrokenForeignKeyIsRolledBack) {
+  ASSERT_TRUE(Database::open(path(), first_steps(kToy, 2)));
+  const Migration orphaning[] = {kToyMigrations[0],
+                                 kToyMigrations[1],
+                                 {3, "orphan", "INSERT INTO containers VALUES ('c9', 'no-such-vm')"}};
+  auto failed = Database::open(path(), Schema{.name = "toy.db", .migrations = orphaning});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().category(), ErrorCategory::kInternal);
+  EXPECT_NE(failed.error().message().find("table containers"), std::string::npos) << failed.error().message();
+  auto db = Database::open(path(), first_steps(kToy, 2)).value();
+  EXPECT_EQ(db->schema_version(), 2);
+  EXPECT_EQ(count_rows(*db, "containers"), 0);
+}
+
 TEST_F(DatabaseTest, NewerVersionIsRefusedAndTheFileLeftAlone) {
   {
     auto db = Database::open(path(), kToy).value();
