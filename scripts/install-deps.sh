@@ -16,6 +16,8 @@ packages=(
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils dwarves python3
   # image fixtures and the registry used by tests
   docker-registry skopeo umoci apache2-utils debootstrap
+  # OpenAPI document checks (scripts/validate-openapi.py): the OAS 3.0 JSON schema, YAML and JSON Schema
+  openapi-specification python3-yaml python3-jsonschema
 )
 
 missing=()

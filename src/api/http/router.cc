@@ -60,7 +60,7 @@ std::optional<std::pair<std::string_view, std::string_view>> split_version_prefi
 }
 
 void Router::add(std::string method, std::string_view pattern, Handler handler) {
-  Route route{.method = std::move(method), .handler = std::move(handler)};
+  Route route{.method = std::move(method), .pattern = std::string(pattern), .handler = std::move(handler)};
   for (std::string_view part : split_path(pattern)) {
     if (part.size() >= 2 && part.front() == '{' && part.back() == '}') {
       std::string_view name = part.substr(1, part.size() - 2);
@@ -77,6 +77,14 @@ void Router::add(std::string method, std::string_view pattern, Handler handler) 
 void Router::add_streaming_body(std::string method, std::string_view pattern, Handler handler) {
   add(std::move(method), pattern, std::move(handler));
   routes_.back().streams_body = true;
+}
+
+std::vector<Router::RouteInfo> Router::routes() const {
+  std::vector<RouteInfo> out;
+  for (const Route& route : routes_) {
+    out.push_back({.method = route.method, .pattern = route.pattern, .streams_body = route.streams_body});
+  }
+  return out;
 }
 
 std::string_view Router::routed_path(std::string_view target) const {

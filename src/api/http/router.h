@@ -39,6 +39,15 @@ class Router {
   Response error(const Error& error) const { return error_response(error, formatter_); }
   const ErrorFormatter& error_formatter() const { return formatter_; }
 
+  // What add() registered, in matching order, patterns as written: lets a test hold an API's routes to its
+  // document (src/api/rest/openapi_routes_test.cc).
+  struct RouteInfo {
+    std::string method;
+    std::string pattern;
+    bool streams_body = false;
+  };
+  std::vector<RouteInfo> routes() const;
+
  private:
   struct Segment {
     std::string text;  // literal text, or the capture's name
@@ -47,6 +56,7 @@ class Router {
   };
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<Segment> segments;
     Handler handler;
     bool streams_body = false;
