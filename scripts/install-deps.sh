@@ -16,6 +16,8 @@ packages=(
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils dwarves python3
   # image fixtures and the registry used by tests
   docker-registry skopeo umoci apache2-utils debootstrap
+  # Docker clients the Docker Engine API is tested with (the docker CLI 20.10 and the Python SDK)
+  docker.io python3-docker
 )
 
 missing=()
@@ -43,4 +45,11 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if systemctl is-enabled docker-registry >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
+# docker.io's package may start a system dockerd; Kiln's tests and benches start their own (--bridge=none
+# --iptables=false), and a system one would configure the host's network namespace.
+for unit in docker.service docker.socket containerd.service; do
+  if systemctl is-enabled "$unit" >/dev/null 2>&1; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 echo "install-deps: done"
