@@ -18,6 +18,8 @@ packages=(
   docker-registry skopeo umoci apache2-utils debootstrap
   # OpenAPI document checks (scripts/validate-openapi.py): the OAS 3.0 JSON schema, YAML and JSON Schema
   openapi-specification python3-yaml python3-jsonschema
+  # Docker clients the Docker Engine API is tested with (the docker CLI 20.10 and the Python SDK)
+  docker.io python3-docker
 )
 
 missing=()
@@ -45,4 +47,11 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if systemctl is-enabled docker-registry >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
+# docker.io's package may start a system dockerd; Kiln's tests and benches start their own (--bridge=none
+# --iptables=false), and a system one would configure the host's network namespace.
+for unit in docker.service docker.socket containerd.service; do
+  if systemctl is-enabled "$unit" >/dev/null 2>&1; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 echo "install-deps: done"

@@ -15,6 +15,7 @@
 #include "cli/vm_client.h"
 #include "cli/vm_table.h"
 #include "common/json.h"
+#include "common/rfc3339.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
 #include "image/directory_tar.h"

@@ -7,6 +7,8 @@
 #include <optional>
 #include <vector>
 
+#include "common/rfc3339.h"
+
 namespace kiln::cli {
 namespace {
 
@@ -47,40 +49,6 @@ std::string format_mib(uint64_t mib) {
   if (mib < 1024) return fmt::format("{}M", mib);
   if (mib % 1024 == 0) return fmt::format("{}G", mib / 1024);
   return fmt::format("{:.1f}G", static_cast<double>(mib) / 1024.0);
-}
-
-std::optional<std::time_t> parse_rfc3339(std::string_view text) {
-  std::tm utc{};
-  int consumed = 0;
-  std::string copy(text);
-  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &utc.tm_year, &utc.tm_mon,
-                  &utc.tm_mday,  // NOLINT
-                  &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &consumed) != 6) {
-    return std::nullopt;
-  }
-  std::string_view rest = text.substr(static_cast<size_t>(consumed));
-  if (rest.starts_with('.')) {  // fractional seconds: image configs carry nanoseconds
-    rest.remove_prefix(1);
-    size_t digits = 0;
-    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
-    if (digits == 0) return std::nullopt;
-    rest.remove_prefix(digits);
-  }
-  long offset = 0;
-  if (rest == "Z") {
-    offset = 0;
-  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
-    int hours = 0;
-    int minutes = 0;
-    std::string zone(rest.substr(1));
-    if (std::sscanf(zone.c_str(), "%2d:%2d", &hours, &minutes) != 2) return std::nullopt;  // NOLINT
-    offset = (rest[0] == '+' ? 1 : -1) * (hours * 3600L + minutes * 60L);
-  } else {
-    return std::nullopt;
-  }
-  utc.tm_year -= 1900;
-  utc.tm_mon -= 1;
-  return ::timegm(&utc) - offset;
 }
 
 std::string time_ago(std::time_t then, std::time_t now) {

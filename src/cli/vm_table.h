@@ -20,8 +20,5 @@ std::string format_mib(uint64_t mib);
 // "2025-01-02T03:04:05Z" -> "5 minutes ago", relative to `now`; unparseable times come back as they are.
 std::string time_ago(std::string_view rfc3339, std::time_t now);
 std::string time_ago(std::time_t then, std::time_t now);
-// RFC 3339 as Kiln and image configs write it: "2025-01-02T03:04:05Z", with optional fractional seconds
-// and a "Z" or "+HH:MM" zone. nullopt for anything else.
-std::optional<std::time_t> parse_rfc3339(std::string_view text);
 
 }  // namespace kiln::cli

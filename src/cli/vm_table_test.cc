@@ -22,12 +22,6 @@ TEST(VmTable, TimeAgo) {
   EXPECT_EQ(time_ago(created, created + 20 * 86400), "2 weeks ago");
   EXPECT_EQ(time_ago(created, created + 100 * 86400), "3 months ago");
   EXPECT_EQ(time_ago(created, created + 1060 * 86400), "2 years ago");
-  // Image configs: fractional seconds and zone offsets.
-  EXPECT_EQ(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), created);
-  EXPECT_EQ(parse_rfc3339("2023-11-15T00:13:20+02:00"), created);
-  EXPECT_EQ(parse_rfc3339("2023-11-14T21:13:20-01:00"), created);
-  EXPECT_FALSE(parse_rfc3339("2023-11-14T22:13:20"));
-  EXPECT_FALSE(parse_rfc3339("2023-11-14T22:13:20.Z"));
 }
 
 TEST(VmTable, ColumnsAlignOnTheWidestCell) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
@@ -10,7 +11,9 @@
 
 #include <filesystem>
 #include <functional>
+#include <random>
 
+#include "api/docker/docker_api.h"
 #include "api/http/server.h"
 #include "api/rest/rest_api.h"
 #include "common/log.h"
@@ -21,6 +24,7 @@
 #include "engine/accelerator.h"
 #include "engine/qemu/qemu_engine.h"
 #include "guest/guest_kit.h"
+#include "guest/kernel_version.h"
 #include "image/image_store.h"
 #include "kiln/version.h"
 
@@ -58,6 +62,39 @@ Result<UniqueFd> termination_signals() {
   UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC));
   if (!fd) return Error::last_os_error("signalfd");
   return fd;
+}
+
+// The daemon's ID in the Docker API's /info: made once per --root, kept across restarts as dockerd keeps its.
+Result<std::string> daemon_id(const std::string& root) {
+  std::string path = root + "/daemon-id";
+  if (auto existing = read_file(path); existing && !existing->empty()) {
+    std::string id = *existing;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
+  std::random_device random;
+  std::string id;
+  for (int i = 0; i < 4; ++i) id += fmt::format("{:08x}", random());
+  KILN_TRY(write_file_atomic(path, id + "\n"));
+  return id;
+}
+
+// dockerd's -G: unix sockets owned by that group (mode 0660), so its members need no root. The default group
+// ("docker") may not exist; then root keeps them.
+Result<void> give_socket_to_group(const api::http::Endpoint& endpoint, const std::string& group,
+                                  bool group_was_asked_for) {
+  if (endpoint.kind != api::http::Endpoint::Kind::kUnix || group.empty()) return ok();
+  struct group entry {};
+  struct group* found = nullptr;
+  std::vector<char> buffer(16384);
+  ::getgrnam_r(group.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (found == nullptr) {
+    if (!group_was_asked_for) return ok();
+    return Error::invalid_argument(fmt::format("-G {}: no such group", group));
+  }
+  if (::chown(endpoint.path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0)
+    return Error::last_os_error(fmt::format("chown {} to group {}", endpoint.path, group));
+  return ok();
 }
 
 uint64_t host_memory_mib() {
@@ -122,9 +159,31 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   auto server = KILN_TRY(api::http::Server::create(std::move(router)));
   std::vector<std::string> hosts = options.hosts;
   if (hosts.empty()) hosts.push_back("unix://" + options.run_dir + "/kiln.sock");
+  std::string socket_group = options.socket_group.empty() ? "docker" : options.socket_group;
   for (const auto& host : hosts) {
     auto bound = KILN_TRY_CONTEXT(server->listen(host), fmt::format("listen on {}", host));
+    KILN_TRY(give_socket_to_group(bound, socket_group, !options.socket_group.empty()));
     log::info("listening", {{"endpoint", bound.to_string()}});
+  }
+
+  // The Docker Engine API on its own socket(s): the docker CLI's DOCKER_HOST points here.
+  std::string guest_kernel_release = guest::kernel_release(kit.kernel).value_or("unknown");
+  api::docker::DockerContext docker_context{.images = *images,
+                                            .scratch_dir = scratch_dir,
+                                            .root = options.root,
+                                            .engine_name = std::string(engine->name()),
+                                            .accelerator = context.accelerator,
+                                            .guest_kernel_release = guest_kernel_release,
+                                            .daemon_id = KILN_TRY(daemon_id(options.root)),
+                                            .host_cpus = cpus,
+                                            .host_memory_bytes = host_memory_mib() << 20};
+  auto docker_server = KILN_TRY(api::http::Server::create(api::docker::make_docker_router(docker_context)));
+  std::vector<std::string> docker_hosts = options.docker_hosts;
+  if (docker_hosts.empty()) docker_hosts.push_back("unix://" + options.run_dir + "/docker.sock");
+  for (const auto& host : docker_hosts) {
+    auto bound = KILN_TRY_CONTEXT(docker_server->listen(host), fmt::format("listen on {}", host));
+    KILN_TRY(give_socket_to_group(bound, socket_group, !options.socket_group.empty()));
+    log::info("Docker Engine API listening", {{"endpoint", bound.to_string()}});
   }
   std::unique_ptr<api::http::Server> appcatalyst_server;
   if (options.appcatalyst_port > 0) {
@@ -146,6 +205,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   log::info("kilnd shutting down; VMs keep running", {{"signal", static_cast<int>(info.ssi_signo)}});
   events.close();
   if (appcatalyst_server) appcatalyst_server->stop();
+  docker_server->stop();
   server->stop();
   vms->shutdown();
   fs::remove(options.run_dir + "/kilnd.pid", error);

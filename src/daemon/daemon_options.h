@@ -10,7 +10,11 @@ struct DaemonOptions {
   std::string root = "/var/lib/kiln";
   std::string run_dir = "/run/kiln";
   std::vector<std::string> hosts;  // -H; empty: unix://<run_dir>/kiln.sock
-  int appcatalyst_port = 0;        // 0: off; AppCatalyst's own default was 8080
+  // --docker-host; empty: unix://<run_dir>/docker.sock (the Docker Engine API).
+  std::vector<std::string> docker_hosts;
+  // -G: the group that owns the unix sockets (dockerd's -G); empty: "docker" when that group exists.
+  std::string socket_group;
+  int appcatalyst_port = 0;  // 0: off; AppCatalyst's own default was 8080
   bool detach = false;
   std::string log_format = "text";
   std::string log_level = "info";

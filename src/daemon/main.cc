@@ -62,7 +62,7 @@ int detach_and_run(const DaemonOptions& options) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
-  CLI::App app{"kilnd: the Kiln daemon (Kiln VM API, AppCatalyst API)", "kilnd"};
+  CLI::App app{"kilnd: the Kiln daemon (Kiln VM API, Docker Engine API, AppCatalyst API)", "kilnd"};
   app.set_version_flag("--version", fmt::format("kilnd version {}", kiln::kVersion));
   DaemonOptions options;
   app.add_option("--root", options.root, "State directory (VM disks, state database, images)")
@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
   app.add_option(
       "-H,--host", options.hosts,
       "Listen on unix:///path or tcp://127.0.0.1:PORT (repeatable; default unix://<run-dir>/kiln.sock)");
+  app.add_option("--docker-host", options.docker_hosts,
+                 "Serve the Docker Engine API on unix:///path or tcp://127.0.0.1:PORT (repeatable; default "
+                 "unix://<run-dir>/docker.sock)");
+  app.add_option("-G,--group", options.socket_group,
+                 "Group owning the unix sockets (default: docker, when that group exists)");
   app.add_option("--appcatalyst-port", options.appcatalyst_port,
                  "Also serve the AppCatalyst REST API on 127.0.0.1:PORT (AppCatalyst used 8080)")
       ->check(CLI::Range(1, 65535));
