@@ -282,7 +282,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
       for (const Json& tag : entry.value("RepoTags", Json::array())) {
         if (tag.is_string()) tags.push_back(KILN_TRY(ImageRef::parse(tag.get<std::string>())));
       }
-      Digest id = KILN_TRY(register_image(manifest_digest, tags, {}));
+      Digest id = KILN_TRY(register_image(manifest_digest, tags, {}, progress));
       report_loaded(progress, id, tags);
       loaded.push_back(id);
     }
@@ -327,7 +327,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
       }
       std::vector<ImageRef> tags;
       if (tag) tags.push_back(*tag);
-      Digest id = KILN_TRY(register_image(descriptor.digest, tags, {}));
+      Digest id = KILN_TRY(register_image(descriptor.digest, tags, {}, progress));
       report_loaded(progress, id, tags);
       loaded.push_back(id);
     }

@@ -152,7 +152,7 @@ Result<Digest> ImageStore::pull(const ImageRef& ref, const PullOptions& options,
   if (!ref.digest()) tags.push_back(ref);
   std::vector<std::string> repo_digests = {ref.with_digest(top_digest).to_string()};
   if (manifest_digest != top_digest) repo_digests.push_back(ref.with_digest(manifest_digest).to_string());
-  Digest id = KILN_TRY(register_image(manifest_digest, tags, repo_digests));
+  Digest id = KILN_TRY(register_image(manifest_digest, tags, repo_digests, progress));
   progress.on_message(fmt::format("Digest: {}", top_digest));
   return id;
 }

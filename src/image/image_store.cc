@@ -88,7 +88,8 @@ Result<std::pair<Manifest, ImageConfig>> ImageStore::read_image(const ImageRecor
 }
 
 Result<Digest> ImageStore::register_image(const Digest& manifest_digest, const std::vector<ImageRef>& tags,
-                                          const std::vector<std::string>& repo_digests) {
+                                          const std::vector<std::string>& repo_digests,
+                                          ProgressListener& progress) {
   Manifest manifest = KILN_TRY(parse_manifest(KILN_TRY(blobs_->read(manifest_digest))));
   std::string config_text = KILN_TRY(blobs_->read(manifest.config.digest));
   ImageConfig config = KILN_TRY(parse_config(config_text));
@@ -106,6 +107,10 @@ Result<Digest> ImageStore::register_image(const Digest& manifest_digest, const s
       return Error::internal(fmt::format("layer {} missing after fetch", layer.digest));
     size += layer.size;
   }
+  // Every layer is applied (checked against its diff_id, refused when hostile) and the EROFS root filesystem
+  // built before the image is recorded, as dockerd unpacks during a pull: a corrupt or hostile layer fails
+  // the pull or load itself, leaves no image behind, and the first VM or container from it unpacks nothing.
+  KILN_TRY(build_rootfs(manifest, config, progress));
   Digest id = manifest.config.digest;
   KILN_TRY(db_->put_image(
       {.id = id, .manifest_digest = manifest_digest, .created = config.created, .size = size}));
@@ -279,6 +284,11 @@ Result<std::string> ImageStore::rootfs_image(std::string_view name, ProgressList
   auto record = KILN_TRY(db_->find_image(id));
   if (!record) return Error::not_found(fmt::format("no such image: {}", name));
   auto [manifest, config] = KILN_TRY(read_image(*record));
+  return build_rootfs(manifest, config, progress);
+}
+
+Result<std::string> ImageStore::build_rootfs(const Manifest& manifest, const ImageConfig& config,
+                                             ProgressListener& progress) {
   Digest chain = chain_id(config.diff_ids);
   std::string path = rootfs_path(chain);
   if (::access(path.c_str(), F_OK) == 0) return path;
@@ -385,7 +395,8 @@ Result<Digest> ImageStore::import(const std::string& tarball_path, const std::op
   Digest manifest_digest = KILN_TRY(blobs_->write(manifest_to_json(manifest)));
   std::vector<ImageRef> tags;
   if (tag) tags.push_back(*tag);
-  return register_image(manifest_digest, tags, {});
+  NullProgress quiet;
+  return register_image(manifest_digest, tags, {}, quiet);
 }
 
 }  // namespace kiln::image

@@ -123,9 +123,13 @@ class ImageStore {
   ImageStore(StoreOptions options, std::string dir, std::unique_ptr<BlobStore> blobs,
              std::unique_ptr<MetadataDb> db);
 
-  // Records an image whose manifest, config and layers are all in the blob store.
+  // Records an image whose manifest, config and layers are all in the blob store, after building its root
+  // filesystem (so a bad layer is never recorded).
   Result<Digest> register_image(const Digest& manifest_digest, const std::vector<ImageRef>& tags,
-                                const std::vector<std::string>& repo_digests);
+                                const std::vector<std::string>& repo_digests, ProgressListener& progress);
+  // The EROFS image of `manifest`'s layers, built unless already there (one builder per chain).
+  Result<std::string> build_rootfs(const Manifest& manifest, const ImageConfig& config,
+                                   ProgressListener& progress);
   Result<ImageSummary> summary_of(const ImageRecord& record);
   Result<std::pair<Manifest, ImageConfig>> read_image(const ImageRecord& record);
   // Blobs some image needs: manifests (and indexes of repo digests), configs, layers.

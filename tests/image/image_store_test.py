@@ -427,7 +427,8 @@ class ApiTest(ImageCase):
 
 
 class MaliciousLayerTest(ImageCase):
-    """Hostile layers are refused when the rootfs is built, with a clear error, and write nothing outside."""
+    """Hostile layers are refused when the image arrives (load or pull builds the rootfs, as dockerd unpacks
+    while pulling), with a clear error; no image is recorded and nothing is written outside the store."""
 
     def setUp(self):
         super().setUp()
@@ -435,16 +436,28 @@ class MaliciousLayerTest(ImageCase):
         with open(self.path("canary", "secret"), "w") as f:
             f.write("untouched")
 
+    def assertNothingRecorded(self):
+        self.assertNothingOutside()
+        self.assertEqual(json.loads(self.kiln("ls", "--format", "json").stdout), [])
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "rootfs")), [])
+        self.assertEqual(os.listdir(os.path.join(self.root, "image", "unpack")), [])
+
     def assertRejected(self, layers, message):
         docker_archive(self.path("evil.tar"), layers, "evil:1")
-        self.kiln("load", "-i", self.path("evil.tar"))
-        result = self.kiln("rootfs", "evil:1", check=False)
+        result = self.kiln("load", "-i", self.path("evil.tar"), check=False)
         self.assertEqual(result.returncode, 1, result.stdout)
         self.assertIn(message, result.stderr.decode())
-        self.assertNothingOutside()
-        self.assertEqual(os.listdir(os.path.join(self.root, "image", "rootfs")), [])
-        self.kiln("rm", "evil:1")
-        self.assertEqual(os.listdir(os.path.join(self.root, "image", "unpack")), [])
+        self.assertNothingRecorded()
+
+    def test_pull_of_a_truncated_layer_fails_the_pull(self):
+        registry = self.start_registry()
+        layer = gzipped(Layer().file("f", os.urandom(200000)).bytes())
+        write_oci_layout(self.path("evil-layout"), [layer[: len(layer) // 2]])
+        self.skopeo_push(self.path("evil-layout"), "latest", f"{registry.address}/evil/truncated:1")
+        result = self.kiln("pull", f"{registry.address}/evil/truncated:1", check=False)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn("corrupt or truncated", result.stderr.decode() + result.stdout.decode())
+        self.assertNothingRecorded()
 
     def test_traversal(self):
         self.assertRejected([Layer().file("../../../canary/pwned", b"x").bytes()], "path contains '..'")
