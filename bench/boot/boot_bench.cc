@@ -179,9 +179,8 @@ void print_row(std::string_view name, const std::vector<double>& values, std::st
 }
 
 Result<void> run(const Options& options) {
-  auto engine =
-      KILN_TRY(engine::qemu::QemuEngine::create(options.qemu == "qemu-system-x86_64" ? "" : options.qemu,
-                                                engine::detect_accelerator()));
+  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(
+      options.qemu == "qemu-system-x86_64" ? "" : options.qemu, engine::detect_accelerator()));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({}));
   std::string version = KILN_TRY(qemu_version(options.qemu));
   std::string load_before = load_average();

@@ -16,8 +16,8 @@
 #include "cli/vm_run_storage.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
-#include "engine/graceful_stop.h"
 #include "engine/engine_factory.h"
+#include "engine/graceful_stop.h"
 #include "guest/guest_kit.h"
 
 namespace kiln::cli {

@@ -16,7 +16,8 @@ TEST(EngineFactory, UnknownEngineNameIsAClearError) {
 TEST(EngineFactory, AutoAndQemuPickQemu) {
   for (const char* name : {"auto", "qemu"}) {
     // QemuEngine only checks that the binary exists; any executable stands in for QEMU here.
-    auto engine = make_engine({.name = name, .accelerator = AcceleratorChoice::kTcg, .qemu_binary = "/bin/true"});
+    auto engine =
+        make_engine({.name = name, .accelerator = AcceleratorChoice::kTcg, .qemu_binary = "/bin/true"});
     ASSERT_TRUE(engine) << engine.error().message();
     EXPECT_EQ((*engine)->name(), "qemu");
     EXPECT_EQ((*engine)->accelerator(), Accelerator::kTcg);

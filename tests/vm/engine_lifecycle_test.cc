@@ -4,8 +4,8 @@
 
 #include "agent/client/agent_connection.h"
 #include "common/temp_dir.h"
-#include "engine/graceful_stop.h"
 #include "engine/engine_factory.h"
+#include "engine/graceful_stop.h"
 #include "guest/guest_kit.h"
 
 namespace kiln::engine {

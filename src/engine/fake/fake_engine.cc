@@ -272,15 +272,16 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
     std::lock_guard guard(mutex_);
     requests_.push_back(request);
   };
-  if (frame.type == MessageType::kPing) return channel.out.push(MessageType::kPong, frame.stream, frame.payload);
+  if (frame.type == MessageType::kPing)
+    return channel.out.push(MessageType::kPong, frame.stream, frame.payload);
   if (frame.type == MessageType::kPong || frame.type == MessageType::kCredit) return;
   if (frame.type == MessageType::kHello) {
     auto hello = agent::decode_hello_request(frame.payload);
     if (!hello) return refuse(hello.error());
     channel.hello_done = true;
-    agent::HelloReply reply{.agent = "kiln-fake-agent",
-                            .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount",
-                                             "clock", "hostname"}};
+    agent::HelloReply reply{
+        .agent = "kiln-fake-agent",
+        .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname"}};
     if (spec_.root_disk >= 0) {
       std::lock_guard guard(mutex_);
       reply.root = script_.root.value_or(agent::RootDiskStatus{
@@ -290,7 +291,8 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
     return channel.out.push(MessageType::kHelloReply, agent::kConnectionStream, agent::encode(reply));
   }
   if (!channel.hello_done) {
-    return refuse(Error::failed_precondition(fmt::format("{} before HELLO: the handshake comes first", request)));
+    return refuse(
+        Error::failed_precondition(fmt::format("{} before HELLO: the handshake comes first", request)));
   }
   switch (frame.type) {
     case MessageType::kSetHostname: {
@@ -329,7 +331,8 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
       // As kiln-agent: acknowledge once synced, then the guest powers off and its monitor exits.
       channel.out.push(MessageType::kShutdown, agent::kConnectionStream, "");
       (void)channel.out.flush(channel.fd.get());
-      exit(decoded->reboot ? "the guest rebooted (a Kiln VM stops when its guest reboots)" : kGuestPoweredOff);
+      exit(decoded->reboot ? "the guest rebooted (a Kiln VM stops when its guest reboots)"
+                           : kGuestPoweredOff);
       return;
     }
     case MessageType::kStdin:
@@ -358,14 +361,17 @@ void FakeMachine::run_process(Channel& channel, const Frame& frame) {
   }
   const std::string& program = spec->argv[0];
   if (program != "echo" && program != "true" && program != "false") {
-    channel.out.push(MessageType::kError, frame.stream,
-                     agent::encode(agent::ErrorReply{ErrorCategory::kNotFound,
-                                                     fmt::format("exec {}: No such file or directory", program)}));
+    channel.out.push(
+        MessageType::kError, frame.stream,
+        agent::encode(agent::ErrorReply{ErrorCategory::kNotFound,
+                                        fmt::format("exec {}: No such file or directory", program)}));
     return;
   }
-  channel.out.push(MessageType::kStarted, frame.stream, agent::encode(agent::ProcessStarted{.pid = 100 + frame.stream}));
+  channel.out.push(MessageType::kStarted, frame.stream,
+                   agent::encode(agent::ProcessStarted{.pid = 100 + frame.stream}));
   if (program == "echo") channel.out.push(MessageType::kStdout, frame.stream, joined(spec->argv, 1) + "\n");
-  channel.out.push(MessageType::kExit, frame.stream, agent::encode(ExitStatus::exited(program == "false" ? 1 : 0)));
+  channel.out.push(MessageType::kExit, frame.stream,
+                   agent::encode(ExitStatus::exited(program == "false" ? 1 : 0)));
 }
 
 Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
@@ -391,8 +397,9 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
       return Error::failed_precondition("restore the VM's state: it was saved with other cpus or memory");
     }
   }
-  KILN_TRY(write_file_atomic(spec.runtime_dir + "/console.log",
-                             fmt::format("fake VM {} {}\n", spec.name, spec.restore_from.empty() ? "booted" : "restored")));
+  KILN_TRY(write_file_atomic(
+      spec.runtime_dir + "/console.log",
+      fmt::format("fake VM {} {}\n", spec.name, spec.restore_from.empty() ? "booted" : "restored")));
   std::shared_ptr<FakeMachine> machine;
   {
     std::lock_guard guard(mutex_);

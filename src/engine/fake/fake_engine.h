@@ -3,7 +3,8 @@
 // speaking the real agent protocol (src/agent/protocol) on a socketpair, so the code under test runs its real
 // client side. Tests script failures (a launch that fails, a monitor that dies on a given agent request, a
 // request answered with an error or never) and play the guest (power off). Thread-safe: the engine, its
-// machines and their VmInstances may be used from any thread. A test-support library, never linked into kilnd.
+// machines and their VmInstances may be used from any thread. A test-support library, never linked into
+// kilnd.
 #pragma once
 
 #include <map>
