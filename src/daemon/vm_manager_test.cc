@@ -1,6 +1,6 @@
-// VmManager's state machine on the FakeEngine: every transition, the conflicts, races on one VM, monitors that
-// die at awkward moments and a kilnd restart, without booting anything. The manager runs its real code: its
-// agent hub speaks the real protocol to the fake's in-process agent.
+// VmManager's state machine on the FakeEngine: every transition, the conflicts, races on one VM, monitors
+// that die at awkward moments and a kilnd restart, without booting anything. The manager runs its real code:
+// its agent hub speaks the real protocol to the fake's in-process agent.
 #include "daemon/vm_manager.h"
 
 #include <gtest/gtest.h>
@@ -87,7 +87,8 @@ class VmManagerTest : public ::testing::Test {
   }
 
   // Waits (on the event bus, no sleeping) for `action` on the VM `name` after event `after`.
-  std::optional<Event> wait_for_event(const std::string& name, const std::string& action, uint64_t after = 0) {
+  std::optional<Event> wait_for_event(const std::string& name, const std::string& action,
+                                      uint64_t after = 0) {
     auto deadline = std::chrono::steady_clock::now() + kEventWait;
     while (std::chrono::steady_clock::now() < deadline) {
       for (auto& event : events_.wait_after(after, 1s)) {
@@ -181,8 +182,8 @@ TEST_F(VmManagerTest, FullLifecycle) {
   EXPECT_FALSE(fs::exists(manager_->vm_dir(vm.id)));
   EXPECT_EQ(engine_.launches(), 2);
   EXPECT_EQ(engine_.running_machines(), 0);
-  EXPECT_EQ(actions_for("web"), (std::vector<std::string>{"created", "started", "paused", "resumed", "stopped",
-                                                          "started", "stopped", "deleted"}));
+  EXPECT_EQ(actions_for("web"), (std::vector<std::string>{"created", "started", "paused", "resumed",
+                                                          "stopped", "started", "stopped", "deleted"}));
 }
 
 TEST_F(VmManagerTest, InvalidTransitionsAreConflictsNamingTheState) {
@@ -302,8 +303,10 @@ TEST_F(VmManagerTest, ConcurrentRemovesHaveOneWinner) {
     threads.emplace_back([&] {
       ready.arrive_and_wait();
       auto result = manager_->remove("web", true);
-      if (result) ++removed;
-      else if (result.error().category() == ErrorCategory::kNotFound) ++not_found;
+      if (result)
+        ++removed;
+      else if (result.error().category() == ErrorCategory::kNotFound)
+        ++not_found;
     });
   }
   for (auto& thread : threads) thread.join();
@@ -324,7 +327,9 @@ TEST_F(VmManagerTest, StopRacingKillEndsStopped) {
     ready.arrive_and_wait();
     auto killed = manager_->kill("web");
     // Second in line, the kill finds the VM stopped already.
-    if (!killed) EXPECT_EQ(killed.error().message(), "cannot kill VM web: it is stopped");
+    if (!killed) {
+      EXPECT_EQ(killed.error().message(), "cannot kill VM web: it is stopped");
+    }
   });
   stopper.join();
   killer.join();
@@ -354,7 +359,8 @@ TEST_F(VmManagerTest, LaunchFailureLeavesTheVmInErrorAndStartable) {
 
 TEST_F(VmManagerTest, MonitorDyingBeforeTheAgentAnswersFailsTheStart) {
   create("web");
-  engine_.set_script({.reactions = {{MessageType::kHello, AgentReaction::monitor_exits("the guest kernel panicked")}}});
+  engine_.set_script(
+      {.reactions = {{MessageType::kHello, AgentReaction::monitor_exits("the guest kernel panicked")}}});
   auto started = manager_->start("web");
   ASSERT_FALSE(started);
   EXPECT_TRUE(contains(started.error().message(), "VM web failed to start")) << started.error().message();
@@ -376,7 +382,8 @@ TEST_F(VmManagerTest, MonitorDyingBeforeTheAgentAnswersFailsTheStart) {
 
 TEST_F(VmManagerTest, MonitorDyingAfterHelloWhileMountingFailsTheStart) {
   create("web", {folder()});
-  engine_.set_script({.reactions = {{MessageType::kMount, AgentReaction::monitor_exits("the guest kernel panicked")}}});
+  engine_.set_script(
+      {.reactions = {{MessageType::kMount, AgentReaction::monitor_exits("the guest kernel panicked")}}});
   auto started = manager_->start("web");
   ASSERT_FALSE(started);
   VmRecord vm = inspect("web");
@@ -388,8 +395,8 @@ TEST_F(VmManagerTest, MonitorDyingAfterHelloWhileMountingFailsTheStart) {
 
 TEST_F(VmManagerTest, MonitorDyingRightAfterHelloIsNoticedByTheWatcher) {
   create("web");
-  engine_.set_script(
-      {.reactions = {{MessageType::kSetHostname, AgentReaction::monitor_exits("the guest kernel panicked")}}});
+  engine_.set_script({.reactions = {{MessageType::kSetHostname,
+                                     AgentReaction::monitor_exits("the guest kernel panicked")}}});
   uint64_t before = events_.last_seq();
   // A hostname the guest did not take fails nothing; the watcher then finds the monitor gone.
   (void)manager_->start("web");
@@ -402,8 +409,8 @@ TEST_F(VmManagerTest, MonitorDyingRightAfterHelloIsNoticedByTheWatcher) {
 
 TEST_F(VmManagerTest, AFailedAgentRequestFailsTheStartAndTakesTheVmDown) {
   create("web", {folder()});
-  engine_.set_script(
-      {.reactions = {{MessageType::kMount, AgentReaction::fail(Error::invalid_argument("mount: No such device"))}}});
+  engine_.set_script({.reactions = {{MessageType::kMount, AgentReaction::fail(Error::invalid_argument(
+                                                              "mount: No such device"))}}});
   auto started = manager_->start("web");
   ASSERT_FALSE(started);
   EXPECT_EQ(started.error().category(), ErrorCategory::kInvalidArgument);
@@ -416,8 +423,8 @@ TEST_F(VmManagerTest, AFailedAgentRequestFailsTheStartAndTakesTheVmDown) {
 
 TEST_F(VmManagerTest, AHostnameTheGuestRefusesIsNotFatal) {
   create("web");
-  engine_.set_script(
-      {.reactions = {{MessageType::kSetHostname, AgentReaction::fail(Error::unsupported("no hostname here"))}}});
+  engine_.set_script({.reactions = {{MessageType::kSetHostname,
+                                     AgentReaction::fail(Error::unsupported("no hostname here"))}}});
   auto started = manager_->start("web");
   ASSERT_TRUE(started) << started.error().message();
   EXPECT_EQ(started->state, VmState::kRunning);
@@ -460,7 +467,7 @@ TEST_F(VmManagerTest, ExecRunsThroughTheAgent) {
   ASSERT_TRUE(manager_->start("web"));
   auto [ours, theirs] = make_socket_pair().value();
   agent::ExecIo io{.client = std::move(theirs), .tty = true, .attach_stdin = false};
-  auto handle = manager_->exec("web", {.argv = {"echo", "hello", "from", "the", "guest"}}, io);
+  auto handle = manager_->exec("web", {.argv = {"echo", "hello", "from", "the", "guest"}, .tty = true}, io);
   ASSERT_TRUE(handle) << handle.error().message();
   auto status = handle->wait(kEventWait);
   ASSERT_TRUE(status) << status.error().message();
@@ -561,7 +568,7 @@ TEST_F(VmManagerTest, RestartOfKilndAdoptsSurvivorsAndSettlesTheRest) {
   auto paused = machine_of("paused");
   manager_->shutdown();
   manager_.reset();
-  EXPECT_EQ(engine_.running_machines(), 3);  // released, not stopped
+  EXPECT_EQ(engine_.running_machines(), 3);    // released, not stopped
   dies->exit(engine::fake::kGuestPoweredOff);  // while no kilnd is watching
 
   start_manager();
@@ -588,7 +595,7 @@ TEST_F(VmManagerTest, RestartOfKilndAdoptsSurvivorsAndSettlesTheRest) {
   // The adopted VMs are fully managed again: exec, resume, and the watcher notices their exit.
   auto [ours, theirs] = make_socket_pair().value();
   agent::ExecIo io{.client = std::move(theirs), .tty = true};
-  auto handle = manager_->exec("alive", {.argv = {"true"}}, io);
+  auto handle = manager_->exec("alive", {.argv = {"true"}, .tty = true}, io);
   ASSERT_TRUE(handle) << handle.error().message();
   EXPECT_TRUE(handle->wait(kEventWait));
   auto resumed = manager_->resume("paused");
@@ -612,10 +619,13 @@ TEST_F(VmManagerTest, ConcurrentCreatesOfOneNameHaveOneWinner) {
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&] {
       ready.arrive_and_wait();
-      auto vm = manager_->create_vm(
-          {.name = "web", .disk_mib = 32, .source = {.kind = RootSource::Kind::kDirectory, .value = rootfs_}});
-      if (vm) ++created;
-      else if (vm.error().category() == ErrorCategory::kAlreadyExists) ++taken;
+      auto vm = manager_->create_vm({.name = "web",
+                                     .disk_mib = 32,
+                                     .source = {.kind = RootSource::Kind::kDirectory, .value = rootfs_}});
+      if (vm)
+        ++created;
+      else if (vm.error().category() == ErrorCategory::kAlreadyExists)
+        ++taken;
     });
   }
   for (auto& thread : threads) thread.join();
