@@ -235,6 +235,36 @@ TEST_F(VmManagerTest, StoppingAPausedVmShutsItDownGracefully) {
   EXPECT_EQ(machine->exit_reason(), engine::fake::kGuestPoweredOff);
 }
 
+TEST_F(VmManagerTest, AGuestThatIgnoresShutdownIsKilledAtTheEndOfTheGrace) {
+  create("web");
+  engine_.set_script({.reactions = {{MessageType::kShutdown, AgentReaction::ignore()}}});
+  ASSERT_TRUE(manager_->start("web"));
+  auto machine = machine_of("web");
+  auto stopped = manager_->stop("web", 300ms);
+  ASSERT_TRUE(stopped) << stopped.error().message();
+  EXPECT_EQ(stopped->state, VmState::kStopped);
+  EXPECT_EQ(stopped->state_reason, "killed after the stop timeout");
+  EXPECT_TRUE(machine->exited());
+}
+
+TEST_F(VmManagerTest, RestartBootsAFreshMonitor) {
+  create("web");
+  ASSERT_TRUE(manager_->start("web"));
+  ASSERT_TRUE(manager_->pause("web"));
+  auto first = machine_of("web");
+  auto restarted = manager_->restart("web", kGrace);
+  ASSERT_TRUE(restarted) << restarted.error().message();
+  EXPECT_EQ(restarted->state, VmState::kRunning);
+  EXPECT_TRUE(has_request(*first, "SHUTDOWN"));
+  EXPECT_TRUE(first->exited());
+  auto second = machine_of("web");
+  ASSERT_TRUE(second);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(engine_.running_machines(), 1);
+  auto actions = actions_for("web");
+  EXPECT_EQ(actions.back(), "restarted");
+}
+
 TEST_F(VmManagerTest, ConcurrentStartsBootOnce) {
   create("web");
   constexpr int kThreads = 4;
