@@ -13,6 +13,7 @@
 #include <csignal>
 #include <limits>
 
+#include "agent/protocol/frame_writer.h"
 #include "common/json.h"
 
 namespace kiln::engine::fake {

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "agent/protocol/frame.h"
-#include "agent/protocol/frame_writer.h"
 #include "agent/protocol/messages.h"
 #include "common/unique_fd.h"
 #include "engine/engine.h"
