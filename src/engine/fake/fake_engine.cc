@@ -167,9 +167,12 @@ Result<UniqueFd> FakeMachine::connect_agent() {
 
 Result<void> FakeMachine::set_paused(bool paused) {
   {
-    std::lock_guard guard(mutex_);
+    std::unique_lock lock(mutex_);
     if (state_ == VmRunState::kExited) return monitor_gone();
     state_ = paused ? VmRunState::kPaused : VmRunState::kRunning;
+    // As after QEMU's `stop`, once pause returns the guest runs no more: its agent finishes the batch it is
+    // answering, then answers nothing until resumed.
+    if (paused) agent_idle_.wait(lock, [this] { return !agent_busy_; });
   }
   wake();
   return ok();
@@ -213,29 +216,38 @@ void FakeMachine::serve_agent() {
       (void)!::read(wakeup_.get(), &count, sizeof count);
     }
     if (!listening || fds[1].revents == 0) continue;
-    char buffer[16384];
-    ssize_t got = ::read(channel->fd.get(), buffer, sizeof buffer);
-    if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (got <= 0) {
-      channel.reset();  // the host hung up; wait for the next connection
-      continue;
+    {
+      std::lock_guard guard(mutex_);
+      if (state_ != VmRunState::kRunning) continue;  // paused since the poll: the bytes wait
+      agent_busy_ = true;
     }
-    channel->decoder.feed(std::string_view(buffer, static_cast<size_t>(got)));
-    bool keep = true;
-    while (keep) {
-      auto frame = channel->decoder.next();
-      if (!frame || !*frame) {
-        keep = frame.has_value();
-        break;
-      }
-      keep = handle(*channel, **frame);
+    bool keep = read_and_answer(*channel);
+    {
+      std::lock_guard guard(mutex_);
+      agent_busy_ = false;
     }
-    // Replies are small, and the socket buffer holds far more than one batch of them.
-    if (!keep || !channel->out.flush(channel->fd.get())) channel.reset();
+    agent_idle_.notify_all();
+    if (!keep) channel.reset();  // the host hung up or broke the protocol; wait for the next connection
   }
 }
 
-bool FakeMachine::handle(Channel& channel, const Frame& frame) {
+bool FakeMachine::read_and_answer(Channel& channel) {
+  char buffer[16384];
+  ssize_t got = ::read(channel.fd.get(), buffer, sizeof buffer);
+  if (got < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+  if (got <= 0) return false;
+  channel.decoder.feed(std::string_view(buffer, static_cast<size_t>(got)));
+  for (;;) {
+    auto frame = channel.decoder.next();
+    if (!frame) return false;
+    if (!*frame) break;
+    handle(channel, **frame);
+  }
+  // Replies are small, and the socket buffer holds far more than one batch of them.
+  return channel.out.flush(channel.fd.get()).has_value();
+}
+
+void FakeMachine::handle(Channel& channel, const Frame& frame) {
   AgentReaction reaction;
   {
     std::lock_guard guard(mutex_);
@@ -245,8 +257,7 @@ bool FakeMachine::handle(Channel& channel, const Frame& frame) {
   std::string request(agent::to_string(frame.type));
   switch (reaction.kind) {
     case AgentReaction::Kind::kAnswer:
-      answer(channel, frame, request);
-      return true;
+      return answer(channel, frame, request);
     case AgentReaction::Kind::kFail:
       channel.out.push(MessageType::kError, frame.stream,
                        agent::encode(agent::ErrorReply{reaction.error.category(), reaction.error.message()}));
@@ -260,7 +271,6 @@ bool FakeMachine::handle(Channel& channel, const Frame& frame) {
   }
   std::lock_guard guard(mutex_);
   requests_.push_back(request);
-  return true;
 }
 
 void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string& type_name) {

@@ -7,6 +7,7 @@
 // kilnd.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,8 +92,9 @@ class FakeMachine {
  private:
   struct Channel;
   void serve_agent();
-  // Handles one frame; returns false when the channel must close.
-  bool handle(Channel& channel, const agent::Frame& frame);
+  // Reads what the host sent and answers it; false when the channel must close.
+  bool read_and_answer(Channel& channel);
+  void handle(Channel& channel, const agent::Frame& frame);
   void answer(Channel& channel, const agent::Frame& frame, const std::string& request);
   void run_process(Channel& channel, const agent::Frame& frame);
   void wake();
@@ -111,6 +113,8 @@ class FakeMachine {
   int connections_ = 0;
   std::vector<std::string> requests_;
   bool stopping_ = false;
+  bool agent_busy_ = false;  // the agent thread is answering a batch of frames
+  std::condition_variable agent_idle_;
 
   std::thread agent_thread_;  // last: started once everything above exists
 };
