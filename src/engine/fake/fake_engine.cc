@@ -242,6 +242,7 @@ bool FakeMachine::read_and_answer(Channel& channel) {
     if (!frame) return false;
     if (!*frame) break;
     handle(channel, **frame);
+    if (exited()) return false;  // a dead monitor's agent answers nothing more
   }
   // Replies are small, and the socket buffer holds far more than one batch of them.
   return channel.out.flush(channel.fd.get()).has_value();
