@@ -512,6 +512,26 @@ TEST_F(VmManagerTest, ExecRunsThroughTheAgent) {
   EXPECT_EQ(missing.error().category(), ErrorCategory::kNotFound);
 }
 
+TEST_F(VmManagerTest, ExecReconnectsToAnAgentThatDroppedItsChannel) {
+  create("web");
+  ASSERT_TRUE(manager_->start("web"));
+  auto machine = machine_of("web");
+  machine->drop_agent_channel();
+  // The hub notices the lost channel on its own thread; exec reconnects when it finds the hub dead, or
+  // fails with kUnavailable if it raced the drop, after which a retry reconnects.
+  Result<agent::ExecHandle> handle = Error::internal("not run");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto [ours, theirs] = make_socket_pair().value();
+    agent::ExecIo io{.client = std::move(theirs), .tty = true};
+    handle = manager_->exec("web", {.argv = {"echo", "back"}, .tty = true}, io);
+    if (handle || handle.error().category() != ErrorCategory::kUnavailable) break;
+  }
+  ASSERT_TRUE(handle) << handle.error().message();
+  EXPECT_TRUE(handle->wait(kEventWait));
+  EXPECT_EQ(machine->agent_connections(), 2);
+  EXPECT_EQ(inspect("web").state, VmState::kRunning);
+}
+
 TEST_F(VmManagerTest, SuspendAndRestore) {
   create("web");
   ASSERT_TRUE(manager_->start("web"));

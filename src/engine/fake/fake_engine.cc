@@ -118,7 +118,16 @@ void FakeMachine::exit(std::string reason, ExitStatus status) {
     exit_status_ = status;
   }
   signal_eventfd(exited_.get());
+  agent_idle_.notify_all();
   wake();
+}
+
+void FakeMachine::drop_agent_channel() {
+  std::unique_lock lock(mutex_);
+  drop_channel_ = true;
+  wake();
+  // Synchronous, so a test knows that what it sends next meets a closed channel.
+  agent_idle_.wait(lock, [this] { return !drop_channel_ || state_ == VmRunState::kExited || stopping_; });
 }
 
 void FakeMachine::set_reaction(MessageType type, AgentReaction reaction) {
@@ -202,6 +211,10 @@ void FakeMachine::serve_agent() {
       std::lock_guard guard(mutex_);
       // An exited monitor takes its agent with it: returning closes the channel, the host sees EOF.
       if (stopping_ || state_ == VmRunState::kExited) return;
+      if (std::exchange(drop_channel_, false)) {
+        channel.reset();
+        agent_idle_.notify_all();
+      }
       if (incoming_) {
         channel.emplace();
         channel->fd = std::move(incoming_);

@@ -72,6 +72,8 @@ class FakeMachine {
   // The monitor exits (the guest powered off, crashed, someone killed it): exit_fd() turns readable and the
   // agent channel closes. Later calls change nothing.
   void exit(std::string reason, ExitStatus status = ExitStatus::exited(0));
+  // The guest's agent drops its channel (as a restarted agent would); the VM keeps running.
+  void drop_agent_channel();
   void set_reaction(agent::MessageType type, AgentReaction reaction);
   void set_save_error(std::optional<Error> error);
 
@@ -110,6 +112,7 @@ class FakeMachine {
   std::string exit_reason_;
   std::optional<ExitStatus> exit_status_;
   UniqueFd incoming_;  // the agent's end of a newly connected channel, for the agent thread to take
+  bool drop_channel_ = false;
   int connections_ = 0;
   std::vector<std::string> requests_;
   bool stopping_ = false;
