@@ -1,5 +1,4 @@
 // VmManager's lifecycle operations: start, stop, kill, restart, pause, resume, exec, shared folders.
-#include <fcntl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
