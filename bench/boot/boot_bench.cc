@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
+#include "engine/accelerator.h"
 #include "engine/qemu/qemu_engine.h"
 #include "engine/qemu/qemu_vm.h"
 #include "guest/guest_kit.h"
@@ -178,14 +179,14 @@ void print_row(std::string_view name, const std::vector<double>& values, std::st
 }
 
 Result<void> run(const Options& options) {
-  auto engine =
-      KILN_TRY(engine::qemu::QemuEngine::create(options.qemu == "qemu-system-x86_64" ? "" : options.qemu));
+  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(
+      options.qemu == "qemu-system-x86_64" ? "" : options.qemu, engine::detect_accelerator()));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({}));
   std::string version = KILN_TRY(qemu_version(options.qemu));
   std::string load_before = load_average();
 
   fmt::print("kiln_bench_boot: {} runs (+1 untimed warm-up), {} vCPU, {} MiB, accelerator {}\n", options.runs,
-             kCpus, kMemoryMib, engine::to_string(engine->host().accelerator));
+             kCpus, kMemoryMib, engine::to_string(engine->accelerator()));
   fmt::print("  {}\n  kernel {}\n  kiln   {}\n  load average before: {}\n", version, kit.kernel, options.kiln,
              load_before);
   std::fflush(stdout);

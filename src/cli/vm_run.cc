@@ -16,8 +16,8 @@
 #include "cli/vm_run_storage.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
+#include "engine/engine_factory.h"
 #include "engine/graceful_stop.h"
-#include "engine/qemu/qemu_engine.h"
 #include "guest/guest_kit.h"
 
 namespace kiln::cli {
@@ -162,8 +162,7 @@ Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm,
 Result<int> run(const VmRunOptions& options) {
   Validated valid = KILN_TRY(validate(options));
 
-  const char* qemu_override = std::getenv("KILN_QEMU");  // NOLINT(concurrency-mt-unsafe): read-only
-  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu_override ? qemu_override : ""));
+  auto engine = KILN_TRY(engine::make_engine({}));
   guest::GuestKit kit =
       KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel, .initramfs = options.initrd}));
 

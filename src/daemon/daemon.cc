@@ -21,8 +21,7 @@
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
-#include "engine/accelerator.h"
-#include "engine/qemu/qemu_engine.h"
+#include "engine/engine_factory.h"
 #include "guest/guest_kit.h"
 #include "guest/kernel_version.h"
 #include "image/image_store.h"
@@ -120,9 +119,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
 
   auto store = KILN_TRY(VmStore::open(options.root));
   EventBus events;
-  const char* qemu_env = std::getenv("KILN_QEMU");  // NOLINT(concurrency-mt-unsafe): before any thread
-  std::string qemu = !options.qemu.empty() ? options.qemu : (qemu_env ? qemu_env : "");
-  auto engine = KILN_TRY(engine::qemu::QemuEngine::create(qemu));
+  auto engine = KILN_TRY(engine::make_engine({.qemu_binary = options.qemu}));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
   auto images =
       KILN_TRY(image::ImageStore::open({.root = options.root,
@@ -153,7 +150,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                 .images = *images,
                                 .scratch_dir = scratch_dir,
                                 .engine_name = std::string(engine->name()),
-                                .accelerator = std::string(engine::to_string(engine->host().accelerator))};
+                                .accelerator = std::string(engine::to_string(engine->accelerator()))};
   api::http::Router router;
   api::rest::add_kiln_routes(router, context);
   auto server = KILN_TRY(api::http::Server::create(std::move(router)));

@@ -1,5 +1,4 @@
 // VmManager's lifecycle operations: start, stop, kill, restart, pause, resume, exec, shared folders.
-#include <fcntl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -160,22 +159,22 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     return ok();
   }();
   if (!connected) {
-    std::string console = slot.running->instance->console_tail(1024);
-    (void)slot.running->instance->kill();
+    engine::VmInstance& instance = *slot.running->instance;
+    std::string console = instance.console_tail(1024);
+    std::string reason = connected.error().message();
+    // A monitor that died while the VM started is the cause; the lost agent channel is only its symptom.
+    if (auto exited = instance.wait_for_exit(std::chrono::milliseconds(0)); exited && *exited)
+      reason = fmt::format("{} ({})", instance.exit_reason(), reason);
+    (void)instance.kill();
     slot.running.reset();
     vm.monitor_pid = 0;
     vm.finished_at = now_rfc3339();
-    std::string reason = connected.error().message();
     (void)save(vm, VmState::kError, reason);
     publish(vm, "died", {{"reason", reason}});
     if (!console.empty()) reason += "; console: " + console;
     return Error(connected.error().category(), fmt::format("VM {} failed to start: {}", vm.name, reason));
   }
-  {
-    std::lock_guard guard(watch_mutex_);
-    watched_[vm.id] = UniqueFd(::fcntl(slot.running->instance->exit_fd(), F_DUPFD_CLOEXEC, 0));
-  }
-  wake_watcher();
+  watch(vm.id, *slot.running->instance);
   if (restoring) {
     std::error_code ignored;
     fs::remove_all(suspend_dir(vm.id), ignored);  // consumed: the guest has moved on from it
@@ -187,10 +186,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 }
 
 Result<void> VmManager::force_off(Slot& slot, VmRecord& vm, std::string reason, std::string action) {
-  {
-    std::lock_guard guard(watch_mutex_);
-    watched_.erase(vm.id);
-  }
+  unwatch(vm.id);
   if (slot.running) {
     slot.running->hub.reset();
     KILN_TRY(slot.running->instance->kill());
@@ -210,10 +206,12 @@ Result<void> VmManager::force_off(Slot& slot, VmRecord& vm, std::string reason, 
 Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace,
                                   std::string reason) {
   if (!slot.running) return force_off(slot, vm, std::move(reason), "stopped");
+  // Read before the state becomes kStopping: a paused guest must run again to hear the shutdown request.
+  bool paused = vm.state == VmState::kPaused;
   KILN_TRY(save(vm, VmState::kStopping));
   auto deadline = std::chrono::steady_clock::now() + grace;
   RunningVm& running = *slot.running;
-  if (vm.state == VmState::kPaused) (void)running.instance->resume();
+  if (paused) (void)running.instance->resume();
   if (!running.hub) {
     if (auto connected = connect_agent(slot, vm); !connected) {
       log::warn("no agent to stop the VM gracefully",
@@ -230,10 +228,7 @@ Result<void> VmManager::shut_down(Slot& slot, VmRecord& vm, std::chrono::millise
       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   auto ended = running.instance->wait_for_exit(std::max(left, std::chrono::milliseconds(0)));
   if (ended && *ended) {
-    {
-      std::lock_guard guard(watch_mutex_);
-      watched_.erase(vm.id);
-    }
+    unwatch(vm.id);
     slot.running.reset();
     vm.monitor_pid = 0;
     vm.finished_at = now_rfc3339();
@@ -347,18 +342,11 @@ Result<VmRecord> VmManager::suspend(const std::string& id_or_name) {
     KILN_TRY(save(vm, VmState::kSuspending));
     // The agent session ends with the save either way; closing it first keeps the saved guest quiet.
     slot.running->hub.reset();
-    {
-      std::lock_guard guard(watch_mutex_);
-      watched_.erase(vm.id);
-    }
+    unwatch(vm.id);
     auto saved = slot.running->instance->save_state(dir);
     if (!saved) {
       fs::remove_all(dir, error);
-      {
-        std::lock_guard guard(watch_mutex_);
-        watched_[vm.id] = UniqueFd(::fcntl(slot.running->instance->exit_fd(), F_DUPFD_CLOEXEC, 0));
-      }
-      wake_watcher();
+      watch(vm.id, *slot.running->instance);
       if (before == VmState::kRunning) (void)connect_agent(slot, vm);
       KILN_TRY(save(vm, before));
       return Error(saved.error().category(),

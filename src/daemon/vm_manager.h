@@ -155,6 +155,9 @@ class VmManager {
   void watch_monitors();
   void wake_watcher();
   void on_monitor_exit(const std::string& id);
+  // Starts (or restarts) watching the VM's monitor; stops watching it.
+  void watch(const std::string& id, const engine::VmInstance& instance);
+  void unwatch(const std::string& id);
 
   VmManagerConfig config_;
   VmStore& store_;
@@ -165,7 +168,15 @@ class VmManager {
   std::map<std::string, std::shared_ptr<Slot>> slots_;
 
   std::mutex watch_mutex_;
-  std::map<std::string, UniqueFd> watched_;  // id -> a dup of the monitor's exit fd
+  // What the watcher polls. An entry can be replaced or dropped while the watcher polls its fd (a failed
+  // suspend re-watches the VM; a stop and a start replace it): the generation tells the watcher whether the
+  // entry it saw fire is still the current one.
+  struct Watched {
+    UniqueFd exit_fd;  // a dup of the monitor's exit fd
+    uint64_t generation = 0;
+  };
+  std::map<std::string, Watched> watched_;
+  uint64_t watch_generation_ = 0;
   UniqueFd watcher_wakeup_;
   bool stopping_ = false;
   std::thread watcher_;

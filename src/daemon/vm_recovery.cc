@@ -54,15 +54,26 @@ Result<void> VmManager::recover() {
                   {{"vm", vm.name}, {"error", connected.error().message()}});
       }
     }
-    {
-      std::lock_guard watch_guard(watch_mutex_);
-      watched_[vm.id] = UniqueFd(::fcntl(slot->running->instance->exit_fd(), F_DUPFD_CLOEXEC, 0));
-    }
+    watch(vm.id, *slot->running->instance);
     KILN_TRY(save(vm, state, vm.state_reason));
     log::info("re-attached to a running VM", {{"vm", vm.name}, {"state", to_string(state)}});
   }
   wake_watcher();
   return ok();
+}
+
+void VmManager::watch(const std::string& id, const engine::VmInstance& instance) {
+  {
+    std::lock_guard guard(watch_mutex_);
+    watched_[id] = {.exit_fd = UniqueFd(::fcntl(instance.exit_fd(), F_DUPFD_CLOEXEC, 0)),
+                    .generation = ++watch_generation_};
+  }
+  wake_watcher();
+}
+
+void VmManager::unwatch(const std::string& id) {
+  std::lock_guard guard(watch_mutex_);
+  watched_.erase(id);
 }
 
 void VmManager::wake_watcher() {
@@ -73,13 +84,13 @@ void VmManager::wake_watcher() {
 void VmManager::watch_monitors() {
   for (;;) {
     std::vector<pollfd> fds{{.fd = watcher_wakeup_.get(), .events = POLLIN, .revents = 0}};
-    std::vector<std::string> ids;
+    std::vector<std::pair<std::string, uint64_t>> polled;  // id and generation, by fds index - 1
     {
       std::lock_guard guard(watch_mutex_);
       if (stopping_) return;
-      for (const auto& [id, fd] : watched_) {
-        fds.push_back({.fd = fd.get(), .events = POLLIN, .revents = 0});
-        ids.push_back(id);
+      for (const auto& [id, watched] : watched_) {
+        fds.push_back({.fd = watched.exit_fd.get(), .events = POLLIN, .revents = 0});
+        polled.emplace_back(id, watched.generation);
       }
     }
     // The timeout bounds how long a dup'ed fd of a VM removed meanwhile stays in this list.
@@ -93,12 +104,17 @@ void VmManager::watch_monitors() {
     }
     for (size_t i = 1; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
+      const auto& [id, generation] = polled[i - 1];
       {
         std::lock_guard guard(watch_mutex_);
         if (stopping_) return;
-        watched_.erase(ids[i - 1]);
+        // Dropped or replaced while we polled (its fd may even have been closed under poll: POLLNVAL): the
+        // event is not about the current monitor, and the current entry is polled on the next round.
+        auto current = watched_.find(id);
+        if (current == watched_.end() || current->second.generation != generation) continue;
+        watched_.erase(current);
       }
-      on_monitor_exit(ids[i - 1]);
+      on_monitor_exit(id);
     }
   }
 }

@@ -103,6 +103,8 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual std::string_view name() const = 0;
+  // What the engine's VMs run on (reported by the API's /info).
+  virtual Accelerator accelerator() const = 0;
   virtual Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) = 0;
   // Takes over a VM launched earlier from `spec` (by another process, e.g. before kilnd restarted) whose
   // monitor runs as `monitor_pid`. kNotFound when that VM's monitor is no longer running.

@@ -4,8 +4,8 @@
 
 #include "agent/client/agent_connection.h"
 #include "common/temp_dir.h"
+#include "engine/engine_factory.h"
 #include "engine/graceful_stop.h"
-#include "engine/qemu/qemu_engine.h"
 #include "guest/guest_kit.h"
 
 namespace kiln::engine {
@@ -21,7 +21,7 @@ class EngineLifecycle : public ::testing::Test {
     runtime_dir_.emplace(std::move(*dir));
     auto kit = guest::resolve_guest_kit({});
     ASSERT_TRUE(kit) << kit.error().message();
-    auto engine = qemu::QemuEngine::create();
+    auto engine = make_engine({.name = "qemu"});
     ASSERT_TRUE(engine) << engine.error().message();
     engine_ = std::move(*engine);
     auto vm = engine_->launch({.name = "lifecycle",
@@ -43,7 +43,7 @@ class EngineLifecycle : public ::testing::Test {
   }
 
   std::optional<TempDir> runtime_dir_;
-  std::unique_ptr<qemu::QemuEngine> engine_;
+  std::unique_ptr<Engine> engine_;
   std::unique_ptr<VmInstance> vm_;
 };
 

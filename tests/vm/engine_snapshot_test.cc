@@ -13,8 +13,8 @@
 
 #include "agent/client/agent_connection.h"
 #include "common/temp_dir.h"
+#include "engine/engine_factory.h"
 #include "engine/graceful_stop.h"
-#include "engine/qemu/qemu_engine.h"
 #include "engine/snapshot/manifest.h"
 #include "guest/guest_kit.h"
 
@@ -90,7 +90,7 @@ class EngineSnapshot : public ::testing::Test {
     ASSERT_TRUE(kit) << kit.error().message();
     kernel_ = kit->kernel;
     initramfs_ = kit->initramfs;
-    auto engine = qemu::QemuEngine::create();
+    auto engine = make_engine({.name = "qemu"});
     ASSERT_TRUE(engine) << engine.error().message();
     engine_ = std::move(*engine);
   }
@@ -128,7 +128,7 @@ class EngineSnapshot : public ::testing::Test {
   std::optional<TempDir> snapshot_dir_;
   std::string kernel_;
   std::string initramfs_;
-  std::unique_ptr<qemu::QemuEngine> engine_;
+  std::unique_ptr<Engine> engine_;
 };
 
 class EngineSnapshotRoundTrip : public EngineSnapshot, public ::testing::WithParamInterface<uint64_t> {};
@@ -223,9 +223,9 @@ TEST_P(EngineSnapshotRoundTrip, RestoredGuestKeepsItsMemoryProcessesAndOpenFiles
   std::printf(
       "[ figures ] %llu MiB guest under %s: boot+agent %ld ms, save %ld ms, state file %.1f MiB, "
       "restore %ld ms (+ agent HELLO %ld ms), QEMU RSS %.0f MiB before save, %.0f MiB after restore\n",
-      static_cast<unsigned long long>(memory_mib),
-      std::string(to_string(engine_->host().accelerator)).c_str(), boot_ms, save_ms,
-      static_cast<double>(state_bytes) / (1 << 20), restore_ms, reconnect_ms, rss_before, rss_restored);
+      static_cast<unsigned long long>(memory_mib), std::string(to_string(engine_->accelerator())).c_str(),
+      boot_ms, save_ms, static_cast<double>(state_bytes) / (1 << 20), restore_ms, reconnect_ms, rss_before,
+      rss_restored);
 }
 
 INSTANTIATE_TEST_SUITE_P(Memory, EngineSnapshotRoundTrip, ::testing::Values(256, 512),

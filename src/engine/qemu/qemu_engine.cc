@@ -75,9 +75,9 @@ Result<void> restore_into(QemuVm& vm, PreparedRestore restore, const VmPaths& pa
 
 }  // namespace
 
-Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary) {
+Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, Accelerator accelerator) {
   std::string binary = KILN_TRY(find_on_path(qemu_binary.empty() ? "qemu-system-x86_64" : qemu_binary));
-  HostFacts host{.accelerator = detect_accelerator(), .tsc_khz = host_tsc_khz()};
+  HostFacts host{.accelerator = accelerator, .tsc_khz = host_tsc_khz()};
   return std::unique_ptr<QemuEngine>(new QemuEngine(std::move(binary), host));  // NOLINT: private constructor
 }
 

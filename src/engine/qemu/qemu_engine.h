@@ -13,10 +13,12 @@ namespace kiln::engine::qemu {
 
 class QemuEngine final : public Engine {
  public:
-  // Finds the QEMU binary (`qemu_binary`, else qemu-system-x86_64 on PATH) and probes the host.
-  static Result<std::unique_ptr<QemuEngine>> create(std::string qemu_binary = "");
+  // Finds the QEMU binary (`qemu_binary`, else qemu-system-x86_64 on PATH); VMs run on `accelerator` (see
+  // engine_factory.h, which decides it).
+  static Result<std::unique_ptr<QemuEngine>> create(std::string qemu_binary, Accelerator accelerator);
 
   std::string_view name() const override { return "qemu"; }
+  Accelerator accelerator() const override { return host_.accelerator; }
   Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) override;
   Result<std::unique_ptr<VmInstance>> adopt(const VmSpec& spec, pid_t monitor_pid) override;
   const HostFacts& host() const { return host_; }

@@ -1,0 +1,469 @@
+#include "engine/fake/fake_engine.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <limits>
+
+#include "agent/protocol/frame_writer.h"
+#include "common/json.h"
+
+namespace kiln::engine::fake {
+namespace {
+
+using agent::Frame;
+using agent::MessageType;
+
+constexpr const char* kSavedStateFile = "/fake-vm.json";
+
+Error monitor_gone() {
+  return Error::unavailable("the VM's monitor has exited");
+}
+
+void signal_eventfd(int fd) {
+  uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);
+}
+
+std::string joined(const std::vector<std::string>& words, size_t from) {
+  std::string text;
+  for (size_t i = from; i < words.size(); ++i) text += (i > from ? " " : "") + words[i];
+  return text;
+}
+
+// One VmInstance handle on a machine. Dropping it kills the machine only when it was launched to die with
+// its launcher and not released, as QemuVm does.
+class FakeVm final : public VmInstance {
+ public:
+  FakeVm(std::shared_ptr<FakeMachine> machine, bool kill_on_drop)
+      : machine_(std::move(machine)), kill_on_drop_(kill_on_drop) {}
+  ~FakeVm() override {
+    if (kill_on_drop_) (void)kill();
+  }
+
+  Result<UniqueFd> connect_agent() override { return machine_->connect_agent(); }
+  Result<void> pause() override { return machine_->set_paused(true); }
+  Result<void> resume() override { return machine_->set_paused(false); }
+  Result<VmRunState> run_state() override { return machine_->run_state(); }
+  Result<void> kill() override {
+    ExitStatus killed = ExitStatus::signaled(SIGKILL);
+    machine_->exit(fmt::format("the VM's monitor {}", killed.describe()), killed);
+    return ok();
+  }
+  Result<std::optional<ExitStatus>> wait_for_exit(std::chrono::milliseconds timeout) override {
+    pollfd fd{.fd = machine_->exit_fd(), .events = POLLIN, .revents = 0};
+    auto wait_ms = std::min<std::chrono::milliseconds::rep>(timeout.count(), std::numeric_limits<int>::max());
+    int ready = ::poll(&fd, 1, static_cast<int>(std::max<std::chrono::milliseconds::rep>(wait_ms, 0)));
+    if (ready < 0 && errno != EINTR) return Error::last_os_error("poll");
+    return machine_->exit_status();
+  }
+  std::string exit_reason() override { return machine_->exit_reason(); }
+  int exit_fd() const override { return machine_->exit_fd(); }
+  std::string console_log_path() const override { return machine_->spec().runtime_dir + "/console.log"; }
+  pid_t monitor_pid() const override { return machine_->pid(); }
+  void release() override { kill_on_drop_ = false; }
+  Result<void> save_state(const std::string& dir) override { return machine_->save_state(dir); }
+
+ private:
+  std::shared_ptr<FakeMachine> machine_;
+  bool kill_on_drop_;
+};
+
+}  // namespace
+
+// The agent thread's side of one host connection.
+struct FakeMachine::Channel {
+  UniqueFd fd;
+  agent::FrameDecoder decoder;
+  agent::FrameWriter out;
+  bool hello_done = false;
+};
+
+FakeMachine::FakeMachine(pid_t pid, VmSpec spec, FakeScript script)
+    : pid_(pid),
+      spec_(std::move(spec)),
+      exited_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      wakeup_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      script_(std::move(script)),
+      agent_thread_([this] { serve_agent(); }) {}
+
+FakeMachine::~FakeMachine() {
+  {
+    std::lock_guard guard(mutex_);
+    stopping_ = true;
+  }
+  wake();
+  agent_thread_.join();
+}
+
+VmRunState FakeMachine::run_state() const {
+  std::lock_guard guard(mutex_);
+  return state_;
+}
+
+void FakeMachine::exit(std::string reason, ExitStatus status) {
+  {
+    std::lock_guard guard(mutex_);
+    if (state_ == VmRunState::kExited) return;
+    state_ = VmRunState::kExited;
+    exit_reason_ = std::move(reason);
+    exit_status_ = status;
+  }
+  signal_eventfd(exited_.get());
+  agent_idle_.notify_all();
+  wake();
+}
+
+void FakeMachine::drop_agent_channel() {
+  std::unique_lock lock(mutex_);
+  drop_channel_ = true;
+  wake();
+  // Synchronous, so a test knows that what it sends next meets a closed channel.
+  agent_idle_.wait(lock, [this] { return !drop_channel_ || state_ == VmRunState::kExited || stopping_; });
+}
+
+void FakeMachine::set_reaction(MessageType type, AgentReaction reaction) {
+  std::lock_guard guard(mutex_);
+  script_.reactions[type] = std::move(reaction);
+}
+
+void FakeMachine::set_save_error(std::optional<Error> error) {
+  std::lock_guard guard(mutex_);
+  script_.save_error = std::move(error);
+}
+
+std::vector<std::string> FakeMachine::requests() const {
+  std::lock_guard guard(mutex_);
+  return requests_;
+}
+
+int FakeMachine::agent_connections() const {
+  std::lock_guard guard(mutex_);
+  return connections_;
+}
+
+std::string FakeMachine::exit_reason() const {
+  std::lock_guard guard(mutex_);
+  return exit_reason_.empty() ? "the VM's monitor exited unexpectedly" : exit_reason_;
+}
+
+std::optional<ExitStatus> FakeMachine::exit_status() const {
+  std::lock_guard guard(mutex_);
+  return exit_status_;
+}
+
+Result<UniqueFd> FakeMachine::connect_agent() {
+  auto [host_end, agent_end] = KILN_TRY(make_socket_pair());
+  KILN_TRY(set_nonblocking(agent_end.get()));
+  {
+    std::lock_guard guard(mutex_);
+    if (state_ == VmRunState::kExited) return monitor_gone();
+    // Like QEMU's chardev, one client at a time: a new connection replaces the old one.
+    incoming_ = std::move(agent_end);
+    ++connections_;
+  }
+  wake();
+  return std::move(host_end);
+}
+
+Result<void> FakeMachine::set_paused(bool paused) {
+  {
+    std::unique_lock lock(mutex_);
+    if (state_ == VmRunState::kExited) return monitor_gone();
+    state_ = paused ? VmRunState::kPaused : VmRunState::kRunning;
+    // As after QEMU's `stop`, once pause returns the guest runs no more: its agent finishes the batch it is
+    // answering, then answers nothing until resumed.
+    if (paused) agent_idle_.wait(lock, [this] { return !agent_busy_; });
+  }
+  wake();
+  return ok();
+}
+
+Result<void> FakeMachine::save_state(const std::string& dir) {
+  {
+    std::lock_guard guard(mutex_);
+    if (state_ == VmRunState::kExited) return monitor_gone();
+    if (script_.save_error) return *script_.save_error;
+  }
+  Json saved{{"name", spec_.name}, {"cpus", spec_.cpus}, {"memory_mib", spec_.memory_mib}};
+  KILN_TRY(write_file_atomic(dir + kSavedStateFile, saved.dump()));
+  exit("the VM's state was saved");
+  return ok();
+}
+
+void FakeMachine::wake() {
+  signal_eventfd(wakeup_.get());
+}
+
+void FakeMachine::serve_agent() {
+  std::optional<Channel> channel;
+  for (;;) {
+    bool listening = false;
+    {
+      std::lock_guard guard(mutex_);
+      // An exited monitor takes its agent with it: returning closes the channel, the host sees EOF.
+      if (stopping_ || state_ == VmRunState::kExited) return;
+      if (std::exchange(drop_channel_, false)) {
+        channel.reset();
+        agent_idle_.notify_all();
+      }
+      if (incoming_) {
+        channel.emplace();
+        channel->fd = std::move(incoming_);
+      }
+      listening = channel && state_ == VmRunState::kRunning;  // a paused guest's agent does not run
+    }
+    pollfd fds[2] = {{.fd = wakeup_.get(), .events = POLLIN, .revents = 0},
+                     {.fd = listening ? channel->fd.get() : -1, .events = POLLIN, .revents = 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[0].revents & POLLIN) {
+      uint64_t count = 0;
+      (void)!::read(wakeup_.get(), &count, sizeof count);
+    }
+    if (!listening || fds[1].revents == 0) continue;
+    {
+      std::lock_guard guard(mutex_);
+      if (state_ != VmRunState::kRunning) continue;  // paused since the poll: the bytes wait
+      agent_busy_ = true;
+    }
+    bool keep = read_and_answer(*channel);
+    {
+      std::lock_guard guard(mutex_);
+      agent_busy_ = false;
+    }
+    agent_idle_.notify_all();
+    if (!keep) channel.reset();  // the host hung up or broke the protocol; wait for the next connection
+  }
+}
+
+bool FakeMachine::read_and_answer(Channel& channel) {
+  char buffer[16384];
+  ssize_t got = ::read(channel.fd.get(), buffer, sizeof buffer);
+  if (got < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+  if (got <= 0) return false;
+  channel.decoder.feed(std::string_view(buffer, static_cast<size_t>(got)));
+  for (;;) {
+    auto frame = channel.decoder.next();
+    if (!frame) return false;
+    if (!*frame) break;
+    handle(channel, **frame);
+    if (exited()) return false;  // a dead monitor's agent answers nothing more
+  }
+  // Replies are small, and the socket buffer holds far more than one batch of them.
+  return channel.out.flush(channel.fd.get()).has_value();
+}
+
+void FakeMachine::handle(Channel& channel, const Frame& frame) {
+  AgentReaction reaction;
+  {
+    std::lock_guard guard(mutex_);
+    if (auto found = script_.reactions.find(frame.type); found != script_.reactions.end())
+      reaction = found->second;
+  }
+  std::string request(agent::to_string(frame.type));
+  switch (reaction.kind) {
+    case AgentReaction::Kind::kAnswer:
+      return answer(channel, frame, request);
+    case AgentReaction::Kind::kFail:
+      channel.out.push(MessageType::kError, frame.stream,
+                       agent::encode(agent::ErrorReply{reaction.error.category(), reaction.error.message()}));
+      break;
+    case AgentReaction::Kind::kIgnore:
+      break;
+    case AgentReaction::Kind::kMonitorExits:
+      exit(reaction.exit_reason.empty() ? "the VM's monitor crashed" : reaction.exit_reason,
+           ExitStatus::signaled(SIGABRT));
+      break;
+  }
+  std::lock_guard guard(mutex_);
+  requests_.push_back(request);
+}
+
+void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string& type_name) {
+  auto refuse = [&](const Error& error) {
+    channel.out.push(MessageType::kError, frame.stream,
+                     agent::encode(agent::ErrorReply{error.category(), error.message()}));
+  };
+  std::string request = type_name;
+  auto record = [&] {
+    std::lock_guard guard(mutex_);
+    requests_.push_back(request);
+  };
+  if (frame.type == MessageType::kPing)
+    return channel.out.push(MessageType::kPong, frame.stream, frame.payload);
+  if (frame.type == MessageType::kPong || frame.type == MessageType::kCredit) return;
+  if (frame.type == MessageType::kHello) {
+    auto hello = agent::decode_hello_request(frame.payload);
+    if (!hello) return refuse(hello.error());
+    channel.hello_done = true;
+    agent::HelloReply reply{
+        .agent = "kiln-fake-agent",
+        .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname"}};
+    if (spec_.root_disk >= 0) {
+      std::lock_guard guard(mutex_);
+      reply.root = script_.root.value_or(agent::RootDiskStatus{
+          .serial = fmt::format("kiln-disk{}", spec_.root_disk), .device = "/dev/vda", .mounted = true});
+    }
+    record();
+    return channel.out.push(MessageType::kHelloReply, agent::kConnectionStream, agent::encode(reply));
+  }
+  if (!channel.hello_done) {
+    return refuse(
+        Error::failed_precondition(fmt::format("{} before HELLO: the handshake comes first", request)));
+  }
+  switch (frame.type) {
+    case MessageType::kSetHostname: {
+      auto decoded = agent::decode_set_hostname_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      request += " " + decoded->hostname;
+      record();
+      return channel.out.push(MessageType::kSetHostnameReply, frame.stream, "{}");
+    }
+    case MessageType::kSetClock: {
+      auto decoded = agent::decode_set_clock_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      record();
+      return channel.out.push(MessageType::kSetClockReply, frame.stream, "{}");
+    }
+    case MessageType::kMount: {
+      auto decoded = agent::decode_mount_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      request += fmt::format(" {} {}", decoded->source, decoded->target);
+      record();
+      return channel.out.push(MessageType::kMountReply, frame.stream, "{}");
+    }
+    case MessageType::kUnmount: {
+      auto decoded = agent::decode_unmount_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      request += " " + decoded->target;
+      record();
+      return channel.out.push(MessageType::kUnmountReply, frame.stream, "{}");
+    }
+    case MessageType::kRun:
+      return run_process(channel, frame);
+    case MessageType::kShutdown: {
+      auto decoded = agent::decode_shutdown_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      record();
+      // As kiln-agent: acknowledge once synced, then the guest powers off and its monitor exits.
+      channel.out.push(MessageType::kShutdown, agent::kConnectionStream, "");
+      (void)channel.out.flush(channel.fd.get());
+      exit(decoded->reboot ? "the guest rebooted (a Kiln VM stops when its guest reboots)"
+                           : kGuestPoweredOff);
+      return;
+    }
+    case MessageType::kStdin:
+    case MessageType::kCloseStdin:
+    case MessageType::kSignal:
+    case MessageType::kResize:
+      return;  // fake processes end as soon as they start
+    default:
+      return refuse(Error::protocol(fmt::format("{} is sent by the agent, not to it", request)));
+  }
+}
+
+// Fake processes: `echo WORDS` prints them, `true` and `false` exit 0 and 1; anything else is not found, as
+// kiln-agent reports an exec that failed.
+void FakeMachine::run_process(Channel& channel, const Frame& frame) {
+  auto spec = agent::decode_process_spec(frame.payload);
+  if (!spec || spec->argv.empty()) {
+    Error error = spec ? Error::invalid_argument("RUN: empty argv") : spec.error();
+    channel.out.push(MessageType::kError, frame.stream,
+                     agent::encode(agent::ErrorReply{error.category(), error.message()}));
+    return;
+  }
+  {
+    std::lock_guard guard(mutex_);
+    requests_.push_back("RUN " + joined(spec->argv, 0));
+  }
+  const std::string& program = spec->argv[0];
+  if (program != "echo" && program != "true" && program != "false") {
+    channel.out.push(
+        MessageType::kError, frame.stream,
+        agent::encode(agent::ErrorReply{ErrorCategory::kNotFound,
+                                        fmt::format("exec {}: No such file or directory", program)}));
+    return;
+  }
+  channel.out.push(MessageType::kStarted, frame.stream,
+                   agent::encode(agent::ProcessStarted{.pid = 100 + frame.stream}));
+  if (program == "echo") channel.out.push(MessageType::kStdout, frame.stream, joined(spec->argv, 1) + "\n");
+  channel.out.push(MessageType::kExit, frame.stream,
+                   agent::encode(ExitStatus::exited(program == "false" ? 1 : 0)));
+}
+
+Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
+  FakeScript script;
+  {
+    std::lock_guard guard(mutex_);
+    ++launches_;
+    script = script_;
+  }
+  if (script.launch_error) return *script.launch_error;
+  if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
+  struct stat st {};
+  if (::stat(spec.runtime_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Error::invalid_argument(fmt::format("runtime directory {} does not exist", spec.runtime_dir));
+  if (!spec.restore_from.empty()) {
+    auto saved = read_file(spec.restore_from + kSavedStateFile);
+    if (!saved) {
+      return Error::failed_precondition(
+          fmt::format("restore the VM's state: no saved state in {}", spec.restore_from));
+    }
+    Json state = KILN_TRY(parse_json(*saved));
+    if (state.value("cpus", 0u) != spec.cpus || state.value("memory_mib", uint64_t{0}) != spec.memory_mib) {
+      return Error::failed_precondition("restore the VM's state: it was saved with other cpus or memory");
+    }
+  }
+  KILN_TRY(write_file_atomic(
+      spec.runtime_dir + "/console.log",
+      fmt::format("fake VM {} {}\n", spec.name, spec.restore_from.empty() ? "booted" : "restored")));
+  std::shared_ptr<FakeMachine> machine;
+  {
+    std::lock_guard guard(mutex_);
+    machine = std::make_shared<FakeMachine>(next_pid_++, spec, std::move(script));
+    machines_[machine->pid()] = machine;
+  }
+  return std::unique_ptr<VmInstance>(std::make_unique<FakeVm>(machine, spec.die_with_launcher));
+}
+
+Result<std::unique_ptr<VmInstance>> FakeEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {
+  auto found = machine(monitor_pid);
+  if (!found || found->exited()) return Error::not_found(fmt::format("no process with pid {}", monitor_pid));
+  // QemuEngine recognizes its VM by the per-VM socket path on QEMU's command line; the runtime dir stands in.
+  if (found->spec().runtime_dir != spec.runtime_dir)
+    return Error::not_found(fmt::format("process {} is not this VM's monitor", monitor_pid));
+  return std::unique_ptr<VmInstance>(std::make_unique<FakeVm>(found, false));
+}
+
+void FakeEngine::set_script(FakeScript script) {
+  std::lock_guard guard(mutex_);
+  script_ = std::move(script);
+}
+
+std::shared_ptr<FakeMachine> FakeEngine::machine(pid_t pid) const {
+  std::lock_guard guard(mutex_);
+  auto found = machines_.find(pid);
+  return found == machines_.end() ? nullptr : found->second;
+}
+
+int FakeEngine::launches() const {
+  std::lock_guard guard(mutex_);
+  return launches_;
+}
+
+int FakeEngine::running_machines() const {
+  std::lock_guard guard(mutex_);
+  int running = 0;
+  for (const auto& [pid, machine] : machines_) running += machine->exited() ? 0 : 1;
+  return running;
+}
+
+}  // namespace kiln::engine::fake
