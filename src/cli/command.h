@@ -29,7 +29,7 @@ inline CLI::Validator whole_number(uint64_t min = 0, uint64_t max = std::numeric
         auto value = parse_unsigned<uint64_t>(text, "the value", min, max);
         return value ? std::string() : value.error().message();
       },
-      "UINT");
+      "");  // the option's type already reads UINT in --help
 }
 
 // Prints "kiln: <message>" on stderr: the CLI's one-line error format.
