@@ -66,9 +66,9 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::str
   } else if (unit.empty() || unit == "s") {
     unit_ms = 1000;
   } else if (unit == "m") {
-    unit_ms = 60 * 1000;
+    unit_ms = uint64_t{60} * 1000;
   } else if (unit == "h") {
-    unit_ms = 3600 * 1000;
+    unit_ms = uint64_t{3600} * 1000;
   } else {
     return invalid();
   }
