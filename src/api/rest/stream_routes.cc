@@ -14,7 +14,7 @@ namespace {
 using http::Reply;
 using http::Request;
 
-constexpr size_t kConsoleChunk = 64 * 1024;
+constexpr size_t kConsoleChunk = size_t{64} * 1024;
 
 Result<std::optional<uint64_t>> number_param(const Request& request, std::string_view key) {
   auto text = request.query.get(key);
