@@ -1,5 +1,6 @@
 // kiln-agent on the host, over a socketpair, driven by the real host client: what a user of `kiln run` or
 // `docker run` would see, without a VM. The agent under test is the sanitized build.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -252,6 +253,43 @@ TEST_F(AgentLoopback, ClosedStdoutWhileRunningIsFine) {
   auto output = run_ok({.argv = {"sh", "-c", "echo before; exec >&-; sleep 0.2; exit 3"}});
   EXPECT_EQ(output.status, ExitStatus::exited(3));
   EXPECT_EQ(output.out, "before\n");
+}
+
+// A pipe whose reader is gone, as `head -1` leaves `kiln vm run -- yes` once it has its line. SIGPIPE is
+// ignored meanwhile, as `kiln` ignores it, so the write that finds the pipe closed fails with EPIPE.
+class ClosedPipe {
+ public:
+  ClosedPipe() {
+    int ends[2];
+    EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    (void)::close(ends[0]);
+    write_end_ = UniqueFd(ends[1]);
+    old_ = ::signal(SIGPIPE, SIG_IGN);
+  }
+  ~ClosedPipe() { (void)::signal(SIGPIPE, old_); }
+  int fd() const { return write_end_.get(); }
+
+ private:
+  UniqueFd write_end_;
+  sighandler_t old_;
+};
+
+TEST_F(AgentLoopback, AGoneLocalReaderGivesTheProcessSigpipe) {
+  ClosedPipe stdout_pipe;
+  auto id = connection_->start_process({.argv = {"yes"}});
+  ASSERT_TRUE(id.has_value()) << id.error().message();
+  auto status = attach_process(*connection_, *id, {.stdout_fd = stdout_pipe.fd()});
+  ASSERT_TRUE(status.has_value()) << status.error().message();
+  EXPECT_EQ(*status, ExitStatus::signaled(SIGPIPE));  // as `yes | head -1` ends locally
+}
+
+TEST_F(AgentLoopback, AProcessIgnoringSigpipeIsKilledOnceItsReaderIsGone) {
+  ClosedPipe stdout_pipe;
+  auto id = connection_->start_process({.argv = {"sh", "-c", "trap '' PIPE; while :; do echo y; done"}});
+  ASSERT_TRUE(id.has_value()) << id.error().message();
+  auto status = attach_process(*connection_, *id, {.stdout_fd = stdout_pipe.fd()});
+  ASSERT_TRUE(status.has_value()) << status.error().message();
+  EXPECT_EQ(*status, ExitStatus::signaled(SIGKILL));
 }
 
 TEST_F(AgentLoopback, BackgroundChildDoesNotDelayTheExit) {

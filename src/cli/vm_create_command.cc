@@ -100,7 +100,7 @@ void register_vm_create_command(CLI::App& vm, std::shared_ptr<DaemonAddress> add
   auto* cmd = vm.add_subcommand("create", "Create a VM (its root disk is built; the VM is left stopped)");
   cmd->fallthrough();
   cmd->add_option("name", options->name, "Name (default: generated)");
-  cmd->add_option("--cpus", options->cpus, "Virtual CPUs (default 1)");
+  cmd->add_option("--cpus", options->cpus, "Virtual CPUs (default 1)")->check(whole_number(1, 1024));
   cmd->add_option("-m,--memory", options->memory, "Memory, e.g. 512M or 1G (a bare number is MiB)");
   cmd->add_option("--disk", options->disk, "Root disk size, e.g. 1G (a bare number is MiB)");
   auto* from_dir = cmd->add_option("--from-dir", options->from_dir, "Root filesystem from a host directory");

@@ -125,6 +125,14 @@ void register_vm_exec_command(CLI::App& vm, std::shared_ptr<DaemonAddress> addre
   cmd->add_option("-w,--workdir", options->workdir, "Working directory inside the VM");
   cmd->add_option("-u,--user", options->user, "Numeric UID[:GID] to run as");
   cmd->add_option("vm", options->vm, "VM name or id")->required();
+  // The command's slot. It takes no word itself (its check refuses every one), so the first word after the
+  // VM's name starts prefix_command's rest-of-the-line, options included. Its being open is what lets `--`
+  // after the VM's name end the options here: CLI11 hands a `--` met with no positional left to fill back to
+  // the parent command, which then chokes on the command's words ("The following arguments were not
+  // expected").
+  cmd->add_option("command", "Command and its arguments (after the VM's name, or after --)")
+      ->check(CLI::Validator([](const std::string&) { return std::string("rest of the line"); }, ""));
+  cmd->validate_positionals();
   cmd->callback([options, address, cmd, &chosen] {
     std::vector<std::string> command = cmd->remaining();
     // Under prefix_command an unknown option before the VM's name lands here too, ahead of the command.

@@ -129,8 +129,8 @@ void register_lifecycle(CLI::App& vm, const std::shared_ptr<DaemonAddress>& addr
   Names names = add_names(*cmd);
   auto timeout = std::make_shared<std::optional<unsigned>>();
   if (takes_timeout)
-    cmd->add_option("-t,--time", *timeout,
-                    "Seconds to wait for a clean shutdown before killing (default 10)");
+    cmd->add_option("-t,--time", *timeout, "Seconds to wait for a clean shutdown before killing (default 10)")
+        ->check(whole_number(0, 86400));
   cmd->callback([address, names, timeout, action, &chosen] {
     std::string query = *timeout ? fmt::format("?timeout={}", **timeout) : "";
     chosen = with_api(address, [names, action, query](const VmApi& api) {
@@ -191,7 +191,7 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     auto tail = std::make_shared<std::optional<uint64_t>>();
     cmd->add_option("vm", *name, "VM name or id")->required();
     cmd->add_flag("-f,--follow", *follow, "Keep printing while the VM runs");
-    cmd->add_option("-n,--tail", *tail, "Only the last N lines");
+    cmd->add_option("-n,--tail", *tail, "Only the last N lines")->check(whole_number());
     cmd->callback([address, name, follow, tail, &chosen] {
       chosen = with_api(address, [name, follow, tail](const VmApi& api) {
         return show_console(api, *name, *follow, *tail);

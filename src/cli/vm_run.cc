@@ -254,7 +254,9 @@ int run_vm_run(const VmRunOptions& options) {
 void register_vm_run(CLI::App& vm, Action& chosen) {
   auto options = std::make_shared<VmRunOptions>();
   auto* run = vm.add_subcommand("run", "Boot a throwaway VM, run a command in it, and exit with its status");
-  run->add_option("--cpus", options->cpus, "Virtual CPUs")->capture_default_str();
+  run->add_option("--cpus", options->cpus, "Virtual CPUs")
+      ->capture_default_str()
+      ->check(whole_number(1, 1024));
   run->add_option("-m,--memory", options->memory, "Memory (e.g. 512M, 1G; a bare number is MiB)")
       ->capture_default_str();
   run->add_flag("-i,--interactive", options->interactive, "Keep stdin attached");

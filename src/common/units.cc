@@ -1,21 +1,90 @@
 #include "common/units.h"
 
 #include <cctype>
-#include <charconv>
+#include <optional>
 #include <string>
 
 namespace kiln {
+namespace {
+
+// The leading run of decimal digits.
+std::string_view leading_digits(std::string_view text) {
+  size_t end = 0;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+  return text.substr(0, end);
+}
+
+std::string lowercase(std::string_view text) {
+  std::string out;
+  for (char c : text) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return out;
+}
+
+// Digits only; nullopt on anything else or on overflow.
+std::optional<uint64_t> digits_value(std::string_view digits) {
+  if (digits.empty() || leading_digits(digits).size() != digits.size()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : digits) {
+    auto digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+}  // namespace
+
+namespace detail {
+
+Result<uint64_t> parse_unsigned_in_range(std::string_view text, std::string_view what, uint64_t min,
+                                         uint64_t max) {
+  auto value = digits_value(text);
+  if (!value || *value < min || *value > max) {
+    return Error::invalid_argument(
+        fmt::format("{} must be a whole number from {} to {}, not \"{}\"", what, min, max, text));
+  }
+  return *value;
+}
+
+}  // namespace detail
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::string_view what,
+                                                 std::chrono::milliseconds max) {
+  auto invalid = [&] {
+    return Error::invalid_argument(
+        fmt::format("{} must be a duration from 0 to {}s (whole seconds, or a whole number with ms, s, m or "
+                    "h), not \"{}\"",
+                    what, max.count() / 1000, text));
+  };
+  std::string_view digits = leading_digits(text);
+  auto number = digits_value(digits);
+  if (!number) return invalid();
+  std::string unit = lowercase(text.substr(digits.size()));
+  uint64_t unit_ms;
+  if (unit == "ms") {
+    unit_ms = 1;
+  } else if (unit.empty() || unit == "s") {
+    unit_ms = 1000;
+  } else if (unit == "m") {
+    unit_ms = uint64_t{60} * 1000;
+  } else if (unit == "h") {
+    unit_ms = uint64_t{3600} * 1000;
+  } else {
+    return invalid();
+  }
+  if (*number > static_cast<uint64_t>(max.count()) / unit_ms) return invalid();
+  return std::chrono::milliseconds(static_cast<int64_t>(*number * unit_ms));
+}
 
 Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
   auto invalid = [&] {
     return Error::invalid_argument(fmt::format("invalid size \"{}\" (expected e.g. 512M, 2G)", text));
   };
-  uint64_t number = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (error != std::errc() || end == text.data()) return invalid();
-  std::string suffix;
-  for (const char* p = end; p != text.data() + text.size(); ++p)
-    suffix.push_back(static_cast<char>(std::tolower(*p)));
+  std::string_view digits = leading_digits(text);
+  if (digits.empty()) return invalid();
+  auto number = digits_value(digits);
+  if (!number) return Error::invalid_argument(fmt::format("size \"{}\" is too large", text));
+  std::string suffix = lowercase(text.substr(digits.size()));
   if (suffix.size() > 1 && (suffix.ends_with("ib") || (suffix.ends_with("b") && suffix != "b"))) {
     suffix.resize(suffix.ends_with("ib") ? suffix.size() - 2 : suffix.size() - 1);
   }
@@ -35,9 +104,9 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
   } else {
     return invalid();
   }
-  if (number > UINT64_MAX / unit)
+  if (*number > UINT64_MAX / unit)
     return Error::invalid_argument(fmt::format("size \"{}\" is too large", text));
-  return number * unit;
+  return *number * unit;
 }
 
 }  // namespace kiln

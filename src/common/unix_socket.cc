@@ -20,7 +20,7 @@ Result<sockaddr_un> make_address(const std::string& path) {
 }
 }  // namespace
 
-Result<UniqueFd> connect_unix_socket(const std::string& path) {
+Result<UniqueFd> connect_unix_socket(const std::string& path, std::string_view what) {
   sockaddr_un address = KILN_TRY(make_address(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Error::last_os_error("socket");
@@ -28,7 +28,10 @@ Result<UniqueFd> connect_unix_socket(const std::string& path) {
   do {
     rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
   } while (rc != 0 && errno == EINTR);
-  if (rc != 0) return Error::last_os_error(fmt::format("connect {}", path));
+  if (rc != 0) {
+    int error = errno;
+    return Error::from_errno(what.empty() ? fmt::format("connect {}", path) : std::string(what), error);
+  }
   return fd;
 }
 

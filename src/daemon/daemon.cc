@@ -184,7 +184,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   }
   std::unique_ptr<api::http::Server> appcatalyst_server;
   if (options.appcatalyst_port > 0) {
-    api::http::Router appcatalyst_router(api::http::appcatalyst_error_body);
+    api::http::Router appcatalyst_router(api::rest::appcatalyst_error_body);
     api::rest::add_appcatalyst_routes(appcatalyst_router, context);
     appcatalyst_server = KILN_TRY(api::http::Server::create(std::move(appcatalyst_router)));
     auto bound = KILN_TRY_CONTEXT(

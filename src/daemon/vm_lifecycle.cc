@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "common/units.h"
 #include "daemon/vm_manager.h"
 #include "daemon/vm_slot.h"
 
@@ -388,9 +389,9 @@ Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedF
       // Kiln API folders are numbered; AppCatalyst's are named by the client (its guestPath).
       int next = 0;
       for (const auto& existing : vm.folders) {
-        if (!existing.id.empty() && std::all_of(existing.id.begin(), existing.id.end(), ::isdigit)) {
-          next = std::max(next, std::stoi(existing.id) + 1);
-        }
+        // A client-named id made of digits ("99999999999") must not throw: parse, bounded.
+        if (auto number = parse_unsigned<uint32_t>(existing.id, "folder id", 0, INT32_MAX - 1))
+          next = std::max(next, static_cast<int>(*number) + 1);
       }
       folder.id = std::to_string(next);
     }

@@ -6,11 +6,13 @@ A VM boot takes seconds under TCG with sanitizers, so each case boots at most on
 with it.
 """
 import hashlib
+import http.client
 import json
 import os
 import pty
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,17 @@ TIMEOUT = 240
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
 from kiln_test_support import PtyReader, qemu_pids_naming  # noqa: E402
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
 
 
 def kill_leftover_qemus(marker):
@@ -50,8 +63,9 @@ class DaemonCase(unittest.TestCase):
         deadline = time.monotonic() + 60
         while not os.path.exists(cls.socket):
             if cls.daemon.poll() is not None or time.monotonic() > deadline:
+                log = cls.daemon_log()  # before tearDownClass removes it
                 cls.tearDownClass()
-                raise RuntimeError(f"kilnd did not come up; see its log:\n{cls.daemon_log()}")
+                raise RuntimeError(f"kilnd did not come up; see its log:\n{log}")
             time.sleep(0.05)
 
     @classmethod
@@ -87,6 +101,17 @@ class DaemonCase(unittest.TestCase):
         self.assertEqual(len(err.splitlines()), 1, f"expected one line, got: {err!r}")
         self.assertTrue(err.startswith("kiln: "), err)
         return err
+
+    def api(self, method, target):
+        """(status, parsed JSON body) of one request to kilnd's API; the body is read only for errors."""
+        connection = UnixHTTPConnection(self.socket)
+        try:
+            connection.request(method, target)
+            response = connection.getresponse()
+            body = json.loads(response.read()) if response.status >= 400 else None
+            return response.status, body
+        finally:
+            connection.close()
 
     def names(self):
         return sorted(vm["name"] for vm in json.loads(self.ok("vm", "ls", "--format", "json")))
@@ -169,6 +194,43 @@ class VmCreateListTest(DaemonCase):
             if args != ["inspect"]:
                 self.assertOneLineError(result)
 
+    def test_numbers_are_refused_not_wrapped(self):
+        # "-1" used to wrap to 2^64-1 (strtoull) or throw; now every number goes through one parser and a
+        # bad one is a 400 that names the parameter.
+        self.ok("vm", "create", "numbers", "-m", "128M")
+        for target, parameter in [("/v1/events?since=-1", "since"),
+                                  ("/v1/vms/numbers/console?tail=-1", "tail"),
+                                  ("/v1/vms/numbers/console?tail=99999999999999999999", "tail"),
+                                  ("/v1/vms/numbers/console?tail=12abc", "tail"),
+                                  ("/v1/vms/numbers/stop?t=-1", "t"),
+                                  ("/v1/vms/numbers/stop?timeout=1.5", "timeout")]:
+            method = "POST" if "/stop" in target else "GET"
+            status, body = self.api(method, target)
+            self.assertEqual(status, 400, target)
+            self.assertIn(f"query parameter {parameter} must be", body["message"], target)
+        self.assertEqual(self.api("GET", "/v1/vms/numbers/console?tail=0")[0], 200)
+        self.assertEqual(self.api("POST", "/v1/vms/numbers/stop?t=0")[0], 200)
+        # The CLI's number flags use the same parser: no wrapped "-1", no hexadecimal.
+        for args in [("vm", "console", "-n", "-1", "numbers"), ("vm", "console", "-n", "0x10", "numbers"),
+                     ("vm", "stop", "-t", "-1", "numbers"), ("vm", "create", "--cpus", "-1", "neg")]:
+            err = self.assertOneLineError(self.kiln(*args), code=2)
+            self.assertIn("must be a whole number", err, args)
+        self.assertNotIn("neg", self.names())
+        self.ok("vm", "rm", "numbers")
+
+    def test_double_dash_ends_exec_options(self):
+        # `kiln vm exec web -- uname -a` was a usage error (exit 2, "The following arguments were not
+        # expected"); now it gets as far as asking kilnd, which is not running here.
+        missing = os.path.join(self.scratch, "no-such-kilnd.sock")
+        for args in [("web", "--", "uname", "-a"), ("-w", "/tmp", "web", "--", "sh", "-c", "pwd"),
+                     ("--", "web", "uname")]:
+            result = subprocess.run([KILN, "-H", "unix://" + missing, "vm", "exec", *args], capture_output=True,
+                                    env=self.env, timeout=TIMEOUT)
+            err = self.assertOneLineError(result)
+            self.assertIn("cannot connect to kilnd", err, args)
+        # An option before the VM's name that exec does not know is still a usage error.
+        self.assertOneLineError(self.kiln("vm", "exec", "--bogus", "web", "true"), code=2)
+
     def test_unreachable_daemon(self):
         missing = os.path.join(self.scratch, "nowhere.sock")
         env = dict(self.env, KILN_HOST="unix://" + missing)
@@ -243,6 +305,34 @@ class VmExecTest(DaemonCase):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
+
+    def test_double_dash_ends_the_options(self):
+        self.assertEqual(self.ok("vm", "exec", "box", "--", "uname", "-s"), "Linux\n")
+        self.assertEqual(self.ok("vm", "exec", "-w", "/tmp", "box", "--", "sh", "-c", "pwd"), "/tmp\n")
+        # Without --, the command's words (options included) are still the command's, -t and -- too.
+        self.assertEqual(self.ok("vm", "exec", "box", "echo", "-t", "--", "x"), "-t -- x\n")
+
+    def test_closed_output_pipe_ends_the_exec(self):
+        # `kiln vm exec box yes | head -1`: once the reader is gone kiln ends as yes would (SIGPIPE's status)
+        # and the exec'd process dies with it; the VM keeps running.
+        proc = subprocess.Popen([KILN, "-H", self.host, "vm", "exec", "box", "yes"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        try:
+            self.assertEqual(proc.stdout.readline(), b"y\n")
+            proc.stdout.close()  # what head does after its line
+            self.assertIn(proc.wait(timeout=60), (128 + signal.SIGPIPE, -signal.SIGPIPE), proc.stderr.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        # The guest's `yes` is killed once kilnd sees its client gone; poll the guest's process list for it.
+        list_yes = "for c in /proc/[0-9]*/comm; do cat $c; done 2>/dev/null | grep -cx yes || true"
+        deadline = time.monotonic() + 60
+        while self.ok("vm", "exec", "box", "sh", "-c", list_yes).strip() != "0":
+            self.assertLess(time.monotonic(), deadline, "the exec'd yes is still running in the guest")
+            time.sleep(0.2)
+        self.assertEqual(self.ok("vm", "exec", "box", "true"), "")
 
     def test_console_and_ip(self):
         tail = self.ok("vm", "console", "--tail", "2", "box")

@@ -109,6 +109,38 @@ class VmRunTest(KilnCase):
         self.assertEqual(proc.returncode, 130)
         self.assertNoLeftovers()
 
+    def test_closed_output_pipe_ends_the_command_and_the_vm(self):
+        # `kiln vm run -- yes | head -1` as a shell runs it: kiln must end once head has its line and
+        # exits, as a local `yes | head -1` does.
+        shell = subprocess.Popen(["bash", "-c", f"set -o pipefail; '{KILN}' vm run -- yes | head -1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
+                                 start_new_session=True)
+        try:
+            out, err = shell.communicate(timeout=120)
+        finally:
+            if shell.poll() is None:
+                os.killpg(shell.pid, signal.SIGKILL)  # kiln too: it would outlive bash
+                shell.communicate()
+        self.assertEqual(out, b"y\n")
+        self.assertEqual(shell.returncode, 128 + signal.SIGPIPE, err)  # yes's status, as locally
+        # And with kiln watched directly: the guest's yes got SIGPIPE (kiln exits with its status, 141) and the
+        # VM went down with it.
+        proc = subprocess.Popen([KILN, "vm", "run", "--", "yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.env)
+        try:
+            self.assertEqual(proc.stdout.readline(), b"y\n")
+            qemus = children_of(proc.pid)
+            self.assertEqual(len(qemus), 1)
+            proc.stdout.close()  # the reader goes away
+            self.assertIn(proc.wait(timeout=120), (128 + signal.SIGPIPE, -signal.SIGPIPE), proc.stderr.read())
+            self.assertFalse(os.path.exists(f"/proc/{qemus[0]}"), "the VM outlived kiln")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        self.assertNoLeftovers()
+
     def test_three_vms_in_parallel(self):
         procs = [subprocess.Popen([KILN, "vm", "run", "--", "sh", "-c", f"echo vm{i}; exit {i}"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env) for i in range(3)]

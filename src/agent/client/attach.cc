@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <utility>
 
 namespace kiln::agent {
 
@@ -31,6 +33,8 @@ class OutputPump {
   // Whether poll should watch the local fd for POLLOUT.
   bool wants_poll() const { return fd_ >= 0 && has_pending(); }
   int fd() const { return fd_; }
+  // True once, after a write failed with EPIPE.
+  bool take_reader_gone() { return std::exchange(reader_gone_, false); }
 
   // Writes what the fd takes now. With no fd (or after a local write error) output is consumed and dropped,
   // so the remote process is never stalled by a reader that went away.
@@ -47,7 +51,9 @@ class OutputPump {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;
       if (n <= 0) {
-        fd_ = -1;  // EPIPE and friends: the local reader is gone
+        // EPIPE and friends: the local reader is gone. On EPIPE the process learns it as a local one would.
+        if (n < 0 && errno == EPIPE) reader_gone_ = true;
+        fd_ = -1;
         continue;
       }
       connection_.consume_output(id_, stream_, static_cast<size_t>(n));
@@ -62,6 +68,36 @@ class OutputPump {
   ProcessId id_;
   OutputStream stream_;
   int fd_;
+  bool reader_gone_ = false;
+};
+
+// A process whose local reader went away: SIGPIPE at once, SIGKILL after kReaderGoneGrace if it is still
+// there (a process ignoring SIGPIPE would otherwise write into the void for ever).
+class ReaderGone {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Result<void> start(AgentConnection& connection, ProcessId id) {
+    if (since_) return ok();
+    since_ = Clock::now();
+    return connection.send_signal(id, SIGPIPE);
+  }
+  // The poll timeout until the escalation is due; -1 when nothing is pending.
+  int poll_timeout_ms() const {
+    if (!since_ || killed_) return -1;
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*since_ + kReaderGoneGrace - Clock::now());
+    return static_cast<int>(std::max<int64_t>(left.count(), 0));
+  }
+  Result<void> escalate_if_due(AgentConnection& connection, ProcessId id) {
+    if (!since_ || killed_ || poll_timeout_ms() > 0) return ok();
+    killed_ = true;
+    return connection.send_signal(id, SIGKILL);
+  }
+
+ private:
+  std::optional<Clock::time_point> since_;
+  bool killed_ = false;
 };
 
 // Reads local stdin only while the remote stdin has credit, so a slow process slows the local writer.
@@ -116,11 +152,15 @@ Result<ExitStatus> attach_process(AgentConnection& connection, ProcessId id, con
   if (stdin_fd < 0) KILN_TRY(connection.close_stdin(id));
   OutputPump outputs[2] = {OutputPump(connection, id, OutputStream::kStdout, options.stdout_fd),
                            OutputPump(connection, id, OutputStream::kStderr, options.stderr_fd)};
+  ReaderGone reader_gone;
   for (;;) {
     if (auto error = connection.process_error(id)) return *error;
     for (auto& output : outputs) {
       if (output.fd() < 0) output.write_some();  // discarding needs no poll
+      if (output.take_reader_gone() && !connection.exit_status(id))
+        KILN_TRY(reader_gone.start(connection, id));
     }
+    if (!connection.exit_status(id)) KILN_TRY(reader_gone.escalate_if_due(connection, id));
     if (connection.exit_status(id) && !outputs[0].has_pending() && !outputs[1].has_pending()) {
       return *connection.exit_status(id);
     }
@@ -138,7 +178,7 @@ Result<ExitStatus> attach_process(AgentConnection& connection, ProcessId id, con
     if (options.signal_fd >= 0) fds[kSignals].fd = options.signal_fd;
     if (exited) fds[kChannel].fd = -1;  // nothing more to wait for from the agent: just drain locally
 
-    if (::poll(fds, kSlots, -1) < 0) {
+    if (::poll(fds, kSlots, exited ? -1 : reader_gone.poll_timeout_ms()) < 0) {
       if (errno == EINTR) continue;
       return Error::last_os_error("poll");
     }

@@ -4,16 +4,23 @@
 // caller's signalfd forwarded, and the exit status returned. Runs on the caller's thread, blocking.
 #pragma once
 
+#include <chrono>
+
 #include "agent/client/agent_connection.h"
 #include "common/child_process.h"
 #include "common/error.h"
 
 namespace kiln::agent {
 
+inline constexpr std::chrono::seconds kReaderGoneGrace{2};
+
 struct AttachOptions {
   int stdin_fd =
       -1;  // forwarded until EOF, then the remote stdin is closed; -1: closed at once (docker run without -i)
-  int stdout_fd = -1;  // -1: output is discarded (still consumed, so the process never stalls)
+  // -1: output is discarded (still consumed, so the process never stalls). When the local reader goes away
+  // (EPIPE, as in `kiln vm run -- yes | head -1`), the process gets SIGPIPE, as a local writer to that pipe
+  // would, then SIGKILL if it outlives kReaderGoneGrace (it ignores SIGPIPE); its further output is dropped.
+  int stdout_fd = -1;
   int stderr_fd = -1;  // with a tty the remote side has no separate stderr
   // A signalfd the caller created (with those signals blocked). SIGINT, SIGTERM, SIGHUP and SIGQUIT are
   // forwarded to the process; SIGWINCH sends the size of `tty_fd`. -1: nothing is forwarded.

@@ -2,7 +2,6 @@
 
 #include <netdb.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <boost/asio/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "api/http/socket_stream.h"
+#include "common/unix_socket.h"
 
 namespace kiln::api::http {
 namespace {
@@ -22,28 +22,23 @@ namespace {
 namespace bhttp = boost::beast::http;
 using detail::Clock;
 
-Error connect_error(const Endpoint& endpoint, const ClientOptions& options, int errnum) {
-  std::string message = fmt::format("cannot connect to {} at {}: {}", options.peer_name, endpoint.to_string(),
-                                    std::strerror(errnum));
-  if (errnum == EACCES || errnum == EPERM) {
-    return Error(ErrorCategory::kPermissionDenied, message + " — does this user have access to the socket?");
+std::string connect_what(const Endpoint& endpoint, const ClientOptions& options) {
+  return fmt::format("cannot connect to {} at {}", options.peer_name, endpoint.to_string());
+}
+
+// `error` reads "cannot connect to kilnd at ...: <strerror>"; add what the user can do about it.
+Error connect_error(const Error& error, const ClientOptions& options) {
+  if (error.category() == ErrorCategory::kPermissionDenied) {
+    return Error(ErrorCategory::kPermissionDenied,
+                 error.message() + " — does this user have access to the socket?");
   }
-  return Error::unavailable(fmt::format("{} — is {} running?", message, options.peer_name));
+  if (error.category() == ErrorCategory::kInvalidArgument) return error;  // a path too long: say just that
+  return Error::unavailable(fmt::format("{} — is {} running?", error.message(), options.peer_name));
 }
 
 Result<UniqueFd> connect_unix(const Endpoint& endpoint, const ClientOptions& options) {
-  sockaddr_un address{.sun_family = AF_UNIX};
-  if (endpoint.path.size() >= sizeof address.sun_path) {
-    return Error::invalid_argument(fmt::format("unix socket path too long: {}", endpoint.path));
-  }
-  std::memcpy(address.sun_path, endpoint.path.c_str(), endpoint.path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Error::last_os_error("socket");
-  int rc;
-  do {
-    rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) return connect_error(endpoint, options, errno);
+  auto fd = connect_unix_socket(endpoint.path, connect_what(endpoint, options));
+  if (!fd) return connect_error(fd.error(), options);
   return fd;
 }
 
@@ -67,7 +62,7 @@ Result<UniqueFd> connect_tcp(const Endpoint& endpoint, const ClientOptions& opti
     if (rc == 0) return fd;
     last_errno = errno;
   }
-  return connect_error(endpoint, options, last_errno);
+  return connect_error(Error::from_errno(connect_what(endpoint, options), last_errno), options);
 }
 
 bool safe_field(std::string_view text) {

@@ -1,6 +1,6 @@
 #include "api/http/endpoint.h"
 
-#include <charconv>
+#include "common/units.h"
 
 namespace kiln::api::http {
 namespace {
@@ -41,14 +41,11 @@ Result<Endpoint> parse_tcp(std::string_view text, std::string_view rest) {
   }
   if (host.find_first_of("/?#@ ") != std::string_view::npos)
     return bad(text, "host contains a path or odd characters");
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535) {
-    return bad(text, "port must be a number from 0 to 65535");
-  }
+  auto value = parse_unsigned<uint16_t>(port, "port");
+  if (!value) return bad(text, "port must be a number from 0 to 65535");
   return Endpoint{.kind = Endpoint::Kind::kTcp,
                   .host = host.empty() ? std::string("127.0.0.1") : std::string(host),
-                  .port = static_cast<uint16_t>(value)};
+                  .port = *value};
 }
 
 }  // namespace

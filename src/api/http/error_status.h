@@ -1,5 +1,5 @@
-// The one place where an ErrorCategory becomes an HTTP status code, for every API Kiln serves (Kiln VM API,
-// AppCatalyst aliases, Docker Engine API). Pure function; any thread.
+// The one place where an ErrorCategory becomes an HTTP status code, for every API Kiln serves over this HTTP
+// layer. Pure function; any thread.
 #pragma once
 
 #include "common/error.h"

@@ -66,10 +66,6 @@ Json docker_error_body(int /*status*/, const Error& error) {
   return Json{{"message", error.message()}};
 }
 
-Json appcatalyst_error_body(int status, const Error& error) {
-  return Json{{"code", status}, {"message", error.message()}};
-}
-
 Response error_response(const Error& error, const ErrorFormatter& format) {
   int status = http_status_for(error);
   return json_response(status, format(status, error));

@@ -78,9 +78,9 @@ Response text_response(int status, std::string body, std::string content_type = 
 Response empty_response(int status = 204);
 
 // How an API spells an error body. The router holds one; the server uses it for its own 400/404/413/503 too.
+// An API with another error shape gives its router a formatter of its own.
 using ErrorFormatter = std::function<Json(int status, const Error& error)>;
-Json docker_error_body(int status, const Error& error);       // {"message": "..."}
-Json appcatalyst_error_body(int status, const Error& error);  // {"code": 404, "message": "..."}
+Json docker_error_body(int status, const Error& error);  // {"message": "..."}
 // Status from kiln::api::http_status_for (error_status.h), body from `format`.
 Response error_response(const Error& error, const ErrorFormatter& format = docker_error_body);
 

@@ -66,6 +66,19 @@ std::vector<std::string_view> QueryParams::get_all(std::string_view key) const {
   return values;
 }
 
+std::string QueryParams::parameter_name(std::string_view key) {
+  return fmt::format("query parameter {}", key);
+}
+
+Result<std::optional<std::chrono::milliseconds>> QueryParams::get_duration(
+    std::string_view key, std::chrono::milliseconds max) const {
+  auto text = get(key);
+  if (!text) return std::optional<std::chrono::milliseconds>();
+  auto value = parse_duration(*text, parameter_name(key), max);
+  if (!value) return value.error();
+  return std::optional<std::chrono::milliseconds>(*value);
+}
+
 bool QueryParams::get_bool(std::string_view key, bool fallback) const {
   auto value = get(key);
   if (!value) return fallback;

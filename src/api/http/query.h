@@ -2,6 +2,9 @@
 // ("%G1", a trailing "%") is an error, which the server answers with 400. Plain values; any thread.
 #pragma once
 
+#include <chrono>
+#include <concepts>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/units.h"
 
 namespace kiln::api::http {
 
@@ -29,9 +33,26 @@ class QueryParams {
   // Docker's boolean convention: absent -> fallback; "", "0", "false", "False", "no" -> false; else true.
   bool get_bool(std::string_view key, bool fallback = false) const;
 
+  // `key` as a whole number from `min` to `max` (common/units.h parse_unsigned); absent -> nullopt. "-1",
+  // junk or overflow is kInvalidArgument naming the parameter, which the API answers with 400.
+  template <std::unsigned_integral T>
+  Result<std::optional<T>> get_unsigned(std::string_view key, T min = 0,
+                                        T max = std::numeric_limits<T>::max()) const {
+    auto text = get(key);
+    if (!text) return std::optional<T>();
+    auto value = parse_unsigned<T>(*text, parameter_name(key), min, max);
+    if (!value) return value.error();
+    return std::optional<T>(*value);
+  }
+  // `key` as a duration up to `max` (common/units.h parse_duration: "10" is seconds); absent -> nullopt.
+  Result<std::optional<std::chrono::milliseconds>> get_duration(std::string_view key,
+                                                                std::chrono::milliseconds max) const;
+
   const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
 
  private:
+  static std::string parameter_name(std::string_view key);
+
   std::vector<std::pair<std::string, std::string>> entries_;
 };
 

@@ -44,5 +44,29 @@ TEST(QueryParams, MalformedEscapeIsAnError) {
   EXPECT_EQ(query.error().category(), ErrorCategory::kInvalidArgument);
 }
 
+TEST(QueryParams, NumbersNameTheParameterWhenRefused) {
+  QueryParams query = *QueryParams::parse("h=24&w=-1&tail=99999999999999999999&big=70000");
+  EXPECT_EQ(*query.get_unsigned<uint16_t>("h", 1, 65535), std::optional<uint16_t>(24));
+  EXPECT_EQ(*query.get_unsigned<uint16_t>("absent", 1, 65535), std::nullopt);
+  auto negative = query.get_unsigned<uint16_t>("w", 1, 65535);
+  ASSERT_FALSE(negative);
+  EXPECT_EQ(negative.error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_EQ(negative.error().message(),
+            "query parameter w must be a whole number from 1 to 65535, not \"-1\"");
+  EXPECT_FALSE(query.get_unsigned<uint64_t>("tail"));
+  EXPECT_FALSE(query.get_unsigned<uint16_t>("big"));
+}
+
+TEST(QueryParams, DurationsAreSecondsOrCarryAUnit) {
+  constexpr std::chrono::milliseconds kMax(86400 * 1000);
+  QueryParams query = *QueryParams::parse("t=10&timeout=250ms&bad=-1");
+  EXPECT_EQ(*query.get_duration("t", kMax), std::optional(std::chrono::milliseconds(10000)));
+  EXPECT_EQ(*query.get_duration("timeout", kMax), std::optional(std::chrono::milliseconds(250)));
+  EXPECT_EQ(*query.get_duration("absent", kMax), std::nullopt);
+  auto negative = query.get_duration("bad", kMax);
+  ASSERT_FALSE(negative);
+  EXPECT_TRUE(negative.error().message().starts_with("query parameter bad must be a duration"));
+}
+
 }  // namespace
 }  // namespace kiln::api::http

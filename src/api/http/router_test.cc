@@ -84,10 +84,12 @@ TEST(Router, HandlerErrorsUseTheRoutersShape) {
   EXPECT_EQ(docker_response.status, 404);
   EXPECT_EQ(body_of(docker_response), (Json{{"message", "no such vm: a"}}));
 
-  Router appcatalyst(appcatalyst_error_body);
-  appcatalyst.add("GET", "/x", failing);
-  Response appcatalyst_response = response_of(appcatalyst.dispatch(request));
-  EXPECT_EQ(body_of(appcatalyst_response), (Json{{"code", 404}, {"message", "no such vm: a"}}));
+  Router other([](int status, const Error& error) {
+    return Json{{"status", status}, {"why", error.message()}};
+  });
+  other.add("GET", "/x", failing);
+  Response other_response = response_of(other.dispatch(request));
+  EXPECT_EQ(body_of(other_response), (Json{{"status", 404}, {"why", "no such vm: a"}}));
 }
 
 TEST(Router, BadEscapeInPathParamIs400) {

@@ -96,14 +96,17 @@ TEST(Server, JsonBodiesAndErrorShapes) {
   EXPECT_EQ(threw->status, 500);
 }
 
-TEST(Server, AppCatalystErrorShape) {
-  auto test = start_server(test_router(appcatalyst_error_body));
+// The router's formatter shapes the handlers' errors and the server's own (an unknown path here).
+TEST(Server, RouterErrorShape) {
+  auto test = start_server(test_router([](int status, const Error& error) {
+    return Json{{"status", status}, {"why", error.message()}};
+  }));
   Result<Response> missing = test->client().request("GET", "/v1/missing");
   ASSERT_TRUE(missing);
-  EXPECT_EQ(*parse_json(missing->body), (Json{{"code", 404}, {"message", "no such vm: x"}}));
+  EXPECT_EQ(*parse_json(missing->body), (Json{{"status", 404}, {"why", "no such vm: x"}}));
   Result<Response> unknown = test->client().request("GET", "/nowhere");
   ASSERT_TRUE(unknown);
-  EXPECT_EQ(parse_json(unknown->body)->at("code"), 404);
+  EXPECT_EQ(parse_json(unknown->body)->at("status"), 404);
 }
 
 TEST(Server, BodyOverTheLimitIs413) {

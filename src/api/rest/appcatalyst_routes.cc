@@ -60,7 +60,7 @@ std::string raw_word(const std::string& body) {
 http::Handler shaped(std::function<Result<Reply>(Request&)> handler) {
   return [handler = std::move(handler)](Request& request) -> Result<Reply> {
     auto reply = handler(request);
-    if (!reply) return Reply(http::error_response(reply.error(), http::appcatalyst_error_body));
+    if (!reply) return Reply(http::error_response(reply.error(), appcatalyst_error_body));
     return reply;
   };
 }
@@ -101,6 +101,10 @@ Result<Reply> set_power(daemon::VmManager& vms, const std::string& id, const std
 }
 
 }  // namespace
+
+Json appcatalyst_error_body(int status, const Error& error) {
+  return Json{{"code", status}, {"message", error.message()}};
+}
 
 void add_appcatalyst_routes(http::Router& router, ApiContext& context) {
   auto& vms = context.vms;

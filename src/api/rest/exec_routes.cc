@@ -42,16 +42,7 @@ void report_on_stream(int fd, bool tty, const std::string& message) {
 }
 
 Result<std::optional<uint16_t>> dimension(const Request& request, std::string_view key) {
-  auto text = request.query.get(key);
-  if (!text) return std::optional<uint16_t>();
-  try {
-    size_t used = 0;
-    unsigned long value = std::stoul(std::string(*text), &used);
-    if (used != text->size() || value == 0 || value > 65535) throw std::invalid_argument("range");
-    return std::optional<uint16_t>(static_cast<uint16_t>(value));
-  } catch (const std::exception&) {
-    return Error::invalid_argument(fmt::format("{} must be a number from 1 to 65535", key));
-  }
+  return request.query.get_unsigned<uint16_t>(key, 1, 65535);
 }
 
 Result<ExecRegistry::Entry> find_exec(ApiContext& context, const Request& request) {
@@ -165,17 +156,10 @@ void add_exec_routes(http::Router& router, ApiContext& context) {
 
   router.add("POST", "/v1/vms/{id}/exec/{exec}/signal", [&context](Request& request) -> Result<Reply> {
     auto entry = KILN_TRY(find_exec(context, request));
-    auto text = request.query.get("signal");
-    int signum = 0;
-    try {
-      signum = text ? std::stoi(std::string(*text)) : 0;
-    } catch (const std::exception&) {
-      signum = 0;
-    }
-    if (signum <= 0 || signum > 64)
-      return Error::invalid_argument("signal must be a signal number from 1 to 64");
+    auto signum = KILN_TRY(request.query.get_unsigned<unsigned>("signal", 1, 64));
+    if (!signum) return Error::invalid_argument("the signal query parameter is required (1 to 64)");
     if (!entry.handle) return Error::failed_precondition("the exec's process never started");
-    KILN_TRY(entry.handle->signal(signum));
+    KILN_TRY(entry.handle->signal(static_cast<int>(*signum)));
     return Reply(http::empty_response(200));
   });
 }

@@ -31,14 +31,7 @@ Result<image::ImageRef> reference_param(const Request& request, std::string_view
 Result<uint64_t> unsigned_param(const Request& request, std::string_view key) {
   auto text = request.query.get(key);
   if (!text || text->empty()) return uint64_t{0};
-  uint64_t value = 0;
-  for (char c : *text) {
-    if (c < '0' || c > '9' || value > (UINT64_MAX - 9) / 10)
-      return Error::invalid_argument(
-          fmt::format("{} must be a whole number of bytes, not \"{}\"", key, *text));
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return value;
+  return KILN_TRY(request.query.get_unsigned<uint64_t>(key)).value_or(0);
 }
 
 }  // namespace

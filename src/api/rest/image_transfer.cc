@@ -26,7 +26,7 @@ Result<SpooledBody> spool_body(Request& request, const std::string& scratch_dir)
   std::string path = dir.path() + "/body";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return Error::last_os_error(fmt::format("create {}", path));
-  std::vector<char> buffer(256 * 1024);
+  std::vector<char> buffer(size_t{256} * 1024);
   uint64_t total = 0;
   for (;;) {
     size_t n =
@@ -61,7 +61,7 @@ Reply file_stream(std::string content_type, std::string path, std::shared_ptr<vo
   reply.body = [path = std::move(path), keep = std::move(keep)](http::ChunkWriter& writer) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return;  // nothing sensible to send: the cut stream tells the client
-    std::vector<char> buffer(256 * 1024);
+    std::vector<char> buffer(size_t{256} * 1024);
     for (;;) {
       ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
       if (n < 0 && errno == EINTR) continue;

@@ -58,6 +58,9 @@ void add_meta_routes(http::Router& router, ApiContext& context);    // ping, ver
 void add_image_routes(http::Router& router, ApiContext& context);   // /v1/images
 // AppCatalyst's /api/vms...; errors in its {"code", "message"} shape whatever the router's formatter.
 void add_appcatalyst_routes(http::Router& router, ApiContext& context);
+// AppCatalyst's error body, {"code": 404, "message": "..."}: the formatter of a router serving only its
+// routes.
+Json appcatalyst_error_body(int status, const Error& error);
 
 // Everything Kiln's main socket serves.
 void add_kiln_routes(http::Router& router, ApiContext& context);

@@ -14,19 +14,12 @@ namespace {
 using http::Reply;
 using http::Request;
 
-constexpr size_t kConsoleChunk = 64 * 1024;
+constexpr size_t kConsoleChunk = size_t{64} * 1024;
 
 Result<std::optional<uint64_t>> number_param(const Request& request, std::string_view key) {
   auto text = request.query.get(key);
   if (!text || text->empty() || *text == "all") return std::optional<uint64_t>();
-  try {
-    size_t used = 0;
-    uint64_t value = std::stoull(std::string(*text), &used);
-    if (used != text->size()) throw std::invalid_argument("trailing");
-    return std::optional<uint64_t>(value);
-  } catch (const std::exception&) {
-    return Error::invalid_argument(fmt::format("{} must be a non-negative number, not \"{}\"", key, *text));
-  }
+  return request.query.get_unsigned<uint64_t>(key);
 }
 
 // Where the last `lines` lines of the file start.

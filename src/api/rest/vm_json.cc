@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "common/units.h"
+
 namespace kiln::api::rest {
 namespace {
 
@@ -41,7 +43,7 @@ Result<RootSource> parse_source(const Json& source) {
       {"image", RootSource::Kind::kImage},
       {"vm", RootSource::Kind::kVm}};
   auto entry = source.begin();
-  const std::string key = entry.key();
+  const std::string& key = entry.key();
   const Json& value = entry.value();
   for (auto [name, kind] : kKinds) {
     if (name != key) continue;
@@ -183,15 +185,16 @@ Result<daemon::ExecRequest> parse_exec(const Json& body) {
   }
   request.attach_stdin = KILN_TRY(optional_bool(body, "stdin")).value_or(false);
   if (auto user = KILN_TRY(optional_string(body, "user"))) {
-    // uid[:gid], numeric: the VM's user database is not the host's business.
-    auto colon = user->find(':');
-    try {
-      request.process.uid = static_cast<uint32_t>(std::stoul(user->substr(0, colon)));
-      if (colon != std::string::npos)
-        request.process.gid = static_cast<uint32_t>(std::stoul(user->substr(colon + 1)));
-    } catch (const std::exception&) {
-      return Error::invalid_argument(fmt::format("user \"{}\" must be numeric uid[:gid]", *user));
-    }
+    // uid[:gid], numeric: the VM's user database is not the host's business. 4294967295 is (uid_t)-1,
+    // which setresuid() reads as "leave unchanged": refused, like any other way of spelling -1.
+    constexpr uint32_t kMaxId = UINT32_MAX - 1;
+    std::string_view text = *user;
+    auto colon = text.find(':');
+    auto what = [&](std::string_view part) { return fmt::format("user \"{}\": the {}", *user, part); };
+    request.process.uid = KILN_TRY(parse_unsigned<uint32_t>(text.substr(0, colon), what("uid"), 0, kMaxId));
+    if (colon != std::string_view::npos)
+      request.process.gid =
+          KILN_TRY(parse_unsigned<uint32_t>(text.substr(colon + 1), what("gid"), 0, kMaxId));
   }
   auto rows = KILN_TRY(optional_count(body, "rows", 1));
   auto cols = KILN_TRY(optional_count(body, "cols", 1));

@@ -1,5 +1,6 @@
 #include "api/rest/vm_json.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace kiln::api::rest {
@@ -65,6 +66,22 @@ TEST(VmJsonTest, ExecNeedsACommand) {
   EXPECT_TRUE(exec->attach_stdin);
   EXPECT_EQ(exec->process.uid, 1000U);
   EXPECT_EQ(exec->process.gid, 100U);
+}
+
+// "-1" used to pass as 4294967295 (std::stoul wraps it), which setresuid() reads as "leave unchanged".
+TEST(VmJsonTest, ExecUserIsPlainNumbersNeverMinusOne) {
+  for (const char* user : {"-1", "0:-1", "4294967295", "1000:4294967295", "99999999999", "root",
+                           "1000:", ":100", "1e3", " 1000"}) {
+    auto exec = parse_exec(parse(fmt::format(R"({{"cmd":["id"],"user":"{}"}})", user)));
+    ASSERT_FALSE(exec) << user;
+    EXPECT_EQ(exec.error().category(), ErrorCategory::kInvalidArgument) << user;
+    EXPECT_NE(exec.error().message().find(fmt::format("user \"{}\"", user)), std::string::npos)
+        << exec.error().message();
+  }
+  auto root = parse_exec(parse(R"({"cmd":["id"],"user":"0"})"));
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->process.uid, 0U);
+  EXPECT_EQ(root->process.gid, std::nullopt);
 }
 
 TEST(VmJsonTest, VmJsonShowsState) {

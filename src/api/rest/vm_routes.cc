@@ -11,20 +11,13 @@ using http::Reply;
 using http::Request;
 
 constexpr auto kDefaultStopGrace = std::chrono::seconds(10);
+constexpr auto kMaxStopGrace = std::chrono::hours(24);
 
+// ?timeout= (Kiln) or ?t= (Docker's spelling): how long a stop waits for the guest before forcing it.
 Result<std::chrono::milliseconds> stop_grace(const Request& request) {
-  auto text = request.query.get("timeout");
-  if (!text) text = request.query.get("t");
-  if (!text) return std::chrono::milliseconds(kDefaultStopGrace);
-  try {
-    size_t used = 0;
-    long seconds = std::stol(std::string(*text), &used);
-    if (used != text->size() || seconds < 0 || seconds > 86400) throw std::invalid_argument("range");
-    return std::chrono::milliseconds(seconds * 1000);
-  } catch (const std::exception&) {
-    return Error::invalid_argument(
-        fmt::format("timeout must be whole seconds (0 to 86400), not \"{}\"", *text));
-  }
+  std::string_view key = request.query.has("timeout") ? "timeout" : "t";
+  auto grace = KILN_TRY(request.query.get_duration(key, kMaxStopGrace));
+  return grace.value_or(kDefaultStopGrace);
 }
 
 Result<daemon::VmFilter> parse_filter(const Request& request) {

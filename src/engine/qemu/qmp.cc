@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/unix_socket.h"
+#include "common/connect_retry.h"
 
 namespace kiln::engine::qemu {
 namespace {
@@ -25,20 +25,14 @@ int millis_until(std::chrono::steady_clock::time_point deadline) {
 Result<QmpClient> QmpClient::connect(const std::string& socket_path, int exit_fd,
                                      std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto fd = connect_unix_socket(socket_path);
-    if (fd) return handshake(std::move(*fd), std::chrono::milliseconds(millis_until(deadline)));
-    if (fd.error().category() != ErrorCategory::kNotFound &&
-        fd.error().category() != ErrorCategory::kUnavailable) {
-      return fd.error();
-    }
-    // QEMU creates the socket early in its start-up; wait briefly, but stop at once if QEMU died.
-    pollfd pfd{exit_fd, POLLIN, 0};
-    int ready = ::poll(&pfd, exit_fd >= 0 ? 1 : 0, std::min(10, millis_until(deadline)));
-    if (ready > 0) return Error::unavailable("QEMU exited before its monitor socket was ready");
-    if (millis_until(deadline) == 0)
-      return Error::timeout(fmt::format("QEMU monitor {} did not appear", socket_path));
-  }
+  // QEMU creates the socket early in its start-up; wait for it, but stop at once if QEMU died.
+  auto fd = connect_unix_socket_retrying(socket_path, {.timeout = timeout, .give_up_fd = exit_fd});
+  if (!fd && fd.error().category() == ErrorCategory::kCancelled)
+    return Error::unavailable("QEMU exited before its monitor socket was ready");
+  if (!fd && fd.error().category() == ErrorCategory::kTimeout)
+    return Error::timeout(fmt::format("QEMU monitor {} did not appear", socket_path));
+  if (!fd) return fd.error();
+  return handshake(std::move(*fd), std::chrono::milliseconds(millis_until(deadline)));
 }
 
 Result<QmpClient> QmpClient::handshake(UniqueFd fd, std::chrono::milliseconds timeout) {
