@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "common/rfc3339.h"
 #include "common/unique_fd.h"
 
 namespace kiln::log {
@@ -31,17 +32,6 @@ std::string_view level_name(Level level) {
       return "error";
   }
   return "info";
-}
-
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
-  return fmt::format("{}.{:03d}Z", buffer, millis);
 }
 
 bool needs_quotes(std::string_view value) {
@@ -102,7 +92,7 @@ std::string format_line(Level level, Format format, std::string_view message, Fi
 
 void write(Level level, std::string_view message, Fields fields) {
   if (level < g_level.load()) return;
-  std::string line = format_line(level, g_format, message, fields, now_rfc3339());
+  std::string line = format_line(level, g_format, message, fields, now_rfc3339(TimePrecision::kMillis));
   line.push_back('\n');
   std::lock_guard lock(g_write_mutex);
   // A failed log write has nowhere to be reported; dropping the line is the only option.

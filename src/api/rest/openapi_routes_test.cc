@@ -15,7 +15,7 @@
 #include "common/json.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
-#include "engine/qemu/qemu_engine.h"
+#include "engine/fake/fake_engine.h"
 
 namespace kiln::api::rest {
 namespace {
@@ -89,7 +89,7 @@ class OpenApiRoutesTest : public ::testing::Test {
     dir_ = std::make_unique<TempDir>(TempDir::create("openapi-routes-test-").value());
     const std::string& root = dir_->path();
     store_ = daemon::VmStore::open(root).value();
-    engine_ = engine::qemu::QemuEngine::create().value();
+    engine_ = std::make_unique<engine::fake::FakeEngine>();
     images_ = image::ImageStore::open({.root = root}).value();
     vms_ =
         daemon::VmManager::create({.root = root, .run_dir = dir_->path() + "/run", .images = images_.get()},
@@ -108,7 +108,7 @@ class OpenApiRoutesTest : public ::testing::Test {
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<daemon::VmStore> store_;
   daemon::EventBus events_;
-  std::unique_ptr<engine::qemu::QemuEngine> engine_;
+  std::unique_ptr<engine::fake::FakeEngine> engine_;
   std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<daemon::VmManager> vms_;
   ExecRegistry execs_;
@@ -161,7 +161,7 @@ TEST_F(OpenApiRoutesTest, EachDocumentedPathReachesItsOwnRoute) {
 }
 
 TEST_F(OpenApiRoutesTest, TheAppCatalystPortServesExactlyTheOperationsTaggedAppCatalyst) {
-  http::Router router(http::appcatalyst_error_body);  // as kilnd builds it for --appcatalyst-port
+  http::Router router(appcatalyst_error_body);  // as kilnd builds it for --appcatalyst-port
   add_appcatalyst_routes(router, *context_);
   EXPECT_EQ(operations_of(router), shapes_of(documented(document_, "AppCatalyst")));
 }

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/json.h"
+#include "common/rfc3339.h"
 
 namespace kiln::daemon {
 
@@ -68,8 +69,5 @@ struct VmRecord {
 // Storage form (all fields).
 Json to_storage_json(const VmRecord& vm);
 Result<VmRecord> vm_from_storage_json(const Json& json);
-
-// RFC 3339 UTC with nanoseconds-free seconds precision, e.g. 2026-11-26T03:04:05Z.
-std::string now_rfc3339();
 
 }  // namespace kiln::daemon

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/rfc3339.h"
 
 namespace kiln::engine::qemu {
 namespace {
@@ -155,7 +156,7 @@ Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapsh
   file.reset();
   snapshot::Manifest manifest{.engine = std::string(kEngineName),
                               .engine_version = engine_version,
-                              .created_at = snapshot::now_rfc3339(),
+                              .created_at = now_rfc3339(),
                               .vm = shape,
                               .files = {{std::string(kStateRole), {std::string(kStateFileName), *bytes}}}};
   if (auto written = snapshot::write_manifest(dir, manifest); !written) return undo(written.error());

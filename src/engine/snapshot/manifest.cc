@@ -111,15 +111,6 @@ VmShape shape_of(const VmSpec& spec, std::string cmdline) {
   return vm;
 }
 
-std::string now_rfc3339() {
-  std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  ::gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 Json to_json(const Manifest& manifest) {
   Json files = Json::object();
   for (const auto& [role, file] : manifest.files) files[role] = {{"name", file.name}, {"bytes", file.bytes}};

@@ -53,8 +53,6 @@ struct Manifest {
 };
 
 VmShape shape_of(const VmSpec& spec, std::string cmdline);
-// The current time as RFC 3339 UTC ("2025-01-31T12:00:00Z").
-std::string now_rfc3339();
 
 Json to_json(const Manifest& manifest);
 // kInvalidArgument when it is not a Kiln snapshot manifest or a field is missing or mistyped;
