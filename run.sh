@@ -2,7 +2,8 @@
 # Installs what Kiln needs, builds the release preset and the guest kernel, and runs the main job: a
 # command inside a freshly booted VM, with its output and exit status coming back as if it ran here; then
 # kilnd, the daemon: a persistent VM created, started and exec'd into through the Kiln VM API, and a VM
-# whose root filesystem comes from an image in kilnd's image store.
+# whose root filesystem comes from an image in kilnd's image store; then the docker CLI against kilnd's
+# Docker Engine API (images; containers are planned).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
@@ -50,3 +51,15 @@ tar -C "$work/rootfs" -czf "$work/rootfs.tgz" .
 "$bin/kiln" -H "$host" vm start fromimage
 "$bin/kiln" -H "$host" vm exec fromimage /bin/busybox cat /etc/motd
 "$bin/kiln" -H "$host" vm rm -f fromimage
+
+echo "== the docker CLI against the same kilnd (Docker Engine API on docker.sock: images today, containers planned)"
+export DOCKER_HOST="unix://$work/run/docker.sock" DOCKER_CONFIG="$work/docker-config"
+docker version --format 'client API {{.Client.APIVersion}}, server {{.Server.Version}} (API {{.Server.APIVersion}}), containers run kernel {{.Server.KernelVersion}}'
+docker info --format 'default runtime: {{.DefaultRuntime}}, images: {{.Images}}'
+docker save -o "$work/demo.tar" demo/busybox:1
+docker tag demo/busybox:1 demo/busybox:copy
+docker images
+docker rmi demo/busybox:copy
+docker rmi demo/busybox:1
+docker load -i "$work/demo.tar"
+"$bin/kiln" -H "$host" image ls
