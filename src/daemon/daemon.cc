@@ -121,10 +121,18 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   EventBus events;
   auto engine = KILN_TRY(engine::make_engine({.qemu_binary = options.qemu}));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
-  auto images =
-      KILN_TRY(image::ImageStore::open({.root = options.root,
-                                        .insecure_registries = options.insecure_registries,
-                                        .max_parallel_downloads = options.max_concurrent_downloads}));
+  auto images = KILN_TRY(image::ImageStore::open(
+      {.root = options.root,
+       .insecure_registries = options.insecure_registries,
+       .max_parallel_downloads = options.max_concurrent_downloads,
+       .on_event = [&events](const image::ImageEvent& event) {
+         events.publish({.type = "image",
+                         .action = event.action,
+                         .id = event.id,
+                         .name = event.name,
+                         // dockerd names a deleted image by its ID
+                         .attributes = {{"name", event.name.empty() ? event.id : event.name}}});
+       }}));
 
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
@@ -166,6 +174,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   // The Docker Engine API on its own socket(s): the docker CLI's DOCKER_HOST points here.
   std::string guest_kernel_release = guest::kernel_release(kit.kernel).value_or("unknown");
   api::docker::DockerContext docker_context{.images = *images,
+                                            .events = events,
                                             .scratch_dir = scratch_dir,
                                             .root = options.root,
                                             .engine_name = std::string(engine->name()),

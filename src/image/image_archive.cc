@@ -284,6 +284,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
       }
       Digest id = KILN_TRY(register_image(manifest_digest, tags, {}, progress));
       report_loaded(progress, id, tags);
+      emit("load", id.to_string(), tags.empty() ? std::string() : tags.front().familiar());
       loaded.push_back(id);
     }
   } else if (files->has("index.json")) {
@@ -329,6 +330,7 @@ Result<std::vector<Digest>> ImageStore::load(const std::string& path, const Load
       if (tag) tags.push_back(*tag);
       Digest id = KILN_TRY(register_image(descriptor.digest, tags, {}, progress));
       report_loaded(progress, id, tags);
+      emit("load", id.to_string(), tags.empty() ? std::string() : tags.front().familiar());
       loaded.push_back(id);
     }
   } else {
@@ -479,6 +481,7 @@ Result<void> ImageStore::save(const std::vector<std::string>& names, const std::
   if (::rename(temp_path.c_str(), output_path.c_str()) != 0) {
     return Error::last_os_error(fmt::format("rename {} -> {}", temp_path, output_path));
   }
+  for (const std::string& name : names) emit("save", KILN_TRY(resolve(name)).to_string(), name);
   return ok();
 }
 

@@ -154,6 +154,7 @@ Result<Digest> ImageStore::pull(const ImageRef& ref, const PullOptions& options,
   if (manifest_digest != top_digest) repo_digests.push_back(ref.with_digest(manifest_digest).to_string());
   Digest id = KILN_TRY(register_image(manifest_digest, tags, repo_digests, progress));
   progress.on_message(fmt::format("Digest: {}", top_digest));
+  emit("pull", ref.familiar(), ref.familiar());
   return id;
 }
 
@@ -218,6 +219,7 @@ Result<Digest> ImageStore::push(std::string_view source, const ImageRef& target,
   Digest pushed = KILN_TRY(client->put_manifest(target.path(), *target.tag(), manifest.media_type, body));
   KILN_TRY(db_->add_repo_digest(target.with_digest(pushed).to_string(), id));
   progress.on_message(fmt::format("{}: digest: {} size: {}", *target.tag(), pushed, body.size()));
+  emit("push", target.familiar(), target.familiar());
   return pushed;
 }
 

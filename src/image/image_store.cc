@@ -176,10 +176,24 @@ Result<ImageDetails> ImageStore::inspect(std::string_view name) {
   return details;
 }
 
+void ImageStore::emit(std::string action, std::string id, std::string name) const {
+  if (options_.on_event)
+    options_.on_event({.action = std::move(action), .id = std::move(id), .name = std::move(name)});
+}
+
+namespace {
+std::string familiar_name(const std::string& normalized) {
+  auto ref = ImageRef::parse(normalized);
+  return ref ? ref->familiar() : normalized;
+}
+}  // namespace
+
 Result<void> ImageStore::tag(std::string_view source, const ImageRef& target) {
   if (target.digest()) return Error::invalid_argument("cannot tag with a digest reference");
   Digest id = KILN_TRY(resolve(source));
-  return db_->set_tag(target.to_string(), id);
+  KILN_TRY(db_->set_tag(target.to_string(), id));
+  emit("tag", id.to_string(), target.familiar());
+  return ok();
 }
 
 Result<RemoveReport> ImageStore::remove(std::string_view name, bool force) {
@@ -198,7 +212,10 @@ Result<RemoveReport> ImageStore::remove(std::string_view name, bool force) {
       return tag.starts_with(ref->repository() + ":");
     });
     if (!same_repository) KILN_TRY(db_->remove_repo_digests_of_repository(ref->repository(), id));
-    if (!remaining.empty()) return report;
+    if (!remaining.empty()) {
+      emit("untag", id.to_string(), ref->familiar());
+      return report;
+    }
   } else if (!by_reference) {
     auto tags = KILN_TRY(db_->tags_of(id));
     std::set<std::string> repositories;
@@ -214,6 +231,8 @@ Result<RemoveReport> ImageStore::remove(std::string_view name, bool force) {
     report.untagged.push_back(digest_ref);
   KILN_TRY(db_->remove_image(id));
   report.deleted.push_back(id);
+  for (const std::string& ref : report.untagged) emit("untag", id.to_string(), familiar_name(ref));
+  emit("delete", id.to_string());
   KILN_TRY(collect_garbage());
   return report;
 }
@@ -225,6 +244,7 @@ Result<PruneReport> ImageStore::prune(bool all) {
     if (all || KILN_TRY(db_->tags_of(record.id)).empty()) {
       KILN_TRY(db_->remove_image(record.id));
       deleted.push_back(record.id);
+      emit("delete", record.id.to_string());
     }
   }
   PruneReport report = KILN_TRY(collect_garbage());
@@ -396,7 +416,9 @@ Result<Digest> ImageStore::import(const std::string& tarball_path, const std::op
   std::vector<ImageRef> tags;
   if (tag) tags.push_back(*tag);
   NullProgress quiet;
-  return register_image(manifest_digest, tags, {}, quiet);
+  Digest id = KILN_TRY(register_image(manifest_digest, tags, {}, quiet));
+  emit("import", id.to_string(), tag ? tag->familiar() : std::string());
+  return id;
 }
 
 }  // namespace kiln::image

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -27,6 +28,15 @@
 
 namespace kiln::image {
 
+// Something that happened to an image, as Docker reports image events: action "pull", "push", "tag", "untag",
+// "delete", "load", "import" or "save"; `id` is the image ID ("sha256:...") or, for pull and push, the
+// familiar reference; `name` the familiar reference involved (may be empty).
+struct ImageEvent {
+  std::string action;
+  std::string id;
+  std::string name;
+};
+
 struct StoreOptions {
   std::string root = "/var/lib/kiln";  // Kiln's root; the store is <root>/image
   // Registries reached over plain HTTP (host or host:port). Loopback registries always are.
@@ -37,6 +47,8 @@ struct StoreOptions {
   UnpackOptions unpack;  // limits and privileges for layer application
   int max_parallel_downloads = 3;
   std::string architecture = "amd64";  // picked from manifest lists / OCI indexes (os is always linux)
+  // Called after each change succeeded, on the thread that made it (kilnd publishes these as events).
+  std::function<void(const ImageEvent&)> on_event;
 };
 
 struct PullOptions {
@@ -136,6 +148,7 @@ class ImageStore {
   Result<std::set<Digest>> referenced_blobs();
   // Deletes blobs and artifacts no image references. Caller holds the exclusive store lock.
   Result<PruneReport> collect_garbage();
+  void emit(std::string action, std::string id, std::string name = {}) const;
   Result<std::unique_ptr<RegistryClient>> client_for(const std::string& domain,
                                                      std::vector<std::string> scopes,
                                                      const std::optional<RegistryCredentials>& credentials);

@@ -143,6 +143,27 @@ class DockerApiTest(unittest.TestCase):
                                    capture_output=True, check=True)
         self.assertEqual(json.loads(inspected.stdout)["Digest"], pushed.split("digest: ")[1].split()[0])
 
+    def test_events_of_image_operations(self):
+        import time
+        start = int(time.time())
+        self.docker("pull", self.image)
+        self.docker("tag", self.image, "evt:1")
+        self.docker("rmi", "evt:1")
+        until = str(int(time.time()) + 1)
+        for client in CLIENTS:
+            with self.subTest(client=client_version(client)):
+                lines = self.out("events", "--since", str(start), "--until", until, "--format",
+                                 "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", client=client).splitlines()
+                self.assertEqual(lines, [f"image pull {self.image}", "image tag evt:1", "image untag evt:1"])
+                tags = self.out("events", "--since", str(start), "--until", until, "--filter", "event=tag",
+                                "--format", "{{.Action}}", client=client)
+                self.assertEqual(tags, "tag")
+        import docker
+        client = docker.DockerClient(base_url="unix://" + self.docker_socket, version="auto")
+        self.addCleanup(client.close)
+        actions = [e["Action"] for e in client.events(since=start, until=int(until), decode=True)]
+        self.assertEqual(actions, ["pull", "tag", "untag"])
+
     def test_python_sdk(self):
         import docker
         client = docker.DockerClient(base_url="unix://" + self.docker_socket, version="auto")

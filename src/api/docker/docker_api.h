@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "api/http/router.h"
+#include "daemon/event_bus.h"
 #include "image/image_store.h"
 
 namespace kiln::api::docker {
@@ -20,6 +21,7 @@ inline constexpr std::string_view kMinApiVersion = "1.24";
 
 struct DockerContext {
   image::ImageStore& images;
+  daemon::EventBus& events;          // image (and later container) events for /events
   std::string scratch_dir;           // uploads and saves in flight (<root>/tmp)
   std::string root;                  // DockerRootDir in /info
   std::string engine_name;           // "qemu"

@@ -76,6 +76,7 @@ http::Router make_docker_router(DockerContext& context) {
   DockerRoutes routes(router);
   add_system_routes(routes, context);
   add_image_routes(routes, context);
+  add_event_routes(routes, context);
   return router;
 }
 

@@ -23,5 +23,6 @@ void add_server_headers(http::Headers& headers);
 
 void add_system_routes(DockerRoutes& routes, DockerContext& context);  // _ping, version, info, system/df
 void add_image_routes(DockerRoutes& routes, DockerContext& context);   // /images/...
+void add_event_routes(DockerRoutes& routes, DockerContext& context);   // /events
 
 }  // namespace kiln::api::docker

@@ -12,6 +12,7 @@ class DockerRoutesTest : public ::testing::Test {
     dir_ = std::make_unique<TempDir>(TempDir::create("docker-routes-").value());
     images_ = image::ImageStore::open({.root = dir_->path()}).value();
     context_ = std::make_unique<DockerContext>(DockerContext{.images = *images_,
+                                                             .events = events_,
                                                              .scratch_dir = dir_->path(),
                                                              .root = dir_->path(),
                                                              .engine_name = "qemu",
@@ -40,6 +41,34 @@ class DockerRoutesTest : public ::testing::Test {
     return parse_json(response.body).value().value("message", "");
   }
 
+  // Runs a streamed answer to its end, collecting what it wrote.
+  static std::string drain(http::Reply reply) {
+    struct Collect : http::ChunkWriter {
+      std::string text;
+      Result<void> write_chunk(std::string_view data) override {
+        text += data;
+        return ok();
+      }
+      bool client_gone() const override { return false; }
+      int poll_fd() const override { return -1; }
+    } collect;
+    EXPECT_TRUE(std::holds_alternative<http::StreamReply>(reply));
+    std::get<http::StreamReply>(reply).body(collect);
+    return collect.text;
+  }
+
+  http::Reply dispatch(std::string target) {
+    http::Request request;
+    request.method = "GET";
+    request.target = target;
+    size_t question = target.find('?');
+    request.path = target.substr(0, question);
+    if (question != std::string::npos)
+      request.query = http::QueryParams::parse(target.substr(question + 1)).value();
+    return router_->dispatch(request);
+  }
+
+  daemon::EventBus events_;
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<DockerContext> context_;
@@ -103,6 +132,48 @@ TEST_F(DockerRoutesTest, UnknownImagesAndPathsAreDockerErrors) {
   EXPECT_EQ(call("POST", "/images/nosuch/tag?repo=x&tag=1").status, 404);
   EXPECT_EQ(call("POST", "/images/nosuch/tag?repo=&tag=1").status, 400);
   EXPECT_EQ(call("GET", "/images/search?term=busybox").body, "[]\n");
+}
+
+TEST_F(DockerRoutesTest, EventsReplayImageEventsInDockersShapeFilteredAndBounded) {
+  events_.publish(
+      {.type = "vm", .action = "started", .id = "vm1", .name = "web"});  // Kiln's own, not Docker's
+  events_.publish({.type = "image",
+                   .action = "pull",
+                   .id = "busybox:latest",
+                   .name = "busybox:latest",
+                   .attributes = {{"name", "busybox:latest"}}});
+  events_.publish({.type = "image",
+                   .action = "tag",
+                   .id = "sha256:abc",
+                   .name = "mine:v1",
+                   .attributes = {{"name", "mine:v1"}}});
+  std::string until = std::to_string(std::time(nullptr) + 1);
+  std::string all = drain(dispatch("/v1.43/events?since=0&until=" + until));
+  std::vector<Json> lines;
+  for (size_t start = 0, end; (end = all.find('\n', start)) != std::string::npos; start = end + 1)
+    lines.push_back(parse_json(all.substr(start, end - start)).value());
+  ASSERT_EQ(lines.size(), 2u) << all;
+  EXPECT_EQ(lines[0]["Type"], "image");
+  EXPECT_EQ(lines[0]["Action"], "pull");
+  EXPECT_EQ(lines[0]["status"], "pull");
+  EXPECT_EQ(lines[0]["Actor"]["ID"], "busybox:latest");
+  EXPECT_EQ(lines[0]["scope"], "local");
+  EXPECT_GT(lines[0]["timeNano"].get<int64_t>(), 0);
+  EXPECT_EQ(lines[0]["time"].get<int64_t>(), lines[0]["timeNano"].get<int64_t>() / 1'000'000'000);
+
+  // {"event":["tag"]} and {"image":["mine"]}: the tag event alone (an image filter matches without the tag).
+  std::string tags =
+      drain(dispatch("/events?since=0&until=" + until + "&filters=%7B%22event%22%3A%5B%22tag%22%5D%7D"));
+  EXPECT_NE(tags.find("\"Action\":\"tag\""), std::string::npos);
+  EXPECT_EQ(tags.find("\"pull\""), std::string::npos);
+  std::string mine =
+      drain(dispatch("/events?since=0&until=" + until + "&filters=%7B%22image%22%3A%5B%22mine%22%5D%7D"));
+  EXPECT_NE(mine.find("mine:v1"), std::string::npos);
+  EXPECT_EQ(mine.find("busybox"), std::string::npos);
+
+  auto bad = dispatch("/events?since=yesterday");
+  ASSERT_TRUE(std::holds_alternative<http::Response>(bad));
+  EXPECT_EQ(std::get<http::Response>(bad).status, 400);
 }
 
 }  // namespace
