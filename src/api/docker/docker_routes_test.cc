@@ -25,14 +25,7 @@ class DockerRoutesTest : public ::testing::Test {
   }
 
   http::Response call(std::string method, std::string target) {
-    http::Request request;
-    request.method = std::move(method);
-    request.target = target;
-    size_t question = target.find('?');
-    request.path = target.substr(0, question);
-    if (question != std::string::npos)
-      request.query = http::QueryParams::parse(target.substr(question + 1)).value();
-    http::Reply reply = router_->dispatch(request);
+    http::Reply reply = dispatch(std::move(target), std::move(method));
     EXPECT_TRUE(std::holds_alternative<http::Response>(reply));
     return std::get<http::Response>(std::move(reply));
   }
@@ -57,9 +50,9 @@ class DockerRoutesTest : public ::testing::Test {
     return collect.text;
   }
 
-  http::Reply dispatch(std::string target) {
+  http::Reply dispatch(std::string target, std::string method = "GET") {
     http::Request request;
-    request.method = "GET";
+    request.method = std::move(method);
     request.target = target;
     size_t question = target.find('?');
     request.path = target.substr(0, question);

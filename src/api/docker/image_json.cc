@@ -102,13 +102,6 @@ Json image_history_json(const image::ImageDetails& details) {
   return newest_first;
 }
 
-Json image_delete_json(const image::RemoveReport& report) {
-  Json out = Json::array();
-  for (const std::string& ref : report.untagged) out.push_back({{"Untagged", familiar(ref)}});
-  for (const auto& id : report.deleted) out.push_back({{"Deleted", id.to_string()}});
-  return out;
-}
-
 std::string image_display_name(std::string_view name) {
   if (name.starts_with("sha256:")) return std::string(name);
   auto ref = image::ImageRef::parse(name);

@@ -12,8 +12,7 @@ Json image_inspect_json(const image::ImageDetails& details);
 // Newest layer first; the top entry carries the image ID and tags, the rest "<missing>", as for pulled
 // images under dockerd.
 Json image_history_json(const image::ImageDetails& details);
-// [{"Untagged": "busybox:latest"}, {"Deleted": "sha256:..."}]
-Json image_delete_json(const image::RemoveReport& report);
+// (DELETE /images/{name} answers rest::remove_report_json: the Kiln API already uses Docker's shape.)
 // "busybox" -> "busybox:latest", "a@sha256:.." as it is: how dockerd names an image in "No such image: X".
 std::string image_display_name(std::string_view name);
 

@@ -8,6 +8,7 @@
 #include "api/docker/docker_routes.h"
 #include "api/docker/filters.h"
 #include "api/docker/image_json.h"
+#include "api/rest/image_json.h"
 #include "api/rest/image_transfer.h"
 #include "api/rest/progress_stream.h"
 #include "common/rfc3339.h"
@@ -134,13 +135,8 @@ Result<Reply> create_image(DockerContext& context, Request& request) {
   image::PullOptions options{.credentials = KILN_TRY(rest::registry_credentials(request))};
   image::ImageStore& images = context.images;
   return progress_stream([&images, ref, options](image::ProgressListener& progress) -> Result<Json> {
-    auto before = images.resolve(ref.to_string());
-    image::Digest id = KILN_TRY(images.pull(ref, options, progress));
-    bool unchanged = before && *before == id;
-    progress.on_message(fmt::format("Status: {} {}",
-                                    unchanged ? "Image is up to date for" : "Downloaded newer image for",
-                                    ref.familiar()));
-    return Json(nullptr);
+    KILN_TRY(rest::pull_with_status(images, ref, options, progress));
+    return Json(nullptr);  // dockerd's pull stream carries no result object
   });
 }
 
@@ -259,7 +255,7 @@ void add_image_routes(DockerRoutes& routes, DockerContext& context) {
     std::string name(request.param("name"));
     auto report =
         KILN_TRY(with_image_errors(context.images.remove(name, request.query.get_bool("force")), name));
-    return Reply(http::json_response(200, image_delete_json(report)));
+    return Reply(http::json_response(200, rest::remove_report_json(report)));
   });
 }
 

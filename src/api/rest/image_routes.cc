@@ -50,12 +50,7 @@ void add_image_routes(http::Router& router, ApiContext& context) {
     image::ImageRef ref = KILN_TRY(reference_param(request));
     image::PullOptions options{.credentials = KILN_TRY(registry_credentials(request))};
     return progress_stream([&images, ref, options](image::ProgressListener& progress) -> Result<Json> {
-      auto before = images.resolve(ref.to_string());
-      image::Digest id = KILN_TRY(images.pull(ref, options, progress));
-      bool unchanged = before && *before == id;
-      progress.on_message(fmt::format("Status: {} {}",
-                                      unchanged ? "Image is up to date for" : "Downloaded newer image for",
-                                      ref.familiar()));
+      image::Digest id = KILN_TRY(pull_with_status(images, ref, options, progress));
       return Json{{"ID", id.to_string()}};
     });
   });

@@ -44,6 +44,16 @@ Result<SpooledBody> spool_body(Request& request, const std::string& scratch_dir)
   return SpooledBody{.dir = std::move(dir), .path = path};
 }
 
+Result<image::Digest> pull_with_status(image::ImageStore& images, const image::ImageRef& ref,
+                                       const image::PullOptions& options, image::ProgressListener& progress) {
+  auto before = images.resolve(ref.to_string());
+  image::Digest id = KILN_TRY(images.pull(ref, options, progress));
+  bool unchanged = before && *before == id;
+  progress.on_message(fmt::format(
+      "Status: {} {}", unchanged ? "Image is up to date for" : "Downloaded newer image for", ref.familiar()));
+  return id;
+}
+
 Error archive_error(const Error& error, const std::string& spool_path) {
   std::string message = error.message();
   for (size_t at; (at = message.find(spool_path)) != std::string::npos;)

@@ -11,6 +11,7 @@
 #include "api/http/message.h"
 #include "common/error.h"
 #include "common/temp_dir.h"
+#include "image/image_store.h"
 #include "image/registry_client.h"
 
 namespace kiln::api::rest {
@@ -25,6 +26,11 @@ struct SpooledBody {
 };
 // Reads a streaming-body route's body to its end; an empty body is a 400.
 Result<SpooledBody> spool_body(http::Request& request, const std::string& scratch_dir);
+
+// A registry pull that ends with dockerd's closing status line ("Status: Downloaded newer image for X" or
+// "Status: Image is up to date for X"). Returns the image ID.
+Result<image::Digest> pull_with_status(image::ImageStore& images, const image::ImageRef& ref,
+                                       const image::PullOptions& options, image::ProgressListener& progress);
 
 // An error about an uploaded archive as its sender should read it: a bad archive is bad input (400, not the
 // 502 a malformed registry answer gets), and the scratch path means nothing to the client.
