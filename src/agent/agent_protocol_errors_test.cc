@@ -1,5 +1,6 @@
 // kiln-agent facing a host that speaks the protocol badly, driven with raw frames: every mistake gets an
 // ERROR reply naming the stream, and the agent keeps serving (framing errors end the session cleanly).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <unistd.h>
@@ -98,7 +99,8 @@ TEST_F(AgentRawHost, MajorVersionMismatchIsAClearError) {
   send(MessageType::kHello, 0, encode(HelloRequest{{2, 0}, "future host"}));
   ErrorReply error = expect_error(0);
   EXPECT_EQ(error.category, ErrorCategory::kUnsupported);
-  EXPECT_EQ(error.message, "protocol version mismatch: host speaks 2.0, agent speaks 1.2");
+  EXPECT_EQ(error.message, fmt::format("protocol version mismatch: host speaks 2.0, agent speaks {}.{}",
+                                       kProtocolVersion.major, kProtocolVersion.minor));
   // A newer minor is fine.
   send(MessageType::kHello, 0, encode(HelloRequest{{1, 9}, "newer host"}));
   auto reply = receive();

@@ -98,10 +98,11 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{kProtocolVersion,
-                   fmt::format("kiln-agent {}", kVersion),
-                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname"},
-                   config_.root};
+  HelloReply reply{
+      kProtocolVersion,
+      fmt::format("kiln-agent {}", kVersion),
+      {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container"},
+      config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
 

@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
+
+#include "agent/container_setup.h"
 
 namespace kiln::agent {
 
@@ -26,7 +29,9 @@ enum class Stage : int {
   kGid,
   kUid,
   kChdir,
-  kExec
+  kExec,
+  kCapabilities,
+  // ContainerStage values (>= 100) are reported as they are.
 };
 
 struct ChildPlan {
@@ -38,6 +43,7 @@ struct ChildPlan {
   int stdio[3] = {-1, -1, -1};
   int tty_slave = -1;
   const ProcessSpec* spec = nullptr;
+  std::optional<ContainerPlan> container;
 };
 
 std::string find_path(const std::vector<std::string>& env) {
@@ -82,10 +88,18 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
     if (::dup2(plan.stdio[i], i) < 0) fail(Stage::kStdio, errno);
   }
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(Stage::kCloseFds, errno);
+  if (plan.container) {
+    ContainerFailure failure = apply_container_plan(*plan.container);
+    if (failure.errnum != 0) fail(static_cast<Stage>(failure.stage), failure.errnum);
+  }
   // A process run as another user gets no supplementary groups from the agent.
   if ((plan.spec->uid || plan.spec->gid) && ::setgroups(0, nullptr) != 0) fail(Stage::kGroups, errno);
   if (plan.spec->gid && ::setgid(*plan.spec->gid) != 0) fail(Stage::kGid, errno);
   if (plan.spec->uid && ::setuid(*plan.spec->uid) != 0) fail(Stage::kUid, errno);
+  if (plan.container) {
+    if (int errnum = apply_container_capabilities(*plan.container); errnum != 0)
+      fail(Stage::kCapabilities, errnum);
+  }
   if (::chdir(plan.cwd.c_str()) != 0) fail(Stage::kChdir, errno);
 
   int result = ENOENT;
@@ -105,6 +119,8 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
 
 Error describe_failure(Stage stage, int errnum, const ChildPlan& plan) {
   const ProcessSpec& spec = *plan.spec;
+  if (plan.container && static_cast<int>(stage) >= static_cast<int>(ContainerStage::kPrivateMounts))
+    return describe_container_failure(static_cast<ContainerStage>(stage), errnum, *plan.container);
   switch (stage) {
     case Stage::kExec:
       return Error::from_errno(fmt::format("exec {}", spec.argv[0]), errnum);
@@ -126,6 +142,8 @@ Error describe_failure(Stage stage, int errnum, const ChildPlan& plan) {
       return Error::from_errno("redirect stdio", errnum);
     case Stage::kCloseFds:
       return Error::from_errno("close_range", errnum);
+    case Stage::kCapabilities:
+      return Error::from_errno("set the container's capabilities", errnum);
   }
   return Error::from_errno("spawn", errnum);
 }
@@ -177,6 +195,7 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   for (auto& entry : plan.env_storage) plan.envp.push_back(entry.data());
   plan.envp.push_back(nullptr);
   plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
+  if (spec.container) plan.container = KILN_TRY(plan_container(*spec.container));
 
   SpawnedProcess spawned;
   UniqueFd child_ends[3];
@@ -199,8 +218,12 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   }
 
   Pipe error_pipe = KILN_TRY(make_pipe());
-  pid_t pid = ::fork();
-  if (pid < 0) return Error::last_os_error("fork");
+  // A container's process is cloned into its own namespaces (fork's semantics otherwise: same stack,
+  // copy-on-write), so it is PID 1 there while the agent stays its parent and reaps it.
+  pid_t pid = plan.container ? static_cast<pid_t>(::syscall(SYS_clone, container_clone_flags() | SIGCHLD,
+                                                            nullptr, nullptr, nullptr, nullptr))
+                             : ::fork();
+  if (pid < 0) return Error::last_os_error(plan.container ? "clone the container's process" : "fork");
   if (pid == 0) exec_child(plan, error_pipe.write_end.get());
 
   // The child's ends must close here, or EOF on its output would never come.

@@ -2,6 +2,7 @@
 // agent into clear errors.
 #include "agent/client/agent_connection.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -70,7 +71,9 @@ TEST(AgentConnection, MajorVersionMismatchIsUnsupported) {
   auto connection = AgentConnection::connect(std::move(agent.host_end), kTimeout);
   ASSERT_FALSE(connection.has_value());
   EXPECT_EQ(connection.error().category(), ErrorCategory::kUnsupported);
-  EXPECT_EQ(connection.error().message(), "the VM's agent speaks protocol 2.1; this host speaks 1.2");
+  EXPECT_EQ(connection.error().message(),
+            fmt::format("the VM's agent speaks protocol 2.1; this host speaks {}.{}", kProtocolVersion.major,
+                        kProtocolVersion.minor));
 }
 
 TEST(AgentConnection, AgentRefusingHelloIsItsError) {

@@ -192,6 +192,14 @@ std::string encode(const ProcessSpec& message) {
     out["rows"] = message.size.rows;
     out["cols"] = message.size.cols;
   }
+  if (message.container) {
+    const ContainerSpec& container = *message.container;
+    out["container"] = Json{{"root", container.root},
+                            {"hostname", container.hostname},
+                            {"capabilities", container.capabilities},
+                            {"privileged", container.privileged},
+                            {"read_only_root", container.read_only_root}};
+  }
   return dump(out);
 }
 
@@ -275,6 +283,32 @@ Result<HelloReply> decode_hello_reply(std::string_view payload) {
   return message;
 }
 
+namespace {
+
+Result<ContainerSpec> container_from(const Json& json) {
+  constexpr std::string_view kWhat = "RUN container";
+  if (!json.is_object()) return Error::protocol("RUN: field \"container\" must be an object");
+  ContainerSpec container;
+  container.root = KILN_TRY(c_string_field(json, "root", true, kWhat));
+  if (!container.root.starts_with('/'))
+    return Error::protocol("RUN: container root must be an absolute path");
+  container.hostname = KILN_TRY(c_string_field(json, "hostname", false, kWhat));
+  if (container.hostname.size() > 64)
+    return Error::protocol("RUN: container hostname is longer than 64 bytes");
+  if (auto found = json.find("capabilities"); found != json.end() && !found->is_null()) {
+    container.capabilities = KILN_TRY(string_array(*found, "capabilities", kWhat));
+  }
+  auto privileged = optional_bool(json, "privileged");
+  if (!privileged) return bad_field(kWhat, privileged.error());
+  container.privileged = privileged->value_or(false);
+  auto read_only = optional_bool(json, "read_only_root");
+  if (!read_only) return bad_field(kWhat, read_only.error());
+  container.read_only_root = read_only->value_or(false);
+  return container;
+}
+
+}  // namespace
+
 Result<ProcessSpec> decode_process_spec(std::string_view payload) {
   constexpr std::string_view kWhat = "RUN";
   constexpr int64_t kMaxId = std::numeric_limits<uint32_t>::max() - 1;  // (uid_t)-1 means "unchanged"
@@ -311,6 +345,9 @@ Result<ProcessSpec> decode_process_spec(std::string_view payload) {
   }
   if (auto cols = KILN_TRY(optional_int_in_range(object, "cols", 0, 65535, kWhat))) {
     spec.size.cols = static_cast<uint16_t>(*cols);
+  }
+  if (auto found = object.find("container"); found != object.end() && !found->is_null()) {
+    spec.container = KILN_TRY(container_from(*found));
   }
   return spec;
 }

@@ -22,8 +22,9 @@ struct ProtocolVersion {
   bool operator==(const ProtocolVersion&) const = default;
 };
 // 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
-// SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname").
-inline constexpr ProtocolVersion kProtocolVersion{1, 2};
+// SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname"). 1.3 added RUN's
+// "container" (capability "container").
+inline constexpr ProtocolVersion kProtocolVersion{1, 3};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -57,6 +58,21 @@ struct TtySize {
   bool operator==(const TtySize&) const = default;
 };
 
+// Run a process as a container's main process or exec: in its own mount, PID, UTS and IPC namespaces (so it
+// is PID 1 of its namespace, with PID 1's signal semantics, as under Docker), pivoted into `root` (a
+// directory the host had the agent mount, e.g. an overlay of the image and the writable layer), with /proc,
+// /sys, /dev (Docker's device nodes, devpts, /dev/shm) mounted inside, and its capability bounding, permitted
+// and effective sets cut to `capabilities` unless `privileged`. The VM is the isolation boundary; this makes
+// programs behave as under Docker.
+struct ContainerSpec {
+  std::string root;                       // absolute guest path of the root filesystem
+  std::string hostname;                   // empty: keep the VM's
+  std::vector<std::string> capabilities;  // "CAP_CHOWN", ...: the whole set the process keeps
+  bool privileged = false;                // keep every capability and a writable /sys
+  bool read_only_root = false;            // remount the root read-only (docker run --read-only)
+  bool operator==(const ContainerSpec&) const = default;
+};
+
 // What to run. env nullopt: the agent's default environment (PATH only).
 struct ProcessSpec {
   std::vector<std::string> argv;
@@ -64,8 +80,9 @@ struct ProcessSpec {
   std::string cwd;                              // empty: "/"
   std::optional<uint32_t> uid;
   std::optional<uint32_t> gid;
-  bool tty = false;  // a pty: stdout and stderr merged, as with docker -t
-  TtySize size;      // initial window size when tty
+  bool tty = false;                        // a pty: stdout and stderr merged, as with docker -t
+  TtySize size;                            // initial window size when tty
+  std::optional<ContainerSpec> container;  // capability "container"; cwd is then inside the container
 };
 
 struct ProcessStarted {

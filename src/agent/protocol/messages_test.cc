@@ -44,6 +44,28 @@ TEST(AgentMessages, ProcessSpecRoundTrip) {
   EXPECT_EQ(decoded->size, (TtySize{50, 132}));
 }
 
+TEST(AgentMessages, ContainerProcessSpecRoundTrip) {
+  ProcessSpec spec{.argv = {"sh"},
+                   .container = ContainerSpec{.root = "/run/kiln/containers/abc/rootfs",
+                                              .hostname = "web",
+                                              .capabilities = {"CAP_CHOWN", "CAP_KILL"},
+                                              .privileged = false,
+                                              .read_only_root = true}};
+  auto decoded = decode_process_spec(encode(spec));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  ASSERT_TRUE(decoded->container.has_value());
+  EXPECT_EQ(*decoded->container, *spec.container);
+  EXPECT_FALSE(decode_process_spec(R"({"argv":["true"]})")->container.has_value());
+  for (const char* bad : {R"({"argv":["sh"],"container":5})", R"({"argv":["sh"],"container":{}})",
+                          R"({"argv":["sh"],"container":{"root":"relative"}})",
+                          R"({"argv":["sh"],"container":{"root":"/r","capabilities":"CAP_KILL"}})",
+                          R"({"argv":["sh"],"container":{"root":"/r","privileged":"yes"}})"}) {
+    auto rejected = decode_process_spec(bad);
+    EXPECT_FALSE(rejected.has_value()) << bad;
+    if (!rejected) EXPECT_EQ(rejected.error().category(), ErrorCategory::kProtocol) << bad;
+  }
+}
+
 TEST(AgentMessages, ProcessSpecDefaults) {
   auto decoded = decode_process_spec(R"({"argv":["true"]})");
   ASSERT_TRUE(decoded.has_value()) << decoded.error().message();

@@ -1,0 +1,240 @@
+#include "agent/container_setup.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+
+#include "common/unique_fd.h"
+
+namespace kiln::agent {
+namespace {
+
+// linux/capability.h, in order: index = capability number.
+constexpr std::array<std::string_view, 41> kCapabilityNames = {"CHOWN",
+                                                               "DAC_OVERRIDE",
+                                                               "DAC_READ_SEARCH",
+                                                               "FOWNER",
+                                                               "FSETID",
+                                                               "KILL",
+                                                               "SETGID",
+                                                               "SETUID",
+                                                               "SETPCAP",
+                                                               "LINUX_IMMUTABLE",
+                                                               "NET_BIND_SERVICE",
+                                                               "NET_BROADCAST",
+                                                               "NET_ADMIN",
+                                                               "NET_RAW",
+                                                               "IPC_LOCK",
+                                                               "IPC_OWNER",
+                                                               "SYS_MODULE",
+                                                               "SYS_RAWIO",
+                                                               "SYS_CHROOT",
+                                                               "SYS_PTRACE",
+                                                               "SYS_PACCT",
+                                                               "SYS_ADMIN",
+                                                               "SYS_BOOT",
+                                                               "SYS_NICE",
+                                                               "SYS_RESOURCE",
+                                                               "SYS_TIME",
+                                                               "SYS_TTY_CONFIG",
+                                                               "MKNOD",
+                                                               "LEASE",
+                                                               "AUDIT_WRITE",
+                                                               "AUDIT_CONTROL",
+                                                               "SETFCAP",
+                                                               "MAC_OVERRIDE",
+                                                               "MAC_ADMIN",
+                                                               "SYSLOG",
+                                                               "WAKE_ALARM",
+                                                               "BLOCK_SUSPEND",
+                                                               "AUDIT_READ",
+                                                               "PERFMON",
+                                                               "BPF",
+                                                               "CHECKPOINT_RESTORE"};
+
+int read_last_capability() {
+  auto text = read_file("/proc/sys/kernel/cap_last_cap", 64);
+  if (!text) return static_cast<int>(kCapabilityNames.size()) - 1;
+  int value = 0;
+  for (char c : *text) {
+    if (c < '0' || c > '9') break;
+    value = value * 10 + (c - '0');
+  }
+  return value > 0 && value < 64 ? value : static_cast<int>(kCapabilityNames.size()) - 1;
+}
+
+bool mkdir_if_missing(const char* path) {
+  return ::mkdir(path, 0755) == 0 || errno == EEXIST;
+}
+
+}  // namespace
+
+int container_clone_flags() {
+  return CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+}
+
+std::optional<int> capability_number(std::string_view name) {
+  std::string upper;
+  for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  std::string_view bare = upper;
+  if (bare.starts_with("CAP_")) bare.remove_prefix(4);
+  for (size_t i = 0; i < kCapabilityNames.size(); ++i) {
+    if (kCapabilityNames[i] == bare) return static_cast<int>(i);
+  }
+  return std::nullopt;
+}
+
+Result<ContainerPlan> plan_container(const ContainerSpec& spec) {
+  struct stat st {};
+  if (::stat(spec.root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Error::invalid_argument(fmt::format("container root {} is not a directory", spec.root));
+  ContainerPlan plan;
+  plan.root = spec.root;
+  while (plan.root.size() > 1 && plan.root.back() == '/') plan.root.pop_back();
+  plan.hostname = spec.hostname;
+  plan.privileged = spec.privileged;
+  plan.read_only_root = spec.read_only_root;
+  plan.last_capability = read_last_capability();
+  for (const std::string& name : spec.capabilities) {
+    auto number = capability_number(name);
+    if (!number) return Error::invalid_argument(fmt::format("unknown capability: {}", name));
+    plan.capabilities |= uint64_t{1} << *number;
+  }
+  const std::string& root = plan.root;
+  constexpr unsigned long kNoDevices = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  // What runc gives a Docker container by default (the OCI runtime spec's default mounts and devices).
+  plan.mounts = {
+      {"proc", root + "/proc", "proc", kNoDevices, ""},
+      {"sysfs", root + "/sys", "sysfs",
+       kNoDevices | (spec.privileged ? 0UL : static_cast<unsigned long>(MS_RDONLY)), ""},
+      {"tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"},
+  };
+  constexpr mode_t kCharDevice = S_IFCHR | 0666;
+  plan.nodes = {
+      {root + "/dev/null", kCharDevice, makedev(1, 3)},    {root + "/dev/zero", kCharDevice, makedev(1, 5)},
+      {root + "/dev/full", kCharDevice, makedev(1, 7)},    {root + "/dev/random", kCharDevice, makedev(1, 8)},
+      {root + "/dev/urandom", kCharDevice, makedev(1, 9)}, {root + "/dev/tty", kCharDevice, makedev(5, 0)},
+  };
+  plan.links = {
+      {"/proc/self/fd", root + "/dev/fd"},       {"/proc/self/fd/0", root + "/dev/stdin"},
+      {"/proc/self/fd/1", root + "/dev/stdout"}, {"/proc/self/fd/2", root + "/dev/stderr"},
+      {"pts/ptmx", root + "/dev/ptmx"},          {"/proc/kcore", root + "/dev/core"},
+  };
+  plan.late_mounts = {
+      {"devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+       "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+      {"shm", root + "/dev/shm", "tmpfs", kNoDevices, "mode=1777,size=65536k"},
+      {"mqueue", root + "/dev/mqueue", "mqueue", kNoDevices, ""},
+  };
+  return plan;
+}
+
+ContainerFailure apply_container_plan(const ContainerPlan& plan) {
+  auto mount_one = [](const ContainerPlan::Mount& m) -> ContainerFailure {
+    if (!mkdir_if_missing(m.target.c_str())) return {ContainerStage::kMkdir, errno};
+    if (::mount(m.source.c_str(), m.target.c_str(), m.fstype.c_str(), m.flags,
+                m.data.empty() ? nullptr : m.data.c_str()) != 0)
+      return {ContainerStage::kMount, errno};
+    return {static_cast<ContainerStage>(0), 0};
+  };
+  // Nothing mounted below here may reach the VM's own mount table, and pivot_root needs the root to be a
+  // mount point of its own.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return {ContainerStage::kPrivateMounts, errno};
+  if (::mount(plan.root.c_str(), plan.root.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+    return {ContainerStage::kBindRoot, errno};
+  for (const auto& m : plan.mounts) {
+    if (auto failure = mount_one(m); failure.errnum != 0) return failure;
+  }
+  for (const auto& node : plan.nodes) {
+    if (::mknod(node.path.c_str(), node.mode, node.device) != 0 && errno != EEXIST)
+      return {ContainerStage::kMknod, errno};
+    (void)::chmod(node.path.c_str(), node.mode & 07777);  // the umask must not narrow 0666
+  }
+  for (const auto& link : plan.links) {
+    if (::symlink(link.target.c_str(), link.path.c_str()) != 0 && errno != EEXIST)
+      return {ContainerStage::kSymlink, errno};
+  }
+  for (const auto& m : plan.late_mounts) {
+    if (auto failure = mount_one(m); failure.errnum != 0) return failure;
+  }
+  if (!plan.hostname.empty() && ::sethostname(plan.hostname.data(), plan.hostname.size()) != 0)
+    return {ContainerStage::kHostname, errno};
+  // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only the container's.
+  if (::chdir(plan.root.c_str()) != 0) return {ContainerStage::kPivotRoot, errno};
+  if (::syscall(SYS_pivot_root, ".", ".") == 0) {
+    if (::umount2(".", MNT_DETACH) != 0) return {ContainerStage::kPivotRoot, errno};
+  } else if (errno == EINVAL) {
+    // The VM's root is the initramfs (rootfs), which pivot_root refuses to move: move the container's root
+    // over "/" in this private namespace and chroot into it instead, as runc does with no_pivot_root.
+    if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return {ContainerStage::kPivotRoot, errno};
+    if (::chroot(".") != 0) return {ContainerStage::kPivotRoot, errno};
+  } else {
+    return {ContainerStage::kPivotRoot, errno};
+  }
+  if (::chdir("/") != 0) return {ContainerStage::kPivotRoot, errno};
+  if (plan.read_only_root && ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
+    return {ContainerStage::kReadOnlyRoot, errno};
+  if (!plan.privileged) {
+    for (int cap = 0; cap <= plan.last_capability; ++cap) {
+      if ((plan.capabilities >> cap) & 1) continue;
+      if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+        return {ContainerStage::kBoundingSet, errno};
+    }
+  }
+  return {static_cast<ContainerStage>(0), 0};
+}
+
+int apply_container_capabilities(const ContainerPlan& plan) {
+  if (plan.privileged) return 0;
+  __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  __user_cap_data_struct data[2] = {};
+  // After a setuid away from root the kernel has already cleared the sets; capget keeps that.
+  if (::syscall(SYS_capget, &header, data) != 0) return errno;
+  for (int i = 0; i < 2; ++i) {
+    auto keep = static_cast<uint32_t>(plan.capabilities >> (32 * i));
+    data[i].effective &= keep;
+    data[i].permitted &= keep;
+    data[i].inheritable &= keep;
+  }
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  return 0;
+}
+
+Error describe_container_failure(ContainerStage stage, int errnum, const ContainerPlan& plan) {
+  switch (stage) {
+    case ContainerStage::kPrivateMounts:
+      return Error::from_errno("make the container's mounts private", errnum);
+    case ContainerStage::kBindRoot:
+      return Error::from_errno(fmt::format("bind the container root {}", plan.root), errnum);
+    case ContainerStage::kMkdir:
+    case ContainerStage::kMount:
+      return Error::from_errno(fmt::format("mount the container's /proc, /sys or /dev under {}", plan.root),
+                               errnum);
+    case ContainerStage::kMknod:
+    case ContainerStage::kSymlink:
+      return Error::from_errno("populate the container's /dev", errnum);
+    case ContainerStage::kHostname:
+      return Error::from_errno(fmt::format("set the container hostname {}", plan.hostname), errnum);
+    case ContainerStage::kPivotRoot:
+      return Error::from_errno(fmt::format("pivot_root into {}", plan.root), errnum);
+    case ContainerStage::kReadOnlyRoot:
+      return Error::from_errno("remount the container root read-only", errnum);
+    case ContainerStage::kBoundingSet:
+      return Error::from_errno("drop capabilities", errnum);
+  }
+  return Error::from_errno("set up the container", errnum);
+}
+
+}  // namespace kiln::agent
