@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -11,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -235,6 +237,128 @@ Error describe_container_failure(ContainerStage stage, int errnum, const Contain
       return Error::from_errno("drop capabilities", errnum);
   }
   return Error::from_errno("set up the container", errnum);
+}
+
+}  // namespace kiln::agent
+
+namespace kiln::agent {
+namespace {
+
+// `path` (relative, e.g. "etc/passwd") read inside `root` as if it were "/": openat2(RESOLVE_IN_ROOT) keeps
+// absolute symlinks and ".." inside. A missing file reads as empty, as for images without one.
+Result<std::string> read_in_root(const std::string& root, const char* path) {
+  UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) return Error::last_os_error(fmt::format("open {}", root));
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT;
+  UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root_fd.get(), path, &how, sizeof how)));
+  if (!fd) {
+    if (errno == ENOENT) return std::string();
+    return Error::last_os_error(fmt::format("open /{} in the container", path));
+  }
+  return read_to_end(fd.get());
+}
+
+std::vector<std::string_view> split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  for (;;) {
+    size_t end = text.find(separator, start);
+    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) return parts;
+    start = end + 1;
+  }
+}
+
+std::optional<uint32_t> parse_id(std::string_view text) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (value >= 0xffffffffULL) return std::nullopt;  // (uid_t)-1 means "unchanged" to the kernel
+  return static_cast<uint32_t>(value);
+}
+
+// name:x:uid:gid:gecos:home:shell (passwd) or name:x:gid:members (group); malformed lines are skipped,
+// as libcontainer does.
+template <typename Visit>
+void for_each_entry(const std::string& file, size_t min_fields, Visit visit) {
+  for (std::string_view line : split(file, '\n')) {
+    if (line.empty() || line.front() == '#') continue;
+    auto fields = split(line, ':');
+    if (fields.size() >= min_fields) visit(fields);
+  }
+}
+
+}  // namespace
+
+Result<ContainerUser> resolve_container_user(const std::string& root, std::string_view user) {
+  ContainerUser resolved;
+  if (user.empty()) user = "0";
+  size_t colon = user.find(':');
+  std::string_view user_part = user.substr(0, colon);
+  std::optional<std::string_view> group_part;
+  if (colon != std::string_view::npos) group_part = user.substr(colon + 1);
+  if (user_part.empty()) user_part = "0";
+
+  std::string passwd = KILN_TRY(read_in_root(root, "etc/passwd"));
+  auto numeric_uid = parse_id(user_part);
+  std::string name;
+  bool found = false;
+  for_each_entry(passwd, 7, [&](const std::vector<std::string_view>& f) {
+    if (found) return;
+    auto uid = parse_id(f[2]);
+    auto gid = parse_id(f[3]);
+    if (!uid || !gid) return;
+    if (numeric_uid ? *uid == *numeric_uid : f[0] == user_part) {
+      found = true;
+      name = std::string(f[0]);
+      resolved.uid = *uid;
+      resolved.gid = *gid;
+      resolved.home = f[5].empty() ? "/" : std::string(f[5]);
+    }
+  });
+  if (!found) {
+    if (!numeric_uid)
+      return Error::invalid_argument(
+          fmt::format("unable to find user {}: no matching entries in passwd file", user_part));
+    resolved.uid = *numeric_uid;
+    resolved.gid = 0;
+  }
+
+  std::string group = KILN_TRY(read_in_root(root, "etc/group"));
+  if (group_part) {
+    if (auto gid = parse_id(*group_part)) {
+      resolved.gid = *gid;
+    } else {
+      bool group_found = false;
+      for_each_entry(group, 3, [&](const std::vector<std::string_view>& f) {
+        auto gid = parse_id(f[2]);
+        if (!group_found && gid && f[0] == *group_part) {
+          group_found = true;
+          resolved.gid = *gid;
+        }
+      });
+      if (!group_found)
+        return Error::invalid_argument(
+            fmt::format("unable to find group {}: no matching entries in group file", *group_part));
+    }
+  }
+  if (!name.empty()) {
+    for_each_entry(group, 4, [&](const std::vector<std::string_view>& f) {
+      auto gid = parse_id(f[2]);
+      if (!gid) return;
+      for (std::string_view member : split(f[3], ',')) {
+        if (member == name &&
+            std::find(resolved.groups.begin(), resolved.groups.end(), *gid) == resolved.groups.end())
+          resolved.groups.push_back(*gid);
+      }
+    });
+  }
+  return resolved;
 }
 
 }  // namespace kiln::agent

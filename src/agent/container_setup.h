@@ -77,6 +77,19 @@ int apply_container_capabilities(const ContainerPlan& plan);
 // A sentence for a failure reported by the child.
 Error describe_container_failure(ContainerStage stage, int errnum, const ContainerPlan& plan);
 
+// A container's user as Docker resolves `-u` (libcontainer's GetExecUser): a name must be in the root's
+// /etc/passwd, a group name in its /etc/group, a number need not be; without a group the user's primary
+// group (0 for an unknown uid); supplementary groups are those /etc/group lists the user name in.
+struct ContainerUser {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+  std::string home = "/";  // from /etc/passwd; "/" when the user has no entry
+};
+// The files are read inside `root` (symlinks resolved as if `root` were "/"). kInvalidArgument in Docker's
+// words: "unable to find user NAME: no matching entries in passwd file".
+Result<ContainerUser> resolve_container_user(const std::string& root, std::string_view user);
+
 // "CAP_CHOWN" (or "chown", any case) -> 0; nullopt when unknown.
 std::optional<int> capability_number(std::string_view name);
 

@@ -31,12 +31,19 @@ class ContainerProcessTest : public testing::ConnectedAgentTest {
     testing::ConnectedAgentTest::SetUp();
     root_ = std::make_unique<TempDir>(TempDir::create("kiln-container-root-").value());
     namespace fs = std::filesystem;
+    // mkdtemp makes it 0700; an image's root is 0755, and other users must be able to walk it.
+    fs::permissions(root_->path(), fs::perms(0755));
     fs::create_directories(root_->path() + "/bin");
     fs::create_directories(root_->path() + "/etc");
     fs::copy_file("/bin/busybox", root_->path() + "/bin/busybox");
     for (const char* applet : {"sh", "cat", "echo", "grep", "hostname", "ls", "sleep", "touch", "test"})
       fs::create_symlink("busybox", root_->path() + "/bin/" + applet);
     std::ofstream(root_->path() + "/etc/marker") << "inside the container\n";
+    std::ofstream(root_->path() + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\n"
+                                                 << "app:x:1000:1000:App:/home/app:/bin/sh\n"
+                                                 << "broken line\n";
+    std::ofstream(root_->path() + "/etc/group") << "root:x:0:\nstaff:x:50:app,other\naudio:x:29:app\n"
+                                                << "wheel:x:10:root\n";
   }
 
   ContainerSpec container() const {
@@ -109,6 +116,56 @@ TEST_F(ContainerProcessTest, ExecFailuresAndBadSpecsAreClearErrors) {
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message().find("unknown capability: CAP_FLY"), std::string::npos);
   EXPECT_TRUE(connection_->ping(std::chrono::seconds(10)).has_value()) << "the session goes on";
+}
+
+TEST_F(ContainerProcessTest, UserNamesResolveInTheContainersOwnFiles) {
+  ContainerSpec spec = container();
+  spec.user = "app";
+  auto output = run(*connection_,
+                    {.argv = {"sh", "-c", "grep -E '^(Uid|Gid|Groups)' /proc/self/status; echo $HOME; pwd"},
+                     .env = std::vector<std::string>{"PATH=/bin"},
+                     .cwd = "/srv/new/dir",
+                     .container = spec});
+  ASSERT_TRUE(output) << output.error().message();
+  EXPECT_EQ(output->out,
+            "Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t29 50 "
+            "\n/home/app\n/srv/new/dir\n")
+      << output->err;
+  EXPECT_TRUE(std::filesystem::is_directory(root_->path() + "/srv/new/dir")) << "WorkingDir is created";
+  spec.user = "app:wheel";
+  EXPECT_NE(run_in_container({"grep", "^Gid", "/proc/self/status"}, spec).out.find("Gid:\t10\t"),
+            std::string::npos);
+  spec.user = "4242:4343";  // numbers need no entry; no supplementary groups; HOME is "/"
+  EXPECT_EQ(
+      run_in_container({"sh", "-c", "grep -E '^(Uid|Gid|Groups)' /proc/self/status; echo $HOME"}, spec).out,
+      "Uid:\t4242\t4242\t4242\t4242\nGid:\t4343\t4343\t4343\t4343\nGroups:\t \n/\n");
+  spec.user = "nobody2";
+  auto missing = run(*connection_, {.argv = {"true"}, .container = spec});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().message(), "unable to find user nobody2: no matching entries in passwd file");
+  spec.user = "app:nogroup";
+  auto no_group = run(*connection_, {.argv = {"true"}, .container = spec});
+  ASSERT_FALSE(no_group);
+  EXPECT_EQ(no_group.error().message(), "unable to find group nogroup: no matching entries in group file");
+}
+
+TEST(ContainerUserTest, PasswdSymlinksResolveInsideTheRoot) {
+  auto root = TempDir::create("kiln-container-user-").value();
+  std::filesystem::create_directories(root.path() + "/etc");
+  std::filesystem::create_directories(root.path() + "/real");
+  std::ofstream(root.path() + "/real/passwd") << "svc:x:77:88::/var/svc:/bin/false\n";
+  // An absolute symlink in the image means the container's /real/passwd, never the VM's.
+  std::filesystem::create_symlink("/real/passwd", root.path() + "/etc/passwd");
+  auto user = resolve_container_user(root.path(), "svc");
+  ASSERT_TRUE(user) << user.error().message();
+  EXPECT_EQ(user->uid, 77u);
+  EXPECT_EQ(user->gid, 88u);
+  EXPECT_EQ(user->home, "/var/svc");
+  EXPECT_TRUE(user->groups.empty());  // no /etc/group at all
+  auto root_user = resolve_container_user(root.path(), "");
+  ASSERT_TRUE(root_user);
+  EXPECT_EQ(root_user->uid, 0u);
+  EXPECT_FALSE(resolve_container_user(root.path(), "4294967295"));
 }
 
 TEST(CapabilityNames, AcceptDockersSpellings) {

@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 
@@ -44,7 +46,21 @@ struct ChildPlan {
   int tty_slave = -1;
   const ProcessSpec* spec = nullptr;
   std::optional<ContainerPlan> container;
+  std::optional<ContainerUser> user;  // a container's user, resolved in its root
 };
+
+// mkdir -p for a container's working directory, as Docker creates a missing WorkingDir. Async-signal-safe.
+bool make_directories(const std::string& path) {
+  char buffer[4096];
+  if (path.size() >= sizeof buffer) return false;
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i < path.size() && path[i] != '/') continue;
+    for (size_t j = 0; j < i; ++j) buffer[j] = path[j];
+    buffer[i] = '\0';
+    if (::mkdir(buffer, 0755) != 0 && errno != EEXIST) return false;
+  }
+  return true;
+}
 
 std::string find_path(const std::vector<std::string>& env) {
   for (const auto& entry : env) {
@@ -91,11 +107,22 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
   if (plan.container) {
     ContainerFailure failure = apply_container_plan(*plan.container);
     if (failure.errnum != 0) fail(static_cast<Stage>(failure.stage), failure.errnum);
+    // Created as root, before the switch to the container's user, as Docker creates a missing WorkingDir.
+    if (!make_directories(plan.cwd)) fail(Stage::kChdir, errno);
   }
-  // A process run as another user gets no supplementary groups from the agent.
-  if ((plan.spec->uid || plan.spec->gid) && ::setgroups(0, nullptr) != 0) fail(Stage::kGroups, errno);
-  if (plan.spec->gid && ::setgid(*plan.spec->gid) != 0) fail(Stage::kGid, errno);
-  if (plan.spec->uid && ::setuid(*plan.spec->uid) != 0) fail(Stage::kUid, errno);
+  if (plan.user) {
+    const ContainerUser& user = *plan.user;
+    static_assert(sizeof(gid_t) == sizeof(uint32_t));
+    if (::setgroups(user.groups.size(), reinterpret_cast<const gid_t*>(user.groups.data())) != 0)
+      fail(Stage::kGroups, errno);
+    if (::setgid(user.gid) != 0) fail(Stage::kGid, errno);
+    if (::setuid(user.uid) != 0) fail(Stage::kUid, errno);
+  } else {
+    // A process run as another user gets no supplementary groups from the agent.
+    if ((plan.spec->uid || plan.spec->gid) && ::setgroups(0, nullptr) != 0) fail(Stage::kGroups, errno);
+    if (plan.spec->gid && ::setgid(*plan.spec->gid) != 0) fail(Stage::kGid, errno);
+    if (plan.spec->uid && ::setuid(*plan.spec->uid) != 0) fail(Stage::kUid, errno);
+  }
   if (plan.container) {
     if (int errnum = apply_container_capabilities(*plan.container); errnum != 0)
       fail(Stage::kCapabilities, errnum);
@@ -130,10 +157,14 @@ Error describe_failure(Stage stage, int errnum, const ChildPlan& plan) {
     case Stage::kGroups:
     case Stage::kGid:
       return Error(ErrorCategory::kInvalidArgument,
-                   Error::from_errno(fmt::format("setgid {}", spec.gid.value_or(0)), errnum).message());
+                   Error::from_errno(
+                       fmt::format("setgid {}", plan.user ? plan.user->gid : spec.gid.value_or(0)), errnum)
+                       .message());
     case Stage::kUid:
       return Error(ErrorCategory::kInvalidArgument,
-                   Error::from_errno(fmt::format("setuid {}", spec.uid.value_or(0)), errnum).message());
+                   Error::from_errno(
+                       fmt::format("setuid {}", plan.user ? plan.user->uid : spec.uid.value_or(0)), errnum)
+                       .message());
     case Stage::kSetsid:
       return Error::from_errno("setsid", errnum);
     case Stage::kControllingTty:
@@ -189,13 +220,21 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   ChildPlan plan;
   plan.spec = &spec;
   plan.env_storage = effective_environment(spec);
+  plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
+  if (spec.container) {
+    plan.container = KILN_TRY(plan_container(*spec.container));
+    plan.user = KILN_TRY(resolve_container_user(plan.container->root, spec.container->user));
+    // Docker gives every container process a HOME: the user's, or "/".
+    bool has_home = std::any_of(plan.env_storage.begin(), plan.env_storage.end(),
+                                [](const std::string& entry) { return entry.starts_with("HOME="); });
+    if (!has_home) plan.env_storage.push_back("HOME=" + plan.user->home);
+  }
   plan.candidates = executable_candidates(spec.argv[0], find_path(plan.env_storage));
   for (const auto& arg : spec.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));
   plan.argv.push_back(nullptr);
+  // envp points into env_storage: built last, once env_storage no longer grows.
   for (auto& entry : plan.env_storage) plan.envp.push_back(entry.data());
   plan.envp.push_back(nullptr);
-  plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
-  if (spec.container) plan.container = KILN_TRY(plan_container(*spec.container));
 
   SpawnedProcess spawned;
   UniqueFd child_ends[3];

@@ -198,7 +198,8 @@ std::string encode(const ProcessSpec& message) {
                             {"hostname", container.hostname},
                             {"capabilities", container.capabilities},
                             {"privileged", container.privileged},
-                            {"read_only_root", container.read_only_root}};
+                            {"read_only_root", container.read_only_root},
+                            {"user", container.user}};
   }
   return dump(out);
 }
@@ -304,6 +305,7 @@ Result<ContainerSpec> container_from(const Json& json) {
   auto read_only = optional_bool(json, "read_only_root");
   if (!read_only) return bad_field(kWhat, read_only.error());
   container.read_only_root = read_only->value_or(false);
+  container.user = KILN_TRY(c_string_field(json, "user", false, kWhat));
   return container;
 }
 

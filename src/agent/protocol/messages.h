@@ -70,6 +70,9 @@ struct ContainerSpec {
   std::vector<std::string> capabilities;  // "CAP_CHOWN", ...: the whole set the process keeps
   bool privileged = false;                // keep every capability and a writable /sys
   bool read_only_root = false;            // remount the root read-only (docker run --read-only)
+  // docker run -u: "name", "uid", "name:group", "uid:gid" (any mix), resolved against the root's /etc/passwd
+  // and /etc/group, with the user's supplementary groups; overrides uid/gid. Empty: root (uid 0, gid 0).
+  std::string user;
   bool operator==(const ContainerSpec&) const = default;
 };
 

@@ -50,7 +50,8 @@ TEST(AgentMessages, ContainerProcessSpecRoundTrip) {
                                               .hostname = "web",
                                               .capabilities = {"CAP_CHOWN", "CAP_KILL"},
                                               .privileged = false,
-                                              .read_only_root = true}};
+                                              .read_only_root = true,
+                                              .user = "app:staff"}};
   auto decoded = decode_process_spec(encode(spec));
   ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
   ASSERT_TRUE(decoded->container.has_value());
@@ -62,7 +63,9 @@ TEST(AgentMessages, ContainerProcessSpecRoundTrip) {
                           R"({"argv":["sh"],"container":{"root":"/r","privileged":"yes"}})"}) {
     auto rejected = decode_process_spec(bad);
     EXPECT_FALSE(rejected.has_value()) << bad;
-    if (!rejected) EXPECT_EQ(rejected.error().category(), ErrorCategory::kProtocol) << bad;
+    if (!rejected) {
+      EXPECT_EQ(rejected.error().category(), ErrorCategory::kProtocol) << bad;
+    }
   }
 }
 
