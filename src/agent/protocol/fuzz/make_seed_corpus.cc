@@ -14,7 +14,9 @@
 
 namespace {
 
-using namespace kiln::agent;
+using namespace kiln::agent;  // NOLINT(google-build-using-namespace): a small generator
+using kiln::ErrorCategory;
+using kiln::ExitStatus;
 
 struct Seed {
   std::string name;
