@@ -40,7 +40,7 @@ std::string now_rfc3339() {
   std::tm utc{};
   ::gmtime_r(&seconds, &utc);
   char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
+  (void)std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
   return fmt::format("{}.{:03d}Z", buffer, millis);
 }
 

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "common/errno_text.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
 #include "image/test_tar_builder.h"
@@ -148,10 +149,9 @@ TEST_F(LayerApplyTest, CreatesEveryEntryTypeWithMetadata) {
 TEST_F(LayerApplyTest, AppliesUserXattrs) {
   std::string probe = in_root("probe");
   UniqueFd probe_fd(::open(probe.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-  ASSERT_TRUE(probe_fd.valid()) << std::strerror(errno);
+  ASSERT_TRUE(probe_fd.valid()) << errno_text(errno);
   if (::fsetxattr(probe_fd.get(), "user.probe", "1", 1, 0) != 0) {
-    GTEST_SKIP() << "the filesystem under " << root_
-                 << " does not take user.* xattrs: " << std::strerror(errno);
+    GTEST_SKIP() << "the filesystem under " << root_ << " does not take user.* xattrs: " << errno_text(errno);
   }
   ASSERT_TRUE(apply(TarBuilder()
                         .file("attrs", "a", 0600, 0, 0,
@@ -159,8 +159,7 @@ TEST_F(LayerApplyTest, AppliesUserXattrs) {
                         .finish())
                   .has_value());
   char value[8] = {};
-  ASSERT_EQ(::getxattr(in_root("attrs").c_str(), "user.kiln", value, sizeof value), 1)
-      << std::strerror(errno);
+  ASSERT_EQ(::getxattr(in_root("attrs").c_str(), "user.kiln", value, sizeof value), 1) << errno_text(errno);
   EXPECT_EQ(value[0], 'v');
 }
 

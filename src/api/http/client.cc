@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/http/socket_stream.h"
+#include "common/errno_text.h"
 
 namespace kiln::api::http {
 namespace {
@@ -24,7 +25,7 @@ using detail::Clock;
 
 Error connect_error(const Endpoint& endpoint, const ClientOptions& options, int errnum) {
   std::string message = fmt::format("cannot connect to {} at {}: {}", options.peer_name, endpoint.to_string(),
-                                    std::strerror(errnum));
+                                    errno_text(errnum));
   if (errnum == EACCES || errnum == EPERM) {
     return Error(ErrorCategory::kPermissionDenied, message + " — does this user have access to the socket?");
   }

@@ -41,7 +41,7 @@ Result<RootSource> parse_source(const Json& source) {
       {"image", RootSource::Kind::kImage},
       {"vm", RootSource::Kind::kVm}};
   auto entry = source.begin();
-  const std::string key = entry.key();
+  const std::string& key = entry.key();
   const Json& value = entry.value();
   for (auto [name, kind] : kKinds) {
     if (name != key) continue;
