@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git clang-format clang-tidy ccache
+  # checks run by ctest (tests/checks): clang + libFuzzer for the fuzz target, llvm-symbolizer for its traces
+  clang libclang-rt-14-dev llvm-14
   # libraries (see docs/dependencies.md for why each one)
   libboost-dev libboost-system-dev nlohmann-json3-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libarchive-dev libzstd-dev zlib1g-dev libcli11-dev libfmt-dev libseccomp-dev

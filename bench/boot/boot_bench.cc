@@ -55,7 +55,7 @@ double seconds_since(Clock::time_point start) {
 }
 
 void print_usage() {
-  std::fprintf(
+  (void)std::fprintf(
       stderr,
       "usage: kiln_bench_boot [--runs N] [--kiln PATH]\n"
       "  --runs N     timed runs of each measurement (default 10; one untimed warm-up precedes them)\n"
@@ -189,7 +189,7 @@ Result<void> run(const Options& options) {
              kCpus, kMemoryMib, engine::to_string(engine->accelerator()));
   fmt::print("  {}\n  kernel {}\n  kiln   {}\n  load average before: {}\n", version, kit.kernel, options.kiln,
              load_before);
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
 
   std::vector<double> hello, vm_run, rss, floor;
   // Run 0 warms the page cache (kernel, initramfs, binaries) and is not counted. Each run does every
@@ -204,9 +204,9 @@ Result<void> run(const Options& options) {
     hello.push_back(cold.seconds_to_hello);
     rss.push_back(cold.peak_rss_mib);
     vm_run.push_back(vm_run_seconds);
-    std::fprintf(stderr, "run %d/%d: hello %.3f s, vm run %.3f s, rss %.1f MiB, qemu -version %.3f s\n",
-                 iteration, options.runs, cold.seconds_to_hello, vm_run_seconds, cold.peak_rss_mib,
-                 floor_seconds);
+    (void)std::fprintf(stderr, "run %d/%d: hello %.3f s, vm run %.3f s, rss %.1f MiB, qemu -version %.3f s\n",
+                       iteration, options.runs, cold.seconds_to_hello, vm_run_seconds, cold.peak_rss_mib,
+                       floor_seconds);
   }
 
   fmt::print("\n{:<46} {:>10} {:>10} {:>10}\n", "measurement", "median", "min", "max");
@@ -224,12 +224,12 @@ Result<void> run(const Options& options) {
 int main(int argc, char** argv) {
   auto options = kiln::bench::parse_options(argc, argv);
   if (!options) {
-    std::fprintf(stderr, "kiln_bench_boot: %s\n", options.error().message().c_str());
+    (void)std::fprintf(stderr, "kiln_bench_boot: %s\n", options.error().message().c_str());
     kiln::bench::print_usage();
     return 2;
   }
   if (auto done = kiln::bench::run(*options); !done) {
-    std::fprintf(stderr, "kiln_bench_boot: %s\n", done.error().message().c_str());
+    (void)std::fprintf(stderr, "kiln_bench_boot: %s\n", done.error().message().c_str());
     return 1;
   }
   return 0;

@@ -49,7 +49,9 @@ TEST(AgentHostChannel, HostAwayMeansWaitNotEof) {
   ASSERT_TRUE(master.valid());
   ASSERT_EQ(::grantpt(master.get()), 0);
   ASSERT_EQ(::unlockpt(master.get()), 0);
-  ASSERT_EQ(::symlink(::ptsname(master.get()), (dev->path() + "/vport0p1").c_str()), 0);
+  char pts[64];
+  ASSERT_EQ(::ptsname_r(master.get(), pts, sizeof pts), 0);
+  ASSERT_EQ(::symlink(pts, (dev->path() + "/vport0p1").c_str()), 0);
 
   VirtioPortChannel channel(sysfs->path(), dev->path());
   auto first = channel.connect();

@@ -126,8 +126,8 @@ std::optional<RootDiskStatus> prepare_system() {
   if (::sethostname(kDefaultHostname, std::strlen(kDefaultHostname)) != 0) warn_errno("sethostname");
   bring_up_loopback();
   // PID 1's own environment: children get theirs from the spec (spawn.cc), this is for the agent's logs only.
-  (void)::setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 1);  // NOLINT: before any thread
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): PID 1 has started no thread yet
+  (void)::setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
   return root;
 }
 

@@ -34,7 +34,7 @@ void TerminalProgress::redraw() {
   if (drawn_ > 0) fmt::print(out_, "\x1b[{}A", drawn_);
   for (const Line& line : lines_) fmt::print(out_, "\x1b[2K{}\n", render(line));
   drawn_ = lines_.size();
-  std::fflush(out_);
+  (void)std::fflush(out_);
   last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -51,7 +51,7 @@ void TerminalProgress::on_progress(const image::ProgressEvent& event) {
   if (!interactive_) {
     // Plain output: one line per state change, never per chunk.
     if (changed) fmt::print(out_, "{}\n", render({it->id, it->state, 0, 0}));
-    std::fflush(out_);
+    (void)std::fflush(out_);
     return;
   }
   auto now = std::chrono::steady_clock::now();
@@ -64,7 +64,7 @@ void TerminalProgress::on_message(std::string_view text) {
   // The message scrolled the bars: start a fresh block below it.
   lines_.clear();
   drawn_ = 0;
-  std::fflush(out_);
+  (void)std::fflush(out_);
 }
 
 }  // namespace kiln::cli

@@ -16,7 +16,7 @@ void print_error(std::string_view message) {
 
 int main(int argc, char** argv) {
   // A closed pipe must surface as EPIPE on the write that hit it, not kill the CLI.
-  std::signal(SIGPIPE, SIG_IGN);
+  (void)std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"kiln: an API- and CLI-driven hypervisor; every container a VM", "kiln"};
   app.set_version_flag("--version", fmt::format("kiln version {}", kiln::kVersion));
   app.require_subcommand(0, 1);

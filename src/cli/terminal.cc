@@ -31,7 +31,8 @@ Result<UniqueFd> block_forwarded_signals() {
   sigset_t set;
   sigemptyset(&set);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&set, sig);
-  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::last_os_error("sigprocmask");
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0)
+    return Error::from_errno("pthread_sigmask", rc);
   UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!fd) return Error::last_os_error("signalfd");
   return fd;

@@ -88,7 +88,7 @@ Result<int> create(const VmApi& api, const CreateOptions& options) {
   Json vm = KILN_TRY(api.call("POST", "/v1/vms", body));
   std::string id = vm.value("id", "");
   fmt::print("{}\n", id);
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
   if (options.start) KILN_TRY(api.call("POST", vm_target(id, "start")));
   return 0;
 }

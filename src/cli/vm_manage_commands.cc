@@ -78,7 +78,7 @@ Result<int> act_on_each(const VmApi& api, const std::vector<std::string>& names,
     if (!done && done.error().category() == ErrorCategory::kUnavailable) return done.error();
     if (done) {
       fmt::print("{}\n", name);
-      std::fflush(stdout);
+      (void)std::fflush(stdout);
     } else {
       print_error(done.error().message());
       code = 1;

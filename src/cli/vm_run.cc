@@ -111,13 +111,13 @@ void remove_runtime_dir_and_die(int sig) {
     ::unlink(path);
   }
   if (g_boot_runtime_dir[0]) ::rmdir(g_boot_runtime_dir);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
+  (void)::signal(sig, SIG_DFL);
+  (void)::raise(sig);
 }
 
 void clean_up_on_signal_while_booting(const std::string& runtime_dir) {
-  ::snprintf(g_boot_runtime_dir, sizeof g_boot_runtime_dir, "%s", runtime_dir.c_str());
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(sig, remove_runtime_dir_and_die);
+  (void)::snprintf(g_boot_runtime_dir, sizeof g_boot_runtime_dir, "%s", runtime_dir.c_str());
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) (void)::signal(sig, remove_runtime_dir_and_die);
 }
 
 // The agent reports in HELLO_REPLY whether it could boot into the root disk; without it the command would

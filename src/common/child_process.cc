@@ -12,10 +12,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/errno_text.h"
+
 namespace kiln {
 
 std::string ExitStatus::describe() const {
-  if (signaled_) return fmt::format("killed by signal {} ({})", value_, ::strsignal(value_));
+  if (signaled_) return fmt::format("killed by signal {} ({})", value_, signal_text(value_));
   return fmt::format("exited with code {}", value_);
 }
 
@@ -42,8 +44,9 @@ struct ChildSetup {
   // Signal dispositions and mask are inherited across fork; a child must start clean.
   sigset_t all;
   sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  // The forked child has one thread, and sigprocmask is async-signal-safe (pthread_sigmask is not).
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);  // NOLINT(concurrency-mt-unsafe)
+  for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);
 
   if (options.new_session && ::setsid() < 0) fail(1);
   if (options.kill_with_parent && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(2);

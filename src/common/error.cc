@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/errno_text.h"
+
 namespace kiln {
 
 std::string_view to_string(ErrorCategory category) {
@@ -73,7 +75,7 @@ static ErrorCategory category_for_errno(int errnum) {
 }
 
 Error Error::from_errno(std::string_view what, int errnum) {
-  return {category_for_errno(errnum), fmt::format("{}: {}", what, std::strerror(errnum))};
+  return {category_for_errno(errnum), fmt::format("{}: {}", what, errno_text(errnum))};
 }
 
 Error Error::last_os_error(std::string_view what) {

@@ -77,11 +77,15 @@ class [[nodiscard]] Result {
 
   Result(const Error& error) : storage_(error) {}  // NOLINT(google-explicit-constructor): like std::expected
   Result(Error&& error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  // The requires-clause keeps this from hiding the copy and move constructors; clang-tidy 14's
+  // bugprone-forwarding-reference-overload only understands enable_if, hence the NOLINT.
+  // NOLINTBEGIN(bugprone-forwarding-reference-overload, google-explicit-constructor)
   template <typename U = T>
   requires std::is_constructible_v<T, U&&> &&
       (!std::is_same_v<std::remove_cvref_t<U>, Result>)&&(!std::is_same_v<std::remove_cvref_t<U>, Error>)
           Result(U&& value)
-      : storage_(std::in_place_index<0>, std::forward<U>(value)) {}  // NOLINT
+      : storage_(std::in_place_index<0>, std::forward<U>(value)) {}
+  // NOLINTEND(bugprone-forwarding-reference-overload, google-explicit-constructor)
 
   bool has_value() const { return storage_.index() == 0; }
   explicit operator bool() const { return has_value(); }

@@ -38,7 +38,7 @@ std::string Sha256::finish_hex() {
   if (EVP_DigestInit_ex(context_->md, EVP_sha256(), nullptr) != 1) std::abort();
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(length * 2);
+  hex.reserve(size_t{length} * 2);
   for (unsigned int i = 0; i < length; ++i) {
     hex.push_back(kHex[digest[i] >> 4]);
     hex.push_back(kHex[digest[i] & 0xf]);

@@ -27,7 +27,7 @@ TEST(UniqueFd, MoveTransfersOwnershipExactlyOnce) {
   UniqueFd first(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   int raw = first.get();
   UniqueFd second = std::move(first);
-  EXPECT_FALSE(first.valid());  // NOLINT(bugprone-use-after-move): checking the moved-from state on purpose
+  EXPECT_FALSE(first.valid());  // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move): on purpose
   EXPECT_EQ(second.get(), raw);
   UniqueFd third;
   third = std::move(second);

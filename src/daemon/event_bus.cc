@@ -35,7 +35,9 @@ void EventBus::publish(Event event) {
 
 std::vector<Event> EventBus::wait_after(uint64_t after, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
+  ++waiting_;
   changed_.wait_for(lock, timeout, [&] { return closed_ || (!ring_.empty() && ring_.back().seq > after); });
+  --waiting_;
   std::vector<Event> events;
   for (const auto& event : ring_) {
     if (event.seq > after) events.push_back(event);
@@ -59,6 +61,11 @@ void EventBus::close() {
 bool EventBus::closed() const {
   std::lock_guard lock(mutex_);
   return closed_;
+}
+
+size_t EventBus::waiting() const {
+  std::lock_guard lock(mutex_);
+  return waiting_;
 }
 
 }  // namespace kiln::daemon

@@ -39,6 +39,9 @@ class EventBus {
   // Wakes every waiter for good (daemon shutdown).
   void close();
   bool closed() const;
+  // Readers blocked in wait_after() right now. For tests that must act only once a reader is asleep, so
+  // that only a wake-up (not finding the event already there) can end its wait.
+  size_t waiting() const;
 
  private:
   size_t capacity_;
@@ -47,6 +50,7 @@ class EventBus {
   std::deque<Event> ring_;
   uint64_t next_seq_ = 1;
   bool closed_ = false;
+  size_t waiting_ = 0;
 };
 
 }  // namespace kiln::daemon

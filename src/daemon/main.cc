@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 
+#include "common/errno_text.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "daemon/daemon.h"
@@ -29,7 +30,7 @@ int detach_and_run(const DaemonOptions& options) {
   kiln::UniqueFd write_end = std::move(pipe->write_end);
   pid_t child = ::fork();
   if (child < 0) {
-    fmt::print(stderr, "kilnd: fork: {}\n", std::strerror(errno));
+    fmt::print(stderr, "kilnd: fork: {}\n", kiln::errno_text(errno));
     return 1;
   }
   if (child > 0) {
@@ -61,7 +62,7 @@ int detach_and_run(const DaemonOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
+  (void)std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"kilnd: the Kiln daemon (Kiln VM API, Docker Engine API, AppCatalyst API)", "kilnd"};
   app.set_version_flag("--version", fmt::format("kilnd version {}", kiln::kVersion));
   DaemonOptions options;

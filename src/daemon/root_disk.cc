@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "common/child_process.h"
+#include "common/errno_text.h"
 #include "common/unique_fd.h"
 #include "guest/initramfs.h"
 #include "image/layer_apply.h"
@@ -77,7 +78,7 @@ Result<void> populate_busybox_tree(const std::string& tree, const std::string& b
 Result<void> unpack_tarball(const std::string& tarball, const std::string& tree) {
   UniqueFd input(::open(tarball.c_str(), O_RDONLY | O_CLOEXEC));
   if (!input)
-    return Error::invalid_argument(fmt::format("rootfs tarball {}: {}", tarball, std::strerror(errno)));
+    return Error::invalid_argument(fmt::format("rootfs tarball {}: {}", tarball, errno_text(errno)));
   fs::create_directories(tree);
   UniqueFd root(::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root) return Error::last_os_error(fmt::format("open {}", tree));

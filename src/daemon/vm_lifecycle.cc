@@ -257,7 +257,6 @@ Result<VmRecord> VmManager::start(const std::string& id_or_name) {
         return ok();  // already what was asked (docker start of a running container is not an error)
       case VmState::kStopped:
       case VmState::kError:
-        return boot(slot, vm);
       case VmState::kSuspended:
         return boot(slot, vm);
       default:

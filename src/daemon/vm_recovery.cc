@@ -8,6 +8,7 @@
 
 #include <filesystem>
 
+#include "common/errno_text.h"
 #include "common/log.h"
 #include "daemon/vm_manager.h"
 #include "daemon/vm_slot.h"
@@ -95,7 +96,7 @@ void VmManager::watch_monitors() {
     }
     // The timeout bounds how long a dup'ed fd of a VM removed meanwhile stays in this list.
     if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) {
-      log::error("monitor watcher poll failed", {{"error", std::strerror(errno)}});
+      log::error("monitor watcher poll failed", {{"error", errno_text(errno)}});
       return;
     }
     if (fds[0].revents & POLLIN) {

@@ -396,7 +396,8 @@ Result<Digest> ImageStore::import(const std::string& tarball_path, const std::op
   }
   char created[32];
   std::time_t now = std::time(nullptr);
-  std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::tm utc{};
+  (void)std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", ::gmtime_r(&now, &utc));
   Json config = {{"architecture", options_.architecture},
                  {"os", "linux"},
                  {"created", created},

@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/errno_text.h"
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/unique_fd.h"
@@ -566,8 +567,7 @@ class LayerApplier {
           fd >= 0 ? ::fsetxattr(fd, key, value, size, 0) : ::lsetxattr(path.c_str(), key, value, size, 0);
       if (rc != 0) {
         // Filesystems differ in which namespaces they accept; a lost xattr is not worth failing a pull.
-        log::warn("could not set xattr",
-                  {{"path", display}, {"xattr", key}, {"error", std::strerror(errno)}});
+        log::warn("could not set xattr", {{"path", display}, {"xattr", key}, {"error", errno_text(errno)}});
       }
     }
     return ok();

@@ -77,7 +77,8 @@ TEST(DockerConfigTest, CredentialHelpersComeFirstAsInTheDockerCli) {
   write_helper(dir->path(), "special",
                "'reg.example.com') echo '{\"Username\":\"dave\",\"Secret\":\"pw\"}';;");
   write_helper(dir->path(), "broken", "*) echo 'keyring locked' >&2; exit 3;;");
-  std::string old_path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): single-threaded test
+  const char* inherited_path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): single-threaded test
+  std::string old_path = inherited_path != nullptr ? inherited_path : "";
   ::setenv("PATH", (dir->path() + ":" + old_path).c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
   std::string path = dir->path() + "/config.json";
   ASSERT_TRUE(write_file_atomic(path, R"({"credsStore": "store", "credHelpers": {"reg.example.com": "special",

@@ -63,7 +63,7 @@ class DaemonCase(unittest.TestCase):
         deadline = time.monotonic() + 60
         while not os.path.exists(cls.socket):
             if cls.daemon.poll() is not None or time.monotonic() > deadline:
-                log = cls.daemon_log()  # before tearDownClass removes it
+                log = cls.daemon_log()  # before tearDownClass deletes the scratch directory holding it
                 cls.tearDownClass()
                 raise RuntimeError(f"kilnd did not come up; see its log:\n{log}")
             time.sleep(0.05)

@@ -282,7 +282,15 @@ class EventsTest(KilndTestCase):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(k.socket)
         sock.sendall(b"GET /v1/events HTTP/1.1\r\nHost: kilnd\r\n\r\n")
+        # Subscribed once the response head arrives: kilnd fixes the stream's starting point (the newest
+        # event's seq) while handling the request, before it sends the head, so every later event is ours.
+        sock.settimeout(30)
         received = bytearray()
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk, "kilnd closed the events stream before answering")
+            received.extend(chunk)
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), bytes(received))
         done = threading.Event()
 
         def reader():
@@ -298,7 +306,6 @@ class EventsTest(KilndTestCase):
 
         thread = threading.Thread(target=reader)
         thread.start()
-        time.sleep(0.3)  # the subscription is taken when the request is handled; give it a moment
         k.create("ev", memory_mib=128)
         k.ok("POST", "/v1/vms/ev/start")
         k.ok("POST", "/v1/vms/ev/pause")

@@ -234,18 +234,22 @@ def tree_listing(root):
 
 
 def erofs_tree(image, workdir):
-    """The listing of an EROFS image: read through a read-only loop mount when the kernel allows it (exact),
-    else through `fsck.erofs --extract`, which drops set-id bits and hard links (so set-id bits are masked)."""
+    """The listing of an EROFS image and why it is not exact (None when it is). Exact through a read-only
+    loop mount (needs root and a loop device); otherwise through `fsck.erofs --extract`, which drops set-id
+    bits and hard links, so the caller must mask set-id bits and say that it did."""
     mountpoint = os.path.join(workdir, "mnt")
     os.makedirs(mountpoint, exist_ok=True)
-    if subprocess.run(["mount", "-t", "erofs", "-o", "loop,ro", image, mountpoint], capture_output=True).returncode == 0:
+    mounted = subprocess.run(["mount", "-t", "erofs", "-o", "loop,ro", image, mountpoint], capture_output=True)
+    if mounted.returncode == 0:
         try:
-            return tree_listing(mountpoint), True
+            return tree_listing(mountpoint), None
         finally:
             subprocess.run(["umount", mountpoint], check=True)
+    why = (f"set-id bits unchecked: a loop mount of the EROFS image failed (needs root and a loop device): "
+           f"{(mounted.stderr.decode(errors='replace').strip() or f'exit {mounted.returncode}')}")
     out = os.path.join(workdir, "extract")
     subprocess.run(["fsck.erofs", f"--extract={out}", image], check=True, capture_output=True)
-    return tree_listing(out), False
+    return tree_listing(out), why
 
 
 def without_setid(listing):

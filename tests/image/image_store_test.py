@@ -76,11 +76,13 @@ class ImageCase(unittest.TestCase):
         self.assertTrue(image.endswith(".erofs"), image)
         workdir = self.path("erofs-" + hashlib.sha256((image + str(root)).encode()).hexdigest()[:8])
         os.makedirs(workdir, exist_ok=True)
-        tree, self.exact_erofs = erofs_tree(image, workdir)
+        tree, self.inexact_erofs = erofs_tree(image, workdir)
         return tree
 
     def assertSameTree(self, ours, reference):
-        if not getattr(self, "exact_erofs", True):
+        # Without a loop mount set-id bits cannot be read back; test_setid_bits_reach_the_rootfs reports that
+        # as a skip with the reason, so masking them here hides nothing.
+        if getattr(self, "inexact_erofs", None):
             ours, reference = without_setid(ours), without_setid(reference)
         self.assertEqual(ours, reference, "rootfs differs from umoci's:\n" + "\n".join(
             sorted(set(ours).symmetric_difference(reference))))
@@ -118,8 +120,19 @@ class PullTest(ImageCase):
         self.assertNotIn("remove-me", joined)
         self.assertNotIn("data/old1", joined)
         self.assertIn("opt/current l", joined)
-        if self.exact_erofs:
-            self.assertIn("opt/app/v2 -rwsr-xr-x", joined)
+
+    def test_setid_bits_reach_the_rootfs(self):
+        registry = self.start_registry()
+        write_oci_layout(self.path("multi"), multilayer_layers())
+        self.skopeo_push(self.path("multi"), "latest", f"{registry.address}/team/setid:v1")
+        self.kiln("pull", f"{registry.address}/team/setid:v1")
+        ours = self.rootfs_tree(f"{registry.address}/team/setid:v1")
+        if self.inexact_erofs:
+            self.skipTest(self.inexact_erofs)
+        reference = tree_listing(umoci_rootfs(self.path("multi"), "latest", self.path("bundle")))
+        self.assertIn("opt/app/v2 -rwsr-xr-x", "\n".join(reference))  # the fixture does have a set-uid file
+        self.assertIn("opt/app/v2 -rwsr-xr-x", "\n".join(ours))
+        self.assertSameTree(ours, reference)
 
     def test_pull_through_index_by_digest_and_rootfs_is_cached(self):
         registry = self.start_registry()

@@ -264,10 +264,10 @@ TEST_F(EngineSnapshot, RefusesSnapshotsThatDoNotFitAndDamagedOnesWithoutLeavingA
   {
     std::FILE* file = std::fopen(state_file().c_str(), "r+b");
     ASSERT_NE(file, nullptr);
-    std::fseek(file, 64, SEEK_SET);
+    ASSERT_EQ(std::fseek(file, 64, SEEK_SET), 0);
     std::string garbage(std::min<uint64_t>(size - 64, 1 << 20), '\xa5');
-    std::fwrite(garbage.data(), 1, garbage.size(), file);
-    std::fclose(file);
+    EXPECT_EQ(std::fwrite(garbage.data(), 1, garbage.size(), file), garbage.size());
+    ASSERT_EQ(std::fclose(file), 0);
   }
   auto corrupt = restore_with(spec(256));
   ASSERT_FALSE(corrupt);

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "api/http/socket_stream.h"
+#include "common/errno_text.h"
 #include "common/log.h"
 
 namespace kiln::api::http::detail {
@@ -379,7 +380,7 @@ Next ConnectionCodec::send_hijack(Request& request, HijackReply& reply, Clock::t
   // while the handler runs, and the handler may keep its copy after returning.
   int copy = ::fcntl(context_.fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) {
-    log::error("cannot hand over a hijacked connection", {{"error", std::strerror(errno)}});
+    log::error("cannot hand over a hijacked connection", {{"error", errno_text(errno)}});
     return Next::kClose;
   }
   RawConnection raw{.fd = UniqueFd(copy)};

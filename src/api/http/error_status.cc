@@ -11,7 +11,6 @@ int http_status_for(ErrorCategory category) {
     case ErrorCategory::kNotFound:
       return 404;
     case ErrorCategory::kAlreadyExists:
-      return 409;
     case ErrorCategory::kFailedPrecondition:
       return 409;
     case ErrorCategory::kCancelled:

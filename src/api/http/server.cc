@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "api/http/connection.h"
+#include "common/errno_text.h"
 #include "common/log.h"
 
 namespace kiln::api::http {
@@ -81,7 +82,7 @@ void Server::accept_loop(int listen_fd) {
     pollfd fds[2] = {{.fd = listen_fd, .events = POLLIN}, {.fd = stop_fd_.get(), .events = POLLIN}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      log::error("poll on listener failed; listener stops", {{"error", std::strerror(errno)}});
+      log::error("poll on listener failed; listener stops", {{"error", errno_text(errno)}});
       return;
     }
     if (fds[1].revents != 0) return;
@@ -91,7 +92,7 @@ void Server::accept_loop(int listen_fd) {
     if (fd < 0) {
       if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
       // Out of fds or memory: back off instead of spinning; existing connections finishing will free some.
-      log::warn("accept failed", {{"error", std::strerror(errno)}});
+      log::warn("accept failed", {{"error", errno_text(errno)}});
       ::poll(&fds[1], 1, 100);
       continue;
     }

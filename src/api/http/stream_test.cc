@@ -98,7 +98,7 @@ TEST(Stream, HandlerSeesTheClientLeaveByPollingItsFd) {
       // What a handler waiting on its own event source does: poll that source and the client together.
       pollfd pfd{.fd = writer.poll_fd(), .events = POLLRDHUP};
       int rc = ::poll(&pfd, 1, 5000);
-      woke.set_value(rc > 0 ? pfd.revents : 0);
+      woke.set_value(rc > 0 ? pfd.revents : short{0});
       EXPECT_TRUE(writer.client_gone());
     });
   });

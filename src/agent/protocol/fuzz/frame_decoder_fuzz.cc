@@ -51,6 +51,12 @@ void decode_payload(const kiln::agent::Frame& frame) {
     case MessageType::kUnmount:
       (void)kiln::agent::decode_unmount_request(payload);
       break;
+    case MessageType::kSetClock:
+      (void)kiln::agent::decode_set_clock_request(payload);
+      break;
+    case MessageType::kSetHostname:
+      (void)kiln::agent::decode_set_hostname_request(payload);
+      break;
     default:
       break;
   }
