@@ -83,9 +83,12 @@ def cache_key(clang, path, directory, args, fingerprint):
     pre = subprocess.run([clang, "-x", "c++", "-E", "-dD", *args, path], cwd=directory, capture_output=True)
     if pre.returncode != 0:
         return None  # let clang-tidy report it
+    # The checkout's own path is left out, so a clean result counts in any clone (CI checks out afresh in
+    # another folder): only what the file, its headers, macros and flags say matters.
+    root = ROOT.encode()
     digest = hashlib.sha256(fingerprint)
-    digest.update(json.dumps([path, args]).encode())
-    digest.update(pre.stdout)
+    digest.update(json.dumps([path, args]).encode().replace(root, b"<root>"))
+    digest.update(pre.stdout.replace(root, b"<root>"))
     return digest.hexdigest()
 
 
