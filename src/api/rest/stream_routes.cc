@@ -110,7 +110,8 @@ void add_stream_routes(http::Router& router, ApiContext& context) {
     http::StreamReply reply;
     reply.headers.set("Content-Type", "application/x-ndjson");
     reply.body = [&context, after, vm_filter, filtered_id](http::ChunkWriter& writer) mutable {
-      // Headers go out with the first chunk; say something at once so a client knows it is subscribed.
+      // The response head has gone out before this body runs, and `after` was fixed before that: a client
+      // that has the head is subscribed, and misses nothing published from then on.
       while (!writer.client_gone() && !context.events.closed()) {
         auto events = context.events.wait_after(after, std::chrono::milliseconds(500));
         std::string lines;
