@@ -87,9 +87,8 @@ Json docker_event(const daemon::Event& event) {
           {"timeNano", event.time_nano}};
 }
 
-bool included(const daemon::Event& event, const Filters& filters) {
-  if (!served_type(event.type)) return false;
-  Json message = docker_event(event);
+// `message` is docker_event(event).
+bool included(const daemon::Event& event, const Json& message, const Filters& filters) {
   const Json& attributes = message["Actor"]["Attributes"];
   std::string name = attributes.value("name", "");
   std::string image_name = event.type == "image" ? name : attributes.value("image", "");
@@ -137,7 +136,9 @@ void add_event_routes(DockerRoutes& routes, DockerContext& context) {
             past_until = true;
             break;
           }
-          if (included(event, filters)) lines += docker_event(event).dump() + "\n";
+          if (!served_type(event.type)) continue;
+          Json message = docker_event(event);
+          if (included(event, message, filters)) lines += message.dump() + "\n";
         }
         if (!lines.empty() && !writer.write_chunk(lines)) return;
         if (past_until || (until && now_nanos() > *until)) return;

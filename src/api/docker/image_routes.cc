@@ -142,29 +142,19 @@ Result<Reply> create_image(DockerContext& context, Request& request) {
 
 // POST /images/load: `docker load` reads {"stream": "Loaded image: NAME\n"} lines.
 Result<Reply> load_images(DockerContext& context, Request& request) {
-  auto body = std::make_shared<rest::SpooledBody>(KILN_TRY(rest::spool_body(request, context.scratch_dir)));
-  bool quiet = request.query.get_bool("quiet");
-  image::ImageStore& images = context.images;
-  auto loaded = [&images, body]() -> Result<std::vector<std::string>> {
-    image::NullProgress progress;
-    auto ids = images.load(body->path, {}, progress);
-    if (!ids) return rest::archive_error(ids.error(), body->path);
-    std::vector<std::string> lines;
-    for (const auto& id : *ids) {
-      auto details = KILN_TRY(images.inspect(id.to_string()));
-      if (details.summary.tags.empty()) lines.push_back("Loaded image ID: " + id.to_string());
-      for (const auto& tag : details.summary.tags) {
-        auto ref = image::ImageRef::parse(tag);
-        lines.push_back("Loaded image: " + (ref ? ref->familiar() : tag));
-      }
+  rest::SpooledBody body = KILN_TRY(rest::spool_body(request, context.scratch_dir));
+  // The store says what it loaded ("Loaded image: NAME", "Loaded image ID: ID" for untagged ones), in the
+  // words `docker load` prints; dockerd's `quiet` only hides progress bars, so those lines always go out.
+  struct LoadedLines final : image::ProgressListener {
+    std::string out;
+    void on_progress(const image::ProgressEvent&) override {}
+    void on_message(std::string_view text) override {
+      if (text.starts_with("Loaded image")) out += Json{{"stream", std::string(text) + "\n"}}.dump() + "\n";
     }
-    return lines;
-  };
-  std::vector<std::string> lines = KILN_TRY(loaded());
-  std::string out;
-  for (const auto& line : lines) out += Json{{"stream", line + "\n"}}.dump() + "\n";
-  (void)quiet;  // dockerd's quiet only hides progress bars; the "Loaded image" lines are always sent
-  return Reply(http::text_response(200, out, "application/json"));
+  } lines;
+  auto ids = context.images.load(body.path, {}, lines);
+  if (!ids) return rest::archive_error(ids.error(), body.path);
+  return Reply(http::text_response(200, lines.out, "application/json"));
 }
 
 Result<Reply> save_images(DockerContext& context, const std::vector<std::string>& names) {
