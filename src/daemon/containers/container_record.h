@@ -1,0 +1,112 @@
+// ContainerRecord: everything kilnd knows about one Docker container, as stored in kiln.db (one JSON document
+// per row, beside the VM records) and as the Docker API shows it. The container runs in its own VM
+// (`vm_id`); this record holds what Docker users see: the configuration given at create (merged with the
+// image's), the state and exit code. Plain data; any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/json.h"
+
+namespace kiln::daemon::containers {
+
+// Docker's State.Status values.
+enum class ContainerState { kCreated, kRunning, kPaused, kRestarting, kRemoving, kExited, kDead };
+std::string_view to_string(ContainerState state);
+std::optional<ContainerState> container_state_from_string(std::string_view text);
+
+struct RestartPolicy {
+  enum class Kind { kNo, kAlways, kOnFailure, kUnlessStopped } kind = Kind::kNo;
+  unsigned maximum_retry_count = 0;  // on-failure:N; 0 means unlimited
+  bool operator==(const RestartPolicy&) const = default;
+};
+// Docker's names: "no" (also ""), "always", "on-failure", "unless-stopped".
+std::string_view to_string(RestartPolicy::Kind kind);
+// kInvalidArgument in dockerd's words for an unknown name or a retry count with a policy other than
+// on-failure ("maximum retry count cannot be used with restart policy 'always'").
+Result<RestartPolicy> make_restart_policy(std::string_view name, int64_t maximum_retry_count);
+
+struct LogConfig {
+  std::string type = "json-file";              // the only driver; "none" discards
+  std::map<std::string, std::string> options;  // json-file: max-size ("10m"), max-file ("3")
+  bool operator==(const LogConfig&) const = default;
+};
+
+// What runs: fixed at create, the image's configuration merged in (Env, Entrypoint/Cmd, WorkingDir, User,
+// StopSignal, Labels), as dockerd merges it.
+struct ContainerConfig {
+  std::string image;     // as the client named it ("busybox", "busybox:latest", "sha256:...")
+  std::string image_id;  // "sha256:<64 hex>"
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd;
+  std::vector<std::string> env;  // "K=V"; includes PATH and HOSTNAME
+  std::string working_dir;       // empty: "/"
+  std::string user;              // "name", "uid", "name:group", "uid:gid"; empty: root
+  std::string hostname;          // default: the first 12 hex digits of the id
+  std::string domainname;
+  bool tty = false;
+  bool open_stdin = false;
+  bool stdin_once = false;
+  bool attach_stdin = false;
+  bool attach_stdout = false;
+  bool attach_stderr = false;
+  std::map<std::string, std::string> labels;  // the image's, then the client's
+  std::string stop_signal;                    // "SIGTERM" when neither image nor client set one
+  std::optional<int> stop_timeout;            // seconds; nullopt: 10
+  uint16_t console_rows = 0;                  // HostConfig.ConsoleSize: initial tty size (0: 24x80)
+  uint16_t console_cols = 0;
+};
+
+// How it runs: Docker's HostConfig, as far as it maps onto a VM.
+struct HostConfig {
+  bool auto_remove = false;  // --rm: kilnd removes the container when it exits
+  RestartPolicy restart_policy;
+  uint64_t memory_bytes = 0;  // the VM's memory; 0: the default
+  uint64_t nano_cpus = 0;     // --cpus: vCPUs rounded up; 0: the default
+  unsigned cpu_count = 0;
+  std::vector<std::string> cap_add;   // "CAP_NET_ADMIN" or "NET_ADMIN" or "ALL", as given
+  std::vector<std::string> cap_drop;  // likewise
+  bool privileged = false;
+  bool read_only_root = false;
+  bool init = false;  // --init: a minimal init as PID 1 reaps and forwards signals
+  LogConfig log_config;
+  std::string network_mode = "default";  // recorded and shown; networking comes with issue 13
+};
+
+struct ContainerRecord {
+  std::string id;    // 64 hex digits
+  std::string name;  // without the leading "/"
+  std::string created;  // RFC 3339 with nanoseconds, UTC
+  ContainerConfig config;
+  HostConfig host_config;
+  // The Config and HostConfig objects of the create request as the client sent them: inspect shows them with
+  // the typed fields above laid over, so fields Kiln only records (ExposedPorts, PortBindings, Binds,
+  // Dns, ...) come back as they went in.
+  Json raw_config = Json::object();
+  Json raw_host_config = Json::object();
+  Json raw_networking_config = Json::object();
+
+  std::string vm_id;  // the container's VM (owner label "kiln.container.id" on it)
+
+  ContainerState state = ContainerState::kCreated;
+  int exit_code = 0;
+  std::string error;        // State.Error: why the last start failed
+  bool oom_killed = false;
+  int64_t pid = 0;          // State.Pid: the VM monitor's pid while running
+  std::string started_at;   // RFC 3339 nanos; empty: never
+  std::string finished_at;  // RFC 3339 nanos; empty: never
+  unsigned restart_count = 0;
+  // A `docker stop` (or kill) by the user: restart policies other than "always" leave it stopped, and
+  // "unless-stopped" stays stopped across kilnd restarts.
+  bool stopped_by_user = false;
+};
+
+Json to_storage_json(const ContainerRecord& container);
+Result<ContainerRecord> container_from_storage_json(const Json& json);
+
+}  // namespace kiln::daemon::containers
