@@ -17,63 +17,22 @@
 #include <cctype>
 #include <cerrno>
 
+#include "agent/protocol/linux_capabilities.h"
 #include "common/unique_fd.h"
 
 namespace kiln::agent {
 namespace {
 
-// linux/capability.h, in order: index = capability number.
-constexpr std::array<std::string_view, 41> kCapabilityNames = {"CHOWN",
-                                                               "DAC_OVERRIDE",
-                                                               "DAC_READ_SEARCH",
-                                                               "FOWNER",
-                                                               "FSETID",
-                                                               "KILL",
-                                                               "SETGID",
-                                                               "SETUID",
-                                                               "SETPCAP",
-                                                               "LINUX_IMMUTABLE",
-                                                               "NET_BIND_SERVICE",
-                                                               "NET_BROADCAST",
-                                                               "NET_ADMIN",
-                                                               "NET_RAW",
-                                                               "IPC_LOCK",
-                                                               "IPC_OWNER",
-                                                               "SYS_MODULE",
-                                                               "SYS_RAWIO",
-                                                               "SYS_CHROOT",
-                                                               "SYS_PTRACE",
-                                                               "SYS_PACCT",
-                                                               "SYS_ADMIN",
-                                                               "SYS_BOOT",
-                                                               "SYS_NICE",
-                                                               "SYS_RESOURCE",
-                                                               "SYS_TIME",
-                                                               "SYS_TTY_CONFIG",
-                                                               "MKNOD",
-                                                               "LEASE",
-                                                               "AUDIT_WRITE",
-                                                               "AUDIT_CONTROL",
-                                                               "SETFCAP",
-                                                               "MAC_OVERRIDE",
-                                                               "MAC_ADMIN",
-                                                               "SYSLOG",
-                                                               "WAKE_ALARM",
-                                                               "BLOCK_SUSPEND",
-                                                               "AUDIT_READ",
-                                                               "PERFMON",
-                                                               "BPF",
-                                                               "CHECKPOINT_RESTORE"};
 
 int read_last_capability() {
   auto text = read_file("/proc/sys/kernel/cap_last_cap", 64);
-  if (!text) return static_cast<int>(kCapabilityNames.size()) - 1;
+  if (!text) return kLinuxCapabilityCount - 1;
   int value = 0;
   for (char c : *text) {
     if (c < '0' || c > '9') break;
     value = value * 10 + (c - '0');
   }
-  return value > 0 && value < 64 ? value : static_cast<int>(kCapabilityNames.size()) - 1;
+  return value > 0 && value < 64 ? value : kLinuxCapabilityCount - 1;
 }
 
 bool mkdir_if_missing(const char* path) {
@@ -86,16 +45,6 @@ int container_clone_flags() {
   return CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
 }
 
-std::optional<int> capability_number(std::string_view name) {
-  std::string upper;
-  for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  std::string_view bare = upper;
-  if (bare.starts_with("CAP_")) bare.remove_prefix(4);
-  for (size_t i = 0; i < kCapabilityNames.size(); ++i) {
-    if (kCapabilityNames[i] == bare) return static_cast<int>(i);
-  }
-  return std::nullopt;
-}
 
 Result<ContainerPlan> plan_container(const ContainerSpec& spec) {
   struct stat st {};

@@ -90,7 +90,4 @@ struct ContainerUser {
 // words: "unable to find user NAME: no matching entries in passwd file".
 Result<ContainerUser> resolve_container_user(const std::string& root, std::string_view user);
 
-// "CAP_CHOWN" (or "chown", any case) -> 0; nullopt when unknown.
-std::optional<int> capability_number(std::string_view name);
-
 }  // namespace kiln::agent

@@ -168,13 +168,5 @@ TEST(ContainerUserTest, PasswdSymlinksResolveInsideTheRoot) {
   EXPECT_FALSE(resolve_container_user(root.path(), "4294967295"));
 }
 
-TEST(CapabilityNames, AcceptDockersSpellings) {
-  EXPECT_EQ(capability_number("CAP_CHOWN"), 0);
-  EXPECT_EQ(capability_number("net_admin"), 12);
-  EXPECT_EQ(capability_number("SYS_ADMIN"), 21);
-  EXPECT_EQ(capability_number("CAP_CHECKPOINT_RESTORE"), 40);
-  EXPECT_EQ(capability_number("CAP_FLY"), std::nullopt);
-}
-
 }  // namespace
 }  // namespace kiln::agent

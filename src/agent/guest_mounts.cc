@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "agent/root_disk.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 
 namespace kiln::agent {
 
 namespace {
+
+constexpr auto kDiskWait = std::chrono::seconds(5);
 
 Result<void> make_directories(const std::string& path) {
   // `path` is normalized and absolute: every '/' after the first starts a component.
@@ -52,17 +55,40 @@ bool has_option(std::string_view options, std::string_view wanted) {
   return false;
 }
 
+// overlayfs needs its upperdir and workdir to exist; on a fresh writable layer they do not yet.
+Result<void> make_overlay_directories(std::string_view options) {
+  size_t start = 0;
+  while (start < options.size()) {
+    size_t end = options.find(',', start);
+    if (end == std::string_view::npos) end = options.size();
+    std::string_view option = options.substr(start, end - start);
+    for (std::string_view key : {"upperdir=", "workdir="}) {
+      if (!option.starts_with(key)) continue;
+      std::string path = KILN_TRY(normalize_guest_path(option.substr(key.size()), "overlay directory"));
+      KILN_TRY(make_directories(path));
+    }
+    start = end + 1;
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<void> mount_in_guest(const MountRequest& request) {
   KILN_TRY(make_directories(request.target));
+  std::string source = request.source;
+  if (source.starts_with(kSerialSourcePrefix)) {
+    // Device names follow probe order, which the host does not control; serials are what it chose.
+    source = KILN_TRY(wait_for_block_device(source.substr(kSerialSourcePrefix.size()), kDiskWait));
+  }
+  if (request.fstype == "overlay") KILN_TRY(make_overlay_directories(request.options));
   unsigned long flags = request.read_only ? MS_RDONLY : 0;
   const char* data = request.options.empty() ? nullptr : request.options.c_str();
-  if (::mount(request.source.c_str(), request.target.c_str(), request.fstype.c_str(), flags, data) != 0) {
+  if (::mount(source.c_str(), request.target.c_str(), request.fstype.c_str(), flags, data) != 0) {
     return Error::last_os_error(
-        fmt::format("mount {} {} on {}", request.fstype, request.source, request.target));
+        fmt::format("mount {} {} on {}", request.fstype, source, request.target));
   }
-  log::info("mounted", {{"source", request.source},
+  log::info("mounted", {{"source", source},
                         {"target", request.target},
                         {"fstype", request.fstype},
                         {"read_only", request.read_only ? "yes" : "no"}});

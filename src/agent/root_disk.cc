@@ -31,18 +31,6 @@ std::string trimmed(std::string text) {
   return text;
 }
 
-Result<std::string> wait_for_block_device(std::string_view serial, std::chrono::milliseconds wait) {
-  auto deadline = std::chrono::steady_clock::now() + wait;
-  for (;;) {
-    auto device = find_block_device("/sys/block", "/dev", serial);
-    if (device || device.error().category() != ErrorCategory::kNotFound) return device;
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Error::not_found(
-          fmt::format("no block device with serial {} appeared within {} ms", serial, wait.count()));
-    }
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
 
 // The mount points the rest of PID 1 setup and every userland expect; created on the disk if it lacks them.
 struct NeededDir {
@@ -119,6 +107,19 @@ Result<void> enter_new_root() {
 }
 
 }  // namespace
+
+Result<std::string> wait_for_block_device(std::string_view serial, std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    auto device = find_block_device("/sys/block", "/dev", serial);
+    if (device || device.error().category() != ErrorCategory::kNotFound) return device;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Error::not_found(
+          fmt::format("no block device with serial {} appeared within {} ms", serial, wait.count()));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
 
 std::optional<std::string> root_serial_from_cmdline(std::string_view cmdline) {
   constexpr std::string_view kKey = "kiln.root=";

@@ -23,6 +23,9 @@ std::optional<std::string> root_serial_from_cmdline(std::string_view cmdline);
 Result<std::string> find_block_device(const std::string& sys_block, const std::string& dev_dir,
                                       std::string_view serial);
 
+// Polls find_block_device in /sys/block and /dev until the disk appears or `wait` passed.
+Result<std::string> wait_for_block_device(std::string_view serial, std::chrono::milliseconds wait);
+
 // Removes everything under `dir_fd` that lives on the filesystem `device`, without following symlinks or
 // entering other mounts (busybox switch_root's delete_contents). Best effort: failures are skipped.
 void delete_same_filesystem_contents(int dir_fd, dev_t device);

@@ -7,12 +7,12 @@
 
 #include <cerrno>
 
+#include "common/stdcopy.h"
 #include "common/unique_fd.h"
 
 namespace kiln::cli {
 namespace {
 
-constexpr size_t kHeaderSize = 8;
 constexpr size_t kChunk = 64 * 1024;
 // Stop reading stdin while this much of it waits for the socket.
 constexpr size_t kMaxPendingInput = 256 * 1024;
@@ -88,7 +88,7 @@ class OutputSide {
   }
 
   const ExecStreamIo& io_;
-  StdcopyDemuxer demuxer_;
+  stdcopy::Demuxer demuxer_;
 };
 
 void dispatch_signals(const ExecStreamIo& io) {
@@ -99,22 +99,6 @@ void dispatch_signals(const ExecStreamIo& io) {
 }
 
 }  // namespace
-
-bool StdcopyDemuxer::feed(std::string_view data, const Sink& sink) {
-  buffer_.append(data);
-  size_t offset = 0;
-  bool keep_going = true;
-  while (keep_going && buffer_.size() - offset >= kHeaderSize) {
-    const auto* header = reinterpret_cast<const unsigned char*>(buffer_.data() + offset);
-    size_t length =
-        (size_t{header[4]} << 24) | (size_t{header[5]} << 16) | (size_t{header[6]} << 8) | header[7];
-    if (buffer_.size() - offset - kHeaderSize < length) break;
-    keep_going = sink(header[0], std::string_view(buffer_).substr(offset + kHeaderSize, length));
-    offset += kHeaderSize + length;
-  }
-  buffer_.erase(0, offset);
-  return keep_going;
-}
 
 Result<StreamEnd> pump_exec_stream(const ExecStreamIo& io) {
   InputSide input(io.stdin_fd, io.socket);

@@ -12,19 +12,6 @@
 
 namespace kiln::cli {
 
-// Docker stdcopy frames -> (stream, payload): an 8-byte header (byte 0 the stream, 1 stdout and 2 stderr;
-// bytes 4-7 the big-endian payload length) before each payload. Frames may arrive split anywhere.
-class StdcopyDemuxer {
- public:
-  using Sink = std::function<bool(int stream, std::string_view payload)>;  // false: stop
-  // Hands every complete frame in `data` (after any partial one held from before) to `sink`.
-  bool feed(std::string_view data, const Sink& sink);
-  size_t pending() const { return buffer_.size(); }
-
- private:
-  std::string buffer_;
-};
-
 struct ExecStreamIo {
   int socket = -1;
   std::string already_read;  // bytes past the HTTP head, read before the socket

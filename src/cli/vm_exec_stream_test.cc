@@ -5,41 +5,13 @@
 
 #include <thread>
 
+#include "common/stdcopy.h"
 #include "common/unique_fd.h"
 
 namespace kiln::cli {
 namespace {
 
-std::string frame(char stream, std::string_view payload) {
-  uint32_t size = static_cast<uint32_t>(payload.size());
-  std::string out = {stream,
-                     0,
-                     0,
-                     0,
-                     static_cast<char>(size >> 24),
-                     static_cast<char>(size >> 16),
-                     static_cast<char>(size >> 8),
-                     static_cast<char>(size)};
-  return out + std::string(payload);
-}
-
-TEST(StdcopyDemuxer, FramesSplitAnywhere) {
-  std::string stream = frame(1, "out") + frame(2, "err") + frame(1, std::string(70000, 'x'));
-  for (size_t step : {1, 3, 8, 11, 4096}) {
-    StdcopyDemuxer demuxer;
-    std::string out, err;
-    for (size_t i = 0; i < stream.size(); i += step) {
-      ASSERT_TRUE(
-          demuxer.feed(std::string_view(stream).substr(i, step), [&](int which, std::string_view data) {
-            (which == 2 ? err : out).append(data);
-            return true;
-          }));
-    }
-    EXPECT_EQ(out, "out" + std::string(70000, 'x')) << step;
-    EXPECT_EQ(err, "err");
-    EXPECT_EQ(demuxer.pending(), 0u);
-  }
-}
+using stdcopy::frame;
 
 // A fake daemon end: echoes stdin back as stdout frames until the client half-closes, then says "bye" on
 // stderr and closes. 1 MiB each way, so both directions must flow at once.

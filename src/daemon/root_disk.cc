@@ -141,6 +141,8 @@ Result<void> build_root_disk(const std::string& image_path, uint64_t size_mib, c
       std::string template_disk = KILN_TRY(inputs.vm_root_disk(source.value));
       return copy_disk(template_disk, image_path, size_mib);
     }
+    case RootSource::Kind::kContainer:
+      break;  // a container's VM has no root disk: VmManager gives it the image and a writable layer
   }
   return Error::internal("unknown root filesystem source");
 }

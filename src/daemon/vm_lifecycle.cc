@@ -36,9 +36,14 @@ engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
                       .kernel = vm.kernel.empty() ? config_.kernel : vm.kernel,
                       .initrd = config_.initramfs,
                       .runtime_dir = runtime_dir(vm.id),
-                      .disks = {{.path = vm_dir(vm.id) + "/root.ext4"}},
                       .die_with_launcher = false};
-  spec.root_disk = 0;
+  if (vm.source.kind == RootSource::Kind::kContainer) {
+    // Stays in the initramfs: the agent assembles the container's root from these two (mount_container_root).
+    spec.disks = {{.path = vm.image_rootfs, .read_only = true}, {.path = container_layer_path(vm.id)}};
+  } else {
+    spec.disks = {{.path = vm_dir(vm.id) + "/root.ext4"}};
+    spec.root_disk = 0;
+  }
   if (vm.folders_enabled) {
     for (size_t i = 0; i < vm.folders.size(); ++i) {
       const auto& folder = vm.folders[i];
@@ -81,6 +86,34 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
       return connection.mount(request, kMountTimeout);
     }),
                      fmt::format("mount shared folder {} at {}", folder.host_path, folder.guest_path));
+  }
+  return ok();
+}
+
+Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
+  if (vm.source.kind != RootSource::Kind::kContainer) return ok();
+  auto& hub = *slot.running->hub;
+  bool supported = KILN_TRY(hub.call([](agent::AgentConnection& connection) -> Result<bool> {
+    return connection.has_capability("mount_serial");
+  }));
+  if (!supported) {
+    return Error::unsupported(
+        "the guest agent is too old to assemble a container's root (it lacks capability mount_serial)");
+  }
+  // disk 0: the image (EROFS, shared read-only by every container of it); disk 1: the writable layer.
+  std::string root(kContainerRootInGuest);
+  const agent::MountRequest mounts[] = {
+      {.source = "serial:kiln-disk0", .target = "/kiln/image", .fstype = "erofs", .read_only = true},
+      {.source = "serial:kiln-disk1", .target = "/kiln/layer", .fstype = "ext4"},
+      {.source = "overlay",
+       .target = root,
+       .fstype = "overlay",
+       .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
+  };
+  for (const auto& request : mounts) {
+    KILN_TRY_CONTEXT(
+        hub.call([&](agent::AgentConnection& connection) { return connection.mount(request, kMountTimeout); }),
+        fmt::format("assemble the container's root ({})", request.target));
   }
   return ok();
 }
@@ -156,6 +189,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     } else {
       name_guest(slot, vm);
       KILN_TRY(mount_folders(slot, vm));
+      KILN_TRY(mount_container_root(slot, vm));
     }
     return ok();
   }();
@@ -250,8 +284,9 @@ Result<void> VmManager::discard_suspended(VmRecord& vm) {
   return ok();
 }
 
-Result<VmRecord> VmManager::start(const std::string& id_or_name) {
+Result<VmRecord> VmManager::start(const std::string& id_or_name, std::string_view as_owner) {
   return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "start"));
     switch (vm.state) {
       case VmState::kRunning:
         return ok();  // already what was asked (docker start of a running container is not an error)
@@ -282,8 +317,10 @@ Result<VmRecord> VmManager::kill(const std::string& id_or_name) {
   });
 }
 
-Result<VmRecord> VmManager::restart(const std::string& id_or_name, std::chrono::milliseconds grace) {
+Result<VmRecord> VmManager::restart(const std::string& id_or_name, std::chrono::milliseconds grace,
+                                    std::string_view as_owner) {
   return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "restart"));
     if (vm.state == VmState::kCreating) return state_conflict(vm, "restart");
     if (vm.state == VmState::kSuspended) KILN_TRY(discard_suspended(vm));
     if (has_monitor(vm.state)) KILN_TRY(shut_down(slot, vm, grace, ""));
@@ -322,8 +359,9 @@ Result<VmRecord> VmManager::resume(const std::string& id_or_name) {
   });
 }
 
-Result<VmRecord> VmManager::suspend(const std::string& id_or_name) {
+Result<VmRecord> VmManager::suspend(const std::string& id_or_name, std::string_view as_owner) {
   return locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "suspend"));
     if ((vm.state != VmState::kRunning && vm.state != VmState::kPaused) || !slot.running) {
       return state_conflict(vm, "suspend");
     }
@@ -374,9 +412,11 @@ Result<agent::ExecHandle> VmManager::exec(const std::string& id_or_name, const a
   return std::move(*handle);
 }
 
-Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedFolder folder) {
+Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedFolder folder,
+                                          std::string_view as_owner) {
   FolderAdded added;
   auto result = locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "add a shared folder to"));
     KILN_TRY(normalize_shared_folder(folder));
     for (const auto& existing : vm.folders) {
       if (existing.guest_path == folder.guest_path) {
@@ -415,8 +455,10 @@ Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedF
   return added;
 }
 
-Result<void> VmManager::remove_folder(const std::string& id_or_name, const std::string& folder_id) {
+Result<void> VmManager::remove_folder(const std::string& id_or_name, const std::string& folder_id,
+                                      std::string_view as_owner) {
   auto result = locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "remove a shared folder from"));
     auto found = std::find_if(vm.folders.begin(), vm.folders.end(),
                               [&](const SharedFolder& folder) { return folder.id == folder_id; });
     if (found == vm.folders.end()) {
@@ -429,8 +471,10 @@ Result<void> VmManager::remove_folder(const std::string& id_or_name, const std::
   return ok();
 }
 
-Result<VmRecord> VmManager::set_folders_enabled(const std::string& id_or_name, bool enabled) {
+Result<VmRecord> VmManager::set_folders_enabled(const std::string& id_or_name, bool enabled,
+                                                std::string_view as_owner) {
   return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "change the shared folders of"));
     vm.folders_enabled = enabled;
     return store_.update(vm);
   });

@@ -26,6 +26,8 @@ constexpr uint64_t kMaxDiskMib = uint64_t{16} << 20;  // 16 TiB: the disk is spa
 constexpr unsigned kDefaultCpus = 1;
 constexpr uint64_t kDefaultMemoryMib = 512;
 constexpr uint64_t kDefaultDiskMib = 1024;
+// A container's writable layer: sparse, so its size is only a ceiling on what the container may write.
+constexpr uint64_t kDefaultContainerLayerMib = 10 * 1024;
 
 Result<std::string> random_id() {
   UniqueFd random(::open("/dev/urandom", O_RDONLY | O_CLOEXEC));
@@ -45,6 +47,15 @@ bool valid_name(const std::string& name) {
 }
 
 }  // namespace
+
+Result<void> check_owner(const VmRecord& vm, std::string_view as_owner, std::string_view operation) {
+  if (vm.owner.empty() || vm.owner == as_owner) return ok();
+  auto name = vm.labels.find(std::string(kContainerNameLabel));
+  return Error::failed_precondition(fmt::format(
+      "cannot {} VM {}: it runs Docker container {} ({}); use the Docker API (docker {} ...) instead", operation,
+      vm.name, name == vm.labels.end() ? vm.owner.substr(0, 12) : name->second, vm.owner.substr(0, 12),
+      operation == "remove" ? "rm" : "start/stop/update"));
+}
 
 Result<void> normalize_shared_folder(SharedFolder& folder) {
   std::error_code error;
@@ -187,9 +198,17 @@ Result<void> VmManager::validate(const CreateVmRequest& request) const {
     case RootSource::Kind::kVm:
       if (request.source.value.empty()) return Error::invalid_argument("an empty root filesystem source");
       break;
+    case RootSource::Kind::kContainer:
+      if (request.source.value.empty() || request.owner.empty())
+        return Error::invalid_argument("a container's VM needs its image and its container");
+      if (!config_.images) return Error::unsupported("images are not available in this kilnd");
+      if (!request.folders.empty()) return Error::invalid_argument("a container's VM has no shared folders");
+      break;
     case RootSource::Kind::kDefault:
       break;
   }
+  if (!request.owner.empty() && request.source.kind != RootSource::Kind::kContainer)
+    return Error::invalid_argument("only a container's VM has an owner");
   for (const auto& [key, value] : request.labels) {
     if (key.empty()) return Error::invalid_argument("a label needs a key");
   }
@@ -203,7 +222,9 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   vm.name = request.name.empty() ? "vm-" + vm.id.substr(0, 12) : request.name;
   vm.cpus = request.cpus.value_or(kDefaultCpus);
   vm.memory_mib = request.memory_mib.value_or(kDefaultMemoryMib);
-  vm.disk_mib = request.disk_mib.value_or(kDefaultDiskMib);
+  bool container = request.source.kind == RootSource::Kind::kContainer;
+  vm.disk_mib = request.disk_mib.value_or(container ? kDefaultContainerLayerMib : kDefaultDiskMib);
+  vm.owner = request.owner;
   vm.source = request.source;
   vm.kernel = request.kernel;
   vm.labels = request.labels;
@@ -226,6 +247,7 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   std::lock_guard guard(slot->lock);
 
   auto built = [&]() -> Result<void> {
+    if (container) return build_container_disks(vm);
     std::string dir = vm_dir(vm.id);
     std::string scratch = dir + "/scratch";
     std::error_code error;
@@ -270,6 +292,17 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   return vm;
 }
 
+Result<void> VmManager::build_container_disks(VmRecord& vm) {
+  std::string dir = vm_dir(vm.id);
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
+  // Built when the image was pulled or loaded; only an image from an older store builds it here.
+  image::NullProgress progress;
+  vm.image_rootfs = KILN_TRY(config_.images->rootfs_image(vm.source.value, progress));
+  return image::ImageStore::create_writable_layer(container_layer_path(vm.id), vm.disk_mib << 20);
+}
+
 Result<std::vector<VmRecord>> VmManager::list(const VmFilter& filter) {
   auto all = KILN_TRY(store_.list());
   std::vector<VmRecord> matching;
@@ -310,8 +343,10 @@ Result<VmRecord> VmManager::locked(const std::string& id_or_name,
   return vm;
 }
 
-Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVmRequest& request) {
+Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVmRequest& request,
+                                   std::string_view as_owner) {
   return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "update"));
     if ((request.cpus || request.memory_mib) && vm.state != VmState::kStopped &&
         vm.state != VmState::kError) {
       return Error::failed_precondition(fmt::format(
@@ -332,9 +367,10 @@ Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVm
   });
 }
 
-Result<void> VmManager::remove(const std::string& id_or_name, bool force) {
+Result<void> VmManager::remove(const std::string& id_or_name, bool force, std::string_view as_owner) {
   std::string removed_id;
   auto result = locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "remove"));
     if (has_monitor(vm.state)) {
       if (!force) {
         return Error::failed_precondition(

@@ -37,6 +37,14 @@ struct VmManagerConfig {
   image::ImageStore* images = nullptr;  // optional: VMs from image references
 };
 
+// Where a container VM's root is assembled in the guest: the image's EROFS and the writable layer's ext4 are
+// mounted beside it and joined by overlayfs there. The container's processes run in it (ContainerSpec::root).
+inline constexpr std::string_view kContainerRootInGuest = "/kiln/rootfs";
+// Labels a container's VM carries, so operators can tell which container it runs.
+inline constexpr std::string_view kContainerIdLabel = "kiln.container.id";
+inline constexpr std::string_view kContainerNameLabel = "kiln.container.name";
+inline constexpr std::string_view kContainerImageLabel = "kiln.container.image";
+
 struct CreateVmRequest {
   std::string name;  // empty: generated
   std::optional<unsigned> cpus;
@@ -47,6 +55,9 @@ struct CreateVmRequest {
   std::map<std::string, std::string> labels;
   std::vector<SharedFolder> folders;  // ids assigned by the manager
   std::string tag;
+  // Required with RootSource::Kind::kContainer (and only then): the container's id. disk_mib is then the
+  // size of its sparse writable layer.
+  std::string owner;
 };
 
 struct UpdateVmRequest {
@@ -94,34 +105,44 @@ class VmManager {
   // Releases every running VM (they keep running) and stops background threads.
   void shutdown();
 
+  // A VM owned by a container (VmRecord::owner) is started, reconfigured, suspended and removed only by its
+  // owner: those operations take `as_owner`, and anyone else gets kFailedPrecondition naming the container.
+  // Stopping, killing and pausing it are open to all (the container sees its VM stop as an exit).
   Result<VmRecord> create_vm(CreateVmRequest request);
   Result<std::vector<VmRecord>> list(const VmFilter& filter);
   Result<VmRecord> inspect(const std::string& id_or_name);
-  Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request);
-  Result<void> remove(const std::string& id_or_name, bool force);
+  Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request,
+                          std::string_view as_owner = {});
+  Result<void> remove(const std::string& id_or_name, bool force, std::string_view as_owner = {});
 
-  Result<VmRecord> start(const std::string& id_or_name);
+  Result<VmRecord> start(const std::string& id_or_name, std::string_view as_owner = {});
   Result<VmRecord> stop(const std::string& id_or_name, std::chrono::milliseconds grace);
   Result<VmRecord> kill(const std::string& id_or_name);
-  Result<VmRecord> restart(const std::string& id_or_name, std::chrono::milliseconds grace);
+  Result<VmRecord> restart(const std::string& id_or_name, std::chrono::milliseconds grace,
+                           std::string_view as_owner = {});
   Result<VmRecord> pause(const std::string& id_or_name);
   Result<VmRecord> resume(const std::string& id_or_name);
-  Result<VmRecord> suspend(const std::string& id_or_name);
+  Result<VmRecord> suspend(const std::string& id_or_name, std::string_view as_owner = {});
 
   // Runs a process in a running VM, bridged to `io.client` (a raw stream; see AgentHub::exec). `io` is moved
   // from only on success, so on failure the caller can still tell its client why.
   Result<agent::ExecHandle> exec(const std::string& id_or_name, const agent::ProcessSpec& process,
                                  agent::ExecIo& io);
 
-  Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder);
-  Result<void> remove_folder(const std::string& id_or_name, const std::string& folder_id);
-  Result<VmRecord> set_folders_enabled(const std::string& id_or_name, bool enabled);
+  Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder,
+                                 std::string_view as_owner = {});
+  Result<void> remove_folder(const std::string& id_or_name, const std::string& folder_id,
+                             std::string_view as_owner = {});
+  Result<VmRecord> set_folders_enabled(const std::string& id_or_name, bool enabled,
+                                       std::string_view as_owner = {});
 
   // The serial console log file of the VM (may not exist before its first start).
   Result<std::string> console_log_path(const std::string& id_or_name);
   // Files and sockets of a VM.
   std::string vm_dir(const std::string& id) const;
   std::string runtime_dir(const std::string& id) const;
+  // A container VM's writable layer (sparse ext4).
+  std::string container_layer_path(const std::string& id) const { return vm_dir(id) + "/layer.ext4"; }
   // Where a suspended VM's memory and device state live.
   std::string suspend_dir(const std::string& id) const { return vm_dir(id) + "/suspend"; }
 
@@ -143,6 +164,8 @@ class VmManager {
   Result<void> boot(Slot& slot, VmRecord& vm);
   Result<void> connect_agent(Slot& slot, VmRecord& vm);
   Result<void> mount_folders(Slot& slot, const VmRecord& vm);
+  Result<void> mount_container_root(Slot& slot, const VmRecord& vm);
+  Result<void> build_container_disks(VmRecord& vm);
   void sync_guest_clock(Slot& slot, const VmRecord& vm);
   void name_guest(Slot& slot, const VmRecord& vm);  // guest hostname = the VM's name
   Result<void> shut_down(Slot& slot, VmRecord& vm, std::chrono::milliseconds grace, std::string reason);

@@ -21,4 +21,7 @@ struct VmManager::Slot {
   std::unique_ptr<RunningVm> running;
 };
 
+// kFailedPrecondition naming the container when `vm` belongs to one and the caller is not that owner.
+Result<void> check_owner(const VmRecord& vm, std::string_view as_owner, std::string_view operation);
+
 }  // namespace kiln::daemon

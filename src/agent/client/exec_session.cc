@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "common/log.h"
+#include "common/stdcopy.h"
 
 namespace kiln::agent::detail {
 
@@ -27,17 +28,6 @@ constexpr size_t kDrainLimit = size_t{1024} * 1024;
 
 Error lost_connection() {
   return Error::unavailable("lost connection to the VM's agent");
-}
-
-// Docker's stdcopy header (moby pkg/stdcopy): stream type (1 stdout, 2 stderr), three zero bytes, and the
-// payload length as a big-endian uint32.
-void encode_stdcopy_header(OutputStream stream, uint32_t length, char header[8]) {
-  header[0] = stream == OutputStream::kStdout ? 1 : 2;
-  header[1] = header[2] = header[3] = 0;
-  header[4] = static_cast<char>(length >> 24);
-  header[5] = static_cast<char>(length >> 16);
-  header[6] = static_cast<char>(length >> 8);
-  header[7] = static_cast<char>(length);
 }
 
 }  // namespace
@@ -198,7 +188,8 @@ void ExecSession::write_output() {
         frame_left_ = pending;  // a tty's output is raw, as the terminal would see it
       } else {
         frame_left_ = std::min(pending, kMaxFramePayload);
-        encode_stdcopy_header(*next, static_cast<uint32_t>(frame_left_), frame_header_);
+        stdcopy::encode_header(*next == OutputStream::kStdout ? stdcopy::kStdout : stdcopy::kStderr,
+                               static_cast<uint32_t>(frame_left_), frame_header_);
         header_written_ = 0;
       }
     }

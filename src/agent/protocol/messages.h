@@ -23,8 +23,9 @@ struct ProtocolVersion {
 };
 // 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
 // SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname"). 1.3 added RUN's
-// "container" (capability "container").
-inline constexpr ProtocolVersion kProtocolVersion{1, 3};
+// "container" (capability "container"). 1.4 added MOUNT by disk serial and overlay directories (capability
+// "mount_serial").
+inline constexpr ProtocolVersion kProtocolVersion{1, 4};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -107,9 +108,12 @@ struct ErrorReply {
 };
 
 // MOUNT: mount(2) in the guest, after creating `target` (and its parents). The agent requires an absolute
-// target without ".." (normalize_guest_path); `options` is the filesystem's data string.
+// target without ".." (normalize_guest_path); `options` is the filesystem's data string. Since 1.4
+// (capability "mount_serial"): a source "serial:kiln-disk1" names the virtio disk with that serial (waited
+// for briefly), and an overlay's upperdir and workdir are created first.
+inline constexpr std::string_view kSerialSourcePrefix = "serial:";
 struct MountRequest {
-  std::string source;   // "kilnshare0" (a 9p tag), "/dev/vdb"
+  std::string source;   // "kilnshare0" (a 9p tag), "/dev/vdb", "serial:kiln-disk1"
   std::string target;   // "/mnt/hgfs/foo"
   std::string fstype;   // "9p", "ext4"
   std::string options;  // "trans=virtio,version=9p2000.L,msize=262144"

@@ -8,6 +8,7 @@
 #include "agent/client/attach.h"
 #include "api/rest/rest_api.h"
 #include "api/rest/vm_json.h"
+#include "common/stdcopy.h"
 
 namespace kiln::api::rest {
 namespace {
@@ -24,19 +25,7 @@ std::string new_exec_id() {
 // Tells the client why the process never ran, on the stream it is already reading.
 void report_on_stream(int fd, bool tty, const std::string& message) {
   std::string text = message + "\n";
-  std::string frame;
-  if (!tty) {
-    uint32_t size = static_cast<uint32_t>(text.size());
-    frame = {2,
-             0,
-             0,
-             0,
-             static_cast<char>(size >> 24),
-             static_cast<char>(size >> 16),
-             static_cast<char>(size >> 8),
-             static_cast<char>(size)};
-  }
-  frame += text;
+  std::string frame = tty ? text : stdcopy::frame(stdcopy::kStderr, text);
   (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
   ::shutdown(fd, SHUT_WR);
 }

@@ -9,6 +9,9 @@ constexpr store::Migration kKilnDbMigrations[] = {
     {1, "VMs as JSON documents, with the columns lookups need",
      "CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
      " created_seq INTEGER NOT NULL)"},
+    {2, "Docker containers as JSON documents, like VMs (each container's VM is a row of vms)",
+     "CREATE TABLE containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
+     " created_seq INTEGER NOT NULL)"},
 };
 
 }  // namespace

@@ -18,7 +18,7 @@ constexpr std::pair<VmState, std::string_view> kStateNames[] = {
 constexpr std::pair<RootSource::Kind, std::string_view> kSourceNames[] = {
     {RootSource::Kind::kDefault, "default"}, {RootSource::Kind::kDirectory, "directory"},
     {RootSource::Kind::kTarball, "tarball"}, {RootSource::Kind::kImage, "image"},
-    {RootSource::Kind::kVm, "vm"},
+    {RootSource::Kind::kVm, "vm"},           {RootSource::Kind::kContainer, "container"},
 };
 
 }  // namespace
@@ -69,6 +69,8 @@ Json to_storage_json(const VmRecord& vm) {
           {"tag", vm.tag},
           {"folders", folders},
           {"folders_enabled", vm.folders_enabled},
+          {"owner", vm.owner},
+          {"image_rootfs", vm.image_rootfs},
           {"state", to_string(vm.state)},
           {"state_reason", vm.state_reason},
           {"monitor_pid", vm.monitor_pid},
@@ -109,6 +111,8 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
     }
   }
   vm.folders_enabled = json.value("folders_enabled", true);
+  vm.owner = json.value("owner", "");
+  vm.image_rootfs = json.value("image_rootfs", "");
   auto state = vm_state_from_string(json.value("state", "error"));
   vm.state = state.value_or(VmState::kError);
   vm.state_reason = json.value("state_reason", "");

@@ -30,10 +30,11 @@ std::optional<VmState> vm_state_from_string(std::string_view text);
 // States in which a monitor process should exist.
 bool has_monitor(VmState state);
 
-// Where a VM's root filesystem came from.
+// Where a VM's root filesystem came from. kContainer: a Docker container's VM, with no root disk of its own:
+// the image's shared read-only EROFS and the container's writable ext4 layer, joined by overlayfs in the guest.
 struct RootSource {
-  enum class Kind { kDefault, kDirectory, kTarball, kImage, kVm } kind = Kind::kDefault;
-  std::string value;  // path, image reference or template VM name
+  enum class Kind { kDefault, kDirectory, kTarball, kImage, kVm, kContainer } kind = Kind::kDefault;
+  std::string value;  // path, image reference or template VM name; kContainer: the image ID
 };
 std::string_view to_string(RootSource::Kind kind);
 
@@ -57,6 +58,10 @@ struct VmRecord {
   std::string tag;  // AppCatalyst's free-form tag
   std::vector<SharedFolder> folders;
   bool folders_enabled = true;
+  // A container's VM: the container's id. The ContainerManager drives it; the Kiln and AppCatalyst APIs list
+  // it but refuse to start, reconfigure or delete it.
+  std::string owner;
+  std::string image_rootfs;  // kContainer: the image's EROFS file (read-only disk 0)
 
   VmState state = VmState::kCreating;
   std::string state_reason;  // why it is in that state (error, died, killed)

@@ -1,4 +1,4 @@
-// VmStore: VM records in kilnd's state database (kiln.db, schema in schema.cc). Names are unique (a UNIQUE
+// VmStore: VM records in kilnd's state database (kiln.db, schema in schema.cc), which it opens and owns. Names are unique (a UNIQUE
 // column), so of many concurrent creates of one name exactly one insert wins. Owns the Database; any thread
 // (calls serialize on the database's session lock).
 #pragma once
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/state/document_table.h"
 #include "daemon/state/vm_record.h"
 #include "store/database.h"
 
@@ -29,9 +30,13 @@ class VmStore {
   Result<VmRecord> resolve(const std::string& id_or_name);
   Result<std::vector<VmRecord>> list();
 
+  // kiln.db itself, for the other tables in it (containers).
+  store::Database& database() { return *db_; }
+
  private:
-  explicit VmStore(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
+  explicit VmStore(std::unique_ptr<store::Database> db);
   std::unique_ptr<store::Database> db_;
+  DocumentTable table_;
 };
 
 }  // namespace kiln::daemon
