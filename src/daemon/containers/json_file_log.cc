@@ -152,16 +152,21 @@ Result<void> JsonFileLogWriter::write(LogStream stream, std::string_view bytes, 
   if (closed_) return Error::failed_precondition(fmt::format("log {} is closed", path_));
   PendingLine& pending = pending_[static_cast<size_t>(stream)];
   uint64_t generation_before = generation_;
+  // An entry that fails to be written is lost, but the rest of the chunk is still tried: the relay must
+  // go on whatever happens to one write.
   Result<void> result = ok();
+  auto keep_first_error = [&](Result<void> entry_result) {
+    if (result && !entry_result) result = std::move(entry_result);
+  };
   // Fill the line buffer up to kMaxLineBytes at a time, as dockerd's copier does with its 16 KiB buffer: a
   // '\n' inside the room ends the line; a full buffer without one is written as a piece.
-  while (!bytes.empty() && result) {
+  while (!bytes.empty()) {
     size_t room = kMaxLineBytes - pending.bytes.size();
     size_t newline = bytes.substr(0, room).find('\n');
     if (newline != std::string_view::npos) {
       pending.bytes.append(bytes.substr(0, newline + 1));
       bytes.remove_prefix(newline + 1);
-      result = append_entry_locked(stream, pending.bytes, pending.first_piece_time.value_or(time));
+      keep_first_error(append_entry_locked(stream, pending.bytes, pending.first_piece_time.value_or(time)));
       pending = {};
       continue;
     }
@@ -170,7 +175,7 @@ Result<void> JsonFileLogWriter::write(LogStream stream, std::string_view bytes, 
     bytes.remove_prefix(taken);
     if (pending.bytes.size() == kMaxLineBytes) {
       Clock::time_point piece_time = pending.first_piece_time.value_or(time);
-      result = append_entry_locked(stream, pending.bytes, piece_time);
+      keep_first_error(append_entry_locked(stream, pending.bytes, piece_time));
       pending.bytes.clear();
       pending.first_piece_time = piece_time;
     }
@@ -411,7 +416,7 @@ class JsonFileLogFollower {
     LogSnapshot snapshot;
     KILN_TRY(open_rotated(writer.path_, writer.options_.max_file - 1, 1, snapshot.files));
     auto live = KILN_TRY(open_if_present(writer.path_));
-    if (!live) return Error::internal(fmt::format("log {} vanished under its writer", writer.path_));
+    if (!live) return Error::not_found(fmt::format("log {} was removed", writer.path_));
     snapshot.files.push_back({LogFileCursor{std::move(*live)}, writer.size_});
     snapshot.rotations = writer.rotations_;
     return snapshot;
@@ -422,12 +427,13 @@ class JsonFileLogFollower {
   static Result<LogSnapshot> files_after_rotation(const JsonFileLogWriter& writer, uint64_t rotations) {
     std::lock_guard lock(writer.mutex_);
     LogSnapshot snapshot;
-    uint64_t missed = writer.rotations_ - rotations - 1;  // files written and moved away since ours
+    // Files written and moved away since the one the reader holds.
+    uint64_t missed = writer.rotations_ > rotations ? writer.rotations_ - rotations - 1 : 0;
     int highest =
         static_cast<int>(std::min<uint64_t>(missed, static_cast<uint64_t>(writer.options_.max_file - 1)));
     KILN_TRY(open_rotated(writer.path_, highest, 1, snapshot.files));
     auto live = KILN_TRY(open_if_present(writer.path_));
-    if (!live) return Error::internal(fmt::format("log {} vanished under its writer", writer.path_));
+    if (!live) return Error::not_found(fmt::format("log {} was removed", writer.path_));
     snapshot.files.push_back({LogFileCursor{std::move(*live)}, UINT64_MAX});
     snapshot.rotations = writer.rotations_;
     return snapshot;

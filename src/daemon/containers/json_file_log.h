@@ -56,7 +56,8 @@ class JsonFileLogWriter {
   JsonFileLogWriter& operator=(const JsonFileLogWriter&) = delete;
 
   // `time` stamps the lines this chunk completes (dockerd stamps a line when its end is read).
-  // kFailedPrecondition after close(); an I/O error loses at most the entry being written.
+  // kFailedPrecondition after close(). On an I/O error the entries that failed are lost (the first error is
+  // returned); the rest of the chunk is still written.
   Result<void> write(LogStream stream, std::string_view bytes,
                      std::chrono::system_clock::time_point time = std::chrono::system_clock::now());
   // Writes unfinished lines, closes the file and ends every follower once it has read the rest.
@@ -116,9 +117,9 @@ struct LogEntry {
 };
 
 // Delivers the entries of the log at `path` (rotated files first, oldest first) to `deliver`, which returns
-// false to stop. `live` is the container's writer while its log is open, else null (then follow ends at
-// the end of the files, as dockerd's does for a stopped container). Following survives rotation; it wakes
-// on the writer's signal and checks should_stop() at least every 100 ms. A corrupt line (a crash cut it
+// false to stop. `live` is the writer of `path` while the container's log is open, else null (then follow
+// ends at the end of the files, as dockerd's does for a stopped container). Following survives rotation; it
+// wakes on the writer's signal and checks should_stop() at least every 100 ms. A corrupt line (a crash cut it
 // short) is skipped. A missing log is an empty one.
 Result<void> read_json_file_log(const std::string& path, const LogReadOptions& options,
                                 const std::shared_ptr<const JsonFileLogWriter>& live,
