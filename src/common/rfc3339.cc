@@ -27,6 +27,13 @@ std::string format_rfc3339(std::chrono::system_clock::time_point time, TimePreci
     case TimePrecision::kNanos:
       text += fmt::format(".{:09}", fraction);
       break;
+    case TimePrecision::kNanosTrimmed:
+      if (fraction != 0) {
+        std::string digits = fmt::format("{:09}", fraction);
+        digits.erase(digits.find_last_not_of('0') + 1);
+        text += "." + digits;
+      }
+      break;
   }
   return text + "Z";
 }
@@ -67,6 +74,22 @@ std::optional<std::time_t> parse_rfc3339(std::string_view text) {
   utc.tm_year -= 1900;
   utc.tm_mon -= 1;
   return ::timegm(&utc) - offset;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339_time(std::string_view text) {
+  auto seconds = parse_rfc3339(text);  // validates the whole text, zone included
+  if (!seconds) return std::nullopt;
+  long nanos = 0;
+  // A text parse_rfc3339 accepts has a '.' only where the fraction starts.
+  if (size_t dot = text.find('.'); dot != std::string_view::npos) {
+    long scale = 100'000'000;
+    for (size_t i = dot + 1; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, scale /= 10) {
+      nanos += (text[i] - '0') * scale;
+    }
+  }
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::seconds(*seconds) +
+                                                                      std::chrono::nanoseconds(nanos)));
 }
 
 }  // namespace kiln

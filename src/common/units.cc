@@ -1,6 +1,8 @@
 #include "common/units.h"
 
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -30,6 +32,37 @@ std::optional<uint64_t> digits_value(std::string_view digits) {
     value = value * 10 + digit;
   }
   return value;
+}
+
+// Go's strconv.ParseFloat grammar for decimal numbers: [+-] digits [. digits] [e [+-] digits], at least one
+// digit in the mantissa.
+std::optional<double> parse_go_decimal(std::string_view text) {
+  std::string_view rest = text;
+  bool negative = false;
+  if (!rest.empty() && (rest[0] == '+' || rest[0] == '-')) {
+    negative = rest[0] == '-';
+    rest.remove_prefix(1);
+  }
+  size_t i = 0;
+  size_t mantissa_digits = 0;
+  while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) ++i, ++mantissa_digits;
+  if (i < rest.size() && rest[i] == '.') {
+    ++i;
+    while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) ++i, ++mantissa_digits;
+  }
+  if (mantissa_digits == 0) return std::nullopt;
+  if (i < rest.size() && (rest[i] == 'e' || rest[i] == 'E')) {
+    ++i;
+    if (i < rest.size() && (rest[i] == '+' || rest[i] == '-')) ++i;
+    size_t exponent_digits = 0;
+    while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) ++i, ++exponent_digits;
+    if (exponent_digits == 0) return std::nullopt;
+  }
+  if (i != rest.size()) return std::nullopt;
+  double value = 0;
+  auto [end, error] = std::from_chars(rest.data(), rest.data() + rest.size(), value);
+  if (error != std::errc() || end != rest.data() + rest.size()) return std::nullopt;
+  return negative ? -value : value;
 }
 
 }  // namespace
@@ -107,6 +140,35 @@ Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit) {
   if (*number > UINT64_MAX / unit)
     return Error::invalid_argument(fmt::format("size \"{}\" is too large", text));
   return *number * unit;
+}
+
+Result<int64_t> parse_docker_size(std::string_view text) {
+  auto invalid_size = [&] { return Error::invalid_argument(fmt::format("invalid size: '{}'", text)); };
+  // go-units splits after the last digit, '.' or space; a space there is a separator and is dropped.
+  size_t split = text.find_last_of("0123456789. ");
+  if (split == std::string_view::npos) return invalid_size();
+  std::string_view number = text.substr(0, text[split] == ' ' ? split : split + 1);
+  std::string suffix = lowercase(text.substr(split + 1));
+  auto value = parse_go_decimal(number);
+  if (!value) {
+    return Error::invalid_argument(fmt::format("strconv.ParseFloat: parsing \"{}\": invalid syntax", number));
+  }
+  if (*value < 0) return invalid_size();
+  double multiplier = 1;
+  if (!suffix.empty() && suffix != "b") {
+    static constexpr std::string_view kPrefixes = "kmgtp";
+    size_t power = kPrefixes.find(suffix[0]);
+    bool tail_ok = suffix.size() == 1 || (suffix.size() == 2 && suffix[1] == 'b') ||
+                   (suffix.size() == 3 && suffix.substr(1) == "ib");
+    if (power == std::string_view::npos || !tail_ok) {
+      return Error::invalid_argument(fmt::format("invalid suffix: '{}'", suffix));
+    }
+    multiplier = std::pow(1000.0, static_cast<double>(power + 1));
+  }
+  double bytes = std::trunc(*value * multiplier);
+  // 2^63 is exactly representable; anything from there up does not fit an int64_t.
+  if (!(bytes < 9223372036854775808.0)) return invalid_size();
+  return static_cast<int64_t>(bytes);
 }
 
 }  // namespace kiln

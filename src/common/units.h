@@ -38,4 +38,11 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::str
 // A bare number means `bare_unit` bytes each (e.g. 1 MiB for memory flags, as QEMU's -m does).
 Result<uint64_t> parse_size(std::string_view text, uint64_t bare_unit = 1);
 
+// A size as dockerd reads log-opt max-size (go-units FromHumanSize): a decimal number, fractions allowed
+// ("1.5k"), then optionally one space and a case-insensitive b, k, m, g, t or p, the last five with an
+// optional "b" or "ib". Decimal units, whatever the suffix (1k = 1kib = 1000), truncated to whole bytes.
+// Errors in go-units' words: "invalid size: '-1'", "invalid suffix: 'x'", and strconv's
+// `strconv.ParseFloat: parsing "1..5": invalid syntax`.
+Result<int64_t> parse_docker_size(std::string_view text);
+
 }  // namespace kiln

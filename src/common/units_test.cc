@@ -29,6 +29,32 @@ TEST(ParseSize, RejectsGarbageAndOverflow) {
   EXPECT_FALSE(parse_size("99999999999T"));
 }
 
+TEST(ParseDockerSize, DecimalUnitsFractionsAndSpacesAsGoUnits) {
+  EXPECT_EQ(*parse_docker_size("10m"), 10'000'000);
+  EXPECT_EQ(*parse_docker_size("1k"), 1000);
+  EXPECT_EQ(*parse_docker_size("1KiB"), 1000);  // FromHumanSize is decimal whatever the suffix says
+  EXPECT_EQ(*parse_docker_size("2GB"), 2'000'000'000);
+  EXPECT_EQ(*parse_docker_size("1.5k"), 1500);
+  EXPECT_EQ(*parse_docker_size("1 p"), 1'000'000'000'000'000);
+  EXPECT_EQ(*parse_docker_size("100"), 100);
+  EXPECT_EQ(*parse_docker_size("100b"), 100);
+  EXPECT_EQ(*parse_docker_size("0"), 0);
+  EXPECT_EQ(*parse_docker_size("0.5"), 0);
+}
+
+TEST(ParseDockerSize, RefusesInGoUnitsWords) {
+  EXPECT_EQ(parse_docker_size("-1").error().message(), "invalid size: '-1'");
+  EXPECT_EQ(parse_docker_size("lots").error().message(), "invalid size: 'lots'");
+  EXPECT_EQ(parse_docker_size("").error().message(), "invalid size: ''");
+  EXPECT_EQ(parse_docker_size("10x").error().message(), "invalid suffix: 'x'");
+  EXPECT_EQ(parse_docker_size("10kbb").error().message(), "invalid suffix: 'kbb'");
+  EXPECT_EQ(parse_docker_size("10mx").error().message(), "invalid suffix: 'mx'");
+  EXPECT_EQ(parse_docker_size("1..5k").error().message(),
+            "strconv.ParseFloat: parsing \"1..5\": invalid syntax");
+  EXPECT_EQ(parse_docker_size("99999999p").error().message(), "invalid size: '99999999p'");
+  EXPECT_EQ(parse_docker_size("10m").value(), 10'000'000);
+}
+
 TEST(ParseUnsigned, DigitsOnlyWithinTheRange) {
   EXPECT_EQ(*parse_unsigned<uint64_t>("0", "n"), 0u);
   EXPECT_EQ(*parse_unsigned<uint64_t>("18446744073709551615", "n"), UINT64_MAX);
