@@ -18,6 +18,7 @@
 #include "api/rest/rest_api.h"
 #include "common/log.h"
 #include "common/temp_dir.h"
+#include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
@@ -144,6 +145,9 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                          .images = images.get()},
                                         *store, events, *engine));
   KILN_TRY(vms->recover());
+  auto containers = KILN_TRY(containers::ContainerManager::create({.root = options.root}, store->database(),
+                                                                  *vms, *images, events));
+  KILN_TRY(containers->recover());
 
   api::rest::ExecRegistry execs;
   // Uploads (image load/import) and saves are staged here; whatever a crash left behind goes now.
@@ -174,6 +178,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   // The Docker Engine API on its own socket(s): the docker CLI's DOCKER_HOST points here.
   std::string guest_kernel_release = guest::kernel_release(kit.kernel).value_or("unknown");
   api::docker::DockerContext docker_context{.images = *images,
+                                            .containers = *containers,
                                             .events = events,
                                             .scratch_dir = scratch_dir,
                                             .root = options.root,
@@ -213,6 +218,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   if (appcatalyst_server) appcatalyst_server->stop();
   docker_server->stop();
   server->stop();
+  containers->shutdown();
   vms->shutdown();
   fs::remove(options.run_dir + "/kilnd.pid", error);
   return 0;

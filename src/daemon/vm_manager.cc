@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "common/log.h"
+#include "common/random_id.h"
 #include "daemon/root_disk.h"
 #include "daemon/vm_slot.h"
 #include "image/image_store.h"
@@ -28,18 +29,6 @@ constexpr uint64_t kDefaultMemoryMib = 512;
 constexpr uint64_t kDefaultDiskMib = 1024;
 // A container's writable layer: sparse, so its size is only a ceiling on what the container may write.
 constexpr uint64_t kDefaultContainerLayerMib = 10 * 1024;
-
-Result<std::string> random_id() {
-  UniqueFd random(::open("/dev/urandom", O_RDONLY | O_CLOEXEC));
-  if (!random) return Error::last_os_error("open /dev/urandom");
-  unsigned char bytes[32];
-  if (::read(random.get(), bytes, sizeof bytes) != static_cast<ssize_t>(sizeof bytes)) {
-    return Error::last_os_error("read /dev/urandom");
-  }
-  std::string id;
-  for (unsigned char byte : bytes) id += fmt::format("{:02x}", byte);
-  return id;
-}
 
 bool valid_name(const std::string& name) {
   static const std::regex pattern("[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}");
@@ -218,7 +207,7 @@ Result<void> VmManager::validate(const CreateVmRequest& request) const {
 Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   KILN_TRY(validate(request));
   VmRecord vm;
-  vm.id = KILN_TRY(random_id());
+  vm.id = KILN_TRY(random_hex_id());
   vm.name = request.name.empty() ? "vm-" + vm.id.substr(0, 12) : request.name;
   vm.cpus = request.cpus.value_or(kDefaultCpus);
   vm.memory_mib = request.memory_mib.value_or(kDefaultMemoryMib);

@@ -19,22 +19,23 @@ std::string name_conflict_message(const std::string& name, const std::string& ho
       name, holder_id);
 }
 
-Result<Error> ContainerStore::name_conflict(const std::string& name) {
-  auto holder = KILN_TRY(resolve(name));
-  return Error::already_exists(name_conflict_message(name, holder.id));
+Error ContainerStore::name_conflict(const std::string& name) {
+  auto holder = resolve(name);
+  if (!holder) return holder.error();
+  return Error::already_exists(name_conflict_message(name, holder->id));
 }
 
 Result<void> ContainerStore::insert(const ContainerRecord& container) {
   auto inserted = table_.insert(container.id, container.name, to_storage_json(container).dump());
   if (!inserted && inserted.error().category() == ErrorCategory::kAlreadyExists)
-    return KILN_TRY(name_conflict(container.name));
+    return name_conflict(container.name);
   return inserted;
 }
 
 Result<void> ContainerStore::update(const ContainerRecord& container) {
   auto updated = table_.update(container.id, container.name, to_storage_json(container).dump());
   if (!updated && updated.error().category() == ErrorCategory::kAlreadyExists)
-    return KILN_TRY(name_conflict(container.name));
+    return name_conflict(container.name);
   if (!updated && updated.error().category() == ErrorCategory::kNotFound)
     return Error::not_found(fmt::format("No such container: {}", container.id));
   return updated;

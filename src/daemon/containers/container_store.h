@@ -26,7 +26,7 @@ class ContainerStore {
   Result<std::vector<ContainerRecord>> list();
 
  private:
-  Result<Error> name_conflict(const std::string& name);
+  Error name_conflict(const std::string& name);
   DocumentTable table_;
 };
 

@@ -1,0 +1,485 @@
+// ContainerManager: the main process's life. start -> launch (the VM, the process, its relay thread) ->
+// on_main_exit (on the relay thread) -> restart policy or auto-remove; stop, kill, pause, wait.
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "agent/protocol/linux_capabilities.h"
+#include "common/log.h"
+#include "common/rfc3339.h"
+#include "common/stdcopy.h"
+#include "daemon/containers/container_manager.h"
+#include "daemon/containers/container_runtime.h"
+#include "daemon/containers/signals.h"
+
+namespace kiln::daemon::containers {
+namespace {
+
+constexpr auto kDefaultStopTimeout = std::chrono::seconds(10);
+constexpr auto kKillWait = std::chrono::seconds(10);
+// moby's restartmanager: 100 ms doubling to a minute; reset once a run lasted 10 s.
+constexpr auto kFirstRestartDelay = std::chrono::milliseconds(100);
+constexpr auto kMaxRestartDelay = std::chrono::minutes(1);
+constexpr auto kRunLongEnoughToResetBackoff = std::chrono::seconds(10);
+
+bool is_live(ContainerState state) {
+  return state == ContainerState::kRunning || state == ContainerState::kPaused;
+}
+
+Error not_running(const ContainerRecord& container) {
+  return Error::failed_precondition(fmt::format("Container {} is not running", container.id));
+}
+
+// dockerd's exit codes for a main process that never started (daemon/start.go): 127 command not found,
+// 126 not invocable, 128 anything else; the message carries the words the docker CLI maps to its own exit
+// code (cli/command/container/run.go: "executable file not found", "permission denied").
+std::pair<int, Error> start_failure(const Error& error, const std::string& command) {
+  std::string message = error.message();
+  if (error.category() == ErrorCategory::kNotFound) {
+    return {127, Error::invalid_argument(fmt::format(
+                     "failed to create task for container: unable to start container process: exec: \"{}\": "
+                     "executable file not found in $PATH: unknown",
+                     command))};
+  }
+  bool denied = error.category() == ErrorCategory::kPermissionDenied ||
+                message.find("ermission denied") != std::string::npos ||
+                message.find("s a directory") != std::string::npos;
+  if (denied) {
+    return {126, Error::invalid_argument(fmt::format(
+                     "failed to create task for container: unable to start container process: exec: \"{}\": "
+                     "permission denied: unknown",
+                     command))};
+  }
+  return {128, Error(error.category() == ErrorCategory::kInvalidArgument ? ErrorCategory::kInvalidArgument
+                                                                          : ErrorCategory::kInternal,
+                     fmt::format("failed to create task for container: unable to start container process: {}",
+                                 message))};
+}
+
+}  // namespace
+
+uint64_t ContainerManager::exits_seen(Runtime& rt) {
+  std::lock_guard guard(rt.state_mutex);
+  return rt.exits;
+}
+
+bool ContainerManager::wait_for_exit_after(Runtime& rt, uint64_t exits, std::chrono::milliseconds timeout,
+                                           const std::function<bool()>& cancelled) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(rt.state_mutex);
+  while (rt.exits <= exits && !rt.removed) {
+    if (std::chrono::steady_clock::now() >= deadline || stopping_) return false;
+    if (cancelled && cancelled()) return false;
+    rt.state_changed.wait_for(lock, std::chrono::milliseconds(200));
+  }
+  return true;
+}
+
+Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
+  const ContainerConfig& config = container.config;
+  agent::ProcessSpec spec;
+  spec.argv = config.entrypoint;
+  spec.argv.insert(spec.argv.end(), config.cmd.begin(), config.cmd.end());
+  spec.env = config.env;
+  spec.cwd = config.working_dir;
+  spec.tty = config.tty;
+  if (config.console_rows > 0 && config.console_cols > 0)
+    spec.size = {.rows = config.console_rows, .cols = config.console_cols};
+  spec.container = agent::ContainerSpec{
+      .root = std::string(kContainerRootInGuest),
+      .hostname = config.hostname,
+      .capabilities =
+          KILN_TRY(agent::container_capabilities(container.host_config.cap_add, container.host_config.cap_drop)),
+      .privileged = container.host_config.privileged,
+      .read_only_root = container.host_config.read_only_root,
+      .user = config.user};
+
+  VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
+
+  // Output is captured from the first byte: the log is open before the process exists.
+  std::shared_ptr<JsonFileLogWriter> log;
+  if (container.host_config.log_config.type != "none") {
+    auto options = KILN_TRY(parse_json_file_log_options(container.host_config.log_config.options));
+    log = KILN_TRY(JsonFileLogWriter::create(log_path(container.id), options));
+  }
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::last_os_error("socketpair for the container's stdio");
+  auto relay_end = std::make_shared<UniqueFd>(pair[0]);
+  agent::ExecIo io{.client = UniqueFd(pair[1]),
+                   .tty = config.tty,
+                   .attach_stdin = config.open_stdin,
+                   .attach_stdout = true,
+                   .attach_stderr = true};
+  auto started = vms_.exec(container.vm_id, spec, io);
+  if (!started) {
+    (void)vms_.stop(container.vm_id, config_.vm_stop_grace);
+    return started.error();
+  }
+  agent::ExecHandle handle = *started;
+
+  uint64_t run = ++rt.run;
+  rt.main = handle;
+  rt.relay = relay_end;
+  rt.log = log;
+  rt.started = std::chrono::steady_clock::now();
+  container.state = ContainerState::kRunning;
+  container.pid = vm.monitor_pid;
+  container.started_at = now_rfc3339(TimePrecision::kNanos);
+  container.exit_code = 0;
+  container.error.clear();
+  container.oom_killed = false;
+  KILN_TRY(save(container));
+  rt.io.begin_run(relay_end, config.open_stdin);
+
+  {
+    std::lock_guard guard(threads_mutex_);
+    ++threads_;
+  }
+  std::shared_ptr<Runtime> shared = runtime(container.id);
+  std::thread([this, shared, id = container.id, run, relay_end, tty = config.tty, log, handle] {
+    stdcopy::Demuxer demuxer;
+    auto deliver = [&](int stream, std::string_view payload) {
+      if (log) {
+        auto written = log->write(stream == stdcopy::kStderr ? LogStream::kStderr : LogStream::kStdout, payload);
+        if (!written) log::warn("container log write failed", {{"id", id}, {"error", written.error().message()}});
+      }
+      shared->io.broadcast(stream, payload);
+      return true;
+    };
+    std::string buffer(64 * 1024, '\0');
+    for (;;) {
+      ssize_t n = ::read(relay_end->get(), buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      std::string_view data(buffer.data(), static_cast<size_t>(n));
+      if (tty) {
+        deliver(stdcopy::kStdout, data);
+      } else {
+        demuxer.feed(data, deliver);
+      }
+    }
+    // At kilnd shutdown the relay socket was shut down under a live process: that is no exit.
+    if (!stopping_) on_main_exit(id, run, handle.wait(std::chrono::seconds(30)));
+    std::lock_guard guard(threads_mutex_);
+    --threads_;
+    threads_done_.notify_all();
+  }).detach();
+  publish(container, "start");
+  log::info("container started", {{"container", container.name}, {"pid", vm.monitor_pid}});
+  return ok();
+}
+
+Result<void> ContainerManager::start_locked(Runtime& rt, ContainerRecord& container) {
+  container.stopped_by_user = false;
+  auto launched = launch(rt, container);
+  if (launched) return ok();
+  std::string command = container.config.entrypoint.empty()
+                            ? (container.config.cmd.empty() ? "" : container.config.cmd.front())
+                            : container.config.entrypoint.front();
+  auto [code, error] = start_failure(launched.error(), command);
+  if (container.state != ContainerState::kCreated) container.state = ContainerState::kExited;
+  container.exit_code = code;
+  container.error = error.message();
+  container.pid = 0;
+  container.finished_at = now_rfc3339(TimePrecision::kNanos);
+  (void)save(container);
+  {
+    std::lock_guard guard(rt.state_mutex);
+    ++rt.exits;
+    rt.last_exit_code = code;
+  }
+  rt.state_changed.notify_all();
+  rt.io.end_of_run();
+  if (container.host_config.auto_remove) (void)remove_locked(rt, container);
+  return error;
+}
+
+Result<bool> ContainerManager::start(const std::string& reference) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (is_live(container.state)) return false;
+  if (rt->removing || container.state == ContainerState::kRemoving)
+    return Error::failed_precondition(fmt::format("container {} is marked for removal and cannot be started",
+                                                  container.id));
+  KILN_TRY(start_locked(*rt, container));
+  return true;
+}
+
+void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const Result<ExitStatus>& status) {
+  auto rt = runtime(id);
+  std::lock_guard guard(rt->lock);
+  if (rt->run != run) return;
+  auto loaded = load(*rt, id);
+  if (!loaded) return;
+  ContainerRecord container = std::move(*loaded);
+  // Without a status the agent channel went (the VM was stopped or killed under the container): as killed.
+  int code = status ? status->shell_code() : 128 + SIGKILL;
+  rt->main.reset();
+  rt->relay.reset();
+  if (rt->log) (void)rt->log->close();
+  rt->log.reset();
+  rt->io.end_of_run();
+  // The process is gone; the guest syncs and powers off, leaving the writable layer clean.
+  if (auto stopped = vms_.stop(container.vm_id, config_.vm_stop_grace); !stopped)
+    log::warn("container VM did not stop", {{"id", id}, {"error", stopped.error().message()}});
+
+  container.state = ContainerState::kExited;
+  container.exit_code = code;
+  container.pid = 0;
+  container.finished_at = now_rfc3339(TimePrecision::kNanos);
+  const auto& policy = container.host_config.restart_policy;
+  bool restart = false;
+  if (!rt->removing && !container.stopped_by_user && !stopping_) {
+    switch (policy.kind) {
+      case RestartPolicy::Kind::kAlways:
+      case RestartPolicy::Kind::kUnlessStopped:
+        restart = true;
+        break;
+      case RestartPolicy::Kind::kOnFailure:
+        restart = code != 0 &&
+                  (policy.maximum_retry_count == 0 || container.restart_count < policy.maximum_retry_count);
+        break;
+      case RestartPolicy::Kind::kNo:
+        break;
+    }
+  }
+  if (restart) container.state = ContainerState::kRestarting;
+  if (auto saved = save(container); !saved)
+    log::error("could not record a container's exit", {{"id", id}, {"error", saved.error().message()}});
+  publish(container, "die", {{"exitCode", std::to_string(code)}});
+  log::info("container exited", {{"container", container.name}, {"code", code}});
+  {
+    std::lock_guard state_guard(rt->state_mutex);
+    ++rt->exits;
+    rt->last_exit_code = code;
+  }
+  rt->state_changed.notify_all();
+  if (restart) {
+    auto ran = std::chrono::steady_clock::now() - rt->started;
+    if (ran >= kRunLongEnoughToResetBackoff || rt->restart_delay.count() == 0) {
+      rt->restart_delay = kFirstRestartDelay;
+    } else {
+      rt->restart_delay = std::min<std::chrono::milliseconds>(rt->restart_delay * 2, kMaxRestartDelay);
+    }
+    schedule_restart(id, run, rt->restart_delay);
+  } else if (container.host_config.auto_remove && !rt->removing) {
+    if (auto removed = remove_locked(*rt, container); !removed)
+      log::warn("could not auto-remove a container", {{"id", id}, {"error", removed.error().message()}});
+  }
+}
+
+void ContainerManager::schedule_restart(const std::string& id, uint64_t run, std::chrono::milliseconds delay) {
+  {
+    std::lock_guard guard(threads_mutex_);
+    ++threads_;
+  }
+  std::thread([this, id, run, delay] {
+    auto deadline = std::chrono::steady_clock::now() + delay;
+    while (!stopping_ && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(delay, std::chrono::milliseconds(50)));
+    if (!stopping_) {
+      auto rt = runtime(id);
+      std::lock_guard guard(rt->lock);
+      auto container = load(*rt, id);
+      // A stop, start or removal since the exit cancels this restart.
+      if (container && rt->run == run && container->state == ContainerState::kRestarting && !rt->removing) {
+        ++container->restart_count;
+        if (auto started = start_locked(*rt, *container); !started) {
+          log::warn("container restart failed", {{"id", id}, {"error", started.error().message()}});
+        } else {
+          publish(*container, "restart");
+        }
+      }
+    }
+    std::lock_guard guard(threads_mutex_);
+    --threads_;
+    threads_done_.notify_all();
+  }).detach();
+}
+
+Result<void> ContainerManager::stop_process(Runtime& rt, const std::string& id, int signal,
+                                            std::chrono::milliseconds timeout) {
+  std::optional<agent::ExecHandle> handle;
+  std::string vm_id;
+  uint64_t exits = exits_seen(rt);
+  {
+    std::lock_guard guard(rt.lock);
+    handle = rt.main;
+    auto container = load(rt, id);
+    if (container) vm_id = container->vm_id;
+  }
+  if (!handle) return ok();
+  // To the main process itself, as dockerd signals the container's init (PID 1 semantics apply).
+  (void)handle->signal(signal);
+  bool forever = timeout.count() < 0;
+  if (wait_for_exit_after(rt, exits, forever ? std::chrono::hours(24 * 365) : timeout)) return ok();
+  if (signal != SIGKILL) {
+    (void)handle->signal(SIGKILL);
+    if (wait_for_exit_after(rt, exits, kKillWait)) return ok();
+  }
+  // The guest does not answer: take its VM down; the relay then sees the channel go and records the exit.
+  log::warn("container did not die on SIGKILL; killing its VM", {{"id", id}});
+  if (!vm_id.empty()) (void)vms_.kill(vm_id);
+  if (wait_for_exit_after(rt, exits, kKillWait)) return ok();
+  return Error::timeout(fmt::format("container {} did not stop", id));
+}
+
+Result<bool> ContainerManager::stop(const std::string& reference, std::optional<int> timeout,
+                                    std::optional<int> signal) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  int stop_signal = SIGTERM;
+  std::chrono::milliseconds grace = kDefaultStopTimeout;
+  ContainerRecord container;
+  {
+    std::lock_guard guard(rt->lock);
+    container = KILN_TRY(load(*rt, found.id));
+    if (container.state == ContainerState::kRestarting) {
+      // Between runs: the pending restart is cancelled and it stays exited.
+      container.state = ContainerState::kExited;
+      container.stopped_by_user = true;
+      KILN_TRY(save(container));
+      publish(container, "stop");
+      return true;
+    }
+    if (!is_live(container.state) || !rt->main) return false;
+    container.stopped_by_user = true;
+    KILN_TRY(save(container));
+    if (container.state == ContainerState::kPaused) {
+      // A paused guest cannot deliver the signal: it runs again first, as dockerd unpauses to stop.
+      KILN_TRY(vms_.resume(container.vm_id));
+      container.state = ContainerState::kRunning;
+      KILN_TRY(save(container));
+    }
+    if (auto configured = parse_signal(container.config.stop_signal)) stop_signal = *configured;
+    if (container.config.stop_timeout) grace = std::chrono::seconds(*container.config.stop_timeout);
+  }
+  if (signal) stop_signal = *signal;
+  if (timeout) grace = std::chrono::seconds(*timeout);
+  KILN_TRY(stop_process(*rt, found.id, stop_signal, grace));
+  publish(container, "stop");
+  return true;
+}
+
+Result<void> ContainerManager::kill(const std::string& reference, int signal) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::optional<agent::ExecHandle> handle;
+  ContainerRecord container;
+  uint64_t exits = exits_seen(*rt);
+  {
+    std::lock_guard guard(rt->lock);
+    container = KILN_TRY(load(*rt, found.id));
+    if (!is_live(container.state) || !rt->main) return not_running(container);
+    if (signal == SIGKILL || signal == SIGTERM || signal == SIGINT) container.stopped_by_user = true;
+    if (container.state == ContainerState::kPaused) {
+      KILN_TRY(vms_.resume(container.vm_id));
+      container.state = ContainerState::kRunning;
+    }
+    KILN_TRY(save(container));
+    handle = rt->main;
+  }
+  KILN_TRY(handle->signal(signal));
+  publish(container, "kill", {{"signal", std::to_string(signal)}});
+  // dockerd returns from a SIGKILL once the container is down.
+  if (signal == SIGKILL && !wait_for_exit_after(*rt, exits, kKillWait)) {
+    (void)vms_.kill(container.vm_id);
+    (void)wait_for_exit_after(*rt, exits, kKillWait);
+  }
+  return ok();
+}
+
+Result<void> ContainerManager::restart(const std::string& reference, std::optional<int> timeout) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  KILN_TRY(stop(found.id, timeout, std::nullopt));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (!is_live(container.state)) KILN_TRY(start_locked(*rt, container));
+  publish(container, "restart");
+  return ok();
+}
+
+Result<void> ContainerManager::pause(const std::string& reference) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (container.state == ContainerState::kPaused)
+    return Error::failed_precondition(fmt::format("Container {} is already paused", container.id));
+  if (container.state != ContainerState::kRunning) return not_running(container);
+  KILN_TRY(vms_.pause(container.vm_id));
+  container.state = ContainerState::kPaused;
+  KILN_TRY(save(container));
+  publish(container, "pause");
+  return ok();
+}
+
+Result<void> ContainerManager::unpause(const std::string& reference) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (container.state != ContainerState::kPaused)
+    return Error::failed_precondition(fmt::format("Container {} is not paused", container.id));
+  KILN_TRY(vms_.resume(container.vm_id));
+  container.state = ContainerState::kRunning;
+  KILN_TRY(save(container));
+  publish(container, "unpause");
+  return ok();
+}
+
+Result<void> ContainerManager::resize(const std::string& reference, uint16_t rows, uint16_t cols) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (!is_live(container.state) || !rt->main) return not_running(container);
+  return rt->main->resize({.rows = rows, .cols = cols});
+}
+
+Result<int> ContainerManager::wait(const std::string& reference, WaitCondition condition,
+                                   const std::function<bool()>& cancelled) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  // The count is read before the state: an exit recorded after this read is always seen as a new exit.
+  uint64_t exits = exits_seen(*rt);
+  auto container = KILN_TRY(store_.resolve(found.id));
+  bool live = is_live(container.state) || container.state == ContainerState::kRestarting;
+  if (condition == WaitCondition::kNotRunning && !live) return container.exit_code;
+  std::unique_lock lock(rt->state_mutex);
+  for (;;) {
+    bool done = condition == WaitCondition::kRemoved ? rt->removed : (rt->exits > exits || rt->removed);
+    if (done) return rt->removed && rt->exits == exits ? container.exit_code : rt->last_exit_code;
+    if (stopping_) return Error::unavailable("kilnd is shutting down");
+    if (cancelled && cancelled()) return Error::cancelled("the client went away");
+    rt->state_changed.wait_for(lock, std::chrono::milliseconds(200));
+  }
+}
+
+void ContainerManager::shutdown() {
+  if (stopping_.exchange(true)) return;
+  std::vector<std::shared_ptr<Runtime>> all;
+  {
+    std::lock_guard guard(runtimes_mutex_);
+    for (auto& [id, rt] : runtimes_) all.push_back(rt);
+  }
+  for (auto& rt : all) {
+    rt->io.end_of_run();
+    std::lock_guard guard(rt->lock);
+    if (rt->relay) ::shutdown(rt->relay->get(), SHUT_RDWR);
+  }
+  std::unique_lock lock(threads_mutex_);
+  // Relays end when VmManager::shutdown() closes their agent channels; restart timers notice stopping_.
+  threads_done_.wait_for(lock, std::chrono::seconds(5), [this] { return threads_ == 0; });
+}
+
+}  // namespace kiln::daemon::containers

@@ -1,0 +1,373 @@
+// ContainerManager: records and their VMs (create, inspect, list, rename, remove, recovery at kilnd start).
+// The lifecycle of the main process is in container_lifecycle.cc, attach in container_attach.cc, exec in
+// container_exec.cc.
+#include "daemon/containers/container_manager.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <filesystem>
+
+#include "agent/protocol/linux_capabilities.h"
+#include "common/log.h"
+#include "common/random_id.h"
+#include "common/rfc3339.h"
+#include "daemon/containers/container_names.h"
+#include "daemon/containers/container_runtime.h"
+#include "image/image_store.h"
+
+namespace kiln::daemon::containers {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr uint64_t kMinVmMemoryMib = 64;
+
+std::string env_key(std::string_view entry) {
+  return std::string(entry.substr(0, entry.find('=')));
+}
+
+// Docker's merge of environments: later entries replace earlier ones of the same key, in place.
+void merge_env(std::vector<std::string>& into, const std::vector<std::string>& from) {
+  for (const auto& entry : from) {
+    std::string key = env_key(entry);
+    auto same = std::find_if(into.begin(), into.end(), [&](const std::string& existing) {
+      return env_key(existing) == key;
+    });
+    if (same != into.end()) {
+      *same = entry;
+    } else {
+      into.push_back(entry);
+    }
+  }
+}
+
+std::vector<std::string> string_list(const Json& json) {
+  std::vector<std::string> out;
+  if (json.is_array()) {
+    for (const auto& item : json) {
+      if (item.is_string()) out.push_back(item.get<std::string>());
+    }
+  }
+  return out;
+}
+
+// A container's VM is named after the container when that makes a valid, free VM name.
+bool usable_vm_name(const std::string& name) {
+  return !name.empty() && name.size() <= 63;
+}
+
+}  // namespace
+
+ContainerManager::ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
+                                   image::ImageStore& images, EventBus& events)
+    : config_(std::move(config)),
+      store_(db),
+      vms_(vms),
+      images_(images),
+      events_(events),
+      random_(std::random_device{}()) {}
+
+Result<std::unique_ptr<ContainerManager>> ContainerManager::create(ContainerManagerConfig config,
+                                                                   store::Database& db, VmManager& vms,
+                                                                   image::ImageStore& images, EventBus& events) {
+  std::error_code error;
+  fs::create_directories(config.root + "/containers", error);
+  if (error) return Error::internal(fmt::format("create {}/containers: {}", config.root, error.message()));
+  return std::unique_ptr<ContainerManager>(  // NOLINT: private constructor
+      new ContainerManager(std::move(config), db, vms, images, events));
+}
+
+ContainerManager::~ContainerManager() {
+  shutdown();
+}
+
+std::string ContainerManager::log_path(const std::string& id) const {
+  return fmt::format("{}/containers/{}/{}-json.log", config_.root, id, id);
+}
+
+std::shared_ptr<ContainerManager::Runtime> ContainerManager::runtime(const std::string& id) {
+  std::lock_guard guard(runtimes_mutex_);
+  auto& slot = runtimes_[id];
+  if (!slot) slot = std::make_shared<Runtime>();
+  return slot;
+}
+
+Result<ContainerRecord> ContainerManager::load(Runtime&, const std::string& id) {
+  auto found = KILN_TRY(store_.get(id));
+  if (!found) return Error::not_found(fmt::format("No such container: {}", id));
+  return std::move(*found);
+}
+
+Result<void> ContainerManager::save(ContainerRecord& container) {
+  return store_.update(container);
+}
+
+void ContainerManager::publish(const ContainerRecord& container, std::string action, Json attributes) {
+  // Docker's Actor.Attributes: the labels, then image and name (which win over labels of those names).
+  Json all = Json::object();
+  for (const auto& [key, value] : container.config.labels) all[key] = value;
+  all["image"] = container.config.image;
+  all["name"] = container.name;
+  for (const auto& [key, value] : attributes.items()) all[key] = value;
+  events_.publish({.type = "container",
+                   .action = std::move(action),
+                   .id = container.id,
+                   .name = container.name,
+                   .attributes = std::move(all)});
+}
+
+Result<void> ContainerManager::merge_image_config(NewContainer& request, const std::string& image_id,
+                                                  const Json& image_config) {
+  ContainerConfig& config = request.config;
+  config.image_id = image_id;
+  const Json empty = Json::object();
+  const Json& image = image_config.is_object() ? image_config : empty;
+  // As dockerd (daemon/create.go, runconfig merge): the image's environment first, the client's over it.
+  std::vector<std::string> env = string_list(image.value("Env", Json::array()));
+  merge_env(env, config.env);
+  config.env = std::move(env);
+  if (!request.entrypoint_given || config.entrypoint.empty()) {
+    // An empty --entrypoint "" clears the image's; no entrypoint at all keeps it.
+    if (!request.entrypoint_given) config.entrypoint = string_list(image.value("Entrypoint", Json::array()));
+    if (!request.cmd_given || config.cmd.empty()) {
+      if (!request.entrypoint_given && config.cmd.empty())
+        config.cmd = string_list(image.value("Cmd", Json::array()));
+    }
+  }
+  if (config.working_dir.empty()) config.working_dir = image.value("WorkingDir", "");
+  if (config.user.empty()) config.user = image.value("User", "");
+  if (config.stop_signal.empty()) config.stop_signal = image.value("StopSignal", "");
+  if (config.stop_signal.empty()) config.stop_signal = "SIGTERM";
+  if (auto labels = image.find("Labels"); labels != image.end() && labels->is_object()) {
+    for (const auto& [key, value] : labels->items()) {
+      if (value.is_string() && !config.labels.contains(key)) config.labels[key] = value.get<std::string>();
+    }
+  }
+  // Fields Kiln only records (ExposedPorts, Volumes, Healthcheck) come from the image when the client gave none.
+  for (const char* key : {"ExposedPorts", "Volumes", "Healthcheck", "OnBuild"}) {
+    if (auto found = image.find(key); found != image.end() && !found->is_null()) {
+      auto& raw = request.raw_config[key];
+      if (raw.is_null()) raw = *found;
+    }
+  }
+  if (config.entrypoint.empty() && config.cmd.empty()) return Error::invalid_argument("No command specified");
+  return ok();
+}
+
+Result<ContainerRecord> ContainerManager::create(NewContainer request) {
+  if (!request.name.empty()) request.name = KILN_TRY(validate_container_name(request.name));
+  auto details = images_.inspect(request.config.image);
+  if (!details) {
+    if (details.error().category() == ErrorCategory::kNotFound) {
+      std::string shown = request.config.image;
+      if (auto ref = image::ImageRef::parse(shown); ref && shown.find("sha256:") == std::string::npos)
+        shown = ref->familiar();
+      return Error::not_found(fmt::format("No such image: {}", shown));
+    }
+    return details.error();
+  }
+  KILN_TRY(merge_image_config(request, details->summary.record.id.to_string(),
+                              details->config.raw.value("config", Json::object())));
+  (void)KILN_TRY(agent::container_capabilities(request.host_config.cap_add, request.host_config.cap_drop));
+  KILN_TRY(validate_json_file_options(request.host_config.log_config.options));
+
+  ContainerRecord container;
+  container.id = KILN_TRY(random_hex_id());
+  container.created = now_rfc3339(TimePrecision::kNanos);
+  container.config = std::move(request.config);
+  container.host_config = std::move(request.host_config);
+  container.raw_config = std::move(request.raw_config);
+  container.raw_host_config = std::move(request.raw_host_config);
+  container.raw_networking_config = std::move(request.raw_networking_config);
+  if (container.config.hostname.empty()) container.config.hostname = container.id.substr(0, 12);
+  std::vector<std::string> env = {std::string(kDefaultPath), "HOSTNAME=" + container.config.hostname};
+  // PATH from the image or client wins; HOSTNAME is always the container's (dockerd sets it last).
+  merge_env(env, container.config.env);
+  merge_env(env, {"HOSTNAME=" + container.config.hostname});
+  container.config.env = std::move(env);
+
+  {
+    // A generated name is picked and claimed in one step, so two creates never pick the same one.
+    std::lock_guard guard(names_mutex_);
+    if (request.name.empty()) {
+      request.name = KILN_TRY(unique_container_name(
+          random_, [this](const std::string& name) { return static_cast<bool>(store_.resolve(name)); }));
+    }
+    container.name = request.name;
+    KILN_TRY(store_.insert(container));
+  }
+
+  auto vm_made = [&]() -> Result<void> {
+    CreateVmRequest vm{.source = {.kind = RootSource::Kind::kContainer, .value = container.config.image_id},
+                       .labels = {{std::string(kContainerIdLabel), container.id},
+                                  {std::string(kContainerNameLabel), container.name},
+                                  {std::string(kContainerImageLabel), container.config.image}},
+                       .owner = container.id};
+    uint64_t memory_mib = container.host_config.memory_bytes == 0
+                              ? config_.default_memory_mib
+                              : std::max(kMinVmMemoryMib, (container.host_config.memory_bytes + (1 << 20) - 1) >> 20);
+    vm.memory_mib = memory_mib;
+    unsigned cpus = config_.default_cpus;
+    if (container.host_config.nano_cpus > 0)
+      cpus = static_cast<unsigned>((container.host_config.nano_cpus + 999'999'999) / 1'000'000'000);
+    else if (container.host_config.cpu_count > 0)
+      cpus = container.host_config.cpu_count;
+    vm.cpus = cpus;
+    vm.name = usable_vm_name(container.name) ? container.name : "ctr-" + container.id.substr(0, 12);
+    auto made = vms_.create_vm(vm);
+    if (!made && made.error().category() == ErrorCategory::kAlreadyExists) {
+      vm.name = "ctr-" + container.id.substr(0, 12);  // a VM of that name exists
+      made = vms_.create_vm(vm);
+    }
+    if (!made) return made.error();
+    container.vm_id = made->id;
+    std::error_code error;
+    fs::create_directories(fs::path(log_path(container.id)).parent_path(), error);
+    if (error) return Error::internal(fmt::format("create the container's directory: {}", error.message()));
+    return save(container);
+  }();
+  if (!vm_made) {
+    // Nothing half-made is left: no record, no VM, no directory.
+    if (!container.vm_id.empty()) (void)vms_.remove(container.vm_id, true, container.id);
+    std::error_code ignored;
+    fs::remove_all(fs::path(log_path(container.id)).parent_path(), ignored);
+    (void)store_.remove(container.id);
+    return vm_made.error();
+  }
+  publish(container, "create");
+  log::info("container created", {{"container", container.name}, {"id", container.id}, {"vm", container.vm_id}});
+  return container;
+}
+
+Result<ContainerRecord> ContainerManager::inspect(const std::string& reference) {
+  return store_.resolve(reference);
+}
+
+Result<std::vector<ContainerRecord>> ContainerManager::list() {
+  return store_.list();
+}
+
+Result<void> ContainerManager::rename(const std::string& reference, const std::string& new_name) {
+  std::string name = KILN_TRY(validate_container_name(new_name));
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  if (container.name == name)
+    return Error::invalid_argument("Renaming a container with the same name as its current name");
+  std::string old_name = container.name;
+  container.name = name;
+  KILN_TRY(save(container));
+  // Operators see the new name on the container's VM.
+  if (auto vm = vms_.inspect(container.vm_id)) {
+    auto labels = vm->labels;
+    labels[std::string(kContainerNameLabel)] = name;
+    (void)vms_.update(container.vm_id, {.labels = labels}, container.id);
+  }
+  publish(container, "rename", {{"oldName", "/" + old_name}});
+  return ok();
+}
+
+Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& container) {
+  if (!container.vm_id.empty()) {
+    auto removed = vms_.remove(container.vm_id, true, container.id);
+    if (!removed && removed.error().category() != ErrorCategory::kNotFound) return removed.error();
+  }
+  std::error_code ignored;
+  fs::remove_all(fs::path(log_path(container.id)).parent_path(), ignored);
+  KILN_TRY(store_.remove(container.id));
+  {
+    std::lock_guard guard(execs_mutex_);
+    std::erase_if(execs_, [&](const auto& entry) { return entry.second.container_id == container.id; });
+  }
+  publish(container, "destroy");
+  {
+    std::lock_guard guard(rt.state_mutex);
+    rt.removed = true;
+  }
+  rt.state_changed.notify_all();
+  {
+    std::lock_guard guard(runtimes_mutex_);
+    runtimes_.erase(container.id);
+  }
+  log::info("container removed", {{"container", container.name}, {"id", container.id}});
+  return ok();
+}
+
+Result<void> ContainerManager::remove(const std::string& reference, bool force) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  {
+    std::lock_guard guard(rt->lock);
+    auto container = KILN_TRY(load(*rt, found.id));
+    if (rt->removing) {
+      return Error::failed_precondition(
+          fmt::format("removal of container {} is already in progress", container.id.substr(0, 12)));
+    }
+    bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kPaused;
+    if (live && !force) {
+      if (container.state == ContainerState::kPaused) {
+        return Error::failed_precondition(fmt::format(
+            "You cannot remove a paused container {}. Unpause and then stop the container before attempting "
+            "removal or force remove",
+            container.id));
+      }
+      return Error::failed_precondition(fmt::format(
+          "You cannot remove a running container {}. Stop the container before attempting removal or force "
+          "remove",
+          container.id));
+    }
+    if (!live || !rt->main) return remove_locked(*rt, container);
+    rt->removing = true;
+    if (container.state == ContainerState::kPaused) (void)vms_.resume(container.vm_id);
+  }
+  // Running: killed first (its exit is handled on the relay thread, which needs the lock), then removed.
+  auto stopped = stop_process(*rt, found.id, SIGKILL, std::chrono::seconds(10));
+  std::lock_guard guard(rt->lock);
+  auto container = store_.get(found.id);
+  if (!container || !*container) return ok();  // an --rm container removed itself
+  if (!stopped) log::warn("container did not stop cleanly before removal", {{"id", found.id}});
+  return remove_locked(*rt, **container);
+}
+
+Result<void> ContainerManager::recover() {
+  for (auto& container : KILN_TRY(store_.list())) {
+    auto rt = runtime(container.id);
+    std::lock_guard guard(rt->lock);
+    bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kPaused ||
+                container.state == ContainerState::kRestarting;
+    if (container.state == ContainerState::kRemoving) {
+      (void)remove_locked(*rt, container);
+      continue;
+    }
+    if (!live) continue;
+    // The agent ended the container's processes when the previous kilnd's channel closed (keeping them
+    // across a kilnd restart is planned), so the container exited then.
+    (void)vms_.stop(container.vm_id, config_.vm_stop_grace);
+    bool was_restarting = container.state == ContainerState::kRestarting;
+    container.state = ContainerState::kExited;
+    container.pid = 0;
+    if (!was_restarting) {
+      container.exit_code = 255;
+      container.finished_at = now_rfc3339(TimePrecision::kNanos);
+    }
+    KILN_TRY(save(container));
+    publish(container, "die", {{"exitCode", std::to_string(container.exit_code)}});
+    const auto& policy = container.host_config.restart_policy;
+    bool restart = policy.kind == RestartPolicy::Kind::kAlways ||
+                   (policy.kind == RestartPolicy::Kind::kUnlessStopped && !container.stopped_by_user) ||
+                   (policy.kind == RestartPolicy::Kind::kOnFailure && !container.stopped_by_user);
+    if (restart) {
+      container.state = ContainerState::kRestarting;
+      KILN_TRY(save(container));
+      schedule_restart(container.id, rt->run, std::chrono::milliseconds(0));
+    } else if (container.host_config.auto_remove) {
+      (void)remove_locked(*rt, container);
+    }
+  }
+  return ok();
+}
+
+}  // namespace kiln::daemon::containers

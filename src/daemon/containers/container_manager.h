@@ -1,0 +1,192 @@
+// ContainerManager: kilnd's Docker containers, each running in its own VM. Owns the container records (kiln.db,
+// beside the VMs), a lock per container, the main process's stdio relay and logs, exec records and the
+// restart supervisor; drives the VMs through VmManager, as their owner. The Docker API routes
+// (src/api/docker) only translate HTTP into these calls.
+//
+// Locking: a container's lock is taken before any VM lock (VmManager's slots), never the other way round;
+// the main process's exit is handled on its relay thread, which takes the container lock itself, so an
+// operation that waits for an exit (stop, kill, rm -f) waits without holding it. Thread-safe: HTTP
+// connection threads call in directly.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "daemon/containers/container_io.h"
+#include "daemon/containers/container_record.h"
+#include "daemon/containers/container_store.h"
+#include "daemon/containers/json_file_log.h"
+#include "daemon/event_bus.h"
+#include "daemon/vm_manager.h"
+
+namespace kiln::image {
+class ImageStore;
+}
+
+namespace kiln::daemon::containers {
+
+struct ContainerManagerConfig {
+  std::string root;                  // --root: containers/<id>/ holds the logs
+  uint64_t default_memory_mib = 512;  // a container's VM without -m (memfd-backed: untouched pages cost nothing)
+  unsigned default_cpus = 1;
+  std::chrono::milliseconds vm_stop_grace = std::chrono::seconds(10);
+};
+
+// What `docker create` asks for; see api/docker/container_json.h for where it comes from.
+struct NewContainer {
+  std::string name;  // empty: generated
+  ContainerConfig config;
+  HostConfig host_config;
+  Json raw_config = Json::object();
+  Json raw_host_config = Json::object();
+  Json raw_networking_config = Json::object();
+  // Whether the client set Entrypoint and Cmd at all (null and absent differ from [] for the image merge).
+  bool entrypoint_given = false;
+  bool cmd_given = false;
+};
+
+enum class WaitCondition { kNotRunning, kNextExit, kRemoved };
+
+struct AttachOptions {
+  bool stdin = false;
+  bool stdout = false;
+  bool stderr = false;
+  bool logs = false;    // replay the logs first
+  bool stream = false;  // then follow the live output
+  std::string detach_keys;  // the byte sequence (parse_detach_keys); empty: Docker's default ctrl-p,ctrl-q
+};
+
+struct ExecConfig {
+  std::vector<std::string> cmd;
+  std::vector<std::string> env;  // added to the container's
+  std::string user;              // empty: the container's
+  std::string working_dir;       // empty: the container's
+  bool tty = false;
+  bool attach_stdin = false;
+  bool attach_stdout = true;
+  bool attach_stderr = true;
+  bool privileged = false;
+  uint16_t console_rows = 0;
+  uint16_t console_cols = 0;
+};
+
+struct ExecRecord {
+  std::string id;
+  std::string container_id;
+  ExecConfig config;
+  bool running = false;
+  bool started = false;
+  std::optional<int> exit_code;
+  int64_t pid = 0;
+  std::optional<agent::ExecHandle> handle;  // once started
+};
+
+class ContainerManager {
+ public:
+  static Result<std::unique_ptr<ContainerManager>> create(ContainerManagerConfig config, store::Database& db,
+                                                          VmManager& vms, image::ImageStore& images,
+                                                          EventBus& events);
+  ~ContainerManager();
+  ContainerManager(const ContainerManager&) = delete;
+  ContainerManager& operator=(const ContainerManager&) = delete;
+
+  // At kilnd start, after VmManager::recover(): containers whose process did not survive are recorded as
+  // exited; restart policies apply.
+  Result<void> recover();
+  // Stops relays and restart timers; containers' VMs are left to VmManager::shutdown().
+  void shutdown();
+
+  Result<ContainerRecord> create(NewContainer request);
+  Result<ContainerRecord> inspect(const std::string& reference);
+  Result<std::vector<ContainerRecord>> list();
+  // false when it was already running (HTTP 304).
+  Result<bool> start(const std::string& reference);
+  // false when it was not running (HTTP 304). `timeout`: seconds before SIGKILL (nullopt: the container's
+  // StopTimeout, else 10; negative: wait for ever); `signal`: overrides the StopSignal.
+  Result<bool> stop(const std::string& reference, std::optional<int> timeout, std::optional<int> signal);
+  Result<void> kill(const std::string& reference, int signal);
+  Result<void> restart(const std::string& reference, std::optional<int> timeout);
+  Result<void> remove(const std::string& reference, bool force);
+  Result<void> rename(const std::string& reference, const std::string& new_name);
+  Result<void> pause(const std::string& reference);
+  Result<void> unpause(const std::string& reference);
+  Result<void> resize(const std::string& reference, uint16_t rows, uint16_t cols);
+  // Blocks until the condition holds; returns the exit code. `cancelled` is polled (the client went away).
+  Result<int> wait(const std::string& reference, WaitCondition condition, const std::function<bool()>& cancelled);
+
+  // Checks an attach can go ahead (before the HTTP hijack): kNotFound, or kFailedPrecondition for a stopped
+  // container with `stream` ("You cannot attach to a stopped container, start it first").
+  Result<ContainerRecord> check_attach(const std::string& reference, const AttachOptions& options);
+  // Runs an attach on the hijacked connection until the run ends, the client detaches or goes away.
+  void attach(const std::string& id, UniqueFd client, std::string already_read, const AttachOptions& options);
+
+  std::string log_path(const std::string& id) const;
+  // docker logs: reads the container's json-file log; with `follow`, until its run ends or `should_stop`.
+  Result<void> read_logs(const std::string& id, const LogReadOptions& options,
+                         const std::function<bool()>& should_stop,
+                         const std::function<bool(const LogEntry&)>& deliver);
+
+  Result<std::string> exec_create(const std::string& reference, ExecConfig config);
+  Result<ExecRecord> exec_inspect(const std::string& exec_id);
+  // Detached when `client` is invalid. Returns once the process ended (attached) or started (detached).
+  Result<void> exec_start(const std::string& exec_id, UniqueFd client, std::string already_read);
+  Result<void> exec_resize(const std::string& exec_id, uint16_t rows, uint16_t cols);
+
+ private:
+  struct Runtime;
+  ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms, image::ImageStore& images,
+                   EventBus& events);
+
+  std::shared_ptr<Runtime> runtime(const std::string& id);
+  Result<ContainerRecord> load(Runtime& runtime, const std::string& id);  // under the container's lock
+  Result<void> save(ContainerRecord& container);
+  void publish(const ContainerRecord& container, std::string action, Json attributes = Json::object());
+  Result<void> merge_image_config(NewContainer& request, const std::string& image_id, const Json& image_config);
+
+  // The container start path: its VM up with the root assembled, the main process running, the relay
+  // reading its output. One function, so a VM fork can replace the boot.
+  Result<void> launch(Runtime& runtime, ContainerRecord& container);
+  Result<void> start_locked(Runtime& runtime, ContainerRecord& container);
+  // The main process of run `run` ended with `status` (an error: the agent was lost).
+  void on_main_exit(const std::string& id, uint64_t run, const Result<ExitStatus>& status);
+  void schedule_restart(const std::string& id, uint64_t run, std::chrono::milliseconds delay);
+  // Signals the main process and waits for its exit to be handled; SIGKILL after `timeout`.
+  Result<void> stop_process(Runtime& runtime, const std::string& id, int signal, std::chrono::milliseconds timeout);
+  Result<void> remove_locked(Runtime& runtime, ContainerRecord& container);
+  uint64_t exits_seen(Runtime& runtime);
+  // Waits until the runtime saw more than `exits` exits, or `timeout` passed; true if it did.
+  bool wait_for_exit_after(Runtime& runtime, uint64_t exits, std::chrono::milliseconds timeout,
+                           const std::function<bool()>& cancelled = {});
+
+  ContainerManagerConfig config_;
+  ContainerStore store_;
+  VmManager& vms_;
+  image::ImageStore& images_;
+  EventBus& events_;
+
+  std::mutex runtimes_mutex_;
+  std::map<std::string, std::shared_ptr<Runtime>> runtimes_;
+  std::mutex names_mutex_;  // generated names: pick and insert as one step
+  std::mt19937_64 random_;
+
+  std::mutex execs_mutex_;
+  std::map<std::string, ExecRecord> execs_;
+
+  // Relay and restart threads are detached; shutdown() waits for them to notice stopping_.
+  std::atomic<bool> stopping_{false};
+  std::mutex threads_mutex_;
+  std::condition_variable threads_done_;
+  int threads_ = 0;
+};
+
+}  // namespace kiln::daemon::containers
