@@ -1,0 +1,239 @@
+#include "daemon/containers/container_record.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+#include <utility>
+
+namespace kiln::daemon::containers {
+namespace {
+
+constexpr std::pair<ContainerState, std::string_view> kStateNames[] = {
+    {ContainerState::kCreated, "created"},   {ContainerState::kRunning, "running"},
+    {ContainerState::kPaused, "paused"},     {ContainerState::kRestarting, "restarting"},
+    {ContainerState::kRemoving, "removing"}, {ContainerState::kExited, "exited"},
+    {ContainerState::kDead, "dead"},
+};
+
+constexpr std::pair<RestartPolicy::Kind, std::string_view> kPolicyNames[] = {
+    {RestartPolicy::Kind::kNo, "no"},
+    {RestartPolicy::Kind::kAlways, "always"},
+    {RestartPolicy::Kind::kOnFailure, "on-failure"},
+    {RestartPolicy::Kind::kUnlessStopped, "unless-stopped"},
+};
+
+Json string_list(const std::vector<std::string>& values) {
+  Json list = Json::array();
+  for (const auto& value : values) list.push_back(value);
+  return list;
+}
+
+std::vector<std::string> read_string_list(const Json& json, std::string_view key) {
+  std::vector<std::string> values;
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_array()) return values;
+  for (const auto& item : *it) {
+    if (item.is_string()) values.push_back(item.get<std::string>());
+  }
+  return values;
+}
+
+std::map<std::string, std::string> read_string_map(const Json& json, std::string_view key) {
+  std::map<std::string, std::string> values;
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_object()) return values;
+  for (const auto& [name, value] : it->items()) {
+    if (value.is_string()) values[name] = value.get<std::string>();
+  }
+  return values;
+}
+
+Json read_object(const Json& json, std::string_view key) {
+  auto it = json.find(key);
+  return it != json.end() && it->is_object() ? *it : Json::object();
+}
+
+Json config_to_json(const ContainerConfig& config) {
+  return {{"image", config.image},
+          {"image_id", config.image_id},
+          {"entrypoint", string_list(config.entrypoint)},
+          {"cmd", string_list(config.cmd)},
+          {"env", string_list(config.env)},
+          {"working_dir", config.working_dir},
+          {"user", config.user},
+          {"hostname", config.hostname},
+          {"domainname", config.domainname},
+          {"tty", config.tty},
+          {"open_stdin", config.open_stdin},
+          {"stdin_once", config.stdin_once},
+          {"attach_stdin", config.attach_stdin},
+          {"attach_stdout", config.attach_stdout},
+          {"attach_stderr", config.attach_stderr},
+          {"labels", config.labels},
+          {"stop_signal", config.stop_signal},
+          {"stop_timeout", config.stop_timeout ? Json(*config.stop_timeout) : Json(nullptr)},
+          {"console_rows", config.console_rows},
+          {"console_cols", config.console_cols}};
+}
+
+ContainerConfig config_from_json(const Json& json) {
+  ContainerConfig config;
+  config.image = json.value("image", "");
+  config.image_id = json.value("image_id", "");
+  config.entrypoint = read_string_list(json, "entrypoint");
+  config.cmd = read_string_list(json, "cmd");
+  config.env = read_string_list(json, "env");
+  config.working_dir = json.value("working_dir", "");
+  config.user = json.value("user", "");
+  config.hostname = json.value("hostname", "");
+  config.domainname = json.value("domainname", "");
+  config.tty = json.value("tty", false);
+  config.open_stdin = json.value("open_stdin", false);
+  config.stdin_once = json.value("stdin_once", false);
+  config.attach_stdin = json.value("attach_stdin", false);
+  config.attach_stdout = json.value("attach_stdout", false);
+  config.attach_stderr = json.value("attach_stderr", false);
+  config.labels = read_string_map(json, "labels");
+  config.stop_signal = json.value("stop_signal", "");
+  if (auto it = json.find("stop_timeout"); it != json.end() && it->is_number_integer())
+    config.stop_timeout = it->get<int>();
+  config.console_rows = json.value("console_rows", uint16_t{0});
+  config.console_cols = json.value("console_cols", uint16_t{0});
+  return config;
+}
+
+Json host_config_to_json(const HostConfig& host) {
+  return {{"auto_remove", host.auto_remove},
+          {"restart_policy",
+           {{"name", to_string(host.restart_policy.kind)},
+            {"maximum_retry_count", host.restart_policy.maximum_retry_count}}},
+          {"memory_bytes", host.memory_bytes},
+          {"nano_cpus", host.nano_cpus},
+          {"cpu_count", host.cpu_count},
+          {"cap_add", string_list(host.cap_add)},
+          {"cap_drop", string_list(host.cap_drop)},
+          {"privileged", host.privileged},
+          {"read_only_root", host.read_only_root},
+          {"init", host.init},
+          {"log_config", {{"type", host.log_config.type}, {"options", host.log_config.options}}},
+          {"network_mode", host.network_mode}};
+}
+
+Result<HostConfig> host_config_from_json(const Json& json) {
+  HostConfig host;
+  host.auto_remove = json.value("auto_remove", false);
+  Json policy = read_object(json, "restart_policy");
+  auto restart =
+      make_restart_policy(policy.value("name", "no"), policy.value("maximum_retry_count", int64_t{0}));
+  if (!restart) return restart.error().with_context("stored container record");
+  host.restart_policy = *restart;
+  host.memory_bytes = json.value("memory_bytes", uint64_t{0});
+  host.nano_cpus = json.value("nano_cpus", uint64_t{0});
+  host.cpu_count = json.value("cpu_count", 0U);
+  host.cap_add = read_string_list(json, "cap_add");
+  host.cap_drop = read_string_list(json, "cap_drop");
+  host.privileged = json.value("privileged", false);
+  host.read_only_root = json.value("read_only_root", false);
+  host.init = json.value("init", false);
+  Json log = read_object(json, "log_config");
+  host.log_config.type = log.value("type", "json-file");
+  host.log_config.options = read_string_map(log, "options");
+  host.network_mode = json.value("network_mode", "default");
+  return host;
+}
+
+}  // namespace
+
+std::string_view to_string(ContainerState state) {
+  for (auto [value, name] : kStateNames) {
+    if (value == state) return name;
+  }
+  return "dead";
+}
+
+std::optional<ContainerState> container_state_from_string(std::string_view text) {
+  for (auto [value, name] : kStateNames) {
+    if (name == text) return value;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(RestartPolicy::Kind kind) {
+  for (auto [value, name] : kPolicyNames) {
+    if (value == kind) return name;
+  }
+  return "no";
+}
+
+Result<RestartPolicy> make_restart_policy(std::string_view name, int64_t maximum_retry_count) {
+  // moby's ValidateRestartPolicy: a retry count only with on-failure, never negative.
+  if (name.empty()) name = "no";
+  for (auto [kind, kind_name] : kPolicyNames) {
+    if (kind_name != name) continue;
+    if (kind == RestartPolicy::Kind::kOnFailure) {
+      if (maximum_retry_count < 0) return Error::invalid_argument("maximum retry count cannot be negative");
+      if (maximum_retry_count > std::numeric_limits<unsigned>::max())
+        return Error::invalid_argument(
+            fmt::format("maximum retry count {} is too large", maximum_retry_count));
+      return RestartPolicy{kind, static_cast<unsigned>(maximum_retry_count)};
+    }
+    if (maximum_retry_count != 0)
+      return Error::invalid_argument(
+          fmt::format("maximum retry count cannot be used with restart policy '{}'", name));
+    return RestartPolicy{kind, 0};
+  }
+  return Error::invalid_argument(fmt::format("invalid restart policy '{}'", name));
+}
+
+Json to_storage_json(const ContainerRecord& container) {
+  return {{"id", container.id},
+          {"name", container.name},
+          {"created", container.created},
+          {"config", config_to_json(container.config)},
+          {"host_config", host_config_to_json(container.host_config)},
+          {"raw_config", container.raw_config},
+          {"raw_host_config", container.raw_host_config},
+          {"raw_networking_config", container.raw_networking_config},
+          {"vm_id", container.vm_id},
+          {"state", to_string(container.state)},
+          {"exit_code", container.exit_code},
+          {"error", container.error},
+          {"oom_killed", container.oom_killed},
+          {"pid", container.pid},
+          {"started_at", container.started_at},
+          {"finished_at", container.finished_at},
+          {"restart_count", container.restart_count},
+          {"stopped_by_user", container.stopped_by_user}};
+}
+
+Result<ContainerRecord> container_from_storage_json(const Json& json) {
+  if (!json.is_object()) return Error::internal("stored container record is not an object");
+  ContainerRecord container;
+  container.id = json.value("id", "");
+  container.name = json.value("name", "");
+  if (container.id.empty() || container.name.empty())
+    return Error::internal("stored container record lacks an id or name");
+  container.created = json.value("created", "");
+  container.config = config_from_json(read_object(json, "config"));
+  container.host_config = KILN_TRY(host_config_from_json(read_object(json, "host_config")));
+  container.raw_config = read_object(json, "raw_config");
+  container.raw_host_config = read_object(json, "raw_host_config");
+  container.raw_networking_config = read_object(json, "raw_networking_config");
+  container.vm_id = json.value("vm_id", "");
+  std::string state = json.value("state", "");
+  auto parsed = container_state_from_string(state);
+  if (!parsed)
+    return Error::internal(fmt::format("stored container {} has an unknown state '{}'", container.id, state));
+  container.state = *parsed;
+  container.exit_code = json.value("exit_code", 0);
+  container.error = json.value("error", "");
+  container.oom_killed = json.value("oom_killed", false);
+  container.pid = json.value("pid", int64_t{0});
+  container.started_at = json.value("started_at", "");
+  container.finished_at = json.value("finished_at", "");
+  container.restart_count = json.value("restart_count", 0U);
+  container.stopped_by_user = json.value("stopped_by_user", false);
+  return container;
+}
+
+}  // namespace kiln::daemon::containers
