@@ -408,7 +408,13 @@ Result<void> parse_config_fields(const Json& body, CreateContainerRequest& reque
   return ok();
 }
 
-Result<void> parse_host_config_fields(const Json& object, HostConfig& out, uint16_t& rows, uint16_t& cols) {
+Error cpu_range_error(unsigned host_cpus) {
+  return Error::invalid_argument(fmt::format(
+      "Range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available", host_cpus, host_cpus));
+}
+
+Result<void> parse_host_config_fields(const Json& object, unsigned host_cpus, HostConfig& out, uint16_t& rows,
+                                      uint16_t& cols) {
   StructReader host(object, "HostConfig", "HostConfig");
   if (auto value = KILN_TRY(host.boolean("AutoRemove"))) out.auto_remove = *value;
   if (const Json* policy = KILN_TRY(host.object("RestartPolicy", "container.RestartPolicy"))) {
@@ -426,7 +432,10 @@ Result<void> parse_host_config_fields(const Json& object, HostConfig& out, uint1
     out.memory_bytes = static_cast<uint64_t>(*value);
   }
   if (auto value = KILN_TRY(host.integer("NanoCpus", "int64"))) {
-    if (*value < 0) return Error::invalid_argument("NanoCpus can not be negative");
+    if (*value < 0) {
+      if (host_cpus == 0) return Error::invalid_argument("NanoCpus can not be negative");
+      return cpu_range_error(host_cpus);
+    }
     out.nano_cpus = static_cast<uint64_t>(*value);
   }
   if (auto value = KILN_TRY(host.integer("CpuCount", "int64"))) {
@@ -464,8 +473,7 @@ Result<void> parse_host_config_fields(const Json& object, HostConfig& out, uint1
 
 Result<void> check_host_config(const HostConfig& host, unsigned host_cpus) {
   if (host_cpus > 0 && host.nano_cpus > static_cast<uint64_t>(host_cpus) * 1'000'000'000ULL)
-    return Error::invalid_argument(fmt::format(
-        "Range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available", host_cpus, host_cpus));
+    return cpu_range_error(host_cpus);
   if (host.auto_remove && host.restart_policy.kind != daemon::containers::RestartPolicy::Kind::kNo)
     return Error::invalid_argument("can't create 'AutoRemove' container with restart policy");
   KILN_TRY(check_capabilities(host.cap_add, "CapAdd"));
@@ -790,7 +798,7 @@ Result<CreateContainerRequest> parse_create_container(const Json& body, std::str
   KILN_TRY(parse_config_fields(body, request));
   StructReader wrapper(body, kWrapper, "");
   if (const Json* host = KILN_TRY(wrapper.object("HostConfig", "container.HostConfig"))) {
-    KILN_TRY(parse_host_config_fields(*host, request.host_config, request.config.console_rows,
+    KILN_TRY(parse_host_config_fields(*host, host_cpus, request.host_config, request.config.console_rows,
                                       request.config.console_cols));
     request.raw_host_config = known_fields(*host, kHostConfigFields);
   }
@@ -1025,6 +1033,12 @@ Result<ContainerListFilter> parse_container_filters(const Filters& filters,
   // Kiln containers have no volumes and publish or expose no ports yet.
   if (filters.has("volume") || filters.has("publish") || filters.has("expose")) filter.match_nothing = true;
   return filter;
+}
+
+bool listed(const ContainerListFilter& filter, const ContainerRecord& container, bool all, int64_t limit) {
+  // dockerd lists stopped containers with all=1, a limit or a status filter (not with before/since).
+  bool include_stopped = all || limit > 0 || !filter.states.empty();
+  return (include_stopped || is_up(container.state)) && matches(filter, container);
 }
 
 bool matches(const ContainerListFilter& filter, const ContainerRecord& container) {

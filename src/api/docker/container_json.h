@@ -135,5 +135,9 @@ Result<ContainerListFilter> parse_container_filters(const Filters& filters,
                                                     const AncestorResolver& ancestors);
 
 bool matches(const ContainerListFilter& filter, const daemon::containers::ContainerRecord& container);
+// GET /containers/json's whole rule: `matches`, and a stopped container only with ?all=1, ?limit>0 or a
+// status filter, as dockerd has it. Sorting newest first and applying the limit are the caller's.
+bool listed(const ContainerListFilter& filter, const daemon::containers::ContainerRecord& container, bool all,
+            int64_t limit);
 
 }  // namespace kiln::api::docker

@@ -359,7 +359,8 @@ TEST(ContainerJsonTest, DockerdsChecksWithItsMessages) {
             R"(logging driver "syslog" is not supported by Kiln: use json-file or none)");
   EXPECT_EQ(create_error(R"({"Cmd":["sh"]})"),
             "No image specified: a Kiln container's root filesystem is its image");
-  EXPECT_NE(create_error(R"({"Image":"busybox","HostConfig":{"NanoCpus":-1}})"), "(accepted)");
+  EXPECT_EQ(create_error(R"({"Image":"busybox","HostConfig":{"NanoCpus":-1}})"),
+            "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
   EXPECT_NE(create_error(R"({"Image":"busybox","HostConfig":{"CpuCount":-1}})"), "(accepted)");
 }
 
@@ -676,6 +677,30 @@ TEST(ContainerFiltersTest, MatchLikeDockerd) {
   EXPECT_EQ(containers.names(R"({"publish":["80"]})"), "");
   EXPECT_EQ(containers.names(R"({"expose":["80"]})"), "");
   EXPECT_EQ(containers.names(R"({"isolation":["x"]})"), "c1 up1 p1 ex1");
+}
+
+TEST(ContainerFiltersTest, StoppedContainersOnlyWithAllLimitOrStatus) {
+  // dockerd without ?all=1: {} -> running and paused; {"status":["exited"]} -> ex1; since/before and exited
+  // do not widen the list; ?limit=2 does.
+  Containers containers;
+  auto listed_names = [&](std::string_view json, bool all, int64_t limit) {
+    auto filter = parse_container_filters(
+        *filters(json), [&](std::string_view value) { return containers.lookup(value); },
+        &Containers::resolve);
+    std::string result;
+    for (const auto& record : containers.all) {
+      if (!listed(*filter, record, all, limit)) continue;
+      if (!result.empty()) result += ' ';
+      result += record.name;
+    }
+    return result;
+  };
+  EXPECT_EQ(listed_names("{}", false, 0), "up1 p1");
+  EXPECT_EQ(listed_names("{}", true, 0), "c1 up1 p1 ex1");
+  EXPECT_EQ(listed_names("{}", false, 2), "c1 up1 p1 ex1");
+  EXPECT_EQ(listed_names(R"({"status":["exited"]})", false, 0), "ex1");
+  EXPECT_EQ(listed_names(R"({"since":["c1"]})", false, 0), "up1 p1");
+  EXPECT_EQ(listed_names(R"({"exited":["2"]})", false, 0), "");
 }
 
 TEST(ContainerFiltersTest, RefusalsInDockerdsWords) {
