@@ -206,8 +206,9 @@ Json to_storage_json(const ContainerRecord& container) {
           {"stopped_by_user", container.stopped_by_user}};
 }
 
-Result<ContainerRecord> container_from_storage_json(const Json& json) {
-  if (!json.is_object()) return Error::internal("stored container record is not an object");
+namespace {
+
+Result<ContainerRecord> read_container(const Json& json) {
   ContainerRecord container;
   container.id = json.value("id", "");
   container.name = json.value("name", "");
@@ -234,6 +235,18 @@ Result<ContainerRecord> container_from_storage_json(const Json& json) {
   container.restart_count = json.value("restart_count", 0U);
   container.stopped_by_user = json.value("stopped_by_user", false);
   return container;
+}
+
+}  // namespace
+
+Result<ContainerRecord> container_from_storage_json(const Json& json) {
+  if (!json.is_object()) return Error::internal("stored container record is not an object");
+  // Json::value throws on a field of the wrong type: a damaged row is an error, not a crash of kilnd.
+  try {
+    return read_container(json);
+  } catch (const Json::exception& error) {
+    return Error::internal(fmt::format("stored container record: {}", error.what()));
+  }
 }
 
 }  // namespace kiln::daemon::containers

@@ -153,6 +153,14 @@ TEST(ContainerRecordTest, RefusesBrokenStoredRecords) {
   auto result = container_from_storage_json(bad_state);
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().category(), ErrorCategory::kInternal);
+  Json bad_type = to_storage_json(full_record());
+  bad_type["exit_code"] = "137";
+  auto damaged = container_from_storage_json(bad_type);
+  ASSERT_FALSE(damaged);
+  EXPECT_EQ(damaged.error().category(), ErrorCategory::kInternal);
+  Json bad_policy = to_storage_json(full_record());
+  bad_policy["host_config"]["restart_policy"]["name"] = "sometimes";
+  EXPECT_FALSE(container_from_storage_json(bad_policy));
 }
 
 TEST(ContainerRecordTest, RestartPolicyNamesAsDockerHasThem) {
