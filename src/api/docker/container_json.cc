@@ -550,7 +550,8 @@ void set_field(Json& object, std::string_view name, Json value) {
 
 Json value_or(const Json& object, std::string_view name, Json fallback) {
   auto it = object.find(name);
-  return it == object.end() ? std::move(fallback) : *it;
+  if (it == object.end()) return fallback;
+  return *it;
 }
 
 // What dockerd 20.10 shows for a container created with no options (defaults compose and docker-py read).
@@ -923,7 +924,7 @@ std::string human_duration(std::chrono::nanoseconds duration) {
   if (minutes == 1) return "About a minute";
   if (minutes < 60) return fmt::format("{} minutes", minutes);
   double total_hours = total_seconds / 3600;
-  auto hours = static_cast<int64_t>(total_hours + 0.5);
+  auto hours = static_cast<int64_t>(std::floor(total_hours + 0.5));  // Go: int(d.Hours() + 0.5)
   if (hours == 1) return "About an hour";
   if (hours < 48) return fmt::format("{} hours", hours);
   if (hours < 24 * 7 * 2) return fmt::format("{} days", hours / 24);
