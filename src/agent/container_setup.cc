@@ -23,7 +23,6 @@
 namespace kiln::agent {
 namespace {
 
-
 int read_last_capability() {
   auto text = read_file("/proc/sys/kernel/cap_last_cap", 64);
   if (!text) return kLinuxCapabilityCount - 1;
@@ -44,7 +43,6 @@ bool mkdir_if_missing(const char* path) {
 int container_clone_flags() {
   return CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
 }
-
 
 Result<ContainerPlan> plan_container(const ContainerSpec& spec) {
   struct stat st {};

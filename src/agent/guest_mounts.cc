@@ -85,8 +85,7 @@ Result<void> mount_in_guest(const MountRequest& request) {
   unsigned long flags = request.read_only ? MS_RDONLY : 0;
   const char* data = request.options.empty() ? nullptr : request.options.c_str();
   if (::mount(source.c_str(), request.target.c_str(), request.fstype.c_str(), flags, data) != 0) {
-    return Error::last_os_error(
-        fmt::format("mount {} {} on {}", request.fstype, source, request.target));
+    return Error::last_os_error(fmt::format("mount {} {} on {}", request.fstype, source, request.target));
   }
   log::info("mounted", {{"source", source},
                         {"target", request.target},

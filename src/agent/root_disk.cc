@@ -31,7 +31,6 @@ std::string trimmed(std::string text) {
   return text;
 }
 
-
 // The mount points the rest of PID 1 setup and every userland expect; created on the disk if it lacks them.
 struct NeededDir {
   const char* name;

@@ -98,11 +98,11 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{
-      kProtocolVersion,
-      fmt::format("kiln-agent {}", kVersion),
-      {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container", "mount_serial"},
-      config_.root};
+  HelloReply reply{kProtocolVersion,
+                   fmt::format("kiln-agent {}", kVersion),
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
+                    "container", "mount_serial"},
+                   config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
 

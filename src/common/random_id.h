@@ -1,4 +1,5 @@
-// Random ids as Docker and Kiln show them: lower-case hex from the kernel's CSPRNG (container, VM and exec ids).
+// Random ids as Docker and Kiln show them: lower-case hex from the kernel's CSPRNG (container, VM and exec
+// ids).
 #pragma once
 
 #include <string>

@@ -7,7 +7,8 @@ namespace {
 
 TEST(Stdcopy, FrameHasDockersHeader) {
   EXPECT_EQ(frame(kStderr, "hi"), std::string("\x02\0\0\0\0\0\0\x02hi", 10));
-  EXPECT_EQ(frame(kStdout, std::string(0x10203, 'x')).substr(0, 8), std::string("\x01\0\0\0\0\x01\x02\x03", 8));
+  EXPECT_EQ(frame(kStdout, std::string(0x10203, 'x')).substr(0, 8),
+            std::string("\x01\0\0\0\0\x01\x02\x03", 8));
 }
 
 TEST(StdcopyDemuxer, FramesSplitAnywhere) {

@@ -145,8 +145,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                          .images = images.get()},
                                         *store, events, *engine));
   KILN_TRY(vms->recover());
-  auto containers = KILN_TRY(containers::ContainerManager::create({.root = options.root}, store->database(),
-                                                                  *vms, *images, events));
+  auto containers = KILN_TRY(
+      containers::ContainerManager::create({.root = options.root}, store->database(), *vms, *images, events));
   KILN_TRY(containers->recover());
 
   api::rest::ExecRegistry execs;

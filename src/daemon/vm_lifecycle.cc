@@ -111,9 +111,10 @@ Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
        .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
   };
   for (const auto& request : mounts) {
-    KILN_TRY_CONTEXT(
-        hub.call([&](agent::AgentConnection& connection) { return connection.mount(request, kMountTimeout); }),
-        fmt::format("assemble the container's root ({})", request.target));
+    KILN_TRY_CONTEXT(hub.call([&](agent::AgentConnection& connection) {
+      return connection.mount(request, kMountTimeout);
+    }),
+                     fmt::format("assemble the container's root ({})", request.target));
   }
   return ok();
 }

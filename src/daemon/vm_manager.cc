@@ -41,9 +41,9 @@ Result<void> check_owner(const VmRecord& vm, std::string_view as_owner, std::str
   if (vm.owner.empty() || vm.owner == as_owner) return ok();
   auto name = vm.labels.find(std::string(kContainerNameLabel));
   return Error::failed_precondition(fmt::format(
-      "cannot {} VM {}: it runs Docker container {} ({}); use the Docker API (docker {} ...) instead", operation,
-      vm.name, name == vm.labels.end() ? vm.owner.substr(0, 12) : name->second, vm.owner.substr(0, 12),
-      operation == "remove" ? "rm" : "start/stop/update"));
+      "cannot {} VM {}: it runs Docker container {} ({}); use the Docker API (docker {} ...) instead",
+      operation, vm.name, name == vm.labels.end() ? vm.owner.substr(0, 12) : name->second,
+      vm.owner.substr(0, 12), operation == "remove" ? "rm" : "start/stop/update"));
 }
 
 Result<void> normalize_shared_folder(SharedFolder& folder) {

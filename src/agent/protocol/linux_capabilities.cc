@@ -54,9 +54,9 @@ constexpr std::array<std::string_view, kLinuxCapabilityCount> kCapabilityNames =
     "CHECKPOINT_RESTORE",
 };
 
-constexpr std::string_view kDockerDefaults[] = {"CHOWN",  "DAC_OVERRIDE",     "FSETID",     "FOWNER", "MKNOD",
-                                                "NET_RAW", "SETGID",           "SETUID",     "SETFCAP", "SETPCAP",
-                                                "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"};
+constexpr std::string_view kDockerDefaults[] = {
+    "CHOWN",  "DAC_OVERRIDE", "FSETID",  "FOWNER",           "MKNOD",      "NET_RAW", "SETGID",
+    "SETUID", "SETFCAP",      "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",    "AUDIT_WRITE"};
 
 std::string upper(std::string_view name) {
   std::string out;

@@ -10,8 +10,10 @@
 #include <regex>
 #include <utility>
 
+#include "agent/protocol/linux_capabilities.h"
 #include "common/rfc3339.h"
 #include "daemon/containers/container_names.h"
+#include "daemon/containers/json_file_log.h"
 
 namespace kiln::api::docker {
 namespace {
@@ -291,80 +293,14 @@ Json known_fields(const Json& object, const std::array<std::string_view, N>& nam
   return known;
 }
 
-constexpr std::array<std::string_view, 41> kCapabilities = {"CAP_CHOWN",
-                                                            "CAP_DAC_OVERRIDE",
-                                                            "CAP_DAC_READ_SEARCH",
-                                                            "CAP_FOWNER",
-                                                            "CAP_FSETID",
-                                                            "CAP_KILL",
-                                                            "CAP_SETGID",
-                                                            "CAP_SETUID",
-                                                            "CAP_SETPCAP",
-                                                            "CAP_LINUX_IMMUTABLE",
-                                                            "CAP_NET_BIND_SERVICE",
-                                                            "CAP_NET_BROADCAST",
-                                                            "CAP_NET_ADMIN",
-                                                            "CAP_NET_RAW",
-                                                            "CAP_IPC_LOCK",
-                                                            "CAP_IPC_OWNER",
-                                                            "CAP_SYS_MODULE",
-                                                            "CAP_SYS_RAWIO",
-                                                            "CAP_SYS_CHROOT",
-                                                            "CAP_SYS_PTRACE",
-                                                            "CAP_SYS_PACCT",
-                                                            "CAP_SYS_ADMIN",
-                                                            "CAP_SYS_BOOT",
-                                                            "CAP_SYS_NICE",
-                                                            "CAP_SYS_RESOURCE",
-                                                            "CAP_SYS_TIME",
-                                                            "CAP_SYS_TTY_CONFIG",
-                                                            "CAP_MKNOD",
-                                                            "CAP_LEASE",
-                                                            "CAP_AUDIT_WRITE",
-                                                            "CAP_AUDIT_CONTROL",
-                                                            "CAP_SETFCAP",
-                                                            "CAP_MAC_OVERRIDE",
-                                                            "CAP_MAC_ADMIN",
-                                                            "CAP_SYSLOG",
-                                                            "CAP_WAKE_ALARM",
-                                                            "CAP_BLOCK_SUSPEND",
-                                                            "CAP_AUDIT_READ",
-                                                            "CAP_PERFMON",
-                                                            "CAP_BPF",
-                                                            "CAP_CHECKPOINT_RESTORE"};
-
-std::string upper(std::string_view text) {
-  std::string result(text);
-  for (char& c : result) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return result;
-}
-
-Result<void> check_capabilities(const std::vector<std::string>& caps, std::string_view field) {
-  for (const std::string& cap : caps) {
-    if (normalize_capability(cap)) continue;
-    std::string normalized = upper(cap);
-    if (!normalized.starts_with("CAP_")) normalized = "CAP_" + normalized;
-    return Error::invalid_argument(fmt::format("invalid {}: unknown capability: \"{}\"", field, normalized));
-  }
-  return ok();
-}
-
 // The log drivers dockerd knows; Kiln writes json-file (or nothing).
 constexpr std::array<std::string_view, 10> kOtherLogDrivers = {"local",   "syslog",    "journald", "gelf",
                                                                "fluentd", "awslogs",   "splunk",   "etwlogs",
                                                                "gcplogs", "logentries"};
-constexpr std::array<std::string_view, 8> kJsonFileOptions = {
-    "max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag"};
 
 Result<void> check_log_config(const daemon::containers::LogConfig& log) {
   if (log.type == "none") return ok();
-  if (log.type == "json-file") {
-    for (const auto& [option, value] : log.options) {
-      if (std::find(kJsonFileOptions.begin(), kJsonFileOptions.end(), option) == kJsonFileOptions.end())
-        return Error::invalid_argument(fmt::format("unknown log opt '{}' for json-file log driver", option));
-    }
-    return ok();
-  }
+  if (log.type == "json-file") return daemon::containers::validate_json_file_options(log.options);
   if (std::find(kOtherLogDrivers.begin(), kOtherLogDrivers.end(), log.type) != kOtherLogDrivers.end())
     return Error::invalid_argument(
         fmt::format("logging driver \"{}\" is not supported by Kiln: use json-file or none", log.type));
@@ -476,8 +412,7 @@ Result<void> check_host_config(const HostConfig& host, unsigned host_cpus) {
     return cpu_range_error(host_cpus);
   if (host.auto_remove && host.restart_policy.kind != daemon::containers::RestartPolicy::Kind::kNo)
     return Error::invalid_argument("can't create 'AutoRemove' container with restart policy");
-  KILN_TRY(check_capabilities(host.cap_add, "CapAdd"));
-  KILN_TRY(check_capabilities(host.cap_drop, "CapDrop"));
+  (void)KILN_TRY(agent::container_capabilities(host.cap_add, host.cap_drop));
   KILN_TRY(check_log_config(host.log_config));
   return ok();
 }
@@ -822,20 +757,6 @@ Result<CreateContainerRequest> parse_create_container(const Json& body, std::str
   KILN_TRY(check_host_config(request.host_config, host_cpus));
   if (!name_query.empty()) request.name = KILN_TRY(daemon::containers::validate_container_name(name_query));
   return request;
-}
-
-Result<void> check_command_present(const ContainerConfig& config) {
-  if (config.entrypoint.empty() && config.cmd.empty()) return Error::invalid_argument("No command specified");
-  return ok();
-}
-
-std::optional<std::string> normalize_capability(std::string_view name) {
-  std::string normalized = upper(name);
-  if (normalized == "ALL") return normalized;
-  if (!normalized.starts_with("CAP_")) normalized = "CAP_" + normalized;
-  if (std::find(kCapabilities.begin(), kCapabilities.end(), normalized) == kCapabilities.end())
-    return std::nullopt;
-  return normalized;
 }
 
 // ---- inspect --------------------------------------------------------------------------------------------

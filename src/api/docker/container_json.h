@@ -41,13 +41,6 @@ struct CreateContainerRequest {
 Result<CreateContainerRequest> parse_create_container(const Json& body, std::string_view name_query,
                                                       unsigned host_cpus = 0);
 
-// dockerd's check after the image's configuration is merged in: kInvalidArgument "No command specified"
-// when neither Entrypoint nor Cmd is set. For the manager.
-Result<void> check_command_present(const daemon::containers::ContainerConfig& config);
-
-// "NET_ADMIN", "cap_net_admin" -> "CAP_NET_ADMIN"; "all" -> "ALL"; nullopt for names Linux does not know.
-std::optional<std::string> normalize_capability(std::string_view name);
-
 // ---- GET /containers/{id}/json -------------------------------------------------------------------------
 
 struct ContainerInspectExtras {

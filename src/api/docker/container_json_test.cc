@@ -402,24 +402,6 @@ TEST(ContainerJsonTest, AcceptsWhatDockerdAccepts) {
   EXPECT_EQ(create(R"({"Image":"busybox"})").name, "");
 }
 
-TEST(ContainerJsonTest, CommandPresentAfterTheImageMerge) {
-  daemon::containers::ContainerConfig config;
-  auto missing = check_command_present(config);
-  ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().message(), "No command specified");
-  config.cmd = {"sh"};
-  EXPECT_TRUE(check_command_present(config));
-}
-
-TEST(ContainerJsonTest, CapabilityNames) {
-  EXPECT_EQ(normalize_capability("NET_ADMIN"), "CAP_NET_ADMIN");
-  EXPECT_EQ(normalize_capability("cap_sys_admin"), "CAP_SYS_ADMIN");
-  EXPECT_EQ(normalize_capability("all"), "ALL");
-  EXPECT_EQ(normalize_capability("CAP_CHECKPOINT_RESTORE"), "CAP_CHECKPOINT_RESTORE");
-  EXPECT_EQ(normalize_capability("FOO"), std::nullopt);
-  EXPECT_EQ(normalize_capability(""), std::nullopt);
-}
-
 TEST(ContainerJsonTest, HumanDurationIsGoUnits) {
   // go-units duration_test.go.
   using std::chrono::hours;

@@ -1,6 +1,7 @@
 // The Docker Engine API served by kilnd on its own socket (docker.sock), so the unmodified docker CLI and
-// SDKs work against Kiln. Routes translate HTTP into calls on kilnd's managers (the image store and the container manager) and back, in dockerd's shapes and wording. Paths may carry a "/v1.NN" version
-// prefix; the range served is [kMinApiVersion, kApiVersion]. Routes run on the server's connection threads.
+// SDKs work against Kiln. Routes translate HTTP into calls on kilnd's managers (the image store and the
+// container manager) and back, in dockerd's shapes and wording. Paths may carry a "/v1.NN" version prefix;
+// the range served is [kMinApiVersion, kApiVersion]. Routes run on the server's connection threads.
 #pragma once
 
 #include <cstdint>

@@ -77,6 +77,7 @@ http::Router make_docker_router(DockerContext& context) {
   add_system_routes(routes, context);
   add_image_routes(routes, context);
   add_event_routes(routes, context);
+  add_container_routes(routes, context);
   return router;
 }
 

@@ -24,5 +24,7 @@ void add_server_headers(http::Headers& headers);
 void add_system_routes(DockerRoutes& routes, DockerContext& context);  // _ping, version, info, system/df
 void add_image_routes(DockerRoutes& routes, DockerContext& context);   // /images/...
 void add_event_routes(DockerRoutes& routes, DockerContext& context);   // /events
+// /containers/..., /exec/...
+void add_container_routes(DockerRoutes& routes, DockerContext& context);
 
 }  // namespace kiln::api::docker

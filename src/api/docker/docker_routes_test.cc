@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include "api/docker/docker_api.h"
+#include "common/stdcopy.h"
 #include "common/temp_dir.h"
+#include "daemon/containers/test_support.h"
 
 namespace kiln::api::docker {
 namespace {
@@ -9,12 +11,12 @@ namespace {
 class DockerRoutesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::make_unique<TempDir>(TempDir::create("docker-routes-").value());
-    images_ = image::ImageStore::open({.root = dir_->path()}).value();
-    context_ = std::make_unique<DockerContext>(DockerContext{.images = *images_,
-                                                             .events = events_,
-                                                             .scratch_dir = dir_->path(),
-                                                             .root = dir_->path(),
+    stack_ = daemon::containers::testing::ContainerStack::create().value();
+    context_ = std::make_unique<DockerContext>(DockerContext{.images = stack_->images(),
+                                                             .containers = stack_->containers(),
+                                                             .events = stack_->events(),
+                                                             .scratch_dir = stack_->dir(),
+                                                             .root = stack_->dir(),
                                                              .engine_name = "qemu",
                                                              .accelerator = "tcg",
                                                              .guest_kernel_release = "6.1.158",
@@ -24,8 +26,8 @@ class DockerRoutesTest : public ::testing::Test {
     router_ = std::make_unique<http::Router>(make_docker_router(*context_));
   }
 
-  http::Response call(std::string method, std::string target) {
-    http::Reply reply = dispatch(std::move(target), std::move(method));
+  http::Response call(std::string method, std::string target, std::string body = {}) {
+    http::Reply reply = dispatch(std::move(target), std::move(method), std::move(body));
     EXPECT_TRUE(std::holds_alternative<http::Response>(reply));
     return std::get<http::Response>(std::move(reply));
   }
@@ -50,9 +52,10 @@ class DockerRoutesTest : public ::testing::Test {
     return collect.text;
   }
 
-  http::Reply dispatch(std::string target, std::string method = "GET") {
+  http::Reply dispatch(std::string target, std::string method = "GET", std::string body = {}) {
     http::Request request;
     request.method = std::move(method);
+    request.body = std::move(body);
     request.target = target;
     size_t question = target.find('?');
     request.path = target.substr(0, question);
@@ -61,9 +64,7 @@ class DockerRoutesTest : public ::testing::Test {
     return router_->dispatch(request);
   }
 
-  daemon::EventBus events_;
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<image::ImageStore> images_;
+  std::unique_ptr<daemon::containers::testing::ContainerStack> stack_;
   std::unique_ptr<DockerContext> context_;
   std::unique_ptr<http::Router> router_;
 };
@@ -101,7 +102,7 @@ TEST_F(DockerRoutesTest, VersionAndInfoDescribeKiln) {
   EXPECT_EQ(version["MinAPIVersion"], kMinApiVersion);
   EXPECT_EQ(version["KernelVersion"], "6.1.158");
   auto info = parse_json(call("GET", "/info").body).value();
-  EXPECT_EQ(info["Images"], 0);
+  EXPECT_EQ(info["Images"], 1);  // the stack's test image
   EXPECT_EQ(info["NCPU"], 2);
   EXPECT_EQ(info["DefaultRuntime"], "kiln-vm");
   EXPECT_TRUE(info["Runtimes"].contains("kiln-vm"));
@@ -118,7 +119,7 @@ TEST_F(DockerRoutesTest, UnknownImagesAndPathsAreDockerErrors) {
   auto unknown = call("GET", "/v1.43/nothing/here");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(message_of(unknown).find("page not found"), std::string::npos);
-  EXPECT_EQ(call("GET", "/images/json").body, "[]\n");
+  EXPECT_NE(call("GET", "/images/json").body.find("test:latest"), std::string::npos);
   auto bad_filter = call("GET", "/images/json?filters=%7B%22colour%22%3A%5B%22x%22%5D%7D");
   EXPECT_EQ(bad_filter.status, 400);
   EXPECT_EQ(message_of(bad_filter), "invalid filter 'colour'");
@@ -128,18 +129,18 @@ TEST_F(DockerRoutesTest, UnknownImagesAndPathsAreDockerErrors) {
 }
 
 TEST_F(DockerRoutesTest, EventsReplayImageEventsInDockersShapeFilteredAndBounded) {
-  events_.publish(
+  stack_->events().publish(
       {.type = "vm", .action = "started", .id = "vm1", .name = "web"});  // Kiln's own, not Docker's
-  events_.publish({.type = "image",
-                   .action = "pull",
-                   .id = "busybox:latest",
-                   .name = "busybox:latest",
-                   .attributes = {{"name", "busybox:latest"}}});
-  events_.publish({.type = "image",
-                   .action = "tag",
-                   .id = "sha256:abc",
-                   .name = "mine:v1",
-                   .attributes = {{"name", "mine:v1"}}});
+  stack_->events().publish({.type = "image",
+                            .action = "pull",
+                            .id = "busybox:latest",
+                            .name = "busybox:latest",
+                            .attributes = {{"name", "busybox:latest"}}});
+  stack_->events().publish({.type = "image",
+                            .action = "tag",
+                            .id = "sha256:abc",
+                            .name = "mine:v1",
+                            .attributes = {{"name", "mine:v1"}}});
   std::string until = std::to_string(std::time(nullptr) + 1);
   std::string all = drain(dispatch("/v1.43/events?since=0&until=" + until));
   std::vector<Json> lines;
@@ -167,6 +168,62 @@ TEST_F(DockerRoutesTest, EventsReplayImageEventsInDockersShapeFilteredAndBounded
   auto bad = dispatch("/events?since=yesterday");
   ASSERT_TRUE(std::holds_alternative<http::Response>(bad));
   EXPECT_EQ(std::get<http::Response>(bad).status, 400);
+}
+
+TEST_F(DockerRoutesTest, ContainerRunsThroughCreateStartWaitLogsAndRemove) {
+  auto created = call("POST", "/v1.43/containers/create?name=hello",
+                      R"({"Image":"test","Cmd":["echo","hi"],"Labels":{"team":"a"},"Unknown":1})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::string id = parse_json(created.body).value()["Id"];
+  EXPECT_EQ(id.size(), 64U);
+  auto inspect = parse_json(call("GET", "/containers/hello/json").body).value();
+  EXPECT_EQ(inspect["Name"], "/hello");
+  EXPECT_EQ(inspect["State"]["Status"], "created");
+  EXPECT_EQ(inspect["Config"]["Labels"]["team"], "a");
+  EXPECT_EQ(call("POST", "/containers/hello/start").status, 204);
+  std::string waited = drain(dispatch("/containers/hello/wait", "POST"));
+  EXPECT_EQ(parse_json(waited).value()["StatusCode"], 0) << waited;
+  EXPECT_EQ(drain(dispatch("/containers/hello/logs?stdout=1&stderr=1")),
+            stdcopy::frame(stdcopy::kStdout, "hi\n"));
+  auto logs_without_streams = call("GET", "/containers/hello/logs");
+  EXPECT_EQ(logs_without_streams.status, 400);
+  auto listed = parse_json(call("GET", "/containers/json?all=1").body).value();
+  ASSERT_EQ(listed.size(), 1U);
+  EXPECT_EQ(listed[0]["Names"][0], "/hello");
+  EXPECT_EQ(listed[0]["State"], "exited");
+  EXPECT_EQ(parse_json(call("GET", "/containers/json").body).value().size(), 0U);  // running only
+  EXPECT_EQ(call("POST", "/containers/hello/stop").status, 304);
+  EXPECT_EQ(call("DELETE", "/containers/hello").status, 204);
+  EXPECT_EQ(call("GET", "/containers/hello/json").status, 404);
+}
+
+TEST_F(DockerRoutesTest, ContainerErrorsAreDockers) {
+  auto missing = call("GET", "/containers/nosuch/json");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(message_of(missing), "No such container: nosuch");
+  EXPECT_EQ(call("POST", "/containers/create", "{not json").status, 400);
+  auto wrong_type = call("POST", "/containers/create", R"({"Image":"test","Cmd":7})");
+  EXPECT_EQ(wrong_type.status, 400);
+  EXPECT_NE(message_of(wrong_type).find("cannot unmarshal"), std::string::npos);
+  auto no_image = call("POST", "/containers/create", R"({"Image":"nosuch","Cmd":["true"]})");
+  EXPECT_EQ(no_image.status, 404);
+  EXPECT_EQ(message_of(no_image), "No such image: nosuch:latest");
+  auto bad_name = call("POST", "/containers/create?name=a%20b", R"({"Image":"test","Cmd":["true"]})");
+  EXPECT_EQ(bad_name.status, 400);
+  ASSERT_EQ(call("POST", "/containers/create?name=dup", R"({"Image":"test","Cmd":["true"]})").status, 201);
+  auto clash = call("POST", "/containers/create?name=dup", R"({"Image":"test","Cmd":["true"]})");
+  EXPECT_EQ(clash.status, 409);
+  EXPECT_NE(message_of(clash).find("is already in use by container"), std::string::npos);
+  auto not_found_cmd = call("POST", "/containers/create?name=nf", R"({"Image":"test","Cmd":["nosuch"]})");
+  ASSERT_EQ(not_found_cmd.status, 201);
+  auto start = call("POST", "/containers/nf/start");
+  EXPECT_EQ(start.status, 400);
+  EXPECT_NE(message_of(start).find("executable file not found"), std::string::npos);
+  EXPECT_EQ(parse_json(call("GET", "/containers/nf/json").body).value()["State"]["ExitCode"], 127);
+  EXPECT_EQ(call("POST", "/containers/dup/kill").status, 409);
+  EXPECT_EQ(call("POST", "/containers/dup/pause").status, 409);
+  EXPECT_EQ(call("POST", "/containers/dup/wait?condition=sometime").status, 400);
+  EXPECT_EQ(call("POST", "/containers/dup/kill?signal=SIGFLY").status, 400);
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ bool send_all(int fd, std::string_view data) {
 
 }  // namespace
 
-Result<ContainerRecord> ContainerManager::check_attach(const std::string& reference, const AttachOptions& options) {
+Result<ContainerRecord> ContainerManager::check_attach(const std::string& reference,
+                                                       const AttachOptions& options) {
   auto container = KILN_TRY(store_.resolve(reference));
   bool stopped = container.state == ContainerState::kExited || container.state == ContainerState::kDead;
   if (options.stream && stopped && !options.logs)
@@ -78,7 +79,8 @@ void ContainerManager::attach(const std::string& id, UniqueFd fd, std::string al
 
   bool detached = false;
   if (options.stdin) {
-    DetachKeyScanner scanner(options.detach_keys.empty() ? std::string(kDefaultDetachKeys) : options.detach_keys);
+    DetachKeyScanner scanner(options.detach_keys.empty() ? std::string(kDefaultDetachKeys)
+                                                         : options.detach_keys);
     std::string pending = std::move(already_read);
     std::string buffer(16 * 1024, '\0');
     for (;;) {

@@ -34,8 +34,8 @@ std::string exec_start_failure(const Error& error, const std::string& command) {
 Result<std::string> ContainerManager::exec_create(const std::string& reference, ExecConfig config) {
   auto container = KILN_TRY(store_.resolve(reference));
   if (container.state == ContainerState::kPaused)
-    return Error::failed_precondition(fmt::format("Container {} is paused, unpause the container before exec",
-                                                  container.id));
+    return Error::failed_precondition(
+        fmt::format("Container {} is paused, unpause the container before exec", container.id));
   if (container.state != ContainerState::kRunning)
     return Error::failed_precondition(fmt::format("Container {} is not running", container.id));
   if (config.cmd.empty()) return Error::invalid_argument("No exec command specified");
@@ -57,7 +57,8 @@ Result<ExecRecord> ContainerManager::exec_inspect(const std::string& exec_id) {
   return found->second;
 }
 
-Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd client, std::string already_read) {
+Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd client,
+                                          std::string already_read) {
   ExecRecord exec = KILN_TRY(exec_inspect(exec_id));
   {
     std::lock_guard guard(execs_mutex_);
@@ -79,14 +80,13 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
   spec.tty = config.tty;
   if (config.console_rows > 0 && config.console_cols > 0)
     spec.size = {.rows = config.console_rows, .cols = config.console_cols};
-  spec.container = agent::ContainerSpec{
-      .root = std::string(kContainerRootInGuest),
-      .hostname = container.config.hostname,
-      .capabilities =
-          KILN_TRY(agent::container_capabilities(container.host_config.cap_add, container.host_config.cap_drop)),
-      .privileged = container.host_config.privileged || config.privileged,
-      .read_only_root = container.host_config.read_only_root,
-      .user = config.user.empty() ? container.config.user : config.user};
+  spec.container = agent::ContainerSpec{.root = std::string(kContainerRootInGuest),
+                                        .hostname = container.config.hostname,
+                                        .capabilities = KILN_TRY(agent::container_capabilities(
+                                            container.host_config.cap_add, container.host_config.cap_drop)),
+                                        .privileged = container.host_config.privileged || config.privileged,
+                                        .read_only_root = container.host_config.read_only_root,
+                                        .user = config.user.empty() ? container.config.user : config.user};
   bool attached = client.valid();
   agent::ExecIo io{.client = std::move(client),
                    .tty = config.tty,

@@ -39,10 +39,17 @@ TEST(DetachKeyScanner, PassesInputAndStopsAtTheSequence) {
   EXPECT_FALSE(scanner.feed("ab\x10", out));
   EXPECT_EQ(out, "ab");  // the ctrl-p is held back: it may start the sequence
   EXPECT_FALSE(scanner.feed("c", out));
-  EXPECT_EQ(out, "ab\x10" "c");  // it did not
+  EXPECT_EQ(out,
+            "ab\x10"
+            "c");  // it did not
   EXPECT_FALSE(scanner.feed("\x10", out));
-  EXPECT_TRUE(scanner.feed("\x11" "after", out));
-  EXPECT_EQ(out, "ab\x10" "c");
+  EXPECT_TRUE(
+      scanner.feed("\x11"
+                   "after",
+                   out));
+  EXPECT_EQ(out,
+            "ab\x10"
+            "c");
 }
 
 TEST(DetachKeyScanner, RepeatedFirstKeyStillMatches) {
@@ -60,7 +67,8 @@ TEST(ContainerIo, InputBeforeTheRunIsDeliveredAtStartThenClosed) {
   auto shared = std::make_shared<UniqueFd>(std::move(relay));
   io.begin_run(shared, true);
   std::string got;
-  for (std::string chunk = read_some(process.get()); !chunk.empty(); chunk = read_some(process.get())) got += chunk;
+  for (std::string chunk = read_some(process.get()); !chunk.empty(); chunk = read_some(process.get()))
+    got += chunk;
   EXPECT_EQ(got, "early ");  // and then EOF: close_stdin() was held too
 }
 
@@ -76,7 +84,8 @@ TEST(ContainerIo, BroadcastFramesForNonTtyClientsAndEndsThem) {
   io.end_of_run();
   EXPECT_TRUE(attached->ended);
   std::string got;
-  for (std::string chunk = read_some(client.get()); !chunk.empty(); chunk = read_some(client.get())) got += chunk;
+  for (std::string chunk = read_some(client.get()); !chunk.empty(); chunk = read_some(client.get()))
+    got += chunk;
   EXPECT_EQ(got, stdcopy::frame(stdcopy::kStdout, "shown"));
 }
 

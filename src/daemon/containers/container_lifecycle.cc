@@ -56,7 +56,7 @@ std::pair<int, Error> start_failure(const Error& error, const std::string& comma
                      command))};
   }
   return {128, Error(error.category() == ErrorCategory::kInvalidArgument ? ErrorCategory::kInvalidArgument
-                                                                          : ErrorCategory::kInternal,
+                                                                         : ErrorCategory::kInternal,
                      fmt::format("failed to create task for container: unable to start container process: {}",
                                  message))};
 }
@@ -90,14 +90,13 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   spec.tty = config.tty;
   if (config.console_rows > 0 && config.console_cols > 0)
     spec.size = {.rows = config.console_rows, .cols = config.console_cols};
-  spec.container = agent::ContainerSpec{
-      .root = std::string(kContainerRootInGuest),
-      .hostname = config.hostname,
-      .capabilities =
-          KILN_TRY(agent::container_capabilities(container.host_config.cap_add, container.host_config.cap_drop)),
-      .privileged = container.host_config.privileged,
-      .read_only_root = container.host_config.read_only_root,
-      .user = config.user};
+  spec.container = agent::ContainerSpec{.root = std::string(kContainerRootInGuest),
+                                        .hostname = config.hostname,
+                                        .capabilities = KILN_TRY(agent::container_capabilities(
+                                            container.host_config.cap_add, container.host_config.cap_drop)),
+                                        .privileged = container.host_config.privileged,
+                                        .read_only_root = container.host_config.read_only_root,
+                                        .user = config.user};
 
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 
@@ -146,8 +145,10 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
     stdcopy::Demuxer demuxer;
     auto deliver = [&](int stream, std::string_view payload) {
       if (log) {
-        auto written = log->write(stream == stdcopy::kStderr ? LogStream::kStderr : LogStream::kStdout, payload);
-        if (!written) log::warn("container log write failed", {{"id", id}, {"error", written.error().message()}});
+        auto written =
+            log->write(stream == stdcopy::kStderr ? LogStream::kStderr : LogStream::kStdout, payload);
+        if (!written)
+          log::warn("container log write failed", {{"id", id}, {"error", written.error().message()}});
       }
       shared->io.broadcast(stream, payload);
       return true;
@@ -207,8 +208,8 @@ Result<bool> ContainerManager::start(const std::string& reference) {
   auto container = KILN_TRY(load(*rt, found.id));
   if (is_live(container.state)) return false;
   if (rt->removing || container.state == ContainerState::kRemoving)
-    return Error::failed_precondition(fmt::format("container {} is marked for removal and cannot be started",
-                                                  container.id));
+    return Error::failed_precondition(
+        fmt::format("container {} is marked for removal and cannot be started", container.id));
   KILN_TRY(start_locked(*rt, container));
   return true;
 }
@@ -276,7 +277,8 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
   }
 }
 
-void ContainerManager::schedule_restart(const std::string& id, uint64_t run, std::chrono::milliseconds delay) {
+void ContainerManager::schedule_restart(const std::string& id, uint64_t run,
+                                        std::chrono::milliseconds delay) {
   {
     std::lock_guard guard(threads_mutex_);
     ++threads_;

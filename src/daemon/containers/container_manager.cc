@@ -32,9 +32,8 @@ std::string env_key(std::string_view entry) {
 void merge_env(std::vector<std::string>& into, const std::vector<std::string>& from) {
   for (const auto& entry : from) {
     std::string key = env_key(entry);
-    auto same = std::find_if(into.begin(), into.end(), [&](const std::string& existing) {
-      return env_key(existing) == key;
-    });
+    auto same = std::find_if(into.begin(), into.end(),
+                             [&](const std::string& existing) { return env_key(existing) == key; });
     if (same != into.end()) {
       *same = entry;
     } else {
@@ -71,7 +70,8 @@ ContainerManager::ContainerManager(ContainerManagerConfig config, store::Databas
 
 Result<std::unique_ptr<ContainerManager>> ContainerManager::create(ContainerManagerConfig config,
                                                                    store::Database& db, VmManager& vms,
-                                                                   image::ImageStore& images, EventBus& events) {
+                                                                   image::ImageStore& images,
+                                                                   EventBus& events) {
   std::error_code error;
   fs::create_directories(config.root + "/containers", error);
   if (error) return Error::internal(fmt::format("create {}/containers: {}", config.root, error.message()));
@@ -145,7 +145,8 @@ Result<void> ContainerManager::merge_image_config(NewContainer& request, const s
       if (value.is_string() && !config.labels.contains(key)) config.labels[key] = value.get<std::string>();
     }
   }
-  // Fields Kiln only records (ExposedPorts, Volumes, Healthcheck) come from the image when the client gave none.
+  // Fields Kiln only records (ExposedPorts, Volumes, Healthcheck) come from the image when the client gave
+  // none.
   for (const char* key : {"ExposedPorts", "Volumes", "Healthcheck", "OnBuild"}) {
     if (auto found = image.find(key); found != image.end() && !found->is_null()) {
       auto& raw = request.raw_config[key];
@@ -205,9 +206,10 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
                                   {std::string(kContainerNameLabel), container.name},
                                   {std::string(kContainerImageLabel), container.config.image}},
                        .owner = container.id};
-    uint64_t memory_mib = container.host_config.memory_bytes == 0
-                              ? config_.default_memory_mib
-                              : std::max(kMinVmMemoryMib, (container.host_config.memory_bytes + (1 << 20) - 1) >> 20);
+    uint64_t memory_mib =
+        container.host_config.memory_bytes == 0
+            ? config_.default_memory_mib
+            : std::max(kMinVmMemoryMib, (container.host_config.memory_bytes + (1 << 20) - 1) >> 20);
     vm.memory_mib = memory_mib;
     unsigned cpus = config_.default_cpus;
     if (container.host_config.nano_cpus > 0)
@@ -237,7 +239,8 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
     return vm_made.error();
   }
   publish(container, "create");
-  log::info("container created", {{"container", container.name}, {"id", container.id}, {"vm", container.vm_id}});
+  log::info("container created",
+            {{"container", container.name}, {"id", container.id}, {"vm", container.vm_id}});
   return container;
 }
 

@@ -1,6 +1,6 @@
-// ContainerManager: kilnd's Docker containers, each running in its own VM. Owns the container records (kiln.db,
-// beside the VMs), a lock per container, the main process's stdio relay and logs, exec records and the
-// restart supervisor; drives the VMs through VmManager, as their owner. The Docker API routes
+// ContainerManager: kilnd's Docker containers, each running in its own VM. Owns the container records
+// (kiln.db, beside the VMs), a lock per container, the main process's stdio relay and logs, exec records and
+// the restart supervisor; drives the VMs through VmManager, as their owner. The Docker API routes
 // (src/api/docker) only translate HTTP into these calls.
 //
 // Locking: a container's lock is taken before any VM lock (VmManager's slots), never the other way round;
@@ -36,8 +36,9 @@ class ImageStore;
 namespace kiln::daemon::containers {
 
 struct ContainerManagerConfig {
-  std::string root;                  // --root: containers/<id>/ holds the logs
-  uint64_t default_memory_mib = 512;  // a container's VM without -m (memfd-backed: untouched pages cost nothing)
+  std::string root;  // --root: containers/<id>/ holds the logs
+  uint64_t default_memory_mib =
+      512;  // a container's VM without -m (memfd-backed: untouched pages cost nothing)
   unsigned default_cpus = 1;
   std::chrono::milliseconds vm_stop_grace = std::chrono::seconds(10);
 };
@@ -61,8 +62,8 @@ struct AttachOptions {
   bool stdin = false;
   bool stdout = false;
   bool stderr = false;
-  bool logs = false;    // replay the logs first
-  bool stream = false;  // then follow the live output
+  bool logs = false;        // replay the logs first
+  bool stream = false;      // then follow the live output
   std::string detach_keys;  // the byte sequence (parse_detach_keys); empty: Docker's default ctrl-p,ctrl-q
 };
 
@@ -122,7 +123,8 @@ class ContainerManager {
   Result<void> unpause(const std::string& reference);
   Result<void> resize(const std::string& reference, uint16_t rows, uint16_t cols);
   // Blocks until the condition holds; returns the exit code. `cancelled` is polled (the client went away).
-  Result<int> wait(const std::string& reference, WaitCondition condition, const std::function<bool()>& cancelled);
+  Result<int> wait(const std::string& reference, WaitCondition condition,
+                   const std::function<bool()>& cancelled);
 
   // Checks an attach can go ahead (before the HTTP hijack): kNotFound, or kFailedPrecondition for a stopped
   // container with `stream` ("You cannot attach to a stopped container, start it first").
@@ -144,14 +146,15 @@ class ContainerManager {
 
  private:
   struct Runtime;
-  ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms, image::ImageStore& images,
-                   EventBus& events);
+  ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
+                   image::ImageStore& images, EventBus& events);
 
   std::shared_ptr<Runtime> runtime(const std::string& id);
   Result<ContainerRecord> load(Runtime& runtime, const std::string& id);  // under the container's lock
   Result<void> save(ContainerRecord& container);
   void publish(const ContainerRecord& container, std::string action, Json attributes = Json::object());
-  Result<void> merge_image_config(NewContainer& request, const std::string& image_id, const Json& image_config);
+  Result<void> merge_image_config(NewContainer& request, const std::string& image_id,
+                                  const Json& image_config);
 
   // The container start path: its VM up with the root assembled, the main process running, the relay
   // reading its output. One function, so a VM fork can replace the boot.
@@ -161,7 +164,8 @@ class ContainerManager {
   void on_main_exit(const std::string& id, uint64_t run, const Result<ExitStatus>& status);
   void schedule_restart(const std::string& id, uint64_t run, std::chrono::milliseconds delay);
   // Signals the main process and waits for its exit to be handled; SIGKILL after `timeout`.
-  Result<void> stop_process(Runtime& runtime, const std::string& id, int signal, std::chrono::milliseconds timeout);
+  Result<void> stop_process(Runtime& runtime, const std::string& id, int signal,
+                            std::chrono::milliseconds timeout);
   Result<void> remove_locked(Runtime& runtime, ContainerRecord& container);
   uint64_t exits_seen(Runtime& runtime);
   // Waits until the runtime saw more than `exits` exits, or `timeout` passed; true if it did.

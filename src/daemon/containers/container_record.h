@@ -79,8 +79,8 @@ struct HostConfig {
 };
 
 struct ContainerRecord {
-  std::string id;    // 64 hex digits
-  std::string name;  // without the leading "/"
+  std::string id;       // 64 hex digits
+  std::string name;     // without the leading "/"
   std::string created;  // RFC 3339 with nanoseconds, UTC
   ContainerConfig config;
   HostConfig host_config;
@@ -95,7 +95,7 @@ struct ContainerRecord {
 
   ContainerState state = ContainerState::kCreated;
   int exit_code = 0;
-  std::string error;        // State.Error: why the last start failed
+  std::string error;  // State.Error: why the last start failed
   bool oom_killed = false;
   int64_t pid = 0;          // State.Pid: the VM monitor's pid while running
   std::string started_at;   // RFC 3339 nanos; empty: never

@@ -18,12 +18,12 @@ struct Named {
 
 // moby's pkg/signal SignalMap for Linux.
 constexpr Named kSignals[] = {
-    {"ABRT", SIGABRT}, {"ALRM", SIGALRM},     {"BUS", SIGBUS},       {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
-    {"CONT", SIGCONT}, {"FPE", SIGFPE},       {"HUP", SIGHUP},       {"ILL", SIGILL},   {"INT", SIGINT},
-    {"IO", SIGIO},     {"IOT", SIGIOT},       {"KILL", SIGKILL},     {"PIPE", SIGPIPE}, {"POLL", SIGPOLL},
-    {"PROF", SIGPROF}, {"PWR", SIGPWR},       {"QUIT", SIGQUIT},     {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT},
-    {"STOP", SIGSTOP}, {"SYS", SIGSYS},       {"TERM", SIGTERM},     {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP},
-    {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},     {"URG", SIGURG},       {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+    {"ABRT", SIGABRT},     {"ALRM", SIGALRM},   {"BUS", SIGBUS},   {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
+    {"CONT", SIGCONT},     {"FPE", SIGFPE},     {"HUP", SIGHUP},   {"ILL", SIGILL},   {"INT", SIGINT},
+    {"IO", SIGIO},         {"IOT", SIGIOT},     {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"POLL", SIGPOLL},
+    {"PROF", SIGPROF},     {"PWR", SIGPWR},     {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT},
+    {"STOP", SIGSTOP},     {"SYS", SIGSYS},     {"TERM", SIGTERM}, {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP},
+    {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},   {"URG", SIGURG},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
     {"VTALRM", SIGVTALRM}, {"WINCH", SIGWINCH}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
 };
 
@@ -54,8 +54,10 @@ Result<int> parse_signal(std::string_view text) {
     if (!number) return std::nullopt;
     return static_cast<int>(*number);
   };
-  if (auto offset = offset_of("RTMIN", '+'); offset && SIGRTMIN + *offset <= SIGRTMAX) return SIGRTMIN + *offset;
-  if (auto offset = offset_of("RTMAX", '-'); offset && SIGRTMAX - *offset >= SIGRTMIN) return SIGRTMAX - *offset;
+  if (auto offset = offset_of("RTMIN", '+'); offset && SIGRTMIN + *offset <= SIGRTMAX)
+    return SIGRTMIN + *offset;
+  if (auto offset = offset_of("RTMAX", '-'); offset && SIGRTMAX - *offset >= SIGRTMIN)
+    return SIGRTMAX - *offset;
   return invalid();
 }
 

@@ -4,12 +4,13 @@
 
 namespace kiln::daemon {
 
-Result<void> DocumentTable::insert(const std::string& id, const std::string& name, const std::string& record) {
+Result<void> DocumentTable::insert(const std::string& id, const std::string& name,
+                                   const std::string& record) {
   auto session = db_.lock();
-  auto statement = KILN_TRY(session.prepare(
-      fmt::format("INSERT INTO {0} (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
-                  " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM {0}))",
-                  table_)));
+  auto statement = KILN_TRY(
+      session.prepare(fmt::format("INSERT INTO {0} (id, name, record, created_seq) VALUES (?1, ?2, ?3,"
+                                  " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM {0}))",
+                                  table_)));
   statement.bind(1, id).bind(2, name).bind(3, record);
   auto done = statement.step();
   if (!done) {
@@ -22,7 +23,8 @@ Result<void> DocumentTable::insert(const std::string& id, const std::string& nam
   return ok();
 }
 
-Result<void> DocumentTable::update(const std::string& id, const std::string& name, const std::string& record) {
+Result<void> DocumentTable::update(const std::string& id, const std::string& name,
+                                   const std::string& record) {
   auto session = db_.lock();
   auto statement =
       KILN_TRY(session.prepare(fmt::format("UPDATE {} SET name = ?2, record = ?3 WHERE id = ?1", table_)));
@@ -82,7 +84,8 @@ Result<std::string> DocumentTable::resolve(const std::string& reference) {
 
 Result<std::vector<std::string>> DocumentTable::list() {
   auto session = db_.lock();
-  auto statement = KILN_TRY(session.prepare(fmt::format("SELECT record FROM {} ORDER BY created_seq", table_)));
+  auto statement =
+      KILN_TRY(session.prepare(fmt::format("SELECT record FROM {} ORDER BY created_seq", table_)));
   std::vector<std::string> records;
   while (KILN_TRY(statement.step())) records.push_back(statement.text(0));
   return records;

@@ -14,8 +14,8 @@ namespace kiln::daemon {
 
 class DocumentTable {
  public:
-  // `table` has columns (id TEXT PRIMARY KEY, name TEXT UNIQUE, record TEXT, created_seq INTEGER) (schema.cc);
-  // `what` names a row in messages ("VM", "container").
+  // `table` has columns (id TEXT PRIMARY KEY, name TEXT UNIQUE, record TEXT, created_seq INTEGER)
+  // (schema.cc); `what` names a row in messages ("VM", "container").
   DocumentTable(store::Database& db, std::string table, std::string what)
       : db_(db), table_(std::move(table)), what_(std::move(what)) {}
 

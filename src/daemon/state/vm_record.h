@@ -31,7 +31,8 @@ std::optional<VmState> vm_state_from_string(std::string_view text);
 bool has_monitor(VmState state);
 
 // Where a VM's root filesystem came from. kContainer: a Docker container's VM, with no root disk of its own:
-// the image's shared read-only EROFS and the container's writable ext4 layer, joined by overlayfs in the guest.
+// the image's shared read-only EROFS and the container's writable ext4 layer, joined by overlayfs in the
+// guest.
 struct RootSource {
   enum class Kind { kDefault, kDirectory, kTarball, kImage, kVm, kContainer } kind = Kind::kDefault;
   std::string value;  // path, image reference or template VM name; kContainer: the image ID

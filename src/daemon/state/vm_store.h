@@ -1,6 +1,6 @@
-// VmStore: VM records in kilnd's state database (kiln.db, schema in schema.cc), which it opens and owns. Names are unique (a UNIQUE
-// column), so of many concurrent creates of one name exactly one insert wins. Owns the Database; any thread
-// (calls serialize on the database's session lock).
+// VmStore: VM records in kilnd's state database (kiln.db, schema in schema.cc), which it opens and owns.
+// Names are unique (a UNIQUE column), so of many concurrent creates of one name exactly one insert wins. Owns
+// the Database; any thread (calls serialize on the database's session lock).
 #pragma once
 
 #include <memory>

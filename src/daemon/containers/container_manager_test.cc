@@ -1,0 +1,193 @@
+// ContainerManager on the FakeEngine: records, the VM each container owns, the main process's exit, logs,
+// auto-remove, name conflicts and dockerd's errors. The fake agent's processes exit at once (echo, true,
+// false); long-running containers are tested against real VMs in tests/docker.
+#include "daemon/containers/container_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "daemon/containers/test_support.h"
+
+namespace kiln::daemon::containers {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ContainerManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto stack = testing::ContainerStack::create();
+    ASSERT_TRUE(stack) << stack.error().message();
+    stack_ = std::move(*stack);
+  }
+
+  ContainerManager& containers() { return stack_->containers(); }
+
+  NewContainer request(std::vector<std::string> cmd, std::string name = {}) {
+    NewContainer out;
+    out.name = std::move(name);
+    out.config.image = testing::ContainerStack::kTestImage;
+    out.config.cmd = std::move(cmd);
+    out.cmd_given = true;
+    return out;
+  }
+
+  std::string logs(const std::string& id) {
+    std::string text;
+    auto read = containers().read_logs(id, {}, {}, [&](const LogEntry& entry) {
+      text += entry.text;
+      return true;
+    });
+    EXPECT_TRUE(read) << read.error().message();
+    return text;
+  }
+
+  std::unique_ptr<testing::ContainerStack> stack_;
+};
+
+TEST_F(ContainerManagerTest, CreateRecordsTheContainerAndItsVm) {
+  auto created = containers().create(request({"echo", "hi"}, "web"));
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(created->id.size(), 64U);
+  EXPECT_EQ(created->name, "web");
+  EXPECT_EQ(created->state, ContainerState::kCreated);
+  EXPECT_EQ(created->config.hostname, created->id.substr(0, 12));
+  EXPECT_TRUE(created->config.image_id.starts_with("sha256:"));
+  EXPECT_NE(std::find(created->config.env.begin(), created->config.env.end(),
+                      "HOSTNAME=" + created->id.substr(0, 12)),
+            created->config.env.end());
+  auto vm = stack_->vms().inspect(created->vm_id);
+  ASSERT_TRUE(vm) << vm.error().message();
+  EXPECT_EQ(vm->owner, created->id);
+  EXPECT_EQ(vm->labels.at(std::string(kContainerNameLabel)), "web");
+  EXPECT_EQ(vm->source.kind, RootSource::Kind::kContainer);
+  EXPECT_EQ(vm->memory_mib, 128U);
+  EXPECT_TRUE(std::filesystem::exists(stack_->vms().container_layer_path(vm->id)));
+  EXPECT_EQ(containers().inspect("web")->id, created->id);
+  EXPECT_EQ(containers().inspect(created->id.substr(0, 5))->id, created->id);
+}
+
+TEST_F(ContainerManagerTest, TheContainersVmIsRefusedToOtherApis) {
+  auto created = containers().create(request({"true"}, "owned"));
+  ASSERT_TRUE(created) << created.error().message();
+  auto removed = stack_->vms().remove(created->vm_id, true);
+  ASSERT_FALSE(removed);
+  EXPECT_EQ(removed.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_NE(removed.error().message().find("Docker container owned"), std::string::npos)
+      << removed.error().message();
+  EXPECT_FALSE(stack_->vms().start(created->vm_id));
+  EXPECT_FALSE(stack_->vms().update(created->vm_id, {.cpus = 2}));
+}
+
+TEST_F(ContainerManagerTest, RunToExitRecordsTheCodeKeepsTheLogsAndStopsTheVm) {
+  auto created = containers().create(request({"echo", "hello", "world"}));
+  ASSERT_TRUE(created) << created.error().message();
+  auto started = containers().start(created->id);
+  ASSERT_TRUE(started) << started.error().message();
+  EXPECT_TRUE(*started);
+  auto code = containers().wait(created->id, WaitCondition::kNotRunning, {});
+  ASSERT_TRUE(code) << code.error().message();
+  EXPECT_EQ(*code, 0);
+  auto after = containers().inspect(created->id).value();
+  EXPECT_EQ(after.state, ContainerState::kExited);
+  EXPECT_FALSE(after.finished_at.empty());
+  EXPECT_EQ(logs(created->id), "hello world\n");
+  EXPECT_EQ(stack_->vms().inspect(created->vm_id)->state, VmState::kStopped);
+  // The run's requests: the root assembled from the two disks, then the main process in it.
+  auto machine = stack_->engine().machine(static_cast<pid_t>(after.pid == 0 ? 1'000'000 : after.pid));
+  ASSERT_TRUE(machine);
+  auto requests = machine->requests();
+  EXPECT_NE(std::find(requests.begin(), requests.end(), "RUN echo hello world"), requests.end());
+
+  // Started again: the same container, its logs appended.
+  ASSERT_TRUE(containers().start(created->id));
+  EXPECT_EQ(containers().wait(created->id, WaitCondition::kNotRunning, {}).value(), 0);
+  EXPECT_EQ(logs(created->id), "hello world\nhello world\n");
+}
+
+TEST_F(ContainerManagerTest, ExitCodeOfTheMainProcess) {
+  auto created = containers().create(request({"false"}));
+  ASSERT_TRUE(created) << created.error().message();
+  ASSERT_TRUE(containers().start(created->id));
+  EXPECT_EQ(containers().wait(created->id, WaitCondition::kNotRunning, {}).value(), 1);
+  EXPECT_EQ(containers().inspect(created->id)->exit_code, 1);
+}
+
+TEST_F(ContainerManagerTest, MissingCommandIs127InTheWordsTheCliMaps) {
+  auto created = containers().create(request({"nosuch"}));
+  ASSERT_TRUE(created) << created.error().message();
+  auto started = containers().start(created->id);
+  ASSERT_FALSE(started);
+  EXPECT_EQ(started.error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_NE(started.error().message().find("executable file not found"), std::string::npos)
+      << started.error().message();
+  auto after = containers().inspect(created->id).value();
+  EXPECT_EQ(after.exit_code, 127);
+  EXPECT_EQ(after.state, ContainerState::kCreated);
+  EXPECT_EQ(stack_->vms().inspect(after.vm_id)->state, VmState::kStopped);
+}
+
+TEST_F(ContainerManagerTest, AutoRemoveRemovesAfterTheExitAndWaitRemovedSeesIt) {
+  auto asked = request({"echo", "bye"});
+  asked.host_config.auto_remove = true;
+  auto created = containers().create(asked);
+  ASSERT_TRUE(created) << created.error().message();
+  std::promise<Result<int>> waited;
+  std::thread waiter([&] { waited.set_value(containers().wait(created->id, WaitCondition::kRemoved, {})); });
+  ASSERT_TRUE(containers().start(created->id));
+  auto code = waited.get_future().get();
+  waiter.join();
+  ASSERT_TRUE(code) << code.error().message();
+  EXPECT_EQ(*code, 0);
+  EXPECT_EQ(containers().inspect(created->id).error().category(), ErrorCategory::kNotFound);
+  EXPECT_EQ(stack_->vms().inspect(created->vm_id).error().category(), ErrorCategory::kNotFound);
+}
+
+TEST_F(ContainerManagerTest, NamesFollowDockersRules) {
+  ASSERT_TRUE(containers().create(request({"true"}, "taken")));
+  auto clash = containers().create(request({"true"}, "taken"));
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().category(), ErrorCategory::kAlreadyExists);
+  EXPECT_NE(
+      clash.error().message().find("Conflict. The container name \"/taken\" is already in use by container"),
+      std::string::npos);
+  auto bad = containers().create(request({"true"}, "no way"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().category(), ErrorCategory::kInvalidArgument);
+  auto generated = containers().create(request({"true"}));
+  ASSERT_TRUE(generated);
+  EXPECT_NE(generated->name.find('_'), std::string::npos);
+  // Nothing half-made: the failed creates left no container and no VM behind.
+  EXPECT_EQ(containers().list()->size(), 2U);
+  EXPECT_EQ(stack_->vms().list({})->size(), 2U);
+}
+
+TEST_F(ContainerManagerTest, UnknownImageAndNoCommandAreDockersErrors) {
+  auto asked = request({"true"});
+  asked.config.image = "nosuch";
+  auto missing = containers().create(asked);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().category(), ErrorCategory::kNotFound);
+  EXPECT_EQ(missing.error().message(), "No such image: nosuch:latest");
+  auto empty = containers().create(request({}));
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().message(), "No command specified");
+}
+
+TEST_F(ContainerManagerTest, RemoveAndRename) {
+  auto created = containers().create(request({"true"}, "old"));
+  ASSERT_TRUE(created);
+  ASSERT_TRUE(containers().rename("old", "new"));
+  EXPECT_EQ(containers().inspect("new")->id, created->id);
+  EXPECT_EQ(stack_->vms().inspect(created->vm_id)->labels.at(std::string(kContainerNameLabel)), "new");
+  EXPECT_FALSE(containers().rename("new", "new"));
+  ASSERT_TRUE(containers().remove("new", false));
+  EXPECT_EQ(containers().inspect(created->id).error().message(), "No such container: " + created->id);
+  EXPECT_FALSE(std::filesystem::exists(stack_->vms().vm_dir(created->vm_id)));
+}
+
+}  // namespace
+}  // namespace kiln::daemon::containers

@@ -1,0 +1,77 @@
+// A whole container stack for unit tests, on the FakeEngine: an image store holding one small image
+// ("test:latest", imported from a tar of one file), kiln.db, a VmManager and a ContainerManager. Nothing is
+// booted: the fake agent runs `echo`, `true` and `false` and reports anything else as not found.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "common/child_process.h"
+#include "common/temp_dir.h"
+#include "daemon/containers/container_manager.h"
+#include "daemon/event_bus.h"
+#include "daemon/state/vm_store.h"
+#include "daemon/vm_manager.h"
+#include "engine/fake/fake_engine.h"
+#include "image/image_store.h"
+
+namespace kiln::daemon::containers::testing {
+
+class ContainerStack {
+ public:
+  // kTestImage is imported with this tag.
+  static constexpr const char* kTestImage = "test:latest";
+
+  static Result<std::unique_ptr<ContainerStack>> create() {
+    auto stack = std::make_unique<ContainerStack>();
+    stack->dir_ = std::make_unique<TempDir>(KILN_TRY(TempDir::create("container-stack-")));
+    std::string root = stack->dir_->path() + "/root";
+    std::string tree = stack->dir_->path() + "/tree";
+    std::filesystem::create_directories(root);
+    std::filesystem::create_directories(tree + "/etc");
+    std::ofstream(tree + "/etc/hostname") << "image\n";
+    std::string tarball = stack->dir_->path() + "/rootfs.tar";
+    KILN_TRY(run_command_checked({"tar", "-C", tree, "-cf", tarball, "."}));
+    stack->images_ = KILN_TRY(image::ImageStore::open({.root = root}));
+    KILN_TRY(stack->images_->import(tarball, KILN_TRY(image::ImageRef::parse(kTestImage))));
+    stack->store_ = KILN_TRY(VmStore::open(root));
+    std::filesystem::create_directories(stack->dir_->path() + "/run");
+    stack->vms_ = KILN_TRY(VmManager::create({.root = root,
+                                              .run_dir = stack->dir_->path() + "/run",
+                                              .kernel = stack->dir_->path() + "/vmlinuz",
+                                              .initramfs = stack->dir_->path() + "/initramfs",
+                                              .host_cpus = 4,
+                                              .host_memory_mib = 8192,
+                                              .images = stack->images_.get()},
+                                             *stack->store_, stack->events_, stack->engine_));
+    stack->containers_ = KILN_TRY(ContainerManager::create({.root = root, .default_memory_mib = 128},
+                                                           stack->store_->database(), *stack->vms_,
+                                                           *stack->images_, stack->events_));
+    return stack;
+  }
+
+  ~ContainerStack() {
+    if (containers_) containers_->shutdown();
+    if (vms_) vms_->shutdown();
+  }
+
+  const std::string& dir() const { return dir_->path(); }
+  image::ImageStore& images() { return *images_; }
+  VmManager& vms() { return *vms_; }
+  ContainerManager& containers() { return *containers_; }
+  EventBus& events() { return events_; }
+  engine::fake::FakeEngine& engine() { return engine_; }
+
+ private:
+  std::unique_ptr<TempDir> dir_;
+  EventBus events_;
+  engine::fake::FakeEngine engine_;
+  std::unique_ptr<image::ImageStore> images_;
+  std::unique_ptr<VmStore> store_;
+  std::unique_ptr<VmManager> vms_;
+  std::unique_ptr<ContainerManager> containers_;
+};
+
+}  // namespace kiln::daemon::containers::testing
