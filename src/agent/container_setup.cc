@@ -207,6 +207,44 @@ Result<std::string> read_in_root(const std::string& root, const char* path) {
   return read_to_end(fd.get());
 }
 
+// Writes `content` to `path` (relative) inside `root`: the parent directory is resolved as if `root` were "/"
+// (a missing one level deep, as /etc may be, is made); a symlink or other non-file in the file's place is
+// replaced, so a hostile image can aim nothing at the VM's files.
+Result<void> write_in_root(const std::string& root, const std::string& path, const std::string& content) {
+  UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd) return Error::last_os_error(fmt::format("open {}", root));
+  size_t slash = path.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT;
+  auto open_parent = [&] {
+    return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root_fd.get(), parent.c_str(), &how, sizeof how)));
+  };
+  UniqueFd parent_fd = open_parent();
+  if (!parent_fd && errno == ENOENT && parent.find('/') == std::string::npos) {
+    (void)::mkdirat(root_fd.get(), parent.c_str(), 0755);
+    parent_fd = open_parent();
+  }
+  if (!parent_fd) return Error::last_os_error(fmt::format("open /{} in the container", parent));
+  struct stat st {};
+  if (::fstatat(parent_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+    if (::unlinkat(parent_fd.get(), name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
+      return Error::last_os_error(fmt::format("replace /{} in the container", path));
+  }
+  UniqueFd fd(::openat(parent_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) return Error::last_os_error(fmt::format("write /{} in the container", path));
+  std::string_view left = content;
+  while (!left.empty()) {
+    ssize_t written = ::write(fd.get(), left.data(), left.size());
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0) return Error::last_os_error(fmt::format("write /{} in the container", path));
+    left.remove_prefix(static_cast<size_t>(written));
+  }
+  return ok();
+}
+
 std::vector<std::string_view> split(std::string_view text, char separator) {
   std::vector<std::string_view> parts;
   size_t start = 0;
@@ -241,6 +279,11 @@ void for_each_entry(const std::string& file, size_t min_fields, Visit visit) {
 }
 
 }  // namespace
+
+Result<void> write_container_files(const std::string& root, const std::map<std::string, std::string>& files) {
+  for (const auto& [path, content] : files) KILN_TRY(write_in_root(root, path, content));
+  return ok();
+}
 
 Result<ContainerUser> resolve_container_user(const std::string& root, std::string_view user) {
   ContainerUser resolved;

@@ -86,6 +86,9 @@ struct ContainerUser {
   std::vector<uint32_t> groups;
   std::string home = "/";  // from /etc/passwd; "/" when the user has no entry
 };
+// Writes ContainerSpec::files into `root` (symlinks resolved inside it: a hostile image cannot aim them out).
+Result<void> write_container_files(const std::string& root, const std::map<std::string, std::string>& files);
+
 // The files are read inside `root` (symlinks resolved as if `root` were "/"). kInvalidArgument in Docker's
 // words: "unable to find user NAME: no matching entries in passwd file".
 Result<ContainerUser> resolve_container_user(const std::string& root, std::string_view user);

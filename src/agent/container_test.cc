@@ -149,6 +149,22 @@ TEST_F(ContainerProcessTest, UserNamesResolveInTheContainersOwnFiles) {
   EXPECT_EQ(no_group.error().message(), "unable to find group nogroup: no matching entries in group file");
 }
 
+TEST(ContainerFilesTest, WrittenInsideTheRootEvenThroughHostileSymlinks) {
+  auto root = TempDir::create("kiln-container-files-").value();
+  auto outside = TempDir::create("kiln-container-outside-").value();
+  // An image whose /etc/hosts points at an absolute path: it must land in the container's own tree.
+  std::filesystem::create_directories(root.path() + "/etc");
+  std::filesystem::create_symlink(outside.path() + "/hosts", root.path() + "/etc/hosts");
+  ASSERT_TRUE(write_container_files(root.path(), {{"etc/hostname", "web\n"}, {"etc/hosts", "127.0.0.1 localhost\n"}}));
+  EXPECT_FALSE(std::filesystem::exists(outside.path() + "/hosts"));
+  std::ifstream hostname(root.path() + "/etc/hostname");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(hostname), {}), "web\n");
+  // No /etc at all (a scratch image): it is made.
+  auto bare = TempDir::create("kiln-container-bare-").value();
+  ASSERT_TRUE(write_container_files(bare.path(), {{"etc/resolv.conf", "nameserver 10.0.0.1\n"}}));
+  EXPECT_TRUE(std::filesystem::exists(bare.path() + "/etc/resolv.conf"));
+}
+
 TEST(ContainerUserTest, PasswdSymlinksResolveInsideTheRoot) {
   auto root = TempDir::create("kiln-container-user-").value();
   std::filesystem::create_directories(root.path() + "/etc");

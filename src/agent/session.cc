@@ -101,7 +101,7 @@ void Session::handle_hello(const Frame& frame) {
   HelloReply reply{kProtocolVersion,
                    fmt::format("kiln-agent {}", kVersion),
                    {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
-                    "container", "mount_serial"},
+                    "container", "mount_serial", "container_files"},
                    config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }

@@ -223,6 +223,7 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
   if (spec.container) {
     plan.container = KILN_TRY(plan_container(*spec.container));
+    KILN_TRY(write_container_files(plan.container->root, spec.container->files));
     plan.user = KILN_TRY(resolve_container_user(plan.container->root, spec.container->user));
     // Docker gives every container process a HOME: the user's, or "/".
     bool has_home = std::any_of(plan.env_storage.begin(), plan.env_storage.end(),

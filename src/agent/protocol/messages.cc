@@ -200,6 +200,7 @@ std::string encode(const ProcessSpec& message) {
                             {"privileged", container.privileged},
                             {"read_only_root", container.read_only_root},
                             {"user", container.user}};
+    if (!container.files.empty()) out["container"]["files"] = container.files;
   }
   return dump(out);
 }
@@ -306,6 +307,15 @@ Result<ContainerSpec> container_from(const Json& json) {
   if (!read_only) return bad_field(kWhat, read_only.error());
   container.read_only_root = read_only->value_or(false);
   container.user = KILN_TRY(c_string_field(json, "user", false, kWhat));
+  if (auto files = json.find("files"); files != json.end() && !files->is_null()) {
+    if (!files->is_object()) return Error::protocol("RUN: container files must be an object");
+    for (const auto& [path, content] : files->items()) {
+      if (!content.is_string()) return Error::protocol("RUN: a container file's content must be a string");
+      if (path.empty() || path.front() == '/' || path.find('\0') != std::string::npos)
+        return Error::protocol(fmt::format("RUN: container file path \"{}\" must be relative", path));
+      container.files[path] = content.get<std::string>();
+    }
+  }
   return container;
 }
 

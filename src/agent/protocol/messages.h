@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,8 +25,8 @@ struct ProtocolVersion {
 // 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
 // SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname"). 1.3 added RUN's
 // "container" (capability "container"). 1.4 added MOUNT by disk serial and overlay directories (capability
-// "mount_serial").
-inline constexpr ProtocolVersion kProtocolVersion{1, 4};
+// "mount_serial"). 1.5 added the container part's "files" (capability "container_files").
+inline constexpr ProtocolVersion kProtocolVersion{1, 5};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -74,6 +75,10 @@ struct ContainerSpec {
   // docker run -u: "name", "uid", "name:group", "uid:gid" (any mix), resolved against the root's /etc/passwd
   // and /etc/group, with the user's supplementary groups; overrides uid/gid. Empty: root (uid 0, gid 0).
   std::string user;
+  // Since 1.5 (capability "container_files"): files the container sees in place of the image's, written into
+  // `root` before the process starts (paths relative to it, e.g. "etc/hostname"; symlinks resolve inside it),
+  // as Docker provides /etc/hostname, /etc/hosts and /etc/resolv.conf.
+  std::map<std::string, std::string> files;
   bool operator==(const ContainerSpec&) const = default;
 };
 

@@ -51,7 +51,8 @@ TEST(AgentMessages, ContainerProcessSpecRoundTrip) {
                                               .capabilities = {"CAP_CHOWN", "CAP_KILL"},
                                               .privileged = false,
                                               .read_only_root = true,
-                                              .user = "app:staff"}};
+                                              .user = "app:staff",
+                                              .files = {{"etc/hostname", "web\n"}, {"etc/hosts", ""}}}};
   auto decoded = decode_process_spec(encode(spec));
   ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
   ASSERT_TRUE(decoded->container.has_value());
@@ -60,7 +61,9 @@ TEST(AgentMessages, ContainerProcessSpecRoundTrip) {
   for (const char* bad : {R"({"argv":["sh"],"container":5})", R"({"argv":["sh"],"container":{}})",
                           R"({"argv":["sh"],"container":{"root":"relative"}})",
                           R"({"argv":["sh"],"container":{"root":"/r","capabilities":"CAP_KILL"}})",
-                          R"({"argv":["sh"],"container":{"root":"/r","privileged":"yes"}})"}) {
+                          R"({"argv":["sh"],"container":{"root":"/r","privileged":"yes"}})",
+                          R"({"argv":["sh"],"container":{"root":"/r","files":{"/etc/x":""}}})",
+                          R"({"argv":["sh"],"container":{"root":"/r","files":{"etc/x":3}}})"}) {
     auto rejected = decode_process_spec(bad);
     EXPECT_FALSE(rejected.has_value()) << bad;
     if (!rejected) {

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include "agent/protocol/linux_capabilities.h"
@@ -61,6 +63,32 @@ std::pair<int, Error> start_failure(const Error& error, const std::string& comma
                                  message))};
 }
 
+// Docker's /etc/hosts for a container without a network (libnetwork's etchosts defaults).
+constexpr std::string_view kEtcHosts =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+// The host's resolv.conf without loopback name servers (unreachable from the container), as dockerd filters it.
+std::string container_resolv_conf() {
+  std::ifstream host("/etc/resolv.conf");
+  std::string out;
+  for (std::string line; std::getline(host, line);) {
+    std::string_view view = line;
+    if (view.starts_with("nameserver") &&
+        (view.find(" 127.") != std::string_view::npos || view.find(" ::1") != std::string_view::npos))
+      continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+// /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker gives every container.
+std::map<std::string, std::string> container_etc_files(const ContainerRecord& container) {
+  return {{"etc/hostname", container.config.hostname + "\n"},
+          {"etc/hosts", std::string(kEtcHosts)},
+          {"etc/resolv.conf", container_resolv_conf()}};
+}
+
 }  // namespace
 
 uint64_t ContainerManager::exits_seen(Runtime& rt) {
@@ -96,7 +124,8 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
                                             container.host_config.cap_add, container.host_config.cap_drop)),
                                         .privileged = container.host_config.privileged,
                                         .read_only_root = container.host_config.read_only_root,
-                                        .user = config.user};
+                                        .user = config.user,
+      .files = container_etc_files(container)};
 
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 
