@@ -220,7 +220,8 @@ Result<void> write_in_root(const std::string& root, const std::string& path, con
   how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT;
   auto open_parent = [&] {
-    return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root_fd.get(), parent.c_str(), &how, sizeof how)));
+    return UniqueFd(
+        static_cast<int>(::syscall(SYS_openat2, root_fd.get(), parent.c_str(), &how, sizeof how)));
   };
   UniqueFd parent_fd = open_parent();
   if (!parent_fd && errno == ENOENT && parent.find('/') == std::string::npos) {
@@ -233,7 +234,8 @@ Result<void> write_in_root(const std::string& root, const std::string& path, con
     if (::unlinkat(parent_fd.get(), name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
       return Error::last_os_error(fmt::format("replace /{} in the container", path));
   }
-  UniqueFd fd(::openat(parent_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  UniqueFd fd(
+      ::openat(parent_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!fd) return Error::last_os_error(fmt::format("write /{} in the container", path));
   std::string_view left = content;
   while (!left.empty()) {

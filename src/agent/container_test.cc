@@ -2,11 +2,13 @@
 // mount, UTS and IPC namespaces, pivoted into a busybox root, with Docker's /dev and capability set. Needs
 // root (namespaces, mounts, pivot_root): without it every case is skipped, saying so.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "agent/agent_test_support.h"
 #include "agent/container_setup.h"
@@ -75,6 +77,35 @@ TEST_F(ContainerProcessTest, RunsAsPidOneInItsOwnRootWithItsOwnHostname) {
   char host_name[65] = {};
   ::gethostname(host_name, 64);
   EXPECT_NE(std::string(host_name), "c1") << "the VM's (here: the host's) hostname must not change";
+}
+
+TEST_F(ContainerProcessTest, AJoiningProcessEntersTheRunningContainer) {
+  // The main process: PID 1 of its namespace, waiting. The exec joins it, as docker exec does.
+  auto main_process = connection_->start_process({.argv = {"sh", "-c", "touch /tmp-main; sleep 30"},
+                                                  .env = std::vector<std::string>{"PATH=/bin"},
+                                                  .container = container()});
+  ASSERT_TRUE(main_process) << main_process.error().message();
+  ContainerSpec join = container();
+  join.hostname = "ignored";
+  join.join = *main_process;
+  testing::RunOutput output;
+  for (int attempt = 0; attempt < 50; ++attempt) {  // until the main process made its file
+    output = run_in_container(
+        {"sh", "-c", "test -e /tmp-main || exit 9; echo $$; echo /proc/[0-9]*; hostname"}, join);
+    if (output.status != ExitStatus::exited(9)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(output.status, ExitStatus::exited(0)) << output.err;
+  // Not PID 1: the container's PID 1 is the main process, whose /proc entry the exec sees.
+  EXPECT_NE(output.out.substr(0, 2), "1\n") << output.out;
+  EXPECT_NE(output.out.find("/proc/1 "), std::string::npos) << output.out;
+  EXPECT_NE(output.out.find("\nc1\n"), std::string::npos) << output.out;
+  ASSERT_TRUE(connection_->send_signal(*main_process, SIGKILL));
+  connection_->release(*main_process);
+  // Joining a process that is gone is refused, not a crash.
+  join.join = 9999;
+  auto refused = run(*connection_, {.argv = {"true"}, .container = join});
+  EXPECT_FALSE(refused);
 }
 
 TEST_F(ContainerProcessTest, CapabilitiesAreDockersDefaultSet) {
@@ -155,7 +186,8 @@ TEST(ContainerFilesTest, WrittenInsideTheRootEvenThroughHostileSymlinks) {
   // An image whose /etc/hosts points at an absolute path: it must land in the container's own tree.
   std::filesystem::create_directories(root.path() + "/etc");
   std::filesystem::create_symlink(outside.path() + "/hosts", root.path() + "/etc/hosts");
-  ASSERT_TRUE(write_container_files(root.path(), {{"etc/hostname", "web\n"}, {"etc/hosts", "127.0.0.1 localhost\n"}}));
+  ASSERT_TRUE(write_container_files(root.path(),
+                                    {{"etc/hostname", "web\n"}, {"etc/hosts", "127.0.0.1 localhost\n"}}));
   EXPECT_FALSE(std::filesystem::exists(outside.path() + "/hosts"));
   std::ifstream hostname(root.path() + "/etc/hostname");
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(hostname), {}), "web\n");

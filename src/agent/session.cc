@@ -101,7 +101,7 @@ void Session::handle_hello(const Frame& frame) {
   HelloReply reply{kProtocolVersion,
                    fmt::format("kiln-agent {}", kVersion),
                    {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
-                    "container", "mount_serial", "container_files"},
+                    "container", "mount_serial", "container_files", "container_join"},
                    config_.root};
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
@@ -120,7 +120,16 @@ void Session::handle_run(const Frame& frame) {
   }
   auto spec = decode_process_spec(frame.payload);
   if (!spec) return send_error(frame.stream, spec.error());
-  auto process = SupervisedProcess::start(frame.stream, *spec, loop_, reaper_, outbound_);
+  pid_t join_pid = 0;
+  if (spec->container && spec->container->join != 0) {
+    auto target = processes_.find(spec->container->join);
+    if (target == processes_.end() || target->second->finished()) {
+      return send_error(frame.stream, Error::failed_precondition(fmt::format(
+                                          "process {} to join is not running", spec->container->join)));
+    }
+    join_pid = target->second->pid();
+  }
+  auto process = SupervisedProcess::start(frame.stream, *spec, loop_, reaper_, outbound_, join_pid);
   if (!process) {
     log::info("process failed to start", {{"id", frame.stream}, {"error", process.error().message()}});
     return send_error(frame.stream, process.error());

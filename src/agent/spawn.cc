@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -16,6 +17,7 @@
 #include <optional>
 
 #include "agent/container_setup.h"
+#include "common/log.h"
 
 namespace kiln::agent {
 
@@ -33,8 +35,37 @@ enum class Stage : int {
   kChdir,
   kExec,
   kCapabilities,
+  kJoinNamespaces,
+  kJoinRoot,
   // ContainerStage values (>= 100) are reported as they are.
 };
+
+// The namespaces and root of a running container process that an exec joins (docker exec).
+struct JoinTarget {
+  UniqueFd mount;
+  UniqueFd uts;
+  UniqueFd ipc;
+  UniqueFd pid;
+  UniqueFd root;  // /proc/<pid>/root: the container's root as that process sees it
+};
+
+Result<JoinTarget> open_join_target(pid_t pid) {
+  JoinTarget target;
+  auto open_ns = [pid](const char* name) -> Result<UniqueFd> {
+    std::string path = fmt::format("/proc/{}/ns/{}", pid, name);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Error::last_os_error(fmt::format("open {}", path));
+    return fd;
+  };
+  target.mount = KILN_TRY(open_ns("mnt"));
+  target.uts = KILN_TRY(open_ns("uts"));
+  target.ipc = KILN_TRY(open_ns("ipc"));
+  target.pid = KILN_TRY(open_ns("pid"));
+  std::string root = fmt::format("/proc/{}/root", pid);
+  target.root = UniqueFd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!target.root) return Error::last_os_error(fmt::format("open {}", root));
+  return target;
+}
 
 struct ChildPlan {
   std::vector<std::string> candidates;  // executable paths to try in order (PATH search done up front)
@@ -47,6 +78,7 @@ struct ChildPlan {
   const ProcessSpec* spec = nullptr;
   std::optional<ContainerPlan> container;
   std::optional<ContainerUser> user;  // a container's user, resolved in its root
+  const JoinTarget* join = nullptr;   // set: enter this container instead of making one
 };
 
 // mkdir -p for a container's working directory, as Docker creates a missing WorkingDir. Async-signal-safe.
@@ -104,7 +136,17 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
     if (::dup2(plan.stdio[i], i) < 0) fail(Stage::kStdio, errno);
   }
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(Stage::kCloseFds, errno);
-  if (plan.container) {
+  if (plan.join) {
+    // Already in the container's PID namespace (the parent forked with it as pid_for_children); the rest
+    // is joined here, in the single-threaded child, as nsenter does. The root is the process's own view.
+    for (auto [fd, type] :
+         {std::pair{plan.join->mount.get(), CLONE_NEWNS}, std::pair{plan.join->uts.get(), CLONE_NEWUTS},
+          std::pair{plan.join->ipc.get(), CLONE_NEWIPC}}) {
+      if (::setns(fd, type) != 0) fail(Stage::kJoinNamespaces, errno);
+    }
+    if (::fchdir(plan.join->root.get()) != 0 || ::chroot(".") != 0) fail(Stage::kJoinRoot, errno);
+    if (!make_directories(plan.cwd)) fail(Stage::kChdir, errno);
+  } else if (plan.container) {
     ContainerFailure failure = apply_container_plan(*plan.container);
     if (failure.errnum != 0) fail(static_cast<Stage>(failure.stage), failure.errnum);
     // Created as root, before the switch to the container's user, as Docker creates a missing WorkingDir.
@@ -175,6 +217,10 @@ Error describe_failure(Stage stage, int errnum, const ChildPlan& plan) {
       return Error::from_errno("close_range", errnum);
     case Stage::kCapabilities:
       return Error::from_errno("set the container's capabilities", errnum);
+    case Stage::kJoinNamespaces:
+      return Error::from_errno("enter the container's namespaces", errnum);
+    case Stage::kJoinRoot:
+      return Error::from_errno("enter the container's root", errnum);
   }
   return Error::from_errno("spawn", errnum);
 }
@@ -215,7 +261,7 @@ std::vector<std::string> effective_environment(const ProcessSpec& spec) {
   return env;
 }
 
-Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
+Result<SpawnedProcess> spawn_process(const ProcessSpec& spec, pid_t join_pid) {
   if (spec.argv.empty()) return Error::invalid_argument("empty argv");
   ChildPlan plan;
   plan.spec = &spec;
@@ -223,7 +269,7 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   plan.cwd = spec.cwd.empty() ? "/" : spec.cwd;
   if (spec.container) {
     plan.container = KILN_TRY(plan_container(*spec.container));
-    KILN_TRY(write_container_files(plan.container->root, spec.container->files));
+    if (join_pid <= 0) KILN_TRY(write_container_files(plan.container->root, spec.container->files));
     plan.user = KILN_TRY(resolve_container_user(plan.container->root, spec.container->user));
     // Docker gives every container process a HOME: the user's, or "/".
     bool has_home = std::any_of(plan.env_storage.begin(), plan.env_storage.end(),
@@ -258,11 +304,25 @@ Result<SpawnedProcess> spawn_process(const ProcessSpec& spec) {
   }
 
   Pipe error_pipe = KILN_TRY(make_pipe());
+  std::optional<JoinTarget> join;
+  UniqueFd own_pid_namespace;
+  if (join_pid > 0 && plan.container) {
+    join = KILN_TRY(open_join_target(join_pid));
+    plan.join = &*join;
+    own_pid_namespace = UniqueFd(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+    if (!own_pid_namespace) return Error::last_os_error("open /proc/self/ns/pid");
+    // Children from now on are born in the container's PID namespace; the agent itself stays where it is.
+    if (::setns(join->pid.get(), CLONE_NEWPID) != 0)
+      return Error::last_os_error("enter the container's PID namespace");
+  }
   // A container's process is cloned into its own namespaces (fork's semantics otherwise: same stack,
   // copy-on-write), so it is PID 1 there while the agent stays its parent and reaps it.
-  pid_t pid = plan.container ? static_cast<pid_t>(::syscall(SYS_clone, container_clone_flags() | SIGCHLD,
-                                                            nullptr, nullptr, nullptr, nullptr))
-                             : ::fork();
+  pid_t pid = plan.container && !plan.join
+                  ? static_cast<pid_t>(::syscall(SYS_clone, container_clone_flags() | SIGCHLD, nullptr,
+                                                 nullptr, nullptr, nullptr))
+                  : ::fork();
+  if (own_pid_namespace && ::setns(own_pid_namespace.get(), CLONE_NEWPID) != 0 && pid != 0)
+    log::error("could not return to the agent's PID namespace", {{"errno", errno}});
   if (pid < 0) return Error::last_os_error(plan.container ? "clone the container's process" : "fork");
   if (pid == 0) exec_child(plan, error_pipe.write_end.get());
 

@@ -30,6 +30,8 @@ std::vector<std::string> effective_environment(const ProcessSpec& spec);
 // Starts `spec`. Failures in the child before or at exec come back as errors with the errno text, e.g.
 // "exec foo: No such file or directory" (kNotFound: shells exit 127) or "exec /x: Permission denied"
 // (kPermissionDenied: 126). A bad cwd, uid or gid is kInvalidArgument. All returned fds are non-blocking.
-Result<SpawnedProcess> spawn_process(const ProcessSpec& spec);
+// `join_pid` > 0 (with spec.container): the process enters that running container process's namespaces and
+// root instead of getting new ones (docker exec).
+Result<SpawnedProcess> spawn_process(const ProcessSpec& spec, pid_t join_pid = 0);
 
 }  // namespace kiln::agent

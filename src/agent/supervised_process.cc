@@ -20,8 +20,8 @@ enum FdIndex { kStdinFd = 0, kStdoutFd = 1, kStderrFd = 2 };
 
 Result<std::unique_ptr<SupervisedProcess>> SupervisedProcess::start(StreamId id, const ProcessSpec& spec,
                                                                     EventLoop& loop, Reaper& reaper,
-                                                                    FrameWriter& out) {
-  SpawnedProcess spawned = KILN_TRY(spawn_process(spec));
+                                                                    FrameWriter& out, pid_t join_pid) {
+  SpawnedProcess spawned = KILN_TRY(spawn_process(spec, join_pid));
   std::unique_ptr<SupervisedProcess> process(new SupervisedProcess(id, spawned.pid, spec.tty, out));
   process->reaper_ = &reaper;
   reaper.watch(spawned.pid, [raw = process.get()](ExitStatus status) { raw->on_exit(status); });

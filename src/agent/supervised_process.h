@@ -24,8 +24,10 @@ namespace kiln::agent {
 class SupervisedProcess {
  public:
   // Spawns `spec` and sends STARTED, or returns the spawn error (the caller reports it).
+  // `join_pid`: see spawn_process.
   static Result<std::unique_ptr<SupervisedProcess>> start(StreamId id, const ProcessSpec& spec,
-                                                          EventLoop& loop, Reaper& reaper, FrameWriter& out);
+                                                          EventLoop& loop, Reaper& reaper, FrameWriter& out,
+                                                          pid_t join_pid = 0);
   SupervisedProcess(const SupervisedProcess&) = delete;
   SupervisedProcess& operator=(const SupervisedProcess&) = delete;
   // SIGKILLs the process group of a process that has not exited.

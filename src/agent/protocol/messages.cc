@@ -201,6 +201,7 @@ std::string encode(const ProcessSpec& message) {
                             {"read_only_root", container.read_only_root},
                             {"user", container.user}};
     if (!container.files.empty()) out["container"]["files"] = container.files;
+    if (container.join != 0) out["container"]["join"] = container.join;
   }
   return dump(out);
 }
@@ -307,6 +308,9 @@ Result<ContainerSpec> container_from(const Json& json) {
   if (!read_only) return bad_field(kWhat, read_only.error());
   container.read_only_root = read_only->value_or(false);
   container.user = KILN_TRY(c_string_field(json, "user", false, kWhat));
+  if (auto join =
+          KILN_TRY(optional_int_in_range(json, "join", 0, std::numeric_limits<uint32_t>::max(), kWhat)))
+    container.join = static_cast<uint32_t>(*join);
   if (auto files = json.find("files"); files != json.end() && !files->is_null()) {
     if (!files->is_object()) return Error::protocol("RUN: container files must be an object");
     for (const auto& [path, content] : files->items()) {

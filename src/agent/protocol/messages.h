@@ -79,6 +79,10 @@ struct ContainerSpec {
   // `root` before the process starts (paths relative to it, e.g. "etc/hostname"; symlinks resolve inside it),
   // as Docker provides /etc/hostname, /etc/hosts and /etc/resolv.conf.
   std::map<std::string, std::string> files;
+  // Since 1.5 (capability "container_join"): nonzero, the id (on this connection) of a running container
+  // process whose mount, PID, UTS and IPC namespaces and root this one joins instead of making new ones, as
+  // `docker exec` enters a running container. `root` still names where its files are (for `user`).
+  uint32_t join = 0;
   bool operator==(const ContainerSpec&) const = default;
 };
 

@@ -1,5 +1,6 @@
-// ContainerManager's execs (docker exec): a process started in a running container's VM, in the container's
-// root with its hostname, capabilities and environment. Exec records live in kilnd's memory, as dockerd's
+// ContainerManager's execs (docker exec): a process started in a running container's VM that enters the main
+// process's namespaces and root (so it sees the container's processes and mounts), with the container's
+// capabilities and environment. Exec records live in kilnd's memory, as dockerd's
 // do, and go with their container.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -70,6 +71,14 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
   auto container = KILN_TRY(store_.resolve(exec.container_id));
   if (container.state != ContainerState::kRunning)
     return Error::failed_precondition(fmt::format("Container {} is not running", container.id));
+  uint32_t main_process = 0;
+  {
+    auto rt = runtime(container.id);
+    std::lock_guard guard(rt->lock);
+    if (!rt->main)
+      return Error::failed_precondition(fmt::format("Container {} is not running", container.id));
+    main_process = rt->main->id();
+  }
   const ExecConfig& config = exec.config;
   agent::ProcessSpec spec;
   spec.argv = config.cmd;
@@ -86,7 +95,8 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
                                             container.host_config.cap_add, container.host_config.cap_drop)),
                                         .privileged = container.host_config.privileged || config.privileged,
                                         .read_only_root = container.host_config.read_only_root,
-                                        .user = config.user.empty() ? container.config.user : config.user};
+                                        .user = config.user.empty() ? container.config.user : config.user,
+                                        .join = main_process};
   bool attached = client.valid();
   agent::ExecIo io{.client = std::move(client),
                    .tty = config.tty,

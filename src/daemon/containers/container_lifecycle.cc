@@ -68,7 +68,8 @@ constexpr std::string_view kEtcHosts =
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
-// The host's resolv.conf without loopback name servers (unreachable from the container), as dockerd filters it.
+// The host's resolv.conf without loopback name servers (unreachable from the container), as dockerd filters
+// it.
 std::string container_resolv_conf() {
   std::ifstream host("/etc/resolv.conf");
   std::string out;
@@ -125,7 +126,7 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
                                         .privileged = container.host_config.privileged,
                                         .read_only_root = container.host_config.read_only_root,
                                         .user = config.user,
-      .files = container_etc_files(container)};
+                                        .files = container_etc_files(container)};
 
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 

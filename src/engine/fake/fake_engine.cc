@@ -304,9 +304,10 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
     auto hello = agent::decode_hello_request(frame.payload);
     if (!hello) return refuse(hello.error());
     channel.hello_done = true;
-    agent::HelloReply reply{.agent = "kiln-fake-agent",
-                            .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount",
-                                             "clock", "hostname", "container", "mount_serial", "container_files"}};
+    agent::HelloReply reply{
+        .agent = "kiln-fake-agent",
+        .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
+                         "container", "mount_serial", "container_files", "container_join"}};
     if (spec_.root_disk >= 0) {
       std::lock_guard guard(mutex_);
       reply.root = script_.root.value_or(agent::RootDiskStatus{
