@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <thread>
 
 #include "api/docker/container_json.h"
 #include "api/docker/docker_routes.h"
@@ -318,6 +319,73 @@ Json exec_json(const daemon::containers::ExecRecord& exec) {
           {"Pid", exec.pid}};
 }
 
+Json cpu_stats_json(const daemon::containers::ContainerStats& stats) {
+  return {{"cpu_usage",
+           {{"total_usage", stats.cpu_user_ns + stats.cpu_kernel_ns},
+            {"usage_in_kernelmode", stats.cpu_kernel_ns},
+            {"usage_in_usermode", stats.cpu_user_ns}}},
+          {"system_cpu_usage", stats.system_cpu_ns},
+          {"online_cpus", stats.online_cpus},
+          {"throttling_data", {{"periods", 0}, {"throttled_periods", 0}, {"throttled_time", 0}}}};
+}
+
+// dockerd's stats document (cgroup v1 shape, which every client reads): CPU from the VM's monitor process,
+// memory in use in the guest against the VM's size as the limit.
+Json stats_json(const ContainerRecord& container, const daemon::containers::ContainerStats& now,
+                const std::optional<daemon::containers::ContainerStats>& before) {
+  Json precpu = before ? cpu_stats_json(*before)
+                       : Json{{"cpu_usage", {{"total_usage", 0}, {"usage_in_kernelmode", 0}, {"usage_in_usermode", 0}}},
+                              {"throttling_data", {{"periods", 0}, {"throttled_periods", 0}, {"throttled_time", 0}}}};
+  return {{"read", format_rfc3339(now.read, TimePrecision::kNanos)},
+          {"preread", before ? format_rfc3339(before->read, TimePrecision::kNanos) : "0001-01-01T00:00:00Z"},
+          {"pids_stats", {{"current", now.pids}}},
+          {"blkio_stats",
+           {{"io_service_bytes_recursive", nullptr},
+            {"io_serviced_recursive", nullptr},
+            {"io_queue_recursive", nullptr},
+            {"io_service_time_recursive", nullptr},
+            {"io_wait_time_recursive", nullptr},
+            {"io_merged_recursive", nullptr},
+            {"io_time_recursive", nullptr},
+            {"sectors_recursive", nullptr}}},
+          {"num_procs", 0},
+          {"storage_stats", Json::object()},
+          {"cpu_stats", cpu_stats_json(now)},
+          {"precpu_stats", precpu},
+          {"memory_stats",
+           {{"usage", now.memory_usage_bytes}, {"stats", {{"inactive_file", 0}}}, {"limit", now.memory_limit_bytes}}},
+          {"name", "/" + container.name},
+          {"id", container.id}};
+}
+
+Result<Reply> container_stats(DockerContext& context, const Request& request) {
+  auto container = KILN_TRY(context.containers.inspect(id_param(request)));
+  bool stream = !request.query.has("stream") || request.query.get_bool("stream");
+  bool one_shot = request.query.get_bool("one-shot");
+  http::StreamReply reply;
+  reply.headers.set("Content-Type", "application/json");
+  reply.body = [&context, container, stream, one_shot](http::ChunkWriter& writer) {
+    std::optional<daemon::containers::ContainerStats> before;
+    if (!stream && !one_shot) {
+      // One sample with a CPU percentage needs two readings: dockerd takes them a second apart too.
+      auto first = context.containers.stats(container.id);
+      if (!first) return;
+      before = *first;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    for (;;) {
+      auto now = context.containers.stats(container.id);
+      if (!now) return;
+      if (!writer.write_chunk(stats_json(container, *now, before).dump() + "\n")) return;
+      if (!stream) return;
+      before = *now;
+      for (int i = 0; i < 10 && !writer.client_gone(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (writer.client_gone()) return;
+    }
+  };
+  return Reply(std::move(reply));
+}
+
 Result<std::optional<uint16_t>> dimension(const Request& request, std::string_view key) {
   return request.query.get_unsigned<uint16_t>(key, 0, 65535);
 }
@@ -385,6 +453,13 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
     KILN_TRY(context.containers.resize(id_param(request), rows, cols));
     return Reply(http::empty_response(200));
   });
+
+  routes.add("GET", "/containers/{id}/top", [&context](Request& request) -> Result<Reply> {
+    auto top = KILN_TRY(context.containers.top(id_param(request)));
+    return Reply(http::json_response(200, {{"Titles", top.titles}, {"Processes", top.processes}}));
+  });
+  routes.add("GET", "/containers/{id}/stats",
+             [&context](Request& request) -> Result<Reply> { return container_stats(context, request); });
 
   routes.add("POST", "/containers/{id}/exec", [&context](Request& request) -> Result<Reply> {
     auto config = KILN_TRY(parse_exec_config(KILN_TRY(json_body_or_null(request))));

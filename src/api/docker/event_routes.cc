@@ -1,6 +1,6 @@
 // GET /events: kilnd's events in the Docker Engine API's shape, for `docker events` and the SDKs' events().
-// Image events today (pull, push, tag, untag, delete, load, import, save); container events join them with
-// containers. Kiln's own VM events stay on /v1/events. `since` replays what the bus still holds; `until`
+// Image events (pull, push, tag, untag, delete, load, import, save) and container events (create, start, die,
+// stop, kill, attach, destroy, rename, pause, unpause, restart, exec_*). Kiln's own VM events stay on /v1/events. `since` replays what the bus still holds; `until`
 // ends the stream; filters follow dockerd's rules (daemon/events/filter.go).
 #include <fmt/format.h>
 
@@ -77,7 +77,7 @@ bool labels_match(const Filters& filters, const Json& attributes) {
 Json docker_event(const daemon::Event& event) {
   Json attributes = event.attributes.is_object() ? event.attributes : Json::object();
   if (!event.name.empty() && !attributes.contains("name")) attributes["name"] = event.name;
-  return {{"status", event.action},
+  Json message = {{"status", event.action},
           {"id", event.id},
           {"Type", event.type},
           {"Action", event.action},
@@ -85,6 +85,9 @@ Json docker_event(const daemon::Event& event) {
           {"scope", "local"},
           {"time", event.time_nano / 1'000'000'000},
           {"timeNano", event.time_nano}};
+  // dockerd's legacy "from" on container events: the image.
+  if (event.type == "container" && attributes.contains("image")) message["from"] = attributes["image"];
+  return message;
 }
 
 // `message` is docker_event(event).

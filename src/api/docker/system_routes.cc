@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "api/docker/container_json.h"
 #include "api/docker/docker_routes.h"
 #include "api/docker/image_json.h"
 #include "common/rfc3339.h"
@@ -50,15 +51,29 @@ Json version_json(const DockerContext& context) {
 
 Result<Json> info_json(DockerContext& context) {
   auto images = KILN_TRY(context.images.list());
+  int running = 0, paused = 0, stopped = 0;
+  auto containers = KILN_TRY(context.containers.list());
+  for (const auto& container : containers) {
+    switch (container.state) {
+      case daemon::containers::ContainerState::kRunning:
+      case daemon::containers::ContainerState::kRestarting:
+        ++running;
+        break;
+      case daemon::containers::ContainerState::kPaused:
+        ++paused;
+        break;
+      default:
+        ++stopped;
+    }
+  }
   std::string runtime_note =
       fmt::format("a {} VM per container ({})", context.engine_name, context.accelerator);
   return Json{
       {"ID", context.daemon_id},
-      // Containers are planned (the Docker Engine API issue); none exist yet.
-      {"Containers", 0},
-      {"ContainersRunning", 0},
-      {"ContainersPaused", 0},
-      {"ContainersStopped", 0},
+      {"Containers", containers.size()},
+      {"ContainersRunning", running},
+      {"ContainersPaused", paused},
+      {"ContainersStopped", stopped},
       {"Images", images.size()},
       {"Driver", "kiln-erofs"},
       {"DriverStatus", Json::array({Json::array({"Image layers", "one read-only EROFS image per image"}),
@@ -160,9 +175,13 @@ void add_system_routes(DockerRoutes& routes, DockerContext& context) {
       images.push_back(image_summary_json(image));
       layers_size += image.record.size;
     }
+    Json containers = Json::array();
+    auto now = std::chrono::system_clock::now();
+    for (const auto& container : KILN_TRY(context.containers.list()))
+      containers.push_back(container_summary_json(container, now));
     return Reply(http::json_response(200, {{"LayersSize", layers_size},
                                            {"Images", images},
-                                           {"Containers", Json::array()},
+                                           {"Containers", containers},
                                            {"Volumes", Json::array()},
                                            {"BuildCache", Json::array()}}));
   });

@@ -92,6 +92,24 @@ struct ExecRecord {
   std::optional<agent::ExecHandle> handle;  // once started
 };
 
+// docker top: ps -ef's columns for each process of the container.
+struct ContainerTop {
+  std::vector<std::string> titles;
+  std::vector<std::vector<std::string>> processes;
+};
+
+// docker stats: one sample.
+struct ContainerStats {
+  std::chrono::system_clock::time_point read;
+  uint64_t cpu_user_ns = 0;  // the VM monitor's CPU time (its vCPU threads included)
+  uint64_t cpu_kernel_ns = 0;
+  uint64_t system_cpu_ns = 0;  // the host's, for the percentage
+  unsigned online_cpus = 1;
+  uint64_t memory_usage_bytes = 0;  // in use in the guest (MemTotal - MemAvailable)
+  uint64_t memory_limit_bytes = 0;  // the VM's memory
+  uint64_t pids = 0;
+};
+
 class ContainerManager {
  public:
   static Result<std::unique_ptr<ContainerManager>> create(ContainerManagerConfig config, store::Database& db,
@@ -132,6 +150,9 @@ class ContainerManager {
   // Runs an attach on the hijacked connection until the run ends, the client detaches or goes away.
   void attach(const std::string& id, UniqueFd client, std::string already_read, const AttachOptions& options);
 
+  Result<ContainerTop> top(const std::string& reference);
+  Result<ContainerStats> stats(const std::string& reference);
+
   std::string log_path(const std::string& id) const;
   // docker logs: reads the container's json-file log; with `follow`, until its run ends or `should_stop`.
   Result<void> read_logs(const std::string& id, const LogReadOptions& options,
@@ -153,6 +174,8 @@ class ContainerManager {
   Result<ContainerRecord> load(Runtime& runtime, const std::string& id);  // under the container's lock
   Result<void> save(ContainerRecord& container);
   void publish(const ContainerRecord& container, std::string action, Json attributes = Json::object());
+  // Runs `argv` in the container's VM (outside the container, as root) and returns its stdout.
+  Result<std::string> run_in_vm(const ContainerRecord& container, std::vector<std::string> argv);
   Result<void> merge_image_config(NewContainer& request, const std::string& image_id,
                                   const Json& image_config);
 
