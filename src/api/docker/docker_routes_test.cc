@@ -197,6 +197,19 @@ TEST_F(DockerRoutesTest, ContainerRunsThroughCreateStartWaitLogsAndRemove) {
   EXPECT_EQ(call("GET", "/containers/hello/json").status, 404);
 }
 
+TEST_F(DockerRoutesTest, AnImageInUseByAContainerIsKept) {
+  ASSERT_EQ(call("POST", "/containers/create?name=user", R"({"Image":"test","Cmd":["true"]})").status, 201);
+  auto refused = call("DELETE", "/images/test");
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_NE(message_of(refused).find("(must force) - container"), std::string::npos) << refused.body;
+  EXPECT_EQ(call("DELETE", "/images/test?force=1").status, 409);
+  // Another tag of it can go; once the container is gone, so can the image.
+  ASSERT_EQ(call("POST", "/images/test/tag?repo=other&tag=1").status, 201);
+  EXPECT_EQ(call("DELETE", "/images/other:1").status, 200);
+  ASSERT_EQ(call("DELETE", "/containers/user").status, 204);
+  EXPECT_EQ(call("DELETE", "/images/test").status, 200);
+}
+
 TEST_F(DockerRoutesTest, ContainerErrorsAreDockers) {
   auto missing = call("GET", "/containers/nosuch/json");
   EXPECT_EQ(missing.status, 404);

@@ -197,6 +197,41 @@ Result<Reply> prune_images(DockerContext& context, const Request& request) {
                                          {"SpaceReclaimed", report.bytes_freed}}));
 }
 
+// dockerd refuses to remove an image a container was created from (its root filesystem): without force while
+// any container uses it, and at all while one runs. Kiln's containers boot from the image's EROFS, so a
+// forced removal that would delete it is refused too, while the image keeps another tag it goes ahead.
+Result<void> check_not_in_use(DockerContext& context, const std::string& name, bool force) {
+  auto id = context.images.resolve(name);
+  if (!id) return ok();  // the removal itself reports a missing image
+  auto details = KILN_TRY(context.images.inspect(id->to_string()));
+  bool last_name = details.summary.tags.size() <= 1 || name.starts_with("sha256:") ||
+                   id->hex().starts_with(name);
+  for (const auto& container : KILN_TRY(context.containers.list())) {
+    if (container.config.image_id != id->to_string()) continue;
+    bool running = container.state == daemon::containers::ContainerState::kRunning ||
+                   container.state == daemon::containers::ContainerState::kPaused;
+    std::string short_id = id->hex().substr(0, 12);
+    if (running && (force || last_name)) {
+      return Error::already_exists(
+          fmt::format("conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                      short_id, container.id.substr(0, 12)));
+    }
+    if (!force && last_name) {
+      return Error::already_exists(fmt::format(
+          "conflict: unable to remove repository reference \"{}\" (must force) - container {} is using its "
+          "referenced image {}",
+          name, container.id.substr(0, 12), short_id));
+    }
+    if (force && last_name) {
+      return Error::already_exists(fmt::format(
+          "conflict: unable to delete {} - image is being used by stopped container {} (Kiln keeps an image a "
+          "container was created from: remove the container first)",
+          short_id, container.id.substr(0, 12)));
+    }
+  }
+  return ok();
+}
+
 }  // namespace
 
 void add_image_routes(DockerRoutes& routes, DockerContext& context) {
@@ -243,6 +278,7 @@ void add_image_routes(DockerRoutes& routes, DockerContext& context) {
              [&context](Request& request) { return push_image(context, request); });
   routes.add("DELETE", "/images/{name*}", [&context](Request& request) -> Result<Reply> {
     std::string name(request.param("name"));
+    KILN_TRY(check_not_in_use(context, name, request.query.get_bool("force")));
     auto report =
         KILN_TRY(with_image_errors(context.images.remove(name, request.query.get_bool("force")), name));
     return Reply(http::json_response(200, rest::remove_report_json(report)));
