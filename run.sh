@@ -3,7 +3,7 @@
 # command inside a freshly booted VM, with its output and exit status coming back as if it ran here; then
 # kilnd, the daemon: a persistent VM created, started and exec'd into through the Kiln VM API, and a VM
 # whose root filesystem comes from an image in kilnd's image store; then the docker CLI against kilnd's
-# Docker Engine API (images; containers are planned).
+# Docker Engine API: images, and containers that each run in their own VM.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
@@ -25,6 +25,7 @@ work=$(mktemp -d /tmp/kiln-run.XXXXXX)
 host="unix://$work/run/kiln.sock"
 "$bin/kilnd" --root "$work/root" --run-dir "$work/run" --detach
 cleanup() {
+  [ -n "${DOCKER_HOST:-}" ] && docker rm -f counter >/dev/null 2>&1 || true
   "$bin/kiln" -H "$host" vm rm -f demo >/dev/null 2>&1 || true
   "$bin/kiln" -H "$host" vm rm -f fromimage >/dev/null 2>&1 || true
   [ -f "$work/run/kilnd.pid" ] && kill "$(cat "$work/run/kilnd.pid")" 2>/dev/null || true
@@ -52,7 +53,7 @@ tar -C "$work/rootfs" -czf "$work/rootfs.tgz" .
 "$bin/kiln" -H "$host" vm exec fromimage /bin/busybox cat /etc/motd
 "$bin/kiln" -H "$host" vm rm -f fromimage
 
-echo "== the docker CLI against the same kilnd (Docker Engine API on docker.sock: images today, containers planned)"
+echo "== the docker CLI against the same kilnd (the Docker Engine API on docker.sock)"
 export DOCKER_HOST="unix://$work/run/docker.sock" DOCKER_CONFIG="$work/docker-config"
 docker version --format 'client API {{.Client.APIVersion}}, server {{.Server.Version}} (API {{.Server.APIVersion}}), containers run kernel {{.Server.KernelVersion}}'
 docker info --format 'default runtime: {{.DefaultRuntime}}, images: {{.Images}}'
@@ -63,3 +64,15 @@ docker rmi demo/busybox:copy
 docker rmi demo/busybox:1
 docker load -i "$work/demo.tar"
 "$bin/kiln" -H "$host" image ls
+
+echo "== docker run: every container is a VM with its own kernel (host kernel: $(uname -r))"
+docker run --rm demo/busybox:1 sh -c 'echo "hello from container $(busybox hostname), kernel $(busybox uname -r)"'
+docker run -d --name counter demo/busybox:1 \
+  sh -c 'i=0; while [ $i -lt 600 ]; do echo "tick $i"; i=$((i+1)); busybox sleep 1; done'
+sleep 3
+docker logs counter
+docker ps
+echo "== the same container is a VM in Kiln's VM API"
+"$bin/kiln" -H "$host" vm ls
+docker stop -t 1 counter
+docker rm counter
