@@ -81,8 +81,11 @@ Result<ContainerPlan> plan_container(const ContainerSpec& spec) {
       {"pts/ptmx", root + "/dev/ptmx"},          {"/proc/kcore", root + "/dev/core"},
   };
   plan.late_mounts = {
-      {"devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-       "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+      // The VM's own devpts, not a new instance as runc mounts: the agent opens a tty process's pty before
+      // the
+      // container exists, and its /dev/pts/N must be there for ttyname() (`tty`, shells' job control). The
+      // VM is the isolation boundary; its only ptys are this container's.
+      {"/dev/pts", root + "/dev/pts", "", MS_BIND, ""},
       {"shm", root + "/dev/shm", "tmpfs", kNoDevices, "mode=1777,size=65536k"},
       {"mqueue", root + "/dev/mqueue", "mqueue", kNoDevices, ""},
   };
