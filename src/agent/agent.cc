@@ -67,7 +67,8 @@ Result<void> Agent::try_connect() {
   }
   if (!*connected) return set_waiting(true);
   channel_fd_ = std::move(**connected);
-  session_ = std::make_unique<Session>(*loop_, *reaper_, config_);
+  // A session detached from an earlier host keeps its processes for this one.
+  if (!session_) session_ = std::make_unique<Session>(*loop_, *reaper_, config_);
   channel_watch_ = KILN_TRY(
       loop_->watch(channel_fd_.get(), EPOLLIN, [this](uint32_t events) { return on_channel_ready(events); }));
   log::info("agent channel open; waiting for HELLO");
@@ -88,7 +89,7 @@ Result<void> Agent::set_waiting(bool waiting) {
 }
 
 Result<void> Agent::on_channel_ready(uint32_t events) {
-  if (!session_) return ok();
+  if (!session_ || !channel_fd_) return ok();
   if (events & EPOLLOUT) {
     if (auto flushed = session_->outbound().flush(channel_fd_.get()); !flushed) {
       end_session(flushed.error().message());
@@ -115,6 +116,7 @@ Result<void> Agent::on_channel_ready(uint32_t events) {
 Result<void> Agent::after_events() {
   if (!session_) return ok();
   session_->collect_finished();
+  if (!channel_fd_) return ok();  // detached: kept processes' frames are held until a host returns
   if (!session_->outbound().empty()) {
     if (auto flushed = session_->outbound().flush(channel_fd_.get()); !flushed) {
       end_session(flushed.error().message());
@@ -127,11 +129,16 @@ Result<void> Agent::after_events() {
 }
 
 void Agent::end_session(std::string_view why) {
-  size_t killed = session_ ? session_->process_count() : 0;
-  log::info("host session ended", {{"reason", why}, {"killed", killed}});
   channel_watch_.reset();
-  session_.reset();
   channel_fd_.reset();
+  if (session_ && session_->keeps_processes() && channel_->reconnects()) {
+    log::info("host session ended", {{"reason", why}});
+    session_->detach();
+  } else {
+    size_t killed = session_ ? session_->process_count() : 0;
+    log::info("host session ended", {{"reason", why}, {"killed", killed}});
+    session_.reset();
+  }
   if (!channel_->reconnects()) {
     host_gone_ = true;
     return;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "agent/guest_mounts.h"
@@ -25,6 +26,53 @@ Result<void> Session::on_bytes(std::string_view bytes) {
 
 void Session::collect_finished() {
   std::erase_if(processes_, [](const auto& entry) { return entry.second->finished(); });
+}
+
+bool Session::keeps_processes() const {
+  if (!held_.empty()) return true;
+  return std::any_of(processes_.begin(), processes_.end(),
+                     [](const auto& entry) { return entry.second->keep_on_disconnect(); });
+}
+
+void Session::detach() {
+  std::erase_if(processes_, [](const auto& entry) { return !entry.second->keep_on_disconnect(); });
+  // Whatever the dead channel did not wholly take goes to its process's holding writer, in order; replies
+  // and connection frames were for the old host only.
+  for (Frame& frame : outbound_.take_unsent_frames()) {
+    bool output = frame.type == MessageType::kStdout || frame.type == MessageType::kStderr ||
+                  frame.type == MessageType::kExit || frame.type == MessageType::kError;
+    if (output && (processes_.contains(frame.stream) || held_.contains(frame.stream)))
+      held_[frame.stream].push(frame.type, frame.stream, frame.payload);
+  }
+  for (auto& [id, process] : processes_) {
+    parked_.insert(id);
+    process->redirect(held_[id]);
+  }
+  decoder_ = FrameDecoder();
+  hello_done_ = false;
+  log::info("host session detached; keeping processes", {{"kept", parked_.size()}});
+}
+
+void Session::handle_reattach(const Frame& frame) {
+  StreamId id = frame.stream;
+  auto held = held_.find(id);
+  if (!parked_.contains(id) && held == held_.end()) {
+    return send_error(id, Error::not_found(fmt::format("REATTACH: no kept process with id {}", id)));
+  }
+  outbound_.push(MessageType::kReattachReply, id, "");
+  size_t held_bytes[2] = {0, 0};
+  if (held != held_.end()) {
+    for (Frame& kept : held->second.take_unsent_frames()) {
+      if (kept.type == MessageType::kStdout) held_bytes[0] += kept.payload.size();
+      if (kept.type == MessageType::kStderr) held_bytes[1] += kept.payload.size();
+      outbound_.push(kept.type, kept.stream, kept.payload);
+    }
+    held_.erase(held);
+  }
+  parked_.erase(id);
+  if (auto process = processes_.find(id); process != processes_.end())
+    process->second->reattach(outbound_, held_bytes[0], held_bytes[1]);
+  log::info("process reattached", {{"id", id}});
 }
 
 void Session::send_error(StreamId stream, const Error& error) {
@@ -64,13 +112,15 @@ void Session::handle(Frame frame) {
       return handle_set_clock(frame);
     case MessageType::kSetHostname:
       return handle_set_hostname(frame);
+    case MessageType::kReattach:
+      return handle_reattach(frame);
     case MessageType::kStdin:
     case MessageType::kCloseStdin:
     case MessageType::kSignal:
     case MessageType::kResize:
     case MessageType::kCredit: {
       auto found = processes_.find(frame.stream);
-      if (found == processes_.end() || found->second->finished()) {
+      if (found == processes_.end() || found->second->finished() || parked_.contains(frame.stream)) {
         return send_error(frame.stream, Error::not_found(fmt::format("{}: no process with id {}",
                                                                      to_string(frame.type), frame.stream)));
       }
@@ -95,14 +145,19 @@ void Session::handle_hello(const Frame& frame) {
   if (hello_done_) {
     log::info("new HELLO: restarting the session", {{"killed", processes_.size()}});
     processes_.clear();
+    parked_.clear();
+    held_.clear();
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
   HelloReply reply{kProtocolVersion,
                    fmt::format("kiln-agent {}", kVersion),
                    {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
-                    "container", "mount_serial", "container_files", "container_join"},
+                    "container", "mount_serial", "container_files", "container_join", "reattach"},
                    config_.root};
+  std::set<StreamId> kept(parked_.begin(), parked_.end());
+  for (const auto& [id, frames] : held_) kept.insert(id);
+  reply.kept_processes.assign(kept.begin(), kept.end());
   outbound_.push(MessageType::kHelloReply, kConnectionStream, encode(reply));
 }
 
@@ -110,7 +165,7 @@ void Session::handle_run(const Frame& frame) {
   if (frame.stream == kConnectionStream) {
     return send_error(frame.stream, Error::protocol("RUN on stream 0: process ids start at 1"));
   }
-  if (processes_.contains(frame.stream)) {
+  if (processes_.contains(frame.stream) || held_.contains(frame.stream)) {
     return send_error(frame.stream,
                       Error::already_exists(fmt::format("process id {} is in use", frame.stream)));
   }
@@ -141,7 +196,7 @@ Result<void> Session::check_request_id(const Frame& frame) const {
   if (frame.stream == kConnectionStream) {
     return Error::protocol(fmt::format("{} on stream 0: request ids start at 1", to_string(frame.type)));
   }
-  if (processes_.contains(frame.stream)) {
+  if (processes_.contains(frame.stream) || held_.contains(frame.stream)) {
     return Error::already_exists(
         fmt::format("{}: id {} is a running process", to_string(frame.type), frame.stream));
   }

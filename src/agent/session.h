@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string_view>
 
 #include "agent/event_loop.h"
@@ -47,6 +48,13 @@ class Session {
   const std::optional<ShutdownRequest>& shutdown_requested() const { return shutdown_; }
   size_t process_count() const { return processes_.size(); }
 
+  // Processes to keep when the host goes away (keep_on_disconnect), or output still held for one.
+  bool keeps_processes() const;
+  // The host's channel is gone: processes not kept are killed; the kept ones run on, their frames (those
+  // not yet wholly sent included) held per process until a new host's REATTACH. The next bytes are a new
+  // host's, starting with HELLO.
+  void detach();
+
  private:
   void handle(Frame frame);
   void handle_hello(const Frame& frame);
@@ -56,6 +64,7 @@ class Session {
   void handle_unmount(const Frame& frame);
   void handle_set_clock(const Frame& frame);
   void handle_set_hostname(const Frame& frame);
+  void handle_reattach(const Frame& frame);
   // A MOUNT/UNMOUNT id must be a fresh one: not 0, not a running process's.
   Result<void> check_request_id(const Frame& frame) const;
   void send_error(StreamId stream, const Error& error);
@@ -68,6 +77,10 @@ class Session {
   bool hello_done_ = false;
   std::optional<ShutdownRequest> shutdown_;
   std::map<StreamId, std::unique_ptr<SupervisedProcess>> processes_;
+  // Kept processes of an earlier host session, not yet taken over by REATTACH, and their held frames (a
+  // process that exited meanwhile has only its held frames, EXIT last).
+  std::set<StreamId> parked_;
+  std::map<StreamId, FrameWriter> held_;
 };
 
 }  // namespace kiln::agent

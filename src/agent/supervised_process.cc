@@ -23,6 +23,7 @@ Result<std::unique_ptr<SupervisedProcess>> SupervisedProcess::start(StreamId id,
                                                                     FrameWriter& out, pid_t join_pid) {
   SpawnedProcess spawned = KILN_TRY(spawn_process(spec, join_pid));
   std::unique_ptr<SupervisedProcess> process(new SupervisedProcess(id, spawned.pid, spec.tty, out));
+  process->keep_on_disconnect_ = spec.keep_on_disconnect;
   process->reaper_ = &reaper;
   reaper.watch(spawned.pid, [raw = process.get()](ExitStatus status) { raw->on_exit(status); });
   process->stdin_fd_ = std::move(spawned.stdin_fd);
@@ -90,7 +91,7 @@ SupervisedProcess::ReadResult SupervisedProcess::read_output(Output& output, int
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
     output.window.consume(static_cast<size_t>(n));
-    out_.push(output.frame_type, id_, std::string_view(buffer, static_cast<size_t>(n)));
+    out_->push(output.frame_type, id_, std::string_view(buffer, static_cast<size_t>(n)));
     return ReadResult::kData;
   }
   if (n < 0 && errno == EAGAIN) return ReadResult::kWouldBlock;
@@ -107,7 +108,7 @@ void SupervisedProcess::on_stdin(std::string_view data) {
   if (!stdin_open_ || stdin_close_requested_) {
     // Nobody will read it: consume at once so the host's window does not leak.
     if (uint32_t grant = stdin_window_.on_consumed(data.size())) {
-      out_.push(MessageType::kCredit, id_, encode(CreditGrant{DataChannel::kStdin, grant}));
+      out_->push(MessageType::kCredit, id_, encode(CreditGrant{DataChannel::kStdin, grant}));
     }
     return;
   }
@@ -132,9 +133,13 @@ void SupervisedProcess::write_stdin() {
     consumed += static_cast<size_t>(n);
     stdin_pending_.erase(0, static_cast<size_t>(n));
   }
+  // Bytes a previous host sent are delivered but not credited: the new host never spent window on them.
+  size_t uncredited = std::min(consumed, stdin_uncredited_);
+  stdin_uncredited_ -= uncredited;
+  consumed -= uncredited;
   if (consumed > 0) {
     if (uint32_t grant = stdin_window_.on_consumed(consumed)) {
-      out_.push(MessageType::kCredit, id_, encode(CreditGrant{DataChannel::kStdin, grant}));
+      out_->push(MessageType::kCredit, id_, encode(CreditGrant{DataChannel::kStdin, grant}));
     }
   }
   if (stdin_pending_.empty() && (stdin_close_requested_ || !stdin_open_)) finish_stdin();
@@ -250,12 +255,28 @@ void SupervisedProcess::maybe_finish() {
   stdin_fd_.reset();
   stdout_fd_.reset();
   stderr_fd_.reset();
-  out_.push(MessageType::kExit, id_, encode(*status_));
+  out_->push(MessageType::kExit, id_, encode(*status_));
+}
+
+void SupervisedProcess::redirect(FrameWriter& out) {
+  out_ = &out;
+}
+
+void SupervisedProcess::reattach(FrameWriter& out, size_t held_stdout, size_t held_stderr) {
+  out_ = &out;
+  // The new host's windows start full; what was held for it already counts against them.
+  stdout_.window = SendWindow();
+  stdout_.window.consume(held_stdout);
+  stderr_.window = SendWindow();
+  stderr_.window.consume(held_stderr);
+  stdin_window_ = ReceiveWindow();
+  stdin_uncredited_ = stdin_pending_.size();
+  update_interest();
 }
 
 void SupervisedProcess::report_error(const Error& error) {
   log::warn("process error", {{"id", id_}, {"error", error.message()}});
-  out_.push(MessageType::kError, id_, encode(ErrorReply{error.category(), error.message()}));
+  out_->push(MessageType::kError, id_, encode(ErrorReply{error.category(), error.message()}));
 }
 
 }  // namespace kiln::agent

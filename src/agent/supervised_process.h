@@ -41,6 +41,14 @@ class SupervisedProcess {
   void on_resize(TtySize size);
   void on_credit(const CreditGrant& grant);
 
+  // While the host is away (keep_on_disconnect), frames go to `out` (the session's holding writer for this
+  // process) instead of the channel's.
+  void redirect(FrameWriter& out);
+  // A new host took the process over: frames go to `out` again, and the flow-control windows restart as
+  // the new host's, less the `held_*` output bytes already queued for it.
+  void reattach(FrameWriter& out, size_t held_stdout, size_t held_stderr);
+  bool keep_on_disconnect() const { return keep_on_disconnect_; }
+
   // EXIT has been queued; the Session may destroy this object.
   bool finished() const { return finished_; }
   pid_t pid() const { return pid_; }
@@ -56,7 +64,7 @@ class SupervisedProcess {
   enum class ReadResult { kData, kWouldBlock, kClosed, kNoCredit };
 
   SupervisedProcess(StreamId id, pid_t pid, bool tty, FrameWriter& out)
-      : id_(id), pid_(pid), tty_(tty), out_(out) {}
+      : id_(id), pid_(pid), tty_(tty), out_(&out) {}
   Result<void> watch_fds(EventLoop& loop);
   Result<void> on_fd_ready(int which, uint32_t events);
   ReadResult read_output(Output& output, int fd);
@@ -73,7 +81,8 @@ class SupervisedProcess {
   StreamId id_;
   pid_t pid_;
   bool tty_;
-  FrameWriter& out_;
+  FrameWriter* out_;  // the channel's writer, or the session's holding writer while the host is away
+  bool keep_on_disconnect_ = false;
   Reaper* reaper_ = nullptr;
 
   // fds before watches: members die in reverse order, so each watch unregisters before its fd closes.
@@ -86,6 +95,7 @@ class SupervisedProcess {
   Output stderr_{DataChannel::kStderr, MessageType::kStderr};
 
   ReceiveWindow stdin_window_;
+  size_t stdin_uncredited_ = 0;  // pending bytes from a previous host, delivered without a grant
   std::string stdin_pending_;
   bool stdin_open_ = true;  // the process can still receive stdin
   bool stdin_close_requested_ = false;

@@ -220,6 +220,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   server->stop();
   containers->shutdown();
   vms->shutdown();
+  containers->join();
   fs::remove(options.run_dir + "/kilnd.pid", error);
   return 0;
 }

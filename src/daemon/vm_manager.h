@@ -129,6 +129,11 @@ class VmManager {
   Result<agent::ExecHandle> exec(const std::string& id_or_name, const agent::ProcessSpec& process,
                                  agent::ExecIo& io);
 
+  // Takes over a process that a previous kilnd started with keep_on_disconnect (the agent kept it running
+  // across the restart), bridged to `io.client` like exec's; `io` is moved from only on success.
+  Result<agent::ExecHandle> reattach(const std::string& id_or_name, agent::ProcessId process, bool tty,
+                                     agent::ExecIo& io);
+
   Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder,
                                  std::string_view as_owner = {});
   Result<void> remove_folder(const std::string& id_or_name, const std::string& folder_id,

@@ -123,6 +123,8 @@ Result<void> AgentConnection::dispatch(Frame frame) {
       if (!reply) return fail(reply.error());
       agent_info_ = std::move(reply).value();
       hello_done_ = true;
+      // Ids of kept processes stay taken: new ones are allocated above them.
+      for (uint32_t kept : agent_info_.kept_processes) next_id_ = std::max<ProcessId>(next_id_, kept + 1);
       return ok();
     }
     case MessageType::kPing:
@@ -187,6 +189,7 @@ Result<void> AgentConnection::dispatch_request_frame(const Frame& frame, Pending
 Result<void> AgentConnection::dispatch_process_frame(Frame& frame, RemoteProcess& process) {
   switch (frame.type) {
     case MessageType::kStarted:
+    case MessageType::kReattachReply:
       process.started = true;
       return ok();
     case MessageType::kError: {
@@ -248,6 +251,26 @@ Result<ProcessId> AgentConnection::start_process(const ProcessSpec& spec, std::c
     return error;
   }
   return id;
+}
+
+Result<void> AgentConnection::reattach_process(ProcessId id, std::chrono::milliseconds timeout) {
+  if (broken_) return *broken_;
+  if (processes_.contains(id))
+    return Error::already_exists(fmt::format("process {} is attached already", id));
+  RemoteProcess& process = processes_[id];
+  outbound_.push(MessageType::kReattach, id, "");
+  auto waited = pump_until([&process] { return process.started || process.start_error.has_value(); }, timeout,
+                           fmt::format("REATTACH {}", id));
+  if (!waited) {
+    processes_.erase(id);
+    return std::move(waited).error();
+  }
+  if (process.start_error) {
+    Error error = *process.start_error;
+    processes_.erase(id);
+    return error;
+  }
+  return ok();
 }
 
 const AgentConnection::RemoteProcess* AgentConnection::find(ProcessId id) const {

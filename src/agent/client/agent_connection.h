@@ -48,6 +48,10 @@ class AgentConnection {
   // "Permission denied" (126), kInvalidArgument for a bad cwd/uid/gid.
   Result<ProcessId> start_process(const ProcessSpec& spec,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Takes over a process an earlier host started with keep_on_disconnect (agent_info().kept_processes):
+  // its held output follows, then it is like one this connection started. kNotFound when the agent kept
+  // no such process.
+  Result<void> reattach_process(ProcessId id, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Queues as much of `data` as the process's stdin credit allows; returns how much was taken (0 when out
   // of credit: pump until stdin_credit() grows).

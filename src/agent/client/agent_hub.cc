@@ -39,6 +39,7 @@ class HubLoop {
 
   AgentConnection& connection() { return *connection_; }
   Result<ExecHandle> exec(const ProcessSpec& spec, ExecIo& io);
+  Result<ExecHandle> reattach(ProcessId id, bool tty, ExecIo& io);
   Result<void> signal(ProcessId id, int signum);
   Result<void> resize(ProcessId id, TtySize size);
 
@@ -150,6 +151,14 @@ Result<ExecHandle> HubLoop::exec(const ProcessSpec& spec, ExecIo& io) {
   return ExecHandle(id, std::move(state), mailbox_);
 }
 
+Result<ExecHandle> HubLoop::reattach(ProcessId id, bool tty, ExecIo& io) {
+  KILN_TRY(ExecSession::validate({.argv = {"(kept)"}, .tty = tty}, io));
+  KILN_TRY(connection_->reattach_process(id, kStartTimeout));
+  auto state = std::make_shared<ExecState>();
+  sessions_.emplace(id, ExecSession::create(*connection_, id, std::move(io), state));
+  return ExecHandle(id, std::move(state), mailbox_);
+}
+
 Result<void> HubLoop::signal(ProcessId id, int signum) {
   // A session already gone has exited (or was abandoned): signalling it is a no-op, as for AgentConnection.
   if (!sessions_.contains(id)) return ok();
@@ -222,6 +231,12 @@ Result<ExecHandle> AgentHub::exec(const ProcessSpec& spec, ExecIo&& io) {
   std::optional<Result<ExecHandle>> started;
   KILN_TRY(mailbox_->post([&](detail::HubLoop& loop) { started.emplace(loop.exec(spec, io)); }));
   return std::move(*started);
+}
+
+Result<ExecHandle> AgentHub::reattach(ProcessId id, bool tty, ExecIo&& io) {
+  std::optional<Result<ExecHandle>> taken;
+  KILN_TRY(mailbox_->post([&](detail::HubLoop& loop) { taken.emplace(loop.reattach(id, tty, io)); }));
+  return std::move(*taken);
 }
 
 Result<void> AgentHub::ping(std::chrono::milliseconds timeout) {

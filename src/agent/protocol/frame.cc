@@ -47,6 +47,8 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kSignal:
     case MessageType::kResize:
     case MessageType::kCloseStdin:
+    case MessageType::kReattach:
+    case MessageType::kReattachReply:
     case MessageType::kStdin:
     case MessageType::kStdout:
     case MessageType::kStderr:
@@ -90,6 +92,10 @@ std::string_view to_string(MessageType type) {
       return "RESIZE";
     case MessageType::kCloseStdin:
       return "CLOSE_STDIN";
+    case MessageType::kReattach:
+      return "REATTACH";
+    case MessageType::kReattachReply:
+      return "REATTACH_REPLY";
     case MessageType::kStdin:
       return "STDIN";
     case MessageType::kStdout:

@@ -34,12 +34,14 @@ enum class MessageType : uint8_t {
   kShutdown = 0x05,  // host -> agent, JSON ShutdownRequest; agent -> host (empty) once synced
   kError = 0x06,     // agent -> host, JSON ErrorReply; stream = the process it concerns, or 0
   // Process control (stream = process id).
-  kRun = 0x10,         // host -> agent, JSON ProcessSpec
-  kStarted = 0x11,     // agent -> host, JSON {pid}
-  kExit = 0x12,        // agent -> host, JSON {code} or {signal}; after all of the process's output
-  kSignal = 0x13,      // host -> agent, JSON {signum}
-  kResize = 0x14,      // host -> agent, JSON {rows, cols}
-  kCloseStdin = 0x15,  // host -> agent, empty
+  kRun = 0x10,            // host -> agent, JSON ProcessSpec
+  kStarted = 0x11,        // agent -> host, JSON {pid}
+  kExit = 0x12,           // agent -> host, JSON {code} or {signal}; after all of the process's output
+  kSignal = 0x13,         // host -> agent, JSON {signum}
+  kResize = 0x14,         // host -> agent, JSON {rows, cols}
+  kCloseStdin = 0x15,     // host -> agent, empty
+  kReattach = 0x16,       // host -> agent, empty: a new host takes over a process kept across its restart
+  kReattachReply = 0x17,  // agent -> host, empty; then the process's held output, in order
   // Data (stream = process id), binary payload.
   kStdin = 0x20,
   kStdout = 0x21,

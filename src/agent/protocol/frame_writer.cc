@@ -38,6 +38,22 @@ Result<void> FrameWriter::flush(int fd) {
   return ok();
 }
 
+std::vector<Frame> FrameWriter::take_unsent_frames() {
+  std::vector<Frame> frames;
+  FrameDecoder decoder;
+  decoder.feed(buffer_);
+  size_t offset = 0;
+  for (;;) {
+    auto frame = decoder.next();
+    if (!frame || !*frame) break;  // only this writer's own encoding is in the buffer
+    size_t end = offset + kHeaderSize + (*frame)->payload.size();
+    if (end > written_) frames.push_back(std::move(**frame));
+    offset = end;
+  }
+  clear();
+  return frames;
+}
+
 void FrameWriter::clear() {
   buffer_.clear();
   written_ = 0;

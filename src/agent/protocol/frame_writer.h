@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/protocol/frame.h"
 #include "common/error.h"
@@ -22,6 +23,9 @@ class FrameWriter {
   // with MSG_NOSIGNAL so a vanished peer is an error value, not a SIGPIPE.
   Result<void> flush(int fd);
   void clear();
+  // Every frame not wholly written yet (a partly written one included, from its start), decoded, in order;
+  // the writer is left empty. For a channel that died: a new peer must get whole frames.
+  std::vector<Frame> take_unsent_frames();
 
  private:
   std::string buffer_;

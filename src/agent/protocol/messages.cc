@@ -180,6 +180,7 @@ std::string encode(const HelloReply& message) {
            {"agent", message.agent},
            {"capabilities", message.capabilities}};
   if (message.root) out["root"] = root_json(*message.root);
+  if (!message.kept_processes.empty()) out["kept_processes"] = message.kept_processes;
   return dump(out);
 }
 
@@ -192,6 +193,7 @@ std::string encode(const ProcessSpec& message) {
     out["rows"] = message.size.rows;
     out["cols"] = message.size.cols;
   }
+  if (message.keep_on_disconnect) out["keep_on_disconnect"] = true;
   if (message.container) {
     const ContainerSpec& container = *message.container;
     out["container"] = Json{{"root", container.root},
@@ -283,6 +285,14 @@ Result<HelloReply> decode_hello_reply(std::string_view payload) {
   if (auto found = object.find("root"); found != object.end() && !found->is_null()) {
     message.root = KILN_TRY(root_from(*found, kWhat));
   }
+  if (auto found = object.find("kept_processes"); found != object.end() && !found->is_null()) {
+    if (!found->is_array()) return Error::protocol("HELLO_REPLY: kept_processes must be an array");
+    for (const auto& id : *found) {
+      if (!id.is_number_unsigned() || id.get<uint64_t>() == 0 || id.get<uint64_t>() > UINT32_MAX)
+        return Error::protocol("HELLO_REPLY: kept_processes must hold process ids");
+      message.kept_processes.push_back(static_cast<uint32_t>(id.get<uint64_t>()));
+    }
+  }
   return message;
 }
 
@@ -365,6 +375,9 @@ Result<ProcessSpec> decode_process_spec(std::string_view payload) {
   if (auto found = object.find("container"); found != object.end() && !found->is_null()) {
     spec.container = KILN_TRY(container_from(*found));
   }
+  auto keep = optional_bool(object, "keep_on_disconnect");
+  if (!keep) return bad_field(kWhat, keep.error());
+  spec.keep_on_disconnect = keep->value_or(false);
   return spec;
 }
 

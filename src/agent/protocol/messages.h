@@ -25,7 +25,9 @@ struct ProtocolVersion {
 // 1.1 added MOUNT/UNMOUNT (capability "mount") and HELLO_REPLY's "root" (capability "root_disk"), and
 // SET_CLOCK (capability "clock"). 1.2 added SET_HOSTNAME (capability "hostname"). 1.3 added RUN's
 // "container" (capability "container"). 1.4 added MOUNT by disk serial and overlay directories (capability
-// "mount_serial"). 1.5 added the container part's "files" (capability "container_files").
+// "mount_serial"). 1.5 added the container part's "files" and "join" (capabilities "container_files",
+// "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
+// "kept_processes", REATTACH (capability "reattach").
 inline constexpr ProtocolVersion kProtocolVersion{1, 5};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
@@ -52,6 +54,9 @@ struct HelloReply {
   std::string agent;                      // "kiln-agent 0.1.0"
   std::vector<std::string> capabilities;  // e.g. "tty", "signal", "resize", "shutdown", "root_disk", "mount"
   std::optional<RootDiskStatus> root;
+  // Since 1.5 (capability "reattach"): processes kept from an earlier host session (ProcessSpec::
+  // keep_on_disconnect) that a REATTACH can take over; their ids stay taken on this connection.
+  std::vector<uint32_t> kept_processes;
 };
 
 struct TtySize {
@@ -96,6 +101,10 @@ struct ProcessSpec {
   bool tty = false;                        // a pty: stdout and stderr merged, as with docker -t
   TtySize size;                            // initial window size when tty
   std::optional<ContainerSpec> container;  // capability "container"; cwd is then inside the container
+  // Since 1.5 (capability "reattach"): the process outlives the host's connection (a container's main
+  // process across a kilnd restart); its output is held, bounded by its flow-control window (the process
+  // blocks, nothing is dropped), until a new host sends REATTACH for its id.
+  bool keep_on_disconnect = false;
 };
 
 struct ProcessStarted {

@@ -1,6 +1,6 @@
 // ContainerManager's views into a running container's VM: its processes (docker top) and resource use
-// (docker stats). Both are read in the VM by a helper process outside the container (the guest's own busybox),
-// so they work on images that have no `ps` at all.
+// (docker stats). Both are read in the VM by a helper process outside the container (the guest's own
+// busybox), so they work on images that have no `ps` at all.
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,7 +19,8 @@ namespace {
 constexpr auto kProbeTimeout = std::chrono::seconds(10);
 
 // One line per process of the container (those in a PID namespace other than the VM's own): pid, ppid, uid,
-// utime+stime ticks, start ticks, tty nr, and the command line. The VM runs nothing else in another namespace.
+// utime+stime ticks, start ticks, tty nr, and the command line. The VM runs nothing else in another
+// namespace.
 constexpr std::string_view kProcessListScript = R"(own=$(readlink /proc/1/ns/pid)
 for dir in /proc/[0-9]*; do
   ns=$(readlink $dir/ns/pid 2>/dev/null) || continue
@@ -40,9 +41,11 @@ std::string clock_text(int64_t seconds) {
 
 }  // namespace
 
-Result<std::string> ContainerManager::run_in_vm(const ContainerRecord& container, std::vector<std::string> argv) {
+Result<std::string> ContainerManager::run_in_vm(const ContainerRecord& container,
+                                                std::vector<std::string> argv) {
   int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return Error::last_os_error("socketpair");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::last_os_error("socketpair");
   UniqueFd mine(pair[0]);
   agent::ExecIo io{.client = UniqueFd(pair[1]), .tty = false, .attach_stdin = false};
   agent::ProcessSpec spec{.argv = std::move(argv)};
@@ -50,19 +53,22 @@ Result<std::string> ContainerManager::run_in_vm(const ContainerRecord& container
   std::string out;
   stdcopy::Demuxer demuxer;
   std::string buffer(16 * 1024, '\0');
-  timeval timeout{.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kProbeTimeout).count(), .tv_usec = 0};
+  timeval timeout{.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kProbeTimeout).count(),
+                  .tv_usec = 0};
   (void)::setsockopt(mine.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   for (;;) {
     ssize_t n = ::read(mine.get(), buffer.data(), buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    demuxer.feed(std::string_view(buffer.data(), static_cast<size_t>(n)), [&](int stream, std::string_view data) {
-      if (stream == stdcopy::kStdout) out.append(data);
-      return true;
-    });
+    demuxer.feed(std::string_view(buffer.data(), static_cast<size_t>(n)),
+                 [&](int stream, std::string_view data) {
+                   if (stream == stdcopy::kStdout) out.append(data);
+                   return true;
+                 });
   }
   auto status = KILN_TRY(handle.wait(kProbeTimeout));
-  if (!status.success()) return Error::internal(fmt::format("reading the container's VM failed ({})", status.describe()));
+  if (!status.success())
+    return Error::internal(fmt::format("reading the container's VM failed ({})", status.describe()));
   return out;
 }
 

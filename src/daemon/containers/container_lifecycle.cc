@@ -119,6 +119,8 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   spec.tty = config.tty;
   if (config.console_rows > 0 && config.console_cols > 0)
     spec.size = {.rows = config.console_rows, .cols = config.console_cols};
+  // Kept by the agent across a kilnd restart, which takes it over again (recover()).
+  spec.keep_on_disconnect = true;
   spec.container = agent::ContainerSpec{.root = std::string(kContainerRootInGuest),
                                         .hostname = config.hostname,
                                         .capabilities = KILN_TRY(agent::container_capabilities(
@@ -151,27 +153,35 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
     return started.error();
   }
   agent::ExecHandle handle = *started;
-
-  uint64_t run = ++rt.run;
-  rt.main = handle;
-  rt.relay = relay_end;
-  rt.log = log;
-  rt.started = std::chrono::steady_clock::now();
   container.state = ContainerState::kRunning;
   container.pid = vm.monitor_pid;
   container.started_at = now_rfc3339(TimePrecision::kNanos);
   container.exit_code = 0;
   container.error.clear();
   container.oom_killed = false;
+  container.main_process = handle.id();
   KILN_TRY(save(container));
-  rt.io.begin_run(relay_end, config.open_stdin);
+  run_relay(rt, container, handle, relay_end, log);
+  publish(container, "start");
+  log::info("container started", {{"container", container.name}, {"pid", vm.monitor_pid}});
+  return ok();
+}
 
+void ContainerManager::run_relay(Runtime& rt, const ContainerRecord& container, agent::ExecHandle handle,
+                                 std::shared_ptr<UniqueFd> relay_end,
+                                 std::shared_ptr<JsonFileLogWriter> log) {
+  uint64_t run = ++rt.run;
+  rt.main = handle;
+  rt.relay = relay_end;
+  rt.log = log;
+  rt.started = std::chrono::steady_clock::now();
+  rt.io.begin_run(relay_end, container.config.open_stdin);
   {
     std::lock_guard guard(threads_mutex_);
     ++threads_;
   }
   std::shared_ptr<Runtime> shared = runtime(container.id);
-  std::thread([this, shared, id = container.id, run, relay_end, tty = config.tty, log, handle] {
+  std::thread([this, shared, id = container.id, run, relay_end, tty = container.config.tty, log, handle] {
     stdcopy::Demuxer demuxer;
     auto deliver = [&](int stream, std::string_view payload) {
       if (log) {
@@ -195,15 +205,12 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
         demuxer.feed(data, deliver);
       }
     }
-    // At kilnd shutdown the relay socket was shut down under a live process: that is no exit.
+    // At kilnd shutdown the agent channel closes under a live process, which the agent keeps: no exit.
     if (!stopping_) on_main_exit(id, run, handle.wait(std::chrono::seconds(30)));
     std::lock_guard guard(threads_mutex_);
     --threads_;
     threads_done_.notify_all();
   }).detach();
-  publish(container, "start");
-  log::info("container started", {{"container", container.name}, {"pid", vm.monitor_pid}});
-  return ok();
 }
 
 Result<void> ContainerManager::start_locked(Runtime& rt, ContainerRecord& container) {
@@ -265,6 +272,7 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
   container.state = ContainerState::kExited;
   container.exit_code = code;
   container.pid = 0;
+  container.main_process = 0;
   container.finished_at = now_rfc3339(TimePrecision::kNanos);
   const auto& policy = container.host_config.restart_policy;
   bool restart = false;
@@ -504,14 +512,16 @@ void ContainerManager::shutdown() {
     std::lock_guard guard(runtimes_mutex_);
     for (auto& [id, rt] : runtimes_) all.push_back(rt);
   }
-  for (auto& rt : all) {
-    rt->io.end_of_run();
-    std::lock_guard guard(rt->lock);
-    if (rt->relay) ::shutdown(rt->relay->get(), SHUT_RDWR);
-  }
+  // Attached clients see their stream end; the containers themselves run on (the agent keeps their main
+  // processes until the next kilnd takes them over), so the relays are left to end when VmManager::
+  // shutdown() closes the agent channels.
+  for (auto& rt : all) rt->io.end_of_run();
+}
+
+void ContainerManager::join() {
+  stopping_ = true;
   std::unique_lock lock(threads_mutex_);
-  // Relays end when VmManager::shutdown() closes their agent channels; restart timers notice stopping_.
-  threads_done_.wait_for(lock, std::chrono::seconds(5), [this] { return threads_ == 0; });
+  threads_done_.wait_for(lock, std::chrono::seconds(10), [this] { return threads_ == 0; });
 }
 
 }  // namespace kiln::daemon::containers

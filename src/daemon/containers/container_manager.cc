@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 
@@ -81,6 +82,7 @@ Result<std::unique_ptr<ContainerManager>> ContainerManager::create(ContainerMana
 
 ContainerManager::~ContainerManager() {
   shutdown();
+  join();
 }
 
 std::string ContainerManager::log_path(const std::string& id) const {
@@ -335,6 +337,44 @@ Result<void> ContainerManager::remove(const std::string& reference, bool force) 
   return remove_locked(*rt, **container);
 }
 
+bool ContainerManager::take_over(Runtime& rt, ContainerRecord& container) {
+  if (container.main_process == 0) return false;
+  auto vm = vms_.inspect(container.vm_id);
+  if (!vm || (vm->state != VmState::kRunning && vm->state != VmState::kPaused)) return false;
+  bool paused = vm->state == VmState::kPaused;
+  // A paused guest cannot answer: it runs for the takeover and is paused again.
+  if (paused && !vms_.resume(container.vm_id)) return false;
+  auto taken = [&]() -> Result<void> {
+    std::shared_ptr<JsonFileLogWriter> log;
+    if (container.host_config.log_config.type != "none") {
+      auto options = KILN_TRY(parse_json_file_log_options(container.host_config.log_config.options));
+      log = KILN_TRY(JsonFileLogWriter::create(log_path(container.id), options));
+    }
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+      return Error::last_os_error("socketpair for the container's stdio");
+    auto relay_end = std::make_shared<UniqueFd>(pair[0]);
+    agent::ExecIo io{.client = UniqueFd(pair[1]),
+                     .tty = container.config.tty,
+                     .attach_stdin = container.config.open_stdin,
+                     .attach_stdout = true,
+                     .attach_stderr = true};
+    auto handle = KILN_TRY(vms_.reattach(container.vm_id, container.main_process, container.config.tty, io));
+    container.pid = vm->monitor_pid;
+    KILN_TRY(save(container));
+    run_relay(rt, container, handle, relay_end, log);
+    return ok();
+  }();
+  if (paused) (void)vms_.pause(container.vm_id);
+  if (!taken) {
+    log::warn("could not take over a running container",
+              {{"id", container.id}, {"error", taken.error().message()}});
+    return false;
+  }
+  log::info("container taken over", {{"container", container.name}, {"pid", container.pid}});
+  return true;
+}
+
 Result<void> ContainerManager::recover() {
   for (auto& container : KILN_TRY(store_.list())) {
     auto rt = runtime(container.id);
@@ -346,8 +386,8 @@ Result<void> ContainerManager::recover() {
       continue;
     }
     if (!live) continue;
-    // The agent ended the container's processes when the previous kilnd's channel closed (keeping them
-    // across a kilnd restart is planned), so the container exited then.
+    if (container.state != ContainerState::kRestarting && take_over(*rt, container)) continue;
+    // The main process did not survive (the VM stopped, or an agent that keeps nothing): it exited then.
     (void)vms_.stop(container.vm_id, config_.vm_stop_grace);
     bool was_restarting = container.state == ContainerState::kRestarting;
     container.state = ContainerState::kExited;

@@ -122,8 +122,11 @@ class ContainerManager {
   // At kilnd start, after VmManager::recover(): containers whose process did not survive are recorded as
   // exited; restart policies apply.
   Result<void> recover();
-  // Stops relays and restart timers; containers' VMs are left to VmManager::shutdown().
+  // kilnd is stopping: no exit is recorded from now on and attached clients are let go. The containers run
+  // on; VmManager::shutdown() then releases their VMs (their relays end as the agent channels close), and
+  // join() waits for the relay and restart threads.
   void shutdown();
+  void join();
 
   Result<ContainerRecord> create(NewContainer request);
   Result<ContainerRecord> inspect(const std::string& reference);
@@ -183,6 +186,12 @@ class ContainerManager {
   // reading its output. One function, so a VM fork can replace the boot.
   Result<void> launch(Runtime& runtime, ContainerRecord& container);
   Result<void> start_locked(Runtime& runtime, ContainerRecord& container);
+  // A run begins with `handle` as its main process: the runtime takes it and a relay thread pumps its
+  // output into the log and attached clients until it exits. For a start and for a takeover at recovery.
+  void run_relay(Runtime& runtime, const ContainerRecord& container, agent::ExecHandle handle,
+                 std::shared_ptr<UniqueFd> relay_end, std::shared_ptr<JsonFileLogWriter> log);
+  // At recovery: takes over the main process the agent kept running; false when there is none to take.
+  bool take_over(Runtime& runtime, ContainerRecord& container);
   // The main process of run `run` ended with `status` (an error: the agent was lost).
   void on_main_exit(const std::string& id, uint64_t run, const Result<ExitStatus>& status);
   void schedule_restart(const std::string& id, uint64_t run, std::chrono::milliseconds delay);

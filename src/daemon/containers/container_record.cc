@@ -203,6 +203,7 @@ Json to_storage_json(const ContainerRecord& container) {
           {"started_at", container.started_at},
           {"finished_at", container.finished_at},
           {"restart_count", container.restart_count},
+          {"main_process", container.main_process},
           {"stopped_by_user", container.stopped_by_user}};
 }
 
@@ -233,6 +234,7 @@ Result<ContainerRecord> read_container(const Json& json) {
   container.started_at = json.value("started_at", "");
   container.finished_at = json.value("finished_at", "");
   container.restart_count = json.value("restart_count", 0U);
+  container.main_process = json.value("main_process", 0U);
   container.stopped_by_user = json.value("stopped_by_user", false);
   return container;
 }

@@ -101,6 +101,8 @@ struct ContainerRecord {
   std::string started_at;   // RFC 3339 nanos; empty: never
   std::string finished_at;  // RFC 3339 nanos; empty: never
   unsigned restart_count = 0;
+  // The main process's id on its VM's agent connection while it runs: a restarted kilnd takes it over by it.
+  uint32_t main_process = 0;
   // A `docker stop` (or kill) by the user: restart policies other than "always" leave it stopped, and
   // "unless-stopped" stays stopped across kilnd restarts.
   bool stopped_by_user = false;

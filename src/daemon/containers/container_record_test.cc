@@ -54,6 +54,7 @@ ContainerRecord full_record() {
   record.started_at = "2026-11-30T14:00:25.691266332Z";
   record.finished_at = "2026-11-30T14:00:25.711234534Z";
   record.restart_count = 7;
+  record.main_process = 12;
   record.stopped_by_user = true;
   return record;
 }
@@ -106,6 +107,7 @@ void expect_same(const ContainerRecord& a, const ContainerRecord& b) {
   EXPECT_EQ(a.started_at, b.started_at);
   EXPECT_EQ(a.finished_at, b.finished_at);
   EXPECT_EQ(a.restart_count, b.restart_count);
+  EXPECT_EQ(a.main_process, b.main_process);
   EXPECT_EQ(a.stopped_by_user, b.stopped_by_user);
 }
 

@@ -55,6 +55,7 @@ class ContainerStack {
   ~ContainerStack() {
     if (containers_) containers_->shutdown();
     if (vms_) vms_->shutdown();
+    if (containers_) containers_->join();
   }
 
   const std::string& dir() const { return dir_->path(); }
