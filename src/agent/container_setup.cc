@@ -353,6 +353,9 @@ Result<ContainerUser> resolve_container_user(const std::string& root, std::strin
       }
     });
   }
+  // As runc sets them under dockerd: the primary group is among the supplementary ones too (`id` shows it).
+  if (std::find(resolved.groups.begin(), resolved.groups.end(), resolved.gid) == resolved.groups.end())
+    resolved.groups.push_back(resolved.gid);
   return resolved;
 }
 

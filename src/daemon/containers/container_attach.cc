@@ -39,9 +39,10 @@ bool send_all(int fd, std::string_view data) {
 Result<ContainerRecord> ContainerManager::check_attach(const std::string& reference,
                                                        const AttachOptions& options) {
   auto container = KILN_TRY(store_.resolve(reference));
-  bool stopped = container.state == ContainerState::kExited || container.state == ContainerState::kDead;
-  if (options.stream && stopped && !options.logs)
-    return Error::failed_precondition("You cannot attach to a stopped container, start it first");
+  // A stopped container may be attached to: `docker start -a` attaches first, then starts it. (The
+  // "start it first" refusal is the docker CLI's own, for `docker attach`.)
+  if (container.state == ContainerState::kDead && options.stream)
+    return Error::failed_precondition("You cannot attach to a dead container");
   if (container.state == ContainerState::kPaused && options.stream)
     return Error::failed_precondition(
         fmt::format("You cannot attach to a paused container, unpause it first"));
@@ -67,9 +68,7 @@ void ContainerManager::attach(const std::string& id, UniqueFd fd, std::string al
       return send_all(socket, client->tty ? entry.text : stdcopy::frame(stream, entry.text));
     });
   }
-  bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kCreated ||
-              container.state == ContainerState::kRestarting || container.state == ContainerState::kPaused;
-  if (!options.stream || !live) {
+  if (!options.stream || container.state == ContainerState::kDead) {
     ::shutdown(socket, SHUT_RDWR);
     return;
   }
@@ -79,8 +78,9 @@ void ContainerManager::attach(const std::string& id, UniqueFd fd, std::string al
 
   bool detached = false;
   if (options.stdin) {
-    DetachKeyScanner scanner(options.detach_keys.empty() ? std::string(kDefaultDetachKeys)
-                                                         : options.detach_keys);
+    // As dockerd: detach keys act on a tty's input only; without one every byte is the process's.
+    std::string keys = options.detach_keys.empty() ? std::string(kDefaultDetachKeys) : options.detach_keys;
+    DetachKeyScanner scanner(container.config.tty ? keys : std::string());
     std::string pending = std::move(already_read);
     std::string buffer(16 * 1024, '\0');
     for (;;) {

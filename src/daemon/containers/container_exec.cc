@@ -52,10 +52,26 @@ Result<std::string> ContainerManager::exec_create(const std::string& reference, 
 }
 
 Result<ExecRecord> ContainerManager::exec_inspect(const std::string& exec_id) {
-  std::lock_guard guard(execs_mutex_);
-  auto found = execs_.find(exec_id);
-  if (found == execs_.end()) return Error::not_found(fmt::format("No such exec instance: {}", exec_id));
-  return found->second;
+  ExecRecord exec;
+  {
+    std::lock_guard guard(execs_mutex_);
+    auto found = execs_.find(exec_id);
+    if (found == execs_.end()) return Error::not_found(fmt::format("No such exec instance: {}", exec_id));
+    exec = found->second;
+  }
+  if (exec.running && exec.handle && !exec.exit_code) {
+    // The docker CLI inspects an exec the moment its stream ends, and the stream ends just before the hub
+    // records the exit: an attached exec gets a moment to settle, so the CLI never reads "running, 0".
+    auto status = exec.handle->exit_status();
+    if (!status && exec.config.attach_stdout) {
+      if (auto waited = exec.handle->wait(std::chrono::milliseconds(300))) status = *waited;
+    }
+    if (status) {
+      exec.running = false;
+      exec.exit_code = status->shell_code();
+    }
+  }
+  return exec;
 }
 
 Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd client,
@@ -82,7 +98,7 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
   const ExecConfig& config = exec.config;
   agent::ProcessSpec spec;
   spec.argv = config.cmd;
-  std::vector<std::string> env = container.config.env;
+  std::vector<std::string> env = process_environment(container);
   for (const auto& entry : config.env) env.push_back(entry);
   spec.env = env;
   spec.cwd = config.working_dir.empty() ? container.config.working_dir : config.working_dir;

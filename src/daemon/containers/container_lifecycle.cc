@@ -43,11 +43,16 @@ Error not_running(const ContainerRecord& container) {
 std::pair<int, Error> start_failure(const Error& error, const std::string& command) {
   std::string message = error.message();
   if (error.category() == ErrorCategory::kNotFound) {
+    // runc's words: a bare name was searched in $PATH, a path was looked at directly.
+    std::string why = command.find('/') == std::string::npos
+                          ? "executable file not found in $PATH"
+                          : fmt::format("stat {}: no such file or directory", command);
     return {127, Error::invalid_argument(fmt::format(
-                     "failed to create task for container: unable to start container process: exec: \"{}\": "
-                     "executable file not found in $PATH: unknown",
-                     command))};
+                     "failed to create task for container: unable to start container process: exec: \"{}\": {}: "
+                     "unknown",
+                     command, why))};
   }
+
   bool denied = error.category() == ErrorCategory::kPermissionDenied ||
                 message.find("ermission denied") != std::string::npos ||
                 message.find("s a directory") != std::string::npos;
@@ -114,7 +119,7 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   agent::ProcessSpec spec;
   spec.argv = config.entrypoint;
   spec.argv.insert(spec.argv.end(), config.cmd.begin(), config.cmd.end());
-  spec.env = config.env;
+  spec.env = process_environment(container);
   spec.cwd = config.working_dir;
   spec.tty = config.tty;
   if (config.console_rows > 0 && config.console_cols > 0)

@@ -60,6 +60,14 @@ bool usable_vm_name(const std::string& name) {
 
 }  // namespace
 
+std::vector<std::string> process_environment(const ContainerRecord& container) {
+  // dockerd's CreateDaemonEnvironment: PATH, HOSTNAME (and TERM with a tty), then Config.Env over them.
+  std::vector<std::string> env = {std::string(kDefaultPath), "HOSTNAME=" + container.config.hostname};
+  if (container.config.tty) env.emplace_back("TERM=xterm");
+  merge_env(env, container.config.env);
+  return env;
+}
+
 ContainerManager::ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
                                    image::ImageStore& images, EventBus& events)
     : config_(std::move(config)),
@@ -126,10 +134,13 @@ Result<void> ContainerManager::merge_image_config(NewContainer& request, const s
   config.image_id = image_id;
   const Json empty = Json::object();
   const Json& image = image_config.is_object() ? image_config : empty;
-  // As dockerd (daemon/create.go, runconfig merge): the image's environment first, the client's over it.
-  std::vector<std::string> env = string_list(image.value("Env", Json::array()));
-  merge_env(env, config.env);
-  config.env = std::move(env);
+  // As dockerd's merge (daemon/commit.go merge): the client's entries, then the image's it did not set.
+  for (const auto& entry : string_list(image.value("Env", Json::array()))) {
+    std::string key = env_key(entry);
+    bool set = std::any_of(config.env.begin(), config.env.end(),
+                           [&](const std::string& existing) { return env_key(existing) == key; });
+    if (!set) config.env.push_back(entry);
+  }
   if (!request.entrypoint_given || config.entrypoint.empty()) {
     // An empty --entrypoint "" clears the image's; no entrypoint at all keeps it.
     if (!request.entrypoint_given) config.entrypoint = string_list(image.value("Entrypoint", Json::array()));
@@ -185,11 +196,6 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
   container.raw_host_config = std::move(request.raw_host_config);
   container.raw_networking_config = std::move(request.raw_networking_config);
   if (container.config.hostname.empty()) container.config.hostname = container.id.substr(0, 12);
-  std::vector<std::string> env = {std::string(kDefaultPath), "HOSTNAME=" + container.config.hostname};
-  // PATH from the image or client wins; HOSTNAME is always the container's (dockerd sets it last).
-  merge_env(env, container.config.env);
-  merge_env(env, {"HOSTNAME=" + container.config.hostname});
-  container.config.env = std::move(env);
 
   {
     // A generated name is picked and claimed in one step, so two creates never pick the same one.

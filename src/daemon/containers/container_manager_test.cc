@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "daemon/containers/container_runtime.h"
 #include "daemon/containers/test_support.h"
 
 namespace kiln::daemon::containers {
@@ -56,9 +57,11 @@ TEST_F(ContainerManagerTest, CreateRecordsTheContainerAndItsVm) {
   EXPECT_EQ(created->state, ContainerState::kCreated);
   EXPECT_EQ(created->config.hostname, created->id.substr(0, 12));
   EXPECT_TRUE(created->config.image_id.starts_with("sha256:"));
-  EXPECT_NE(std::find(created->config.env.begin(), created->config.env.end(),
-                      "HOSTNAME=" + created->id.substr(0, 12)),
-            created->config.env.end());
+  // Config.Env is the client's and the image's, as dockerd shows it; HOSTNAME is added to the process only.
+  EXPECT_TRUE(std::none_of(created->config.env.begin(), created->config.env.end(),
+                           [](const std::string& entry) { return entry.starts_with("HOSTNAME="); }));
+  auto env = process_environment(*created);
+  EXPECT_NE(std::find(env.begin(), env.end(), "HOSTNAME=" + created->id.substr(0, 12)), env.end());
   auto vm = stack_->vms().inspect(created->vm_id);
   ASSERT_TRUE(vm) << vm.error().message();
   EXPECT_EQ(vm->owner, created->id);

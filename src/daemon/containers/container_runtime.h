@@ -15,6 +15,10 @@
 
 namespace kiln::daemon::containers {
 
+// The main process's environment (and an exec's base): Docker's defaults with the container's Config.Env
+// over them.
+std::vector<std::string> process_environment(const ContainerRecord& container);
+
 struct ContainerManager::Runtime {
   std::mutex lock;  // the container lock: serializes operations on it; taken before any VM lock
   ContainerIo io;
