@@ -36,10 +36,12 @@ Python 3 stdlib only.
 """
 import argparse
 import atexit
+import datetime
 import ctypes
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -143,18 +145,22 @@ def label(pid, comm):
     return name
 
 
-def pss_kib(pid):
-    """(Pss, Rss) in KiB from /proc/PID/smaps_rollup; None if the process is gone."""
-    values = {}
+MEMORY_FIELDS = ("Pss", "Rss", "Pss_Anon", "Pss_File", "Pss_Shmem")
+
+
+def memory_kib(pid):
+    """{field: KiB} of MEMORY_FIELDS from /proc/PID/smaps_rollup; None if the process is gone. Pss_Shmem of
+    QEMU is the guest RAM the guest touched (a memfd); Pss_Anon holds QEMU's heap and TCG's code buffer."""
+    values = dict.fromkeys(MEMORY_FIELDS, 0)
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 key, _, rest = line.partition(":")
-                if key in ("Pss", "Rss"):
+                if key in values:
                     values[key] = int(rest.split()[0])
     except OSError:
         return None
-    return values.get("Pss", 0), values.get("Rss", 0)
+    return values
 
 
 def kill_all(pids, sig=signal.SIGKILL):
@@ -361,16 +367,63 @@ def measure_idle(daemon, count, run_args, settle):
         if not roots:
             raise RuntimeError(f"{daemon.name}: no process found for container {container_id[:12]}")
         for pid in with_descendants(roots, table):
-            usage = pss_kib(pid)
+            usage = memory_kib(pid)
             if usage:
-                rows.append((container_id[:12], pid, label(pid, table[pid][1]), *usage))
+                rows.append((container_id[:12], pid, label(pid, table[pid][1]), usage))
     counted = {row[1] for row in rows}
-    daemon_pss = sum((pss_kib(pid) or (0, 0))[0] for pid in daemon.daemon_pids() if pid not in counted)
+    daemon_pss = sum((memory_kib(pid) or {"Pss": 0})["Pss"] for pid in daemon.daemon_pids() if pid not in counted)
     for row in rows:
-        log(f"{daemon.name}: pss container {row[0]} pid {row[1]} {row[2]}: Pss {row[3]} KiB, Rss {row[4]} KiB")
+        log(f"{daemon.name}: container {row[0]} pid {row[1]} {row[2]}: " +
+            ", ".join(f"{key} {value} KiB" for key, value in row[3].items()))
     log(f"{daemon.name}: daemon itself (not counted per container): Pss {daemon_pss} KiB")
     daemon.remove_all_containers()
     return starts, rows, daemon_pss
+
+
+KILND_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \w+\s+(.*)$")
+KILND_PHASES = (
+    ("POST /containers/create (request duration)", "create_request", None),
+    ("create answered → QEMU launched", "created", "launch"),
+    ("QEMU launched → VM started (agent answered)", "launch", "vm"),
+    ("VM started → container started", "vm", "started"),
+    ("container started → exited (`true` runs, guest goes down)", "started", "exited"),
+    ("exited → removed", "exited", "removed"),
+)
+
+
+def kilnd_phases(log_path, skip, count):
+    """Where time goes in kilnd's `docker run --rm`, from the debug log's timestamps (millisecond resolution):
+    per phase, the durations of containers skip .. skip+count-1 in creation order."""
+    containers, current = [], {}  # names repeat (random names); `current` maps a name to its newest record
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            match = KILND_LOG_LINE.match(line)
+            if not match:
+                continue
+            when = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+            text = match.group(2)
+            if found := re.match(r"container created container=(\S+)", text):
+                current[found.group(1)] = {}
+                containers.append(current[found.group(1)])
+            elif found := re.match(r"http request method=POST path=/containers/create status=201 duration_ms=(\d+)",
+                                   text):
+                if containers:
+                    containers[-1]["created"] = when
+                    containers[-1]["create_request"] = int(found.group(1)) / 1000
+            elif found := re.match(r"launching QEMU vm=(\S+)", text):
+                current.get(found.group(1), {})["launch"] = when
+            elif found := re.match(r"VM started vm=(\S+)", text):
+                current.get(found.group(1), {})["vm"] = when
+            elif found := re.match(r"container (started|exited|removed) container=(\S+)", text):
+                current.get(found.group(2), {}).setdefault(found.group(1), when)
+    chosen = containers[skip:skip + count]
+    phases = {}
+    for label, start, end in KILND_PHASES:
+        values = [c[start] if end is None else c[end] - c[start] for c in chosen
+                  if start in c and (end is None or end in c)]
+        if values:
+            phases[label] = summary(values)
+    return phases
 
 
 def summary(values):
@@ -409,12 +462,28 @@ def print_table(results, order, runs, idle):
         (f"{results[n]['pss_per_container_kib'] / results['runc']['pss_per_container_kib']:.2f}×"
          if "pss_per_container_kib" in results[n] and "pss_per_container_kib" in results.get("runc", {})
          else "—") for n in order) + " |")
+    print("| of which anon / file / shmem | " + " | ".join(
+        (" / ".join(f"{results[n][f'pss_{kind}_per_container_kib'] / 1024:.1f}" for kind in ("anon", "file", "shmem"))
+         if "pss_per_container_kib" in results[n] else "—") for n in order) + " |")
+    print("| RSS per idle container (shared pages counted in full) | " + " | ".join(
+        (mib(results[n]["rss_per_container_kib"]) if "rss_per_container_kib" in results[n] else "—")
+        for n in order) + " |")
     print(f"| daemon PSS with {idle} idle (not in the row above) | " + " | ".join(
         (mib(results[n]["daemon_pss_kib"]) if "daemon_pss_kib" in results[n] else "—") for n in order) + " |")
     print()
     for name in order:
         if results[name].get("pss_processes"):
             print(f"{name}: PSS counts these processes per container: {', '.join(results[name]['pss_processes'])}")
+    phases = results.get("kilnd", {}).get("phases")
+    if phases:
+        print()
+        print(f"Where the time goes in kilnd's `docker run --rm busybox true` ({runs} timed runs), from its debug "
+              "log's timestamps (ms):")
+        print()
+        print("| phase | median | min | max |")
+        print("| --- | ---: | ---: | ---: |")
+        for phase, s in phases.items():
+            print(f"| {phase} | {s['median'] * 1000:.0f} | {s['min'] * 1000:.0f} | {s['max'] * 1000:.0f} |")
     for name in order:
         if results[name].get("error"):
             print(f"\n{name} failed: {results[name]['error']}")
@@ -503,6 +572,12 @@ def main():
             results[name]["run"] = summary(times[name])
             results[name]["run_seconds"] = times[name]
 
+    if "kilnd" in order and times["kilnd"]:
+        try:
+            results["kilnd"]["phases"] = kilnd_phases(daemons["kilnd"].log_path, 1, len(times["kilnd"]))
+        except (OSError, ValueError) as e:
+            log(f"kilnd: reading the phases from its log: {e}")
+
     for name in order:
         daemon = daemons[name]
         if daemon.error:
@@ -515,8 +590,8 @@ def main():
             daemon.remove_all_containers()
             continue
         results[name]["detached"] = summary(starts)
-        results[name]["pss_per_container_kib"] = sum(row[3] for row in rows) / args.idle
-        results[name]["rss_per_container_kib"] = sum(row[4] for row in rows) / args.idle
+        for key in MEMORY_FIELDS:
+            results[name][f"{key.lower()}_per_container_kib"] = sum(row[3][key] for row in rows) / args.idle
         results[name]["pss_processes"] = sorted({row[2] for row in rows})
         results[name]["daemon_pss_kib"] = daemon_pss
 
