@@ -386,8 +386,9 @@ KILND_PHASES = (
     ("create answered → QEMU launched", "created", "launch"),
     ("QEMU launched → VM started (agent answered)", "launch", "vm"),
     ("VM started → container started", "vm", "started"),
-    ("container started → exited (`true` runs, guest goes down)", "started", "exited"),
-    ("exited → removed", "exited", "removed"),
+    ("container started → exited (`true` runs; the VM stopped: kilnd logs the exit after that)", "started",
+     "exited"),
+    ("exited → removed (--rm: the VM and its writable layer deleted)", "exited", "removed"),
 )
 
 
