@@ -22,6 +22,8 @@ packages=(
   openapi-specification python3-yaml python3-jsonschema
   # Docker clients the Docker Engine API is tested with (the docker CLI 20.10 and the Python SDK)
   docker.io python3-docker
+  # peer runtime for bench/docker-run: gVisor's runsc under dockerd
+  runsc
 )
 
 missing=()
