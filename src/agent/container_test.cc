@@ -159,17 +159,17 @@ TEST_F(ContainerProcessTest, UserNamesResolveInTheContainersOwnFiles) {
                      .container = spec});
   ASSERT_TRUE(output) << output.error().message();
   EXPECT_EQ(output->out,
-            "Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t29 50 "
-            "\n/home/app\n/srv/new/dir\n")
+            "Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t29 50 1000 "
+            "\n/home/app\n/srv/new/dir\n")  // the primary group too, as runc sets them under dockerd
       << output->err;
   EXPECT_TRUE(std::filesystem::is_directory(root_->path() + "/srv/new/dir")) << "WorkingDir is created";
   spec.user = "app:wheel";
   EXPECT_NE(run_in_container({"grep", "^Gid", "/proc/self/status"}, spec).out.find("Gid:\t10\t"),
             std::string::npos);
-  spec.user = "4242:4343";  // numbers need no entry; no supplementary groups; HOME is "/"
+  spec.user = "4242:4343";  // numbers need no entry; the group alone; HOME is "/"
   EXPECT_EQ(
       run_in_container({"sh", "-c", "grep -E '^(Uid|Gid|Groups)' /proc/self/status; echo $HOME"}, spec).out,
-      "Uid:\t4242\t4242\t4242\t4242\nGid:\t4343\t4343\t4343\t4343\nGroups:\t \n/\n");
+      "Uid:\t4242\t4242\t4242\t4242\nGid:\t4343\t4343\t4343\t4343\nGroups:\t4343 \n/\n");
   spec.user = "nobody2";
   auto missing = run(*connection_, {.argv = {"true"}, .container = spec});
   ASSERT_FALSE(missing);
@@ -209,7 +209,7 @@ TEST(ContainerUserTest, PasswdSymlinksResolveInsideTheRoot) {
   EXPECT_EQ(user->uid, 77u);
   EXPECT_EQ(user->gid, 88u);
   EXPECT_EQ(user->home, "/var/svc");
-  EXPECT_TRUE(user->groups.empty());  // no /etc/group at all
+  EXPECT_EQ(user->groups, std::vector<uint32_t>{88u});  // no /etc/group at all: the primary group only
   auto root_user = resolve_container_user(root.path(), "");
   ASSERT_TRUE(root_user);
   EXPECT_EQ(root_user->uid, 0u);
