@@ -10,6 +10,11 @@
 #include "kiln/version.h"
 
 namespace kiln::agent {
+namespace {
+
+constexpr size_t kMaxDataFrame = size_t{64} * 1024;  // as the host splits stdin
+
+}  // namespace
 
 Result<void> Session::on_bytes(std::string_view bytes) {
   decoder_.feed(bytes);
@@ -25,7 +30,11 @@ Result<void> Session::on_bytes(std::string_view bytes) {
 }
 
 void Session::collect_finished() {
-  std::erase_if(processes_, [](const auto& entry) { return entry.second->finished(); });
+  std::erase_if(processes_, [this](const auto& entry) {
+    if (!entry.second->finished()) return false;
+    if (parked_.contains(entry.first)) exited_replay_[entry.first] = entry.second->replay();
+    return true;
+  });
 }
 
 bool Session::keeps_processes() const {
@@ -59,16 +68,39 @@ void Session::handle_reattach(const Frame& frame) {
   if (!parked_.contains(id) && held == held_.end()) {
     return send_error(id, Error::not_found(fmt::format("REATTACH: no kept process with id {}", id)));
   }
+  auto request = decode_reattach_request(frame.payload);
+  if (!request) return send_error(id, request.error());
+  auto live = processes_.find(id);
+  auto exited = exited_replay_.find(id);
+  const std::array<OutputReplay, 2>* replay = live != processes_.end()         ? &live->second->replay()
+                                              : exited != exited_replay_.end() ? &exited->second
+                                                                               : nullptr;
+  bool resend = replay && request->stdout_offset && request->stderr_offset;
   outbound_.push(MessageType::kReattachReply, id, "");
   size_t held_bytes[2] = {0, 0};
+  auto send_data = [&](MessageType type, std::string_view data) {
+    held_bytes[type == MessageType::kStdout ? 0 : 1] += data.size();
+    for (size_t offset = 0; offset < data.size(); offset += kMaxDataFrame)
+      outbound_.push(type, id, data.substr(offset, kMaxDataFrame));
+  };
+  if (resend) {
+    // Everything after what the host kept, from the record (held data frames are part of it).
+    send_data(MessageType::kStdout, (*replay)[0].since(*request->stdout_offset));
+    send_data(MessageType::kStderr, (*replay)[1].since(*request->stderr_offset));
+  }
   if (held != held_.end()) {
     for (Frame& kept : held->second.take_unsent_frames()) {
-      if (kept.type == MessageType::kStdout) held_bytes[0] += kept.payload.size();
-      if (kept.type == MessageType::kStderr) held_bytes[1] += kept.payload.size();
-      outbound_.push(kept.type, kept.stream, kept.payload);
+      bool data = kept.type == MessageType::kStdout || kept.type == MessageType::kStderr;
+      if (data && resend) continue;
+      if (data) {
+        send_data(kept.type, kept.payload);
+      } else {
+        outbound_.push(kept.type, kept.stream, kept.payload);
+      }
     }
     held_.erase(held);
   }
+  if (exited != exited_replay_.end()) exited_replay_.erase(exited);
   parked_.erase(id);
   if (auto process = processes_.find(id); process != processes_.end())
     process->second->reattach(outbound_, held_bytes[0], held_bytes[1]);
@@ -147,6 +179,7 @@ void Session::handle_hello(const Frame& frame) {
     processes_.clear();
     parked_.clear();
     held_.clear();
+    exited_replay_.clear();
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});

@@ -81,6 +81,8 @@ class Session {
   // process that exited meanwhile has only its held frames, EXIT last).
   std::set<StreamId> parked_;
   std::map<StreamId, FrameWriter> held_;
+  // The recent output of kept processes that exited while parked (their objects are gone).
+  std::map<StreamId, std::array<OutputReplay, 2>> exited_replay_;
 };
 
 }  // namespace kiln::agent

@@ -91,7 +91,9 @@ SupervisedProcess::ReadResult SupervisedProcess::read_output(Output& output, int
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
     output.window.consume(static_cast<size_t>(n));
-    out_->push(output.frame_type, id_, std::string_view(buffer, static_cast<size_t>(n)));
+    std::string_view data(buffer, static_cast<size_t>(n));
+    if (keep_on_disconnect_) replay_[output.channel == DataChannel::kStdout ? 0 : 1].record(data);
+    out_->push(output.frame_type, id_, data);
     return ReadResult::kData;
   }
   if (n < 0 && errno == EAGAIN) return ReadResult::kWouldBlock;

@@ -6,12 +6,14 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "agent/event_loop.h"
+#include "agent/output_replay.h"
 #include "agent/protocol/flow_control.h"
 #include "agent/protocol/frame_writer.h"
 #include "agent/protocol/messages.h"
@@ -48,6 +50,8 @@ class SupervisedProcess {
   // the new host's, less the `held_*` output bytes already queued for it.
   void reattach(FrameWriter& out, size_t held_stdout, size_t held_stderr);
   bool keep_on_disconnect() const { return keep_on_disconnect_; }
+  // A kept process's recent output, stdout [0] and stderr [1] (empty for other processes).
+  const std::array<OutputReplay, 2>& replay() const { return replay_; }
 
   // EXIT has been queued; the Session may destroy this object.
   bool finished() const { return finished_; }
@@ -83,6 +87,7 @@ class SupervisedProcess {
   bool tty_;
   FrameWriter* out_;  // the channel's writer, or the session's holding writer while the host is away
   bool keep_on_disconnect_ = false;
+  std::array<OutputReplay, 2> replay_;
   Reaper* reaper_ = nullptr;
 
   // fds before watches: members die in reverse order, so each watch unregisters before its fd closes.

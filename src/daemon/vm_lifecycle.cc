@@ -414,12 +414,13 @@ Result<agent::ExecHandle> VmManager::exec(const std::string& id_or_name, const a
 }
 
 Result<agent::ExecHandle> VmManager::reattach(const std::string& id_or_name, agent::ProcessId process,
-                                              bool tty, agent::ExecIo& io) {
+                                              bool tty, const agent::ReattachRequest& request,
+                                              agent::ExecIo& io) {
   std::optional<agent::ExecHandle> handle;
   auto result = locked(id_or_name, [&](Slot& slot, VmRecord& vm) -> Result<void> {
     if (vm.state != VmState::kRunning || !slot.running) return state_conflict(vm, "take over a process in");
     if (!slot.running->hub || !slot.running->hub->alive()) KILN_TRY(connect_agent(slot, vm));
-    handle.emplace(KILN_TRY(slot.running->hub->reattach(process, tty, std::move(io))));
+    handle.emplace(KILN_TRY(slot.running->hub->reattach(process, tty, request, std::move(io))));
     return ok();
   });
   if (!result) return result.error();

@@ -132,7 +132,7 @@ class VmManager {
   // Takes over a process that a previous kilnd started with keep_on_disconnect (the agent kept it running
   // across the restart), bridged to `io.client` like exec's; `io` is moved from only on success.
   Result<agent::ExecHandle> reattach(const std::string& id_or_name, agent::ProcessId process, bool tty,
-                                     agent::ExecIo& io);
+                                     const agent::ReattachRequest& request, agent::ExecIo& io);
 
   Result<FolderAdded> add_folder(const std::string& id_or_name, SharedFolder folder,
                                  std::string_view as_owner = {});

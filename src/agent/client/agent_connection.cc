@@ -253,12 +253,13 @@ Result<ProcessId> AgentConnection::start_process(const ProcessSpec& spec, std::c
   return id;
 }
 
-Result<void> AgentConnection::reattach_process(ProcessId id, std::chrono::milliseconds timeout) {
+Result<void> AgentConnection::reattach_process(ProcessId id, const ReattachRequest& request,
+                                               std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
   if (processes_.contains(id))
     return Error::already_exists(fmt::format("process {} is attached already", id));
   RemoteProcess& process = processes_[id];
-  outbound_.push(MessageType::kReattach, id, "");
+  outbound_.push(MessageType::kReattach, id, encode(request));
   auto waited = pump_until([&process] { return process.started || process.start_error.has_value(); }, timeout,
                            fmt::format("REATTACH {}", id));
   if (!waited) {

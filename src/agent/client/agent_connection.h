@@ -51,7 +51,8 @@ class AgentConnection {
   // Takes over a process an earlier host started with keep_on_disconnect (agent_info().kept_processes):
   // its held output follows, then it is like one this connection started. kNotFound when the agent kept
   // no such process.
-  Result<void> reattach_process(ProcessId id, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  Result<void> reattach_process(ProcessId id, const ReattachRequest& request = {},
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Queues as much of `data` as the process's stdin credit allows; returns how much was taken (0 when out
   // of credit: pump until stdin_credit() grows).

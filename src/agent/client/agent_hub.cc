@@ -39,7 +39,7 @@ class HubLoop {
 
   AgentConnection& connection() { return *connection_; }
   Result<ExecHandle> exec(const ProcessSpec& spec, ExecIo& io);
-  Result<ExecHandle> reattach(ProcessId id, bool tty, ExecIo& io);
+  Result<ExecHandle> reattach(ProcessId id, bool tty, const ReattachRequest& request, ExecIo& io);
   Result<void> signal(ProcessId id, int signum);
   Result<void> resize(ProcessId id, TtySize size);
 
@@ -151,9 +151,9 @@ Result<ExecHandle> HubLoop::exec(const ProcessSpec& spec, ExecIo& io) {
   return ExecHandle(id, std::move(state), mailbox_);
 }
 
-Result<ExecHandle> HubLoop::reattach(ProcessId id, bool tty, ExecIo& io) {
+Result<ExecHandle> HubLoop::reattach(ProcessId id, bool tty, const ReattachRequest& request, ExecIo& io) {
   KILN_TRY(ExecSession::validate({.argv = {"(kept)"}, .tty = tty}, io));
-  KILN_TRY(connection_->reattach_process(id, kStartTimeout));
+  KILN_TRY(connection_->reattach_process(id, request, kStartTimeout));
   auto state = std::make_shared<ExecState>();
   sessions_.emplace(id, ExecSession::create(*connection_, id, std::move(io), state));
   return ExecHandle(id, std::move(state), mailbox_);
@@ -233,9 +233,10 @@ Result<ExecHandle> AgentHub::exec(const ProcessSpec& spec, ExecIo&& io) {
   return std::move(*started);
 }
 
-Result<ExecHandle> AgentHub::reattach(ProcessId id, bool tty, ExecIo&& io) {
+Result<ExecHandle> AgentHub::reattach(ProcessId id, bool tty, const ReattachRequest& request, ExecIo&& io) {
   std::optional<Result<ExecHandle>> taken;
-  KILN_TRY(mailbox_->post([&](detail::HubLoop& loop) { taken.emplace(loop.reattach(id, tty, io)); }));
+  KILN_TRY(
+      mailbox_->post([&](detail::HubLoop& loop) { taken.emplace(loop.reattach(id, tty, request, io)); }));
   return std::move(*taken);
 }
 

@@ -91,9 +91,9 @@ class AgentHub {
   // On success `io` was moved from.
   Result<ExecHandle> exec(const ProcessSpec& spec, ExecIo&& io);
   // Takes over a process an earlier host started with keep_on_disconnect (HelloReply::kept_processes) and
-  // bridges it to `io.client` from here on, its held output first. `tty` is how it was started. `io` is
-  // moved from only on success.
-  Result<ExecHandle> reattach(ProcessId id, bool tty, ExecIo&& io);
+  // bridges it to `io.client` from here on, its held output first (from `request`'s offsets when given).
+  // `tty` is how it was started. `io` is moved from only on success.
+  Result<ExecHandle> reattach(ProcessId id, bool tty, const ReattachRequest& request, ExecIo&& io);
 
   Result<void> ping(std::chrono::milliseconds timeout);
   // Asks the agent to kill everything, sync and power off (or reboot); returns once acknowledged. The

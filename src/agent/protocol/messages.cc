@@ -260,6 +260,29 @@ std::string encode(const CreditGrant& message) {
   return out;
 }
 
+std::string encode(const ReattachRequest& message) {
+  Json out = Json::object();
+  if (message.stdout_offset) out["stdout"] = *message.stdout_offset;
+  if (message.stderr_offset) out["stderr"] = *message.stderr_offset;
+  return dump(out);
+}
+
+Result<ReattachRequest> decode_reattach_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "REATTACH";
+  ReattachRequest request;
+  if (payload.empty()) return request;
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  for (auto [key, field] :
+       {std::pair{"stdout", &request.stdout_offset}, std::pair{"stderr", &request.stderr_offset}}) {
+    auto found = object.find(key);
+    if (found == object.end() || found->is_null()) continue;
+    if (!found->is_number_unsigned())
+      return Error::protocol(fmt::format("REATTACH: {} must be a byte offset", key));
+    *field = found->get<uint64_t>();
+  }
+  return request;
+}
+
 Result<HelloRequest> decode_hello_request(std::string_view payload) {
   constexpr std::string_view kWhat = "HELLO";
   Json object = KILN_TRY(parse_object(payload, kWhat));

@@ -139,6 +139,15 @@ struct MountRequest {
   bool operator==(const MountRequest&) const = default;
 };
 
+// REATTACH's payload (may be empty): how much of the process's stdout and stderr the host has durably kept
+// since the process started. The agent then resends from there what it still has (the last kInitialWindow
+// bytes of each stream) instead of only what it held, so output in flight when the old host died is not lost.
+struct ReattachRequest {
+  std::optional<uint64_t> stdout_offset;
+  std::optional<uint64_t> stderr_offset;
+  bool operator==(const ReattachRequest&) const = default;
+};
+
 struct UnmountRequest {
   std::string target;
 };
@@ -175,6 +184,7 @@ std::string encode(const ErrorReply& message);
 std::string encode(const CreditGrant& message);
 std::string encode(const MountRequest& message);
 std::string encode(const UnmountRequest& message);
+std::string encode(const ReattachRequest& message);
 std::string encode(const SetClockRequest& message);
 std::string encode(const SetHostnameRequest& message);
 
@@ -190,6 +200,7 @@ Result<ErrorReply> decode_error_reply(std::string_view payload);
 Result<CreditGrant> decode_credit_grant(std::string_view payload);
 Result<MountRequest> decode_mount_request(std::string_view payload);
 Result<UnmountRequest> decode_unmount_request(std::string_view payload);
+Result<ReattachRequest> decode_reattach_request(std::string_view payload);  // empty: no offsets
 Result<SetClockRequest> decode_set_clock_request(std::string_view payload);
 Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload);
 // kInvalidArgument unless `hostname` is 1-64 bytes of [A-Za-z0-9._-] starting with a letter or digit.

@@ -47,10 +47,11 @@ std::pair<int, Error> start_failure(const Error& error, const std::string& comma
     std::string why = command.find('/') == std::string::npos
                           ? "executable file not found in $PATH"
                           : fmt::format("stat {}: no such file or directory", command);
-    return {127, Error::invalid_argument(fmt::format(
-                     "failed to create task for container: unable to start container process: exec: \"{}\": {}: "
-                     "unknown",
-                     command, why))};
+    return {127,
+            Error::invalid_argument(fmt::format(
+                "failed to create task for container: unable to start container process: exec: \"{}\": {}: "
+                "unknown",
+                command, why))};
   }
 
   bool denied = error.category() == ErrorCategory::kPermissionDenied ||

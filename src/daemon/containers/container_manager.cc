@@ -365,7 +365,20 @@ bool ContainerManager::take_over(Runtime& rt, ContainerRecord& container) {
                      .attach_stdin = container.config.open_stdin,
                      .attach_stdout = true,
                      .attach_stderr = true};
-    auto handle = KILN_TRY(vms_.reattach(container.vm_id, container.main_process, container.config.tty, io));
+    // What the log holds of this run is what the previous kilnd durably kept; the agent resends the rest,
+    // including output that was in flight when that kilnd died.
+    agent::ReattachRequest request{.stdout_offset = 0, .stderr_offset = 0};
+    if (log) {
+      LogReadOptions since_start;
+      if (auto started = parse_rfc3339_time(container.started_at)) since_start.since = *started;
+      (void)read_json_file_log(log_path(container.id), since_start, nullptr, {}, [&](const LogEntry& entry) {
+        (entry.stream == LogStream::kStderr ? *request.stderr_offset : *request.stdout_offset) +=
+            entry.text.size();
+        return true;
+      });
+    }
+    auto handle =
+        KILN_TRY(vms_.reattach(container.vm_id, container.main_process, container.config.tty, request, io));
     container.pid = vm->monitor_pid;
     KILN_TRY(save(container));
     run_relay(rt, container, handle, relay_end, log);
