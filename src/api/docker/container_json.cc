@@ -1011,4 +1011,15 @@ bool matches(const ContainerListFilter& filter, const ContainerRecord& container
   return true;
 }
 
+Result<HostConfig> parse_update_container(const Json& body, const HostConfig& current, unsigned host_cpus) {
+  if (!body.is_object()) return Error::invalid_argument("update: the body must be a JSON object");
+  HostConfig updated = current;
+  uint16_t rows = 0, cols = 0;
+  KILN_TRY(parse_host_config_fields(body, host_cpus, updated, rows, cols));
+  if (updated.auto_remove && updated.restart_policy.kind != daemon::containers::RestartPolicy::Kind::kNo &&
+      !(updated.restart_policy == current.restart_policy))
+    return Error::invalid_argument("Restart policy cannot be updated because AutoRemove is enabled for the container");
+  return updated;
+}
+
 }  // namespace kiln::api::docker

@@ -41,6 +41,14 @@ struct CreateContainerRequest {
 Result<CreateContainerRequest> parse_create_container(const Json& body, std::string_view name_query,
                                                       unsigned host_cpus = 0);
 
+// ---- POST /containers/{id}/update -----------------------------------------------------------------------
+
+// The body (Resources fields and RestartPolicy at the top level) laid over `current`, with the same checks
+// and messages as create. Fields the body does not name keep their values.
+Result<daemon::containers::HostConfig> parse_update_container(const Json& body,
+                                                              const daemon::containers::HostConfig& current,
+                                                              unsigned host_cpus = 0);
+
 // ---- GET /containers/{id}/json -------------------------------------------------------------------------
 
 struct ContainerInspectExtras {

@@ -454,6 +454,13 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
     return Reply(http::empty_response(200));
   });
 
+  routes.add("POST", "/containers/{id}/update", [&context](Request& request) -> Result<Reply> {
+    Json body = KILN_TRY(json_body_or_null(request));
+    auto container = KILN_TRY(context.containers.inspect(id_param(request)));
+    auto updated = KILN_TRY(parse_update_container(body, container.host_config, context.host_cpus));
+    KILN_TRY(context.containers.update(container.id, updated, body));
+    return Reply(http::json_response(200, {{"Warnings", Json::array()}}));
+  });
   routes.add("GET", "/containers/{id}/top", [&context](Request& request) -> Result<Reply> {
     auto top = KILN_TRY(context.containers.top(id_param(request)));
     return Reply(http::json_response(200, {{"Titles", top.titles}, {"Processes", top.processes}}));

@@ -210,6 +210,22 @@ TEST_F(DockerRoutesTest, AnImageInUseByAContainerIsKept) {
   EXPECT_EQ(call("DELETE", "/images/test").status, 200);
 }
 
+TEST_F(DockerRoutesTest, UpdateResizesAStoppedContainersVmAndChangesTheRestartPolicy) {
+  ASSERT_EQ(call("POST", "/containers/create?name=sized", R"({"Image":"test","Cmd":["true"]})").status, 201);
+  auto updated = call("POST", "/containers/sized/update",
+                      R"({"Memory":268435456,"NanoCpus":2000000000,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}})");
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  auto inspect = parse_json(call("GET", "/containers/sized/json").body).value();
+  EXPECT_EQ(inspect["HostConfig"]["Memory"], 268435456);
+  EXPECT_EQ(inspect["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+  EXPECT_EQ(inspect["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+  auto vm = stack_->vms().inspect(stack_->containers().inspect("sized")->vm_id).value();
+  EXPECT_EQ(vm.memory_mib, 256U);
+  EXPECT_EQ(vm.cpus, 2U);
+  EXPECT_EQ(call("POST", "/containers/sized/update", R"({"Memory":"lots"})").status, 400);
+  EXPECT_EQ(call("POST", "/containers/nosuch/update", R"({})").status, 404);
+}
+
 TEST_F(DockerRoutesTest, ContainerErrorsAreDockers) {
   auto missing = call("GET", "/containers/nosuch/json");
   EXPECT_EQ(missing.status, 404);

@@ -281,6 +281,52 @@ Result<void> ContainerManager::rename(const std::string& reference, const std::s
   return ok();
 }
 
+Result<void> ContainerManager::update(const std::string& reference, const HostConfig& host_config,
+                                      const Json& raw) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  HostConfig& current = container.host_config;
+  bool resized = host_config.memory_bytes != current.memory_bytes || host_config.nano_cpus != current.nano_cpus ||
+                 host_config.cpu_count != current.cpu_count;
+  if (resized) {
+    bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kPaused ||
+                container.state == ContainerState::kRestarting;
+    if (live) {
+      return Error::failed_precondition(fmt::format(
+          "Cannot update container {}: Kiln cannot resize a running container's VM (memory and CPUs); stop it "
+          "first",
+          container.id));
+    }
+    UpdateVmRequest resize;
+    if (host_config.memory_bytes != current.memory_bytes) {
+      resize.memory_mib = host_config.memory_bytes == 0
+                              ? config_.default_memory_mib
+                              : std::max(kMinVmMemoryMib, (host_config.memory_bytes + (1 << 20) - 1) >> 20);
+    }
+    if (host_config.nano_cpus != current.nano_cpus || host_config.cpu_count != current.cpu_count) {
+      unsigned cpus = config_.default_cpus;
+      if (host_config.nano_cpus > 0)
+        cpus = static_cast<unsigned>((host_config.nano_cpus + 999'999'999) / 1'000'000'000);
+      else if (host_config.cpu_count > 0)
+        cpus = host_config.cpu_count;
+      resize.cpus = cpus;
+    }
+    KILN_TRY(vms_.update(container.vm_id, resize, container.id));
+  }
+  current.memory_bytes = host_config.memory_bytes;
+  current.nano_cpus = host_config.nano_cpus;
+  current.cpu_count = host_config.cpu_count;
+  current.restart_policy = host_config.restart_policy;
+  if (raw.is_object() && container.raw_host_config.is_object()) {
+    for (const auto& [key, value] : raw.items()) container.raw_host_config[key] = value;
+  }
+  KILN_TRY(save(container));
+  publish(container, "update");
+  return ok();
+}
+
 Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& container) {
   if (!container.vm_id.empty()) {
     auto removed = vms_.remove(container.vm_id, true, container.id);

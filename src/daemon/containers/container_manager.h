@@ -140,6 +140,10 @@ class ContainerManager {
   Result<void> restart(const std::string& reference, std::optional<int> timeout);
   Result<void> remove(const std::string& reference, bool force);
   Result<void> rename(const std::string& reference, const std::string& new_name);
+  // docker update: the restart policy at any time; memory and vCPUs (the VM's size) only while the
+  // container is not running, since a running VM keeps its size. `raw` (the request body's fields) is
+  // recorded into the HostConfig inspect shows.
+  Result<void> update(const std::string& reference, const HostConfig& host_config, const Json& raw);
   Result<void> pause(const std::string& reference);
   Result<void> unpause(const std::string& reference);
   Result<void> resize(const std::string& reference, uint16_t rows, uint16_t cols);
