@@ -108,6 +108,22 @@ TEST_F(ContainerProcessTest, AJoiningProcessEntersTheRunningContainer) {
   EXPECT_FALSE(refused);
 }
 
+TEST_F(ContainerProcessTest, InitRunsTheCommandAsItsChildAndExitsAsItDid) {
+  ContainerSpec spec = container();
+  spec.init = true;
+  auto output = run_in_container({"sh", "-c", "echo $$; exit 3"}, spec);
+  EXPECT_EQ(output.status, ExitStatus::exited(3)) << output.err;
+  EXPECT_NE(output.out, "1\n") << "the command is the init's child, not PID 1";
+  // A signal to the container (PID 1, the init) reaches the command, whose death is the container's.
+  auto killed = run_in_container({"sh", "-c", "kill -TERM 1; sleep 5"}, spec);
+  EXPECT_EQ(killed.status, ExitStatus::exited(128 + SIGTERM)) << killed.err;
+  // A command that cannot start is still reported as such.
+  auto missing = run(*connection_,
+                     {.argv = {"nosuch"}, .env = std::vector<std::string>{"PATH=/bin"}, .container = spec});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().category(), ErrorCategory::kNotFound);
+}
+
 TEST_F(ContainerProcessTest, CapabilitiesAreDockersDefaultSet) {
   auto output = run_in_container({"grep", "-E", "^Cap(Bnd|Eff|Prm)", "/proc/self/status"}, container());
   EXPECT_EQ(output.out, "CapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n");

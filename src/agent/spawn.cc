@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -117,6 +118,40 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
   return out;
 }
 
+// docker run --init: this process stays PID 1 of the container as a minimal init (what tini does for Docker):
+// it forwards every signal it can catch to the command, reaps every orphan, and exits as the command did. The
+// command is its child, which returns from here to exec. Async-signal-safe.
+volatile sig_atomic_t g_init_child = 0;
+
+void forward_to_command(int signum) {
+  if (g_init_child > 0) ::kill(g_init_child, signum);
+}
+
+void run_as_init(int error_fd) {
+  pid_t child = ::fork();
+  if (child < 0) return;  // no init then: the command runs as PID 1 itself
+  if (child == 0) return;
+  g_init_child = child;
+  ::close(error_fd);  // the command reports its own exec failure; the agent must see EOF once it did
+  struct sigaction forward {};
+  forward.sa_handler = forward_to_command;
+  ::sigemptyset(&forward.sa_mask);
+  forward.sa_flags = SA_RESTART;
+  for (int sig = 1; sig < 32; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD) continue;
+    (void)::sigaction(sig, &forward, nullptr);
+  }
+  for (;;) {
+    int status = 0;
+    pid_t reaped = ::waitpid(-1, &status, 0);
+    if (reaped < 0 && errno == EINTR) continue;
+    if (reaped < 0) ::_exit(1);
+    if (reaped != child) continue;  // an orphan the container left: reaped, as an init must
+    if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+    ::_exit(128 + WTERMSIG(status));
+  }
+}
+
 // Runs in the forked child: async-signal-safe calls only.
 [[noreturn]] void exec_child(const ChildPlan& plan, int error_fd) {
   auto fail = [error_fd](Stage stage, int errnum) {
@@ -170,6 +205,7 @@ std::vector<std::string> executable_candidates(const std::string& name, const st
       fail(Stage::kCapabilities, errnum);
   }
   if (::chdir(plan.cwd.c_str()) != 0) fail(Stage::kChdir, errno);
+  if (plan.spec->container && plan.spec->container->init && !plan.join) run_as_init(error_fd);
 
   int result = ENOENT;
   bool denied = false;

@@ -204,6 +204,7 @@ std::string encode(const ProcessSpec& message) {
                             {"user", container.user}};
     if (!container.files.empty()) out["container"]["files"] = container.files;
     if (container.join != 0) out["container"]["join"] = container.join;
+    if (container.init) out["container"]["init"] = true;
   }
   return dump(out);
 }
@@ -344,6 +345,9 @@ Result<ContainerSpec> container_from(const Json& json) {
   if (auto join =
           KILN_TRY(optional_int_in_range(json, "join", 0, std::numeric_limits<uint32_t>::max(), kWhat)))
     container.join = static_cast<uint32_t>(*join);
+  auto init = optional_bool(json, "init");
+  if (!init) return bad_field(kWhat, init.error());
+  container.init = init->value_or(false);
   if (auto files = json.find("files"); files != json.end() && !files->is_null()) {
     if (!files->is_object()) return Error::protocol("RUN: container files must be an object");
     for (const auto& [path, content] : files->items()) {

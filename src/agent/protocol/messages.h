@@ -88,6 +88,9 @@ struct ContainerSpec {
   // process whose mount, PID, UTS and IPC namespaces and root this one joins instead of making new ones, as
   // `docker exec` enters a running container. `root` still names where its files are (for `user`).
   uint32_t join = 0;
+  // Since 1.5 (capability "container_init"): docker run --init. The process starts as a minimal init that
+  // runs argv as its child, forwards signals to it, reaps orphans and exits with its status.
+  bool init = false;
   bool operator==(const ContainerSpec&) const = default;
 };
 

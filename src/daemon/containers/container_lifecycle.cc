@@ -134,7 +134,8 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
                                         .privileged = container.host_config.privileged,
                                         .read_only_root = container.host_config.read_only_root,
                                         .user = config.user,
-                                        .files = container_etc_files(container)};
+                                        .files = container_etc_files(container),
+                                        .init = container.host_config.init};
 
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 

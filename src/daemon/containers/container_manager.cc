@@ -288,16 +288,17 @@ Result<void> ContainerManager::update(const std::string& reference, const HostCo
   std::lock_guard guard(rt->lock);
   auto container = KILN_TRY(load(*rt, found.id));
   HostConfig& current = container.host_config;
-  bool resized = host_config.memory_bytes != current.memory_bytes || host_config.nano_cpus != current.nano_cpus ||
-                 host_config.cpu_count != current.cpu_count;
+  bool resized = host_config.memory_bytes != current.memory_bytes ||
+                 host_config.nano_cpus != current.nano_cpus || host_config.cpu_count != current.cpu_count;
   if (resized) {
     bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kPaused ||
                 container.state == ContainerState::kRestarting;
     if (live) {
-      return Error::failed_precondition(fmt::format(
-          "Cannot update container {}: Kiln cannot resize a running container's VM (memory and CPUs); stop it "
-          "first",
-          container.id));
+      return Error::failed_precondition(
+          fmt::format("Cannot update container {}: Kiln cannot resize a running container's VM (memory and "
+                      "CPUs); stop it "
+                      "first",
+                      container.id));
     }
     UpdateVmRequest resize;
     if (host_config.memory_bytes != current.memory_bytes) {

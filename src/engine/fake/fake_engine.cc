@@ -307,7 +307,8 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
     agent::HelloReply reply{
         .agent = "kiln-fake-agent",
         .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
-                         "container", "mount_serial", "container_files", "container_join"}};
+                         "container", "mount_serial", "container_files", "container_join", "reattach",
+                         "container_init"}};
     if (spec_.root_disk >= 0) {
       std::lock_guard guard(mutex_);
       reply.root = script_.root.value_or(agent::RootDiskStatus{
