@@ -40,8 +40,16 @@ Result<std::pair<UniqueFd, UniqueFd>> make_socket_pair() {
 
 Result<void> write_all(int fd, std::string_view data) {
   size_t done = 0;
+  // A socket whose peer died (a QEMU that exited under its QMP client) must be an EPIPE error, never a
+  // SIGPIPE that kills the writer: send(MSG_NOSIGNAL), and plain write() for what is not a socket.
+  bool socket = true;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    ssize_t n = -1;
+    if (socket) {
+      n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+      if (n < 0 && errno == ENOTSOCK) socket = false;
+    }
+    if (!socket) n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Error::last_os_error("write");

@@ -52,7 +52,8 @@ Result<Pipe> make_pipe();
 // AF_UNIX SOCK_STREAM pair, both ends close-on-exec.
 Result<std::pair<UniqueFd, UniqueFd>> make_socket_pair();
 
-// Writes every byte or fails (retries EINTR and short writes; blocks on a blocking fd).
+// Writes every byte or fails (retries EINTR and short writes; blocks on a blocking fd). On a socket it uses
+// send(MSG_NOSIGNAL): a vanished peer is an EPIPE error, not a SIGPIPE.
 Result<void> write_all(int fd, std::string_view data);
 // Reads until EOF. Fails if more than `limit` bytes arrive.
 Result<std::string> read_to_end(int fd, size_t limit = size_t{1} << 30);

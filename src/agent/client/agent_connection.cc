@@ -236,33 +236,20 @@ Result<ProcessId> AgentConnection::start_process(const ProcessSpec& spec, std::c
   if (broken_) return *broken_;
   if (spec.argv.empty()) return Error::invalid_argument("start_process: empty argv");
   ProcessId id = next_id_++;
-  RemoteProcess& process = processes_[id];
+  processes_[id] = RemoteProcess{};
   outbound_.push(MessageType::kRun, id, encode(spec));
-  auto waited = pump_until([&process] { return process.started || process.start_error.has_value(); }, timeout,
-                           fmt::format("RUN {}", spec.argv[0]));
-  if (!waited) {
-    if (waited.error().category() == ErrorCategory::kTimeout) (void)send_signal(id, SIGKILL);
-    processes_.erase(id);
-    return std::move(waited).error();
-  }
-  if (process.start_error) {
-    Error error = *process.start_error;
-    processes_.erase(id);
-    return error;
-  }
+  KILN_TRY(await_started(id, timeout, fmt::format("RUN {}", spec.argv[0]), true));
   return id;
 }
 
-Result<void> AgentConnection::reattach_process(ProcessId id, const ReattachRequest& request,
-                                               std::chrono::milliseconds timeout) {
-  if (broken_) return *broken_;
-  if (processes_.contains(id))
-    return Error::already_exists(fmt::format("process {} is attached already", id));
+Result<void> AgentConnection::await_started(ProcessId id, std::chrono::milliseconds timeout, std::string what,
+                                            bool kill_on_timeout) {
   RemoteProcess& process = processes_[id];
-  outbound_.push(MessageType::kReattach, id, encode(request));
-  auto waited = pump_until([&process] { return process.started || process.start_error.has_value(); }, timeout,
-                           fmt::format("REATTACH {}", id));
+  auto waited =
+      pump_until([&process] { return process.started || process.start_error.has_value(); }, timeout, what);
   if (!waited) {
+    if (kill_on_timeout && waited.error().category() == ErrorCategory::kTimeout)
+      (void)send_signal(id, SIGKILL);
     processes_.erase(id);
     return std::move(waited).error();
   }
@@ -272,6 +259,16 @@ Result<void> AgentConnection::reattach_process(ProcessId id, const ReattachReque
     return error;
   }
   return ok();
+}
+
+Result<void> AgentConnection::reattach_process(ProcessId id, const ReattachRequest& request,
+                                               std::chrono::milliseconds timeout) {
+  if (broken_) return *broken_;
+  if (processes_.contains(id))
+    return Error::already_exists(fmt::format("process {} is attached already", id));
+  processes_[id] = RemoteProcess{};
+  outbound_.push(MessageType::kReattach, id, encode(request));
+  return await_started(id, timeout, fmt::format("REATTACH {}", id), false);
 }
 
 const AgentConnection::RemoteProcess* AgentConnection::find(ProcessId id) const {

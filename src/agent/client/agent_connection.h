@@ -138,6 +138,10 @@ class AgentConnection {
   // Pumps until `done()` or the deadline.
   template <typename Done>
   Result<void> pump_until(Done done, std::chrono::milliseconds timeout, std::string_view what);
+  // Pumps until the agent answered RUN or REATTACH for `id` (STARTED, REATTACH_REPLY or an ERROR); the
+  // process is forgotten on failure (after a SIGKILL on timeout with `kill_on_timeout`).
+  Result<void> await_started(ProcessId id, std::chrono::milliseconds timeout, std::string what,
+                             bool kill_on_timeout);
 
   UniqueFd channel_;
   FrameDecoder decoder_;

@@ -1018,7 +1018,8 @@ Result<HostConfig> parse_update_container(const Json& body, const HostConfig& cu
   KILN_TRY(parse_host_config_fields(body, host_cpus, updated, rows, cols));
   if (updated.auto_remove && updated.restart_policy.kind != daemon::containers::RestartPolicy::Kind::kNo &&
       !(updated.restart_policy == current.restart_policy))
-    return Error::invalid_argument("Restart policy cannot be updated because AutoRemove is enabled for the container");
+    return Error::invalid_argument(
+        "Restart policy cannot be updated because AutoRemove is enabled for the container");
   return updated;
 }
 

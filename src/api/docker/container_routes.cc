@@ -333,9 +333,10 @@ Json cpu_stats_json(const daemon::containers::ContainerStats& stats) {
 // memory in use in the guest against the VM's size as the limit.
 Json stats_json(const ContainerRecord& container, const daemon::containers::ContainerStats& now,
                 const std::optional<daemon::containers::ContainerStats>& before) {
-  Json precpu = before ? cpu_stats_json(*before)
-                       : Json{{"cpu_usage", {{"total_usage", 0}, {"usage_in_kernelmode", 0}, {"usage_in_usermode", 0}}},
-                              {"throttling_data", {{"periods", 0}, {"throttled_periods", 0}, {"throttled_time", 0}}}};
+  Json precpu =
+      before ? cpu_stats_json(*before)
+             : Json{{"cpu_usage", {{"total_usage", 0}, {"usage_in_kernelmode", 0}, {"usage_in_usermode", 0}}},
+                    {"throttling_data", {{"periods", 0}, {"throttled_periods", 0}, {"throttled_time", 0}}}};
   return {{"read", format_rfc3339(now.read, TimePrecision::kNanos)},
           {"preread", before ? format_rfc3339(before->read, TimePrecision::kNanos) : "0001-01-01T00:00:00Z"},
           {"pids_stats", {{"current", now.pids}}},
@@ -353,7 +354,9 @@ Json stats_json(const ContainerRecord& container, const daemon::containers::Cont
           {"cpu_stats", cpu_stats_json(now)},
           {"precpu_stats", precpu},
           {"memory_stats",
-           {{"usage", now.memory_usage_bytes}, {"stats", {{"inactive_file", 0}}}, {"limit", now.memory_limit_bytes}}},
+           {{"usage", now.memory_usage_bytes},
+            {"stats", {{"inactive_file", 0}}},
+            {"limit", now.memory_limit_bytes}}},
           {"name", "/" + container.name},
           {"id", container.id}};
 }
@@ -379,7 +382,8 @@ Result<Reply> container_stats(DockerContext& context, const Request& request) {
       if (!writer.write_chunk(stats_json(container, *now, before).dump() + "\n")) return;
       if (!stream) return;
       before = *now;
-      for (int i = 0; i < 10 && !writer.client_gone(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 10 && !writer.client_gone(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (writer.client_gone()) return;
     }
   };

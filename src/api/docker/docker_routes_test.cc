@@ -212,8 +212,9 @@ TEST_F(DockerRoutesTest, AnImageInUseByAContainerIsKept) {
 
 TEST_F(DockerRoutesTest, UpdateResizesAStoppedContainersVmAndChangesTheRestartPolicy) {
   ASSERT_EQ(call("POST", "/containers/create?name=sized", R"({"Image":"test","Cmd":["true"]})").status, 201);
-  auto updated = call("POST", "/containers/sized/update",
-                      R"({"Memory":268435456,"NanoCpus":2000000000,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}})");
+  auto updated = call(
+      "POST", "/containers/sized/update",
+      R"({"Memory":268435456,"NanoCpus":2000000000,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}})");
   ASSERT_EQ(updated.status, 200) << updated.body;
   auto inspect = parse_json(call("GET", "/containers/sized/json").body).value();
   EXPECT_EQ(inspect["HostConfig"]["Memory"], 268435456);

@@ -1,7 +1,8 @@
 // GET /events: kilnd's events in the Docker Engine API's shape, for `docker events` and the SDKs' events().
 // Image events (pull, push, tag, untag, delete, load, import, save) and container events (create, start, die,
-// stop, kill, attach, destroy, rename, pause, unpause, restart, exec_*). Kiln's own VM events stay on /v1/events. `since` replays what the bus still holds; `until`
-// ends the stream; filters follow dockerd's rules (daemon/events/filter.go).
+// stop, kill, attach, destroy, rename, pause, unpause, restart, exec_*). Kiln's own VM events stay on
+// /v1/events. `since` replays what the bus still holds; `until` ends the stream; filters follow dockerd's
+// rules (daemon/events/filter.go).
 #include <fmt/format.h>
 
 #include <charconv>
@@ -78,13 +79,13 @@ Json docker_event(const daemon::Event& event) {
   Json attributes = event.attributes.is_object() ? event.attributes : Json::object();
   if (!event.name.empty() && !attributes.contains("name")) attributes["name"] = event.name;
   Json message = {{"status", event.action},
-          {"id", event.id},
-          {"Type", event.type},
-          {"Action", event.action},
-          {"Actor", {{"ID", event.id}, {"Attributes", attributes}}},
-          {"scope", "local"},
-          {"time", event.time_nano / 1'000'000'000},
-          {"timeNano", event.time_nano}};
+                  {"id", event.id},
+                  {"Type", event.type},
+                  {"Action", event.action},
+                  {"Actor", {{"ID", event.id}, {"Attributes", attributes}}},
+                  {"scope", "local"},
+                  {"time", event.time_nano / 1'000'000'000},
+                  {"timeNano", event.time_nano}};
   // dockerd's legacy "from" on container events: the image.
   if (event.type == "container" && attributes.contains("image")) message["from"] = attributes["image"];
   return message;

@@ -204,17 +204,17 @@ Result<void> check_not_in_use(DockerContext& context, const std::string& name, b
   auto id = context.images.resolve(name);
   if (!id) return ok();  // the removal itself reports a missing image
   auto details = KILN_TRY(context.images.inspect(id->to_string()));
-  bool last_name = details.summary.tags.size() <= 1 || name.starts_with("sha256:") ||
-                   id->hex().starts_with(name);
+  bool last_name =
+      details.summary.tags.size() <= 1 || name.starts_with("sha256:") || id->hex().starts_with(name);
   for (const auto& container : KILN_TRY(context.containers.list())) {
     if (container.config.image_id != id->to_string()) continue;
     bool running = container.state == daemon::containers::ContainerState::kRunning ||
                    container.state == daemon::containers::ContainerState::kPaused;
     std::string short_id = id->hex().substr(0, 12);
     if (running && (force || last_name)) {
-      return Error::already_exists(
-          fmt::format("conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
-                      short_id, container.id.substr(0, 12)));
+      return Error::already_exists(fmt::format(
+          "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+          short_id, container.id.substr(0, 12)));
     }
     if (!force && last_name) {
       return Error::already_exists(fmt::format(
@@ -223,10 +223,11 @@ Result<void> check_not_in_use(DockerContext& context, const std::string& name, b
           name, container.id.substr(0, 12), short_id));
     }
     if (force && last_name) {
-      return Error::already_exists(fmt::format(
-          "conflict: unable to delete {} - image is being used by stopped container {} (Kiln keeps an image a "
-          "container was created from: remove the container first)",
-          short_id, container.id.substr(0, 12)));
+      return Error::already_exists(
+          fmt::format("conflict: unable to delete {} - image is being used by stopped container {} (Kiln "
+                      "keeps an image a "
+                      "container was created from: remove the container first)",
+                      short_id, container.id.substr(0, 12)));
     }
   }
   return ok();

@@ -13,6 +13,8 @@ namespace {
 
 constexpr size_t kMaxHeldInput = size_t{1} << 20;
 
+}  // namespace
+
 bool send_all(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -22,8 +24,6 @@ bool send_all(int fd, std::string_view data) {
   }
   return true;
 }
-
-}  // namespace
 
 void ContainerIo::add(const std::shared_ptr<AttachedClient>& client) {
   std::lock_guard guard(mutex_);

@@ -28,6 +28,9 @@ struct AttachedClient {
   bool ended = false;
 };
 
+// Sends all of `data` on a socket (MSG_NOSIGNAL); false once the peer is gone.
+bool send_all(int fd, std::string_view data);
+
 class ContainerIo {
  public:
   void add(const std::shared_ptr<AttachedClient>& client);

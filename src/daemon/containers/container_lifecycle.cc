@@ -140,21 +140,8 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 
   // Output is captured from the first byte: the log is open before the process exists.
-  std::shared_ptr<JsonFileLogWriter> log;
-  if (container.host_config.log_config.type != "none") {
-    auto options = KILN_TRY(parse_json_file_log_options(container.host_config.log_config.options));
-    log = KILN_TRY(JsonFileLogWriter::create(log_path(container.id), options));
-  }
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-    return Error::last_os_error("socketpair for the container's stdio");
-  auto relay_end = std::make_shared<UniqueFd>(pair[0]);
-  agent::ExecIo io{.client = UniqueFd(pair[1]),
-                   .tty = config.tty,
-                   .attach_stdin = config.open_stdin,
-                   .attach_stdout = true,
-                   .attach_stderr = true};
-  auto started = vms_.exec(container.vm_id, spec, io);
+  RunIo run_io = KILN_TRY(open_run_io(container));
+  auto started = vms_.exec(container.vm_id, spec, run_io.io);
   if (!started) {
     (void)vms_.stop(container.vm_id, config_.vm_stop_grace);
     return started.error();
@@ -168,10 +155,28 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   container.oom_killed = false;
   container.main_process = handle.id();
   KILN_TRY(save(container));
-  run_relay(rt, container, handle, relay_end, log);
+  run_relay(rt, container, handle, run_io.relay_end, run_io.log);
   publish(container, "start");
   log::info("container started", {{"container", container.name}, {"pid", vm.monitor_pid}});
   return ok();
+}
+
+Result<ContainerManager::RunIo> ContainerManager::open_run_io(const ContainerRecord& container) {
+  RunIo run;
+  if (container.host_config.log_config.type != "none") {
+    auto options = KILN_TRY(parse_json_file_log_options(container.host_config.log_config.options));
+    run.log = KILN_TRY(JsonFileLogWriter::create(log_path(container.id), options));
+  }
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::last_os_error("socketpair for the container's stdio");
+  run.relay_end = std::make_shared<UniqueFd>(pair[0]);
+  run.io = agent::ExecIo{.client = UniqueFd(pair[1]),
+                         .tty = container.config.tty,
+                         .attach_stdin = container.config.open_stdin,
+                         .attach_stdout = true,
+                         .attach_stderr = true};
+  return run;
 }
 
 void ContainerManager::run_relay(Runtime& rt, const ContainerRecord& container, agent::ExecHandle handle,

@@ -398,20 +398,9 @@ bool ContainerManager::take_over(Runtime& rt, ContainerRecord& container) {
   // A paused guest cannot answer: it runs for the takeover and is paused again.
   if (paused && !vms_.resume(container.vm_id)) return false;
   auto taken = [&]() -> Result<void> {
-    std::shared_ptr<JsonFileLogWriter> log;
-    if (container.host_config.log_config.type != "none") {
-      auto options = KILN_TRY(parse_json_file_log_options(container.host_config.log_config.options));
-      log = KILN_TRY(JsonFileLogWriter::create(log_path(container.id), options));
-    }
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-      return Error::last_os_error("socketpair for the container's stdio");
-    auto relay_end = std::make_shared<UniqueFd>(pair[0]);
-    agent::ExecIo io{.client = UniqueFd(pair[1]),
-                     .tty = container.config.tty,
-                     .attach_stdin = container.config.open_stdin,
-                     .attach_stdout = true,
-                     .attach_stderr = true};
+    RunIo run = KILN_TRY(open_run_io(container));
+    auto& log = run.log;
+    auto& io = run.io;
     // What the log holds of this run is what the previous kilnd durably kept; the agent resends the rest,
     // including output that was in flight when that kilnd died.
     agent::ReattachRequest request{.stdout_offset = 0, .stderr_offset = 0};
@@ -428,7 +417,7 @@ bool ContainerManager::take_over(Runtime& rt, ContainerRecord& container) {
         KILN_TRY(vms_.reattach(container.vm_id, container.main_process, container.config.tty, request, io));
     container.pid = vm->monitor_pid;
     KILN_TRY(save(container));
-    run_relay(rt, container, handle, relay_end, log);
+    run_relay(rt, container, handle, run.relay_end, log);
     return ok();
   }();
   if (paused) (void)vms_.pause(container.vm_id);

@@ -190,6 +190,14 @@ class ContainerManager {
   // reading its output. One function, so a VM fork can replace the boot.
   Result<void> launch(Runtime& runtime, ContainerRecord& container);
   Result<void> start_locked(Runtime& runtime, ContainerRecord& container);
+  // The host side of one run's stdio: the log (open for append; null with log driver "none") and the relay's
+  // socket, whose other end (in `io`) the agent hub bridges to the main process.
+  struct RunIo {
+    std::shared_ptr<JsonFileLogWriter> log;
+    std::shared_ptr<UniqueFd> relay_end;
+    agent::ExecIo io;
+  };
+  Result<RunIo> open_run_io(const ContainerRecord& container);
   // A run begins with `handle` as its main process: the runtime takes it and a relay thread pumps its
   // output into the log and attached clients until it exits. For a start and for a takeover at recovery.
   void run_relay(Runtime& runtime, const ContainerRecord& container, agent::ExecHandle handle,

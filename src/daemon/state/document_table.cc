@@ -4,6 +4,13 @@
 
 namespace kiln::daemon {
 
+// A UNIQUE violation on a write is the name: said so.
+Result<bool> DocumentTable::name_taken_as_such(Result<bool> stepped, const std::string& name) const {
+  if (!stepped && stepped.error().category() == ErrorCategory::kAlreadyExists)
+    return Error::already_exists(fmt::format("the name \"{}\" is already in use by another {}", name, what_));
+  return stepped;
+}
+
 Result<void> DocumentTable::insert(const std::string& id, const std::string& name,
                                    const std::string& record) {
   auto session = db_.lock();
@@ -12,14 +19,7 @@ Result<void> DocumentTable::insert(const std::string& id, const std::string& nam
                                   " (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM {0}))",
                                   table_)));
   statement.bind(1, id).bind(2, name).bind(3, record);
-  auto done = statement.step();
-  if (!done) {
-    if (done.error().category() == ErrorCategory::kAlreadyExists) {
-      return Error::already_exists(
-          fmt::format("the name \"{}\" is already in use by another {}", name, what_));
-    }
-    return done.error();
-  }
+  KILN_TRY(name_taken_as_such(statement.step(), name));
   return ok();
 }
 
@@ -29,14 +29,7 @@ Result<void> DocumentTable::update(const std::string& id, const std::string& nam
   auto statement =
       KILN_TRY(session.prepare(fmt::format("UPDATE {} SET name = ?2, record = ?3 WHERE id = ?1", table_)));
   statement.bind(1, id).bind(2, name).bind(3, record);
-  auto done = statement.step();
-  if (!done) {
-    if (done.error().category() == ErrorCategory::kAlreadyExists) {
-      return Error::already_exists(
-          fmt::format("the name \"{}\" is already in use by another {}", name, what_));
-    }
-    return done.error();
-  }
+  KILN_TRY(name_taken_as_such(statement.step(), name));
   if (statement.changes() == 0) return Error::not_found(fmt::format("no such {}: {}", what_, id));
   return ok();
 }

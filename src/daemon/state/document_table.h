@@ -32,6 +32,7 @@ class DocumentTable {
   Result<std::vector<std::string>> list();
 
  private:
+  Result<bool> name_taken_as_such(Result<bool> stepped, const std::string& name) const;
   store::Database& db_;
   std::string table_;
   std::string what_;
