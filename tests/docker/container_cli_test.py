@@ -7,15 +7,21 @@ The expectations are dockerd's: with KILN_DOCKER_ORACLE=unix:///path/to/dockerd.
 against a dockerd of its own (started e.g. with `dockerd --bridge=none --iptables=false --data-root DIR -H
 unix:///path`; every container on it is removed) and the Kiln-only cases are skipped."""
 import datetime
+import fcntl
 import io
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import termios
 import time
 import unittest
 
@@ -718,6 +724,109 @@ class KilnApiTest(ContainerCase):
         wait_until(lambda: self.state("as-vm")["Status"] == "exited", "the container to exit with its VM")
         self.docker("rm", "as-vm")
         self.assertEqual([v for v in self.kilnd.ok("GET", "/v1/vms") if v["id"] == vm["id"]], [])
+
+
+class TtyTest(ContainerCase):
+    """`docker run -it` and `docker exec -it` through a real pty: typing, reading, the window size, detach keys."""
+
+    def spawn(self, *args):
+        """The docker CLI on a pty of its own (as in a terminal); returns (pid, master fd)."""
+        pid, master = pty.fork()
+        if pid == 0:
+            os.execvpe(CLIENTS[0], [CLIENTS[0], *args], self.docker_env())
+        self.addCleanup(self.reap, pid, master)
+        # A known size before the CLI starts: it sends it to the daemon as the tty's size.
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        return pid, master
+
+    @staticmethod
+    def reap(pid, master):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(master)
+
+    @staticmethod
+    def read_until(master, text, timeout=60):
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} never came; the terminal showed {seen[-2000:]!r}")
+            ready, _, _ = select.select([master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"the terminal closed before {text!r}: {seen[-2000:]!r}")
+                seen += chunk
+        return seen
+
+    @staticmethod
+    def exit_code(pid, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        raise AssertionError("the docker CLI did not exit")
+
+    def test_run_it_is_a_terminal_with_the_clients_size(self):
+        pid, master = self.spawn("run", "-it", "--rm", "--name", "term", IMAGE, "sh")
+        self.read_until(master, "# ")
+        os.write(master, b"tty; stty size; echo $((6*7))\r")
+        shown = self.read_until(master, "42")
+        self.assertIn(b"/dev/pts/", shown)
+        self.assertIn(b"30 100", shown)
+        # A resize of the client's terminal reaches the container's.
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        os.kill(pid, signal.SIGWINCH)
+        wait_until(lambda: b"40 120" in self.docker("exec", "term", "sh", "-c", "stty -F /dev/pts/0 size").stdout,
+                   "the new size in the container")
+        os.write(master, b"exit 7\r")
+        self.assertEqual(self.exit_code(pid), 7)
+
+    def test_detach_keys_leave_the_container_running_and_attach_comes_back(self):
+        self.docker("run", "-dit", "--name", "detached", IMAGE, "sh")
+        pid, master = self.spawn("attach", "detached")
+        os.write(master, b"echo attached-$((1+1))\r")
+        self.read_until(master, "attached-2")
+        os.write(master, b"\x10\x11")  # ctrl-p ctrl-q
+        self.exit_code(pid)
+        self.assertEqual(self.state("detached")["Status"], "running")
+        pid, master = self.spawn("exec", "-it", "detached", "sh")
+        os.write(master, b"echo in-exec-$((2+3)); exit 3\r")
+        self.read_until(master, "in-exec-5")
+        self.assertEqual(self.exit_code(pid), 3)
+
+
+class EventsTest(ContainerCase):
+    def test_container_events_in_dockers_shape(self):
+        since = str(int(time.time()) - 1)
+        self.docker("run", "--rm", "--name", "evented", "--label", "team=a", IMAGE, "sh", "-c", "exit 3",
+                    check=False)
+        until = str(int(time.time()) + 1)
+        lines = self.out("events", "--since", since, "--until", until, "--filter", "container=evented",
+                         "--format", "{{json .}}").splitlines()
+        events = [json.loads(line) for line in lines]
+        actions = [event["Action"] for event in events]
+        for expected in ("create", "attach", "start", "die", "destroy"):
+            self.assertIn(expected, actions, events)
+        die = next(event for event in events if event["Action"] == "die")
+        self.assertEqual(die["Type"], "container")
+        self.assertEqual(die["Actor"]["Attributes"]["exitCode"], "3")
+        self.assertEqual(die["Actor"]["Attributes"]["name"], "evented")
+        self.assertEqual(die["Actor"]["Attributes"]["team"], "a")
+        self.assertEqual(die["from"], IMAGE)
 
 
 class KilndRestartTest(ContainerCase):
