@@ -236,7 +236,7 @@ Result<ProcessId> AgentConnection::start_process(const ProcessSpec& spec, std::c
   if (broken_) return *broken_;
   if (spec.argv.empty()) return Error::invalid_argument("start_process: empty argv");
   ProcessId id = next_id_++;
-  processes_[id] = RemoteProcess{};
+  processes_.try_emplace(id);  // a fresh record for the id
   outbound_.push(MessageType::kRun, id, encode(spec));
   KILN_TRY(await_started(id, timeout, fmt::format("RUN {}", spec.argv[0]), true));
   return id;
@@ -266,7 +266,7 @@ Result<void> AgentConnection::reattach_process(ProcessId id, const ReattachReque
   if (broken_) return *broken_;
   if (processes_.contains(id))
     return Error::already_exists(fmt::format("process {} is attached already", id));
-  processes_[id] = RemoteProcess{};
+  processes_.try_emplace(id);  // a fresh record for the id
   outbound_.push(MessageType::kReattach, id, encode(request));
   return await_started(id, timeout, fmt::format("REATTACH {}", id), false);
 }
