@@ -54,8 +54,17 @@ Result<std::string> ContainerManager::exec_create(const std::string& reference, 
 Result<ExecRecord> ContainerManager::exec_inspect(const std::string& exec_id) {
   ExecRecord exec;
   {
-    std::lock_guard guard(execs_mutex_);
+    std::unique_lock lock(execs_mutex_);
     auto found = execs_.find(exec_id);
+    if (found == execs_.end()) return Error::not_found(fmt::format("No such exec instance: {}", exec_id));
+    // Started but not yet registered (the process may even have ended and its stream closed already): the
+    // answer waits for the start to be recorded, so it never reads as "not running, no exit code".
+    execs_changed_.wait_for(lock, std::chrono::seconds(5), [&] {
+      auto current = execs_.find(exec_id);
+      return current == execs_.end() || !current->second.started || current->second.handle ||
+             current->second.exit_code;
+    });
+    found = execs_.find(exec_id);
     if (found == execs_.end()) return Error::not_found(fmt::format("No such exec instance: {}", exec_id));
     exec = found->second;
   }
@@ -64,7 +73,7 @@ Result<ExecRecord> ContainerManager::exec_inspect(const std::string& exec_id) {
     // records the exit: an attached exec gets a moment to settle, so the CLI never reads "running, 0".
     auto status = exec.handle->exit_status();
     if (!status && exec.config.attach_stdout) {
-      if (auto waited = exec.handle->wait(std::chrono::milliseconds(300))) status = *waited;
+      if (auto waited = exec.handle->wait(std::chrono::seconds(1))) status = *waited;
     }
     if (status) {
       exec.running = false;
@@ -128,6 +137,7 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
       std::lock_guard guard(execs_mutex_);
       execs_[exec_id].exit_code = handle.error().category() == ErrorCategory::kNotFound ? 127 : 126;
     }
+    execs_changed_.notify_all();
     // The client already reads the stream: it sees why, as dockerd writes the error there.
     if (attached) {
       std::string text = message + "\r\n";
@@ -142,6 +152,7 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
     execs_[exec_id].running = true;
     execs_[exec_id].handle = *handle;
   }
+  execs_changed_.notify_all();
   publish(container, "exec_start: " + fmt::format("{}", fmt::join(config.cmd, " ")), {{"execID", exec_id}});
   auto finish = [this, exec_id, container, handle = *handle]() {
     auto status = handle.wait();
@@ -153,6 +164,7 @@ Result<void> ContainerManager::exec_start(const std::string& exec_id, UniqueFd c
         found->second.exit_code = code;
       }
     }
+    execs_changed_.notify_all();
     publish(container, "exec_die", {{"execID", exec_id}, {"exitCode", std::to_string(code)}});
   };
   if (attached) {

@@ -228,6 +228,7 @@ class ContainerManager {
   std::mt19937_64 random_;
 
   std::mutex execs_mutex_;
+  std::condition_variable execs_changed_;  // an exec got its handle or its exit code
   std::map<std::string, ExecRecord> execs_;
 
   // Relay and restart threads are detached; shutdown() waits for them to notice stopping_.
