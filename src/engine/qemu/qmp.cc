@@ -39,7 +39,10 @@ Result<QmpClient> QmpClient::handshake(UniqueFd fd, std::chrono::milliseconds ti
   QmpClient client(std::move(fd));
   auto deadline = std::chrono::steady_clock::now() + timeout;
   Json greeting = KILN_TRY_CONTEXT(client.read_message(deadline), "QMP greeting");
-  if (!greeting.contains("QMP")) return Error::protocol("QMP: unexpected greeting");
+  if (!greeting.contains("QMP")) {
+    // Seen once under heavy CI load; the text says what came instead.
+    return Error::protocol(fmt::format("QMP: unexpected greeting {}", greeting.dump().substr(0, 300)));
+  }
   KILN_TRY(client.execute("qmp_capabilities", nullptr, timeout));
   return client;
 }
