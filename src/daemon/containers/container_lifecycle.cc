@@ -184,7 +184,6 @@ void ContainerManager::run_relay(Runtime& rt, const ContainerRecord& container, 
                                  std::shared_ptr<JsonFileLogWriter> log) {
   uint64_t run = ++rt.run;
   rt.main = handle;
-  rt.relay = relay_end;
   rt.log = log;
   rt.started = std::chrono::steady_clock::now();
   rt.io.begin_run(relay_end, container.config.open_stdin);
@@ -273,7 +272,6 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
   // Without a status the agent channel went (the VM was stopped or killed under the container): as killed.
   int code = status ? status->shell_code() : 128 + SIGKILL;
   rt->main.reset();
-  rt->relay.reset();
   if (rt->log) (void)rt->log->close();
   rt->log.reset();
   rt->io.end_of_run();

@@ -26,7 +26,6 @@ struct ContainerManager::Runtime {
   // Under `lock`:
   std::optional<agent::ExecHandle> main;  // the main process of the current run
   uint64_t run = 0;                       // which start the relay's exit report belongs to
-  std::shared_ptr<UniqueFd> relay;        // the relay's socket to the agent hub (shut down at kilnd exit)
   std::shared_ptr<JsonFileLogWriter> log;
   bool removing = false;  // rm -f in progress: its exit is neither restarted nor auto-removed
   std::chrono::steady_clock::time_point started;
