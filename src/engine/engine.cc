@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +34,43 @@ std::string VmInstance::console_tail(size_t max_bytes) const {
   if (::lseek(fd.get(), start, SEEK_SET) < 0) return {};
   auto text = read_to_end(fd.get(), max_bytes);
   return text ? *text : std::string{};
+}
+
+VmTemplate Engine::make_template(TemplateFacts facts) {
+  VmTemplate made;
+  made.dir_ = std::move(facts.dir);
+  made.key_ = std::move(facts.key);
+  made.memory_path_ = std::move(facts.memory_path);
+  made.memory_bytes_ = facts.memory_bytes;
+  made.cpus_ = facts.cpus;
+  made.memory_mib_ = facts.memory_mib;
+  made.disk_read_only_ = std::move(facts.disk_read_only);
+  made.shares_ = facts.shares;
+  return made;
+}
+
+Result<void> Engine::check_forkable(const VmTemplate& from, const VmSpec& spec) {
+  std::vector<std::string> differences;
+  if (from.cpus() != spec.cpus) differences.push_back(fmt::format("cpus {} vs {}", from.cpus(), spec.cpus));
+  if (from.memory_mib() != spec.memory_mib) {
+    differences.push_back(fmt::format("memory {} MiB vs {} MiB", from.memory_mib(), spec.memory_mib));
+  }
+  std::vector<bool> read_only;
+  for (const auto& disk : spec.disks) read_only.push_back(disk.read_only);
+  if (read_only != from.disk_read_only()) {
+    auto layout = [](const std::vector<bool>& flags) {
+      std::vector<std::string_view> words;
+      for (bool flag : flags) words.push_back(flag ? "ro" : "rw");
+      return fmt::format("[{}]", fmt::join(words, ", "));
+    };
+    differences.push_back(
+        fmt::format("disk slots {} vs {}", layout(from.disk_read_only()), layout(read_only)));
+  }
+  if (from.shares() != spec.shares.size())
+    differences.push_back(fmt::format("shares {} vs {}", from.shares(), spec.shares.size()));
+  if (differences.empty()) return ok();
+  return Error::failed_precondition(fmt::format("VM {} does not fit template {} (template vs VM: {})",
+                                                spec.name, from.dir(), fmt::join(differences, "; ")));
 }
 
 }  // namespace kiln::engine

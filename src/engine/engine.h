@@ -3,8 +3,11 @@
 // process of one running VM and is used from one thread at a time.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,8 +23,13 @@ enum class Accelerator { kKvm, kTcg };
 std::string_view to_string(Accelerator accelerator);
 
 struct DiskSpec {
-  std::string path;
+  std::string path;  // empty: a placeholder (see placeholder_bytes)
   bool read_only = false;
+  // With no path: a slot of this size whose reads return zeros, backed by no file. A template's workload
+  // slots are placeholders, so nothing of a workload is in it; each clone puts its own disk in the slot.
+  // The guest reads a disk's size once, at boot: a placeholder is as large as the largest disk a clone may
+  // bring to its slot.
+  uint64_t placeholder_bytes = 0;
 };
 
 // A host directory exported to the guest over virtio-9p, fixed at launch (virtio-mmio has no hotplug). The
@@ -64,6 +72,43 @@ struct VmSpec {
 enum class VmRunState { kRunning, kPaused, kShutdown, kExited };
 std::string_view to_string(VmRunState state);
 
+// How long each step of starting a VM took ("spawn", "monitor", "load", "resume"...), in order, so a slow
+// start can be explained (kilnd logs them and shows them on the VM).
+struct StepTiming {
+  std::string step;
+  std::chrono::microseconds took{0};
+};
+using StartTimings = std::vector<StepTiming>;
+
+// A booted guest saved so that VMs can be forked from it: its RAM in a file and its device state. Only an
+// Engine makes one (build_template, open_template), after checking it; Engine::fork maps the RAM file
+// private (copy-on-write) in every clone, so no VM ever writes to a template. Copyable, immutable.
+class VmTemplate {
+ public:
+  const std::string& dir() const { return dir_; }
+  // What the template was built from (see Engine::template_key).
+  const std::string& key() const { return key_; }
+  const std::string& memory_path() const { return memory_path_; }
+  uint64_t memory_bytes() const { return memory_bytes_; }
+  unsigned cpus() const { return cpus_; }
+  uint64_t memory_mib() const { return memory_mib_; }
+  // Slot layout the guest saw: one read-only flag per disk slot, and the number of 9p shares.
+  const std::vector<bool>& disk_read_only() const { return disk_read_only_; }
+  size_t shares() const { return shares_; }
+
+ private:
+  friend class Engine;
+  VmTemplate() = default;
+  std::string dir_;
+  std::string key_;
+  std::string memory_path_;
+  uint64_t memory_bytes_ = 0;
+  unsigned cpus_ = 0;
+  uint64_t memory_mib_ = 0;
+  std::vector<bool> disk_read_only_;
+  size_t shares_ = 0;
+};
+
 class VmInstance {
  public:
   virtual ~VmInstance() = default;
@@ -97,6 +142,12 @@ class VmInstance {
   }
   // The last `max_bytes` of the console log, for error messages.
   std::string console_tail(size_t max_bytes = 2048) const;
+  // How the VM's start was spent (empty for an adopted VM).
+  const StartTimings& start_timings() const { return start_timings_; }
+  void set_start_timings(StartTimings timings) { start_timings_ = std::move(timings); }
+
+ private:
+  StartTimings start_timings_;
 };
 
 class Engine {
@@ -109,6 +160,54 @@ class Engine {
   // Takes over a VM launched earlier from `spec` (by another process, e.g. before kilnd restarted) whose
   // monitor runs as `monitor_pid`. kNotFound when that VM's monitor is no longer running.
   virtual Result<std::unique_ptr<VmInstance>> adopt(const VmSpec& spec, pid_t monitor_pid) = 0;
+
+  // VM fork. A template is built once per key and forked many times; an engine that cannot fork answers
+  // kUnsupported (callers then boot cold).
+  //
+  // The key of the template a VM of `spec` would fork from: a digest of everything the saved guest depends
+  // on (engine and its version, kernel and initramfs contents, the machine's command line with per-VM
+  // paths left out, CPUs, memory, disk slots and their read-only flags, the host's TSC rate). Disk paths
+  // are not part of it: a clone brings its own disks to the template's slots.
+  virtual Result<std::string> template_key(const VmSpec& spec) {
+    (void)spec;
+    return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
+  }
+  // Boots `spec` with its RAM in `dir`'s memory file, calls `until_idle` with the running VM (it returns
+  // once the guest is idle and the host holds no session with its agent), then saves the device state into
+  // `dir` (existing, empty) and ends the VM. Its disks should be placeholders: the guest must not read a
+  // workload before the fork. On failure `dir` may hold partial files; the caller removes it.
+  virtual Result<VmTemplate> build_template(const VmSpec& spec, const std::string& dir,
+                                            const std::function<Result<void>(VmInstance&)>& until_idle) {
+    (void)spec, (void)dir, (void)until_idle;
+    return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
+  }
+  // A template saved earlier, checked before any VM uses it: its manifest's format version and engine,
+  // and its memory file's presence and size. kFailedPrecondition (or kNotFound) saying what is wrong.
+  virtual Result<VmTemplate> open_template(const std::string& dir) {
+    (void)dir;
+    return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
+  }
+  // Starts a VM of `spec` as a copy-on-write clone of `from`: it resumes where the template was saved.
+  // `spec` must have the template's CPUs, memory and slot layout (its disks are its own); spec.memory and
+  // spec.restore_from are ignored. Running when this returns.
+  virtual Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) {
+    (void)from, (void)spec;
+    return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
+  }
+
+ protected:
+  // For engines: a template handle for what they built or checked.
+  struct TemplateFacts {
+    std::string dir, key, memory_path;
+    uint64_t memory_bytes = 0;
+    unsigned cpus = 0;
+    uint64_t memory_mib = 0;
+    std::vector<bool> disk_read_only;
+    size_t shares = 0;
+  };
+  static VmTemplate make_template(TemplateFacts facts);
+  // kFailedPrecondition naming every difference between `from`'s layout and `spec`'s.
+  static Result<void> check_forkable(const VmTemplate& from, const VmSpec& spec);
 };
 
 }  // namespace kiln::engine

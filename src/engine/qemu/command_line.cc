@@ -50,7 +50,7 @@ std::string memory_backend(const VmSpec& spec) {
 }  // namespace
 
 std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec,
-                                        const HostFacts& host) {
+                                        const HostFacts& host, StartMode mode) {
   VmPaths paths = paths_for(spec.runtime_dir);
   bool kvm = host.accelerator == Accelerator::kKvm;
   std::vector<std::string> args = {
@@ -87,35 +87,45 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
       "-serial",
       "chardev:console",
       "-chardev",
-      fmt::format("socket,id=agent,path={},server=on,wait=off", escape(paths.agent_socket)),
+      fmt::format("socket,id=agent,fd={},server=on,wait=off", kAgentListenFd),
       "-device",
       "virtio-serial-device,max_ports=2",
       "-device",
       "virtserialport,chardev=agent,name=kiln.agent",
       "-device",
       "virtio-rng-device",
-      "-qmp",
-      fmt::format("unix:{},server=on,wait=off", escape(paths.qmp_socket)),
+      "-chardev",
+      fmt::format("socket,id=qmp,fd={},server=on,wait=off", kQmpListenFd),
+      "-mon",
+      "chardev=qmp,mode=control",
   };
   if (!spec.initrd.empty()) {
     args.insert(args.end(), {"-initrd", spec.initrd});
   }
-  if (!spec.restore_from.empty()) {
+  if (mode == StartMode::kIncoming) {
     // Start without running the guest; the engine feeds the saved state in over QMP (migrate-incoming).
     args.insert(args.end(), {"-incoming", "defer"});
   }
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];
     std::string read_only = disk.read_only ? "on" : "off";
-    args.insert(
-        args.end(),
-        {"-blockdev",
-         fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i, escape(disk.path),
-                     read_only),
-         "-blockdev",
-         fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i, read_only),
-         // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
-         "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+    if (disk.path.empty()) {
+      // A template's slot: zeros, no file (null-co counts reads, so a test can see the guest read none).
+      args.insert(args.end(),
+                  {"-blockdev", fmt::format("driver=null-co,node-name=disk{},size={},read-zeroes=on,"
+                                            "read-only={}",
+                                            i, disk.placeholder_bytes, read_only)});
+    } else {
+      args.insert(args.end(), {"-blockdev",
+                               fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i,
+                                           escape(disk.path), read_only),
+                               "-blockdev",
+                               fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i,
+                                           read_only)});
+    }
+    // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
+    args.insert(args.end(),
+                {"-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
   }
   for (size_t i = 0; i < spec.shares.size(); ++i) {
     const ShareSpec& share = spec.shares[i];

@@ -20,6 +20,12 @@ struct VmPaths {
 
 VmPaths paths_for(const std::string& runtime_dir);
 
+// The engine listens on the QMP and agent sockets itself and hands the listening sockets to QEMU as these
+// descriptors: a client connecting right after the spawn is queued instead of retrying until QEMU has made
+// the socket, and QEMU's greeting is the event that says its monitor is ready.
+inline constexpr int kQmpListenFd = 3;
+inline constexpr int kAgentListenFd = 4;
+
 struct HostFacts {
   Accelerator accelerator = Accelerator::kTcg;
   unsigned long tsc_khz = 0;  // 0: unknown
@@ -28,7 +34,12 @@ struct HostFacts {
 // The guest kernel command line Kiln always uses (console, power-off behaviour, TCG timing fixes).
 std::string guest_cmdline(const VmSpec& spec, const HostFacts& host);
 
+enum class StartMode {
+  kBoot,      // the guest boots from its kernel
+  kIncoming,  // QEMU waits for a saved state (-incoming defer): restore_from, or a fork
+};
+
 std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec,
-                                        const HostFacts& host);
+                                        const HostFacts& host, StartMode mode = StartMode::kBoot);
 
 }  // namespace kiln::engine::qemu

@@ -37,9 +37,10 @@ TEST(QemuCommandLine, MicrovmWithoutAcpiAndFileBackedMemory) {
   EXPECT_EQ(value_after(args, "-object"), "memory-backend-memfd,id=ram,size=256M,share=on");
   EXPECT_EQ(value_after(args, "-accel"), "tcg,thread=multi");
   EXPECT_EQ(value_after(args, "-smp"), "2");
-  EXPECT_EQ(value_after(args, "-qmp"), "unix:/run/kiln/vms/web/qmp.sock,server=on,wait=off");
-  EXPECT_EQ(value_after(args, "-chardev", 1),
-            "socket,id=agent,path=/run/kiln/vms/web/agent.sock,server=on,wait=off");
+  // The engine listens on the sockets and passes them in.
+  EXPECT_EQ(value_after(args, "-chardev", 1), "socket,id=agent,fd=4,server=on,wait=off");
+  EXPECT_EQ(value_after(args, "-chardev", 2), "socket,id=qmp,fd=3,server=on,wait=off");
+  EXPECT_EQ(value_after(args, "-mon"), "chardev=qmp,mode=control");
   EXPECT_THAT(args, Contains("-no-reboot"));
   EXPECT_THAT(args, Contains("virtserialport,chardev=agent,name=kiln.agent"));
 }
@@ -50,7 +51,7 @@ TEST(QemuCommandLine, RestoreWaitsForTheStateAndAppendsToTheConsoleLog) {
   EXPECT_THAT(boot, Not(Contains("-incoming")));
   EXPECT_EQ(value_after(boot, "-chardev"), "file,id=console,path=/run/kiln/vms/web/console.log");
   spec.restore_from = "/var/lib/kiln/vms/web/suspended";
-  auto restore = qemu_arguments("qemu", spec, {});
+  auto restore = qemu_arguments("qemu", spec, {}, StartMode::kIncoming);
   EXPECT_EQ(value_after(restore, "-incoming"), "defer");
   EXPECT_EQ(value_after(restore, "-chardev"), "file,id=console,path=/run/kiln/vms/web/console.log,append=on");
   // Everything the guest sees is the same as at boot, or the saved state would not fit.
@@ -122,7 +123,20 @@ TEST(QemuCommandLine, CommasInPathsAreEscaped) {
   auto args = qemu_arguments("qemu", spec, {});
   EXPECT_EQ(value_after(args, "-object"),
             "memory-backend-file,id=ram,size=256M,mem-path=/dev/shm/x,,y.mem,share=off");
-  EXPECT_EQ(value_after(args, "-qmp"), "unix:/tmp/a,,b/qmp.sock,server=on,wait=off");
+  EXPECT_EQ(value_after(args, "-chardev"), "file,id=console,path=/tmp/a,,b/console.log");
+}
+
+TEST(QemuCommandLine, PlaceholderSlotsAreNullDisksOfTheirSize) {
+  VmSpec spec = sample_spec();
+  spec.disks = {{.read_only = true, .placeholder_bytes = 1 << 30}, {.path = "/vms/web/layer.ext4"}};
+  auto args = qemu_arguments("qemu", spec, {});
+  EXPECT_EQ(value_after(args, "-blockdev"),
+            "driver=null-co,node-name=disk0,size=1073741824,read-zeroes=on,read-only=on");
+  EXPECT_EQ(value_after(args, "-blockdev", 1),
+            "driver=file,node-name=disk1-file,filename=/vms/web/layer.ext4,read-only=off");
+  // The guest finds both by serial, placeholder or not.
+  EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk0,serial=kiln-disk0"));
+  EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sha256.h"
+#include "common/unix_socket.h"
 #include "engine/accelerator.h"
 #include "engine/qemu/qemu_vm.h"
 
@@ -59,21 +61,59 @@ std::string last_line_of(const std::string& path) {
   return std::string(newline == std::string_view::npos ? view : view.substr(newline + 1));
 }
 
-// Loads a snapshot into a QEMU started with -incoming defer. A QEMU that could not load it is not left
-// behind, whatever the VM's die_with_launcher.
-Result<void> restore_into(QemuVm& vm, PreparedRestore restore, const VmPaths& paths) {
+using Clock = std::chrono::steady_clock;
+
+std::chrono::microseconds since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+}
+
+// "QEMU emulator version 7.2.22 (Debian ...)" -> "7.2.22".
+Result<std::string> probe_version(const std::string& binary) {
+  std::string out = KILN_TRY_CONTEXT(run_command_checked({binary, "-version"}), "ask QEMU its version");
+  constexpr std::string_view kPrefix = "QEMU emulator version ";
+  size_t at = out.find(kPrefix);
+  if (at == std::string::npos) return Error::protocol(fmt::format("{} -version said: {}", binary, out));
+  size_t begin = at + kPrefix.size();
+  size_t end = out.find_first_not_of("0123456789.", begin);
+  return out.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
+// The spec with everything a template does not depend on left out: names, paths, disk images.
+VmSpec normalized_for_key(const VmSpec& spec) {
+  VmSpec normal = spec;
+  normal.name = "template";
+  normal.runtime_dir = "/run";
+  normal.kernel = "kernel";
+  normal.initrd = normal.initrd.empty() ? "" : "initrd";
+  normal.memory = {.kind = MemoryBacking::Kind::kFile, .path = "memory", .shared = true};
+  normal.restore_from.clear();
+  normal.die_with_launcher = false;
+  for (auto& disk : normal.disks) disk = {.read_only = disk.read_only};
+  for (size_t i = 0; i < normal.shares.size(); ++i) {
+    normal.shares[i].host_path = "/share";
+    normal.shares[i].read_only = false;  // enforced by the host side, invisible to the guest's saved state
+  }
+  return normal;
+}
+
+}  // namespace
+
+Result<void> QemuEngine::load_into(QemuVm& vm, PreparedRestore restore, StartTimings& timings) {
+  auto started = Clock::now();
   auto loaded = vm.load_state(std::move(restore));
-  if (loaded) return ok();
+  if (loaded) {
+    timings.push_back({"load", since(started)});
+    return ok();
+  }
+  // Whatever the VM's die_with_launcher, a QEMU that could not load its state is not left behind.
   if (auto killed = vm.kill(); !killed) {
     log::warn("could not kill QEMU after a failed restore", {{"error", killed.error().message()}});
   }
   // QEMU 7.2 exits when the stream is bad and says why on stderr; that beats "QEMU exited".
-  std::string reason = last_line_of(paths.monitor_log);
+  std::string reason = last_line_of(vm.paths().monitor_log);
   if (reason.empty() || loaded.error().category() != ErrorCategory::kUnavailable) return loaded.error();
   return Error::failed_precondition(fmt::format("restore the VM's state: {}", reason));
 }
-
-}  // namespace
 
 Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, Accelerator accelerator) {
   std::string binary = KILN_TRY(find_on_path(qemu_binary.empty() ? "qemu-system-x86_64" : qemu_binary));
@@ -81,52 +121,175 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, 
   return std::unique_ptr<QemuEngine>(new QemuEngine(std::move(binary), host));  // NOLINT: private constructor
 }
 
-Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
+Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode mode, StartTimings& timings) {
   KILN_TRY(require_readable(spec.kernel, "kernel"));
   if (!spec.initrd.empty()) KILN_TRY(require_readable(spec.initrd, "initramfs"));
-  for (const auto& disk : spec.disks) KILN_TRY(require_readable(disk.path, "disk"));
+  for (const auto& disk : spec.disks) {
+    if (!disk.path.empty()) KILN_TRY(require_readable(disk.path, "disk"));
+  }
   if (spec.root_disk >= 0 && static_cast<size_t>(spec.root_disk) >= spec.disks.size()) {
     return Error::invalid_argument(
         fmt::format("root disk {} is not one of the VM's {} disks", spec.root_disk, spec.disks.size()));
   }
   for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
-  // A snapshot is checked against the spec before a QEMU is started for it.
-  std::optional<PreparedRestore> restore;
-  if (!spec.restore_from.empty()) restore = KILN_TRY(prepare_restore(spec));
 
+  auto started = Clock::now();
   VmPaths paths = paths_for(spec.runtime_dir);
   UniqueFd monitor_log(::open(paths.monitor_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!monitor_log) return Error::last_os_error(fmt::format("create {}", paths.monitor_log));
+  // Kiln listens and QEMU inherits the sockets (command_line.h): our QMP connection is queued before QEMU
+  // runs, and its greeting arrives the moment its monitor is up: no polling for the socket to appear.
+  UniqueFd qmp_listener = KILN_TRY(listen_unix_socket(paths.qmp_socket, 4));
+  UniqueFd agent_listener = KILN_TRY(listen_unix_socket(paths.agent_socket, 4));
+  UniqueFd qmp_connection = KILN_TRY(connect_unix_socket(paths.qmp_socket, "the VM's monitor"));
 
-  std::vector<std::string> args = qemu_arguments(binary_, spec, host_);
+  std::vector<std::string> args = qemu_arguments(binary_, spec, host_, mode);
   log::debug("launching QEMU", {{"vm", spec.name}, {"accel", to_string(host_.accelerator)}});
-  ChildProcess process = KILN_TRY(ChildProcess::spawn({.argv = args,
-                                                       .stdin_mode = Stdio::kNull,
-                                                       .stdout_fd = monitor_log.get(),
-                                                       .stderr_fd = monitor_log.get(),
-                                                       .new_session = true,
-                                                       .kill_with_parent = spec.die_with_launcher}));
-  auto qmp = QmpClient::connect(paths.qmp_socket, process.pidfd(), kMonitorTimeout);
+  ChildProcess process = KILN_TRY(ChildProcess::spawn(
+      {.argv = args,
+       .stdin_mode = Stdio::kNull,
+       .stdout_fd = monitor_log.get(),
+       .stderr_fd = monitor_log.get(),
+       .pass_fds = {{qmp_listener.get(), kQmpListenFd}, {agent_listener.get(), kAgentListenFd}},
+       .new_session = true,
+       .kill_with_parent = spec.die_with_launcher}));
+  // Only QEMU holds the listeners now: if it dies, the queued connection is reset instead of hanging.
+  qmp_listener.reset();
+  agent_listener.reset();
+  timings.push_back({"spawn", since(started)});
+  started = Clock::now();
+  auto qmp = QmpClient::handshake(std::move(qmp_connection), kMonitorTimeout);
   if (!qmp) {
-    if (auto exited = process.try_wait(); exited && *exited) {
+    if (auto exited = process.wait_for(std::chrono::seconds(2)); exited && *exited) {
       std::string reason = last_line_of(paths.monitor_log);
       return Error::unavailable(
           fmt::format("QEMU failed to start: {}", reason.empty() ? (*exited)->describe() : reason));
     }
     return qmp.error();
   }
+  timings.push_back({"monitor", since(started)});
   auto monitor = MonitorProcess::spawned(std::move(process), !spec.die_with_launcher);
   auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(*qmp), paths);
   vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
-  if (restore) KILN_TRY(restore_into(*vm, std::move(*restore), paths));
+  return vm;
+}
+
+Result<std::string> QemuEngine::version() {
+  std::lock_guard lock(version_mutex_);
+  if (version_.empty()) version_ = KILN_TRY(probe_version(binary_));
+  return version_;
+}
+
+Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
+  // A snapshot is checked against the spec before a QEMU is started for it.
+  std::optional<PreparedRestore> restore;
+  if (!spec.restore_from.empty()) restore = KILN_TRY(prepare_restore(spec));
+  StartTimings timings;
+  auto vm = KILN_TRY(start(spec, restore ? StartMode::kIncoming : StartMode::kBoot, timings));
+  if (restore) KILN_TRY(load_into(*vm, std::move(*restore), timings));
+  vm->set_start_timings(std::move(timings));
+  return std::unique_ptr<VmInstance>(std::move(vm));
+}
+
+Result<std::string> QemuEngine::template_key(const VmSpec& spec) {
+  auto content_hash = [&](const std::string& path) -> Result<std::string> {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Error::last_os_error(path);
+    std::string id = fmt::format("{}:{}:{}.{}", path, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    {
+      std::lock_guard lock(hashes_mutex_);
+      if (auto found = hashes_.find(id); found != hashes_.end()) return found->second;
+    }
+    std::string hash = KILN_TRY(sha256_file_hex(path));
+    std::lock_guard lock(hashes_mutex_);
+    hashes_[id] = hash;
+    return hash;
+  };
+  std::string kernel = KILN_TRY(content_hash(spec.kernel));
+  std::string initrd = spec.initrd.empty() ? "" : KILN_TRY(content_hash(spec.initrd));
+  // The command line carries the machine, devices, slots and their read-only flags, CPUs, memory and the
+  // kernel command line (with the TSC rate under TCG).
+  std::vector<std::string> args =
+      qemu_arguments("qemu", normalized_for_key(spec), host_, StartMode::kIncoming);
+  std::string qemu_version = KILN_TRY(version());
+  Sha256 digest;
+  digest.update(fmt::format("kiln-template 1\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
+                            kernel, initrd, host_.tsc_khz));
+  for (const auto& arg : args) {
+    digest.update(arg);
+    digest.update(std::string_view("\0", 1));
+  }
+  return digest.finish_hex();
+}
+
+Result<VmTemplate> QemuEngine::build_template(const VmSpec& spec, const std::string& dir,
+                                              const std::function<Result<void>(VmInstance&)>& until_idle) {
+  std::string key = KILN_TRY(template_key(spec));
+  VmSpec booted = spec;
+  // The guest's RAM is the template's memory file, written through while it boots (share=on).
+  booted.memory = {
+      .kind = MemoryBacking::Kind::kFile, .path = fmt::format("{}/{}", dir, kMemoryFileName), .shared = true};
+  booted.restore_from.clear();
+  StartTimings timings;
+  auto vm = KILN_TRY(start(booted, StartMode::kBoot, timings));
+  KILN_TRY_CONTEXT(until_idle(*vm), "wait for the template's guest to be idle");
+  KILN_TRY(save_template_state(vm->qmp(), vm->monitor(),
+                               snapshot::shape_of(booted, guest_cmdline(booted, host_)), key, dir));
+  return open_template(dir);
+}
+
+Result<VmTemplate> QemuEngine::open_template(const std::string& dir) {
+  snapshot::Manifest manifest = KILN_TRY(read_template_manifest(dir));
+  std::string qemu_version = KILN_TRY(version());
+  if (manifest.engine_version != qemu_version) {
+    // A stream is only promised to load into the QEMU that wrote it (and the template key says so too).
+    return Error::failed_precondition(fmt::format("template {} was built by QEMU {}; this is QEMU {}", dir,
+                                                  manifest.engine_version, qemu_version));
+  }
+  const snapshot::SnapshotFile& memory = manifest.files.at(std::string(kMemoryRole));
+  if (memory.bytes != manifest.vm.memory_mib << 20) {
+    return Error::failed_precondition(fmt::format("template {}: memory file of {} bytes for {} MiB of RAM",
+                                                  dir, memory.bytes, manifest.vm.memory_mib));
+  }
+  return make_template({.dir = dir,
+                        .key = manifest.template_key,
+                        .memory_path = fmt::format("{}/{}", dir, memory.name),
+                        .memory_bytes = memory.bytes,
+                        .cpus = manifest.vm.cpus,
+                        .memory_mib = manifest.vm.memory_mib,
+                        .disk_read_only = manifest.vm.disk_read_only,
+                        .shares = manifest.vm.shares.size()});
+}
+
+Result<std::unique_ptr<VmInstance>> QemuEngine::fork(const VmTemplate& from, const VmSpec& spec) {
+  KILN_TRY(check_forkable(from, spec));
+  // Checked again now, not only when the template was opened: a file removed or truncated since would make
+  // QEMU fail late, or worse, map a short file.
+  struct stat st {};
+  if (::stat(from.memory_path().c_str(), &st) != 0) {
+    return Error::failed_precondition(fmt::format("template memory file {} is missing", from.memory_path()));
+  }
+  if (static_cast<uint64_t>(st.st_size) != from.memory_bytes()) {
+    return Error::failed_precondition(fmt::format("template memory file {} is {} bytes; the template has {}",
+                                                  from.memory_path(), st.st_size, from.memory_bytes()));
+  }
+  PreparedRestore state = KILN_TRY(prepare_fork(from.dir()));
+  VmSpec clone = spec;
+  // Private: the clone's writes are its own copies; the template's file is never written.
+  clone.memory = {.kind = MemoryBacking::Kind::kFile, .path = from.memory_path(), .shared = false};
+  clone.restore_from.clear();
+  StartTimings timings;
+  auto vm = KILN_TRY(start(clone, StartMode::kIncoming, timings));
+  KILN_TRY(load_into(*vm, std::move(state), timings));
+  vm->set_start_timings(std::move(timings));
   return std::unique_ptr<VmInstance>(std::move(vm));
 }
 
 Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {
   VmPaths paths = paths_for(spec.runtime_dir);
-  // The QMP socket path is unique per VM and is on QEMU's command line: it identifies the process.
-  MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.qmp_socket));
+  // The console log's path is unique per VM and is on QEMU's command line: it identifies the process.
+  MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.console_log));
   auto qmp =
       KILN_TRY_CONTEXT(QmpClient::connect(paths.qmp_socket, monitor.exit_fd(), std::chrono::seconds(5)),
                        "reconnect to the VM's monitor");

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/rfc3339.h"
+#include "common/sha256.h"
 
 namespace kiln::engine::qemu {
 namespace {
@@ -18,7 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 // Generous: the stream goes at disk speed, but a large guest under TCG still takes a while.
 constexpr auto kMigrationTimeout = std::chrono::minutes(10);
-constexpr auto kPollInterval = std::chrono::milliseconds(10);
 constexpr auto kQuitTimeout = std::chrono::seconds(30);
 constexpr std::string_view kFdName = "kiln-state";
 // QEMU caps a migration at 32 MiB/s by default (to spare a live guest's network); a stopped VM writing to a
@@ -53,54 +53,42 @@ Result<Json> query_or_exit(QmpClient& qmp, MonitorProcess& monitor, std::string_
   return reply;
 }
 
-// Polls the outgoing migration until it ends. ok once "completed"; QEMU's error-desc if it failed.
-Result<void> wait_for_outgoing(QmpClient& qmp, MonitorProcess& monitor) {
-  constexpr std::string_view kWhat = "save the VM's state";
-  auto deadline = Clock::now() + kMigrationTimeout;
-  for (;;) {
-    Json info = KILN_TRY(query_or_exit(qmp, monitor, "query-migrate", kWhat));
-    std::string status = info.value("status", "none");
-    if (status == "completed") {
-      log::debug("VM state written",
-                 {{"qemu_ms", info.value("total-time", 0)},
-                  {"bytes", info.contains("ram") ? info["ram"].value("transferred", 0) : 0}});
-      return ok();
-    }
-    if (status == "failed" || status == "cancelled") {
-      return Error(ErrorCategory::kIo,
-                   fmt::format("{}: {}", kWhat, info.value("error-desc", "migration " + status)));
-    }
-    if (Clock::now() > deadline) {
-      (void)qmp.execute("migrate_cancel");
-      return Error::timeout(fmt::format("{}: not done after {} min", kWhat, kMigrationTimeout.count()));
-    }
-    std::this_thread::sleep_for(kPollInterval);
-  }
+bool migration_ended(const Json& data) {
+  std::string status = data.value("status", "");
+  return status == "completed" || status == "failed" || status == "cancelled";
 }
 
-// Polls an incoming migration until the VM has left "inmigrate". QEMU 7.2 exits when loading fails.
-Result<void> wait_for_incoming(QmpClient& qmp, MonitorProcess& monitor) {
-  constexpr std::string_view kWhat = "restore the VM's state";
+// Waits for the migration's MIGRATION event saying it ended (the `events` capability is on), then returns
+// ok if it completed; QEMU's error-desc if it failed. A QEMU that exits meanwhile (7.2 exits when loading
+// fails) closes the monitor: kUnavailable.
+Result<void> wait_for_migration(QmpClient& qmp, MonitorProcess& monitor, std::string_view what) {
   auto deadline = Clock::now() + kMigrationTimeout;
-  for (;;) {
-    Json info = KILN_TRY(query_or_exit(qmp, monitor, "query-migrate", kWhat));
-    std::string status = info.value("status", "none");
-    if (status == "failed" || status == "cancelled") {
-      return Error::unavailable(
-          fmt::format("{}: {}", kWhat, info.value("error-desc", "migration " + status)));
-    }
-    Json run = KILN_TRY(query_or_exit(qmp, monitor, "query-status", kWhat));
-    // The run state leaves "inmigrate" only once the state is loaded and the disks are reactivated.
-    if (run.value("status", "") != "inmigrate") return ok();
-    if (Clock::now() > deadline)
-      return Error::timeout(fmt::format("{}: not done after {} min", kWhat, kMigrationTimeout.count()));
-    std::this_thread::sleep_for(kPollInterval);
+  auto event = qmp.wait_for_event("MIGRATION", migration_ended, deadline);
+  if (!event && monitor.has_exited()) return Error::unavailable(fmt::format("{}: QEMU exited", what));
+  if (!event && event.error().category() == ErrorCategory::kTimeout) {
+    (void)qmp.execute("migrate_cancel");
+    return Error::timeout(fmt::format("{}: not done after {} min", what, kMigrationTimeout.count()));
   }
+  if (!event) return event.error().with_context(what);
+  std::string status = (*event)["data"].value("status", "");
+  if (status == "completed") return ok();
+  Json info = KILN_TRY(query_or_exit(qmp, monitor, "query-migrate", what));
+  return Error::unavailable(fmt::format("{}: {}", what, info.value("error-desc", "migration " + status)));
+}
+
+// Migration capabilities: events (wait_for_migration) and, for templates and their clones, x-ignore-shared:
+// RAM that lives in a shared file is not copied into the stream at all; the clone maps the file instead.
+Result<void> set_capabilities(QmpClient& qmp, bool ignore_shared) {
+  Json capabilities = Json::array({{{"capability", "events"}, {"state", true}},
+                                   {{"capability", "x-ignore-shared"}, {"state", ignore_shared}}});
+  KILN_TRY(qmp.execute("migrate-set-capabilities", Json{{"capabilities", capabilities}}));
+  return ok();
 }
 
 // stop + migrate into `fd`; returns the bytes written, on disk (fsynced).
-Result<uint64_t> write_state(QmpClient& qmp, MonitorProcess& monitor, int fd) {
+Result<uint64_t> write_state(QmpClient& qmp, MonitorProcess& monitor, int fd, bool ignore_shared) {
   KILN_TRY(qmp.execute("stop"));
+  KILN_TRY(set_capabilities(qmp, ignore_shared));
   KILN_TRY(qmp.execute("migrate-set-parameters", Json{{"max-bandwidth", kUnlimitedBandwidth}}));
   KILN_TRY(qmp.pass_fd(kFdName, fd));
   if (auto started = qmp.execute("migrate", Json{{"uri", fmt::format("fd:{}", kFdName)}}); !started) {
@@ -109,7 +97,7 @@ Result<uint64_t> write_state(QmpClient& qmp, MonitorProcess& monitor, int fd) {
     return Error::failed_precondition(
         fmt::format("cannot save the VM's state: {}", started.error().message()));
   }
-  KILN_TRY(wait_for_outgoing(qmp, monitor));
+  KILN_TRY(wait_for_migration(qmp, monitor, "save the VM's state"));
   if (::fsync(fd) != 0) return Error::last_os_error("fsync the VM's state file");
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Error::last_os_error("stat the VM's state file");
@@ -151,7 +139,7 @@ Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapsh
     return error;
   };
 
-  auto bytes = write_state(qmp, monitor, file.get());
+  auto bytes = write_state(qmp, monitor, file.get(), false);
   if (!bytes) return undo(bytes.error());
   file.reset();
   snapshot::Manifest manifest{.engine = std::string(kEngineName),
@@ -165,20 +153,87 @@ Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapsh
   return end_monitor(qmp, monitor);
 }
 
-Result<PreparedRestore> prepare_restore(const VmSpec& spec) {
-  const std::string& dir = spec.restore_from;
-  snapshot::Manifest manifest = KILN_TRY(snapshot::read_manifest(dir));
-  KILN_TRY(snapshot::check_restorable(manifest, spec, kEngineName));
+namespace {
+
+// The snapshot's state stream, open. A file that is not a QEMU stream at all is refused before a QEMU is
+// started for it.
+Result<UniqueFd> open_state_stream(const std::string& dir, const snapshot::Manifest& manifest) {
   std::string path = KILN_TRY(snapshot::state_file_path(dir, manifest, kStateRole));
   UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!file) return Error::last_os_error(fmt::format("open {}", path));
-  // A file that is not a QEMU stream at all is refused before a QEMU is started for it.
   char magic[4] = {};
   if (::pread(file.get(), magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
       std::string_view(magic, sizeof magic) != kStreamMagic) {
     return Error::failed_precondition(fmt::format("snapshot state file {} is not a QEMU state stream", path));
   }
+  return file;
+}
+
+}  // namespace
+
+Result<PreparedRestore> prepare_restore(const VmSpec& spec) {
+  const std::string& dir = spec.restore_from;
+  snapshot::Manifest manifest = KILN_TRY(snapshot::read_manifest(dir));
+  KILN_TRY(snapshot::check_restorable(manifest, spec, kEngineName));
+  UniqueFd file = KILN_TRY(open_state_stream(dir, manifest));
   return PreparedRestore{.manifest = std::move(manifest), .state_file = std::move(file)};
+}
+
+Result<snapshot::Manifest> read_template_manifest(const std::string& dir) {
+  snapshot::Manifest manifest = KILN_TRY(snapshot::read_manifest(dir));
+  if (manifest.role != snapshot::kRoleTemplate) {
+    return Error::failed_precondition(
+        fmt::format("{} holds a {} snapshot, not a template to fork from", dir, manifest.role));
+  }
+  if (manifest.engine != kEngineName) {
+    return Error::failed_precondition(
+        fmt::format("template {} was built by the {} engine, not {}", dir, manifest.engine, kEngineName));
+  }
+  KILN_TRY(snapshot::state_file_path(dir, manifest, kStateRole));
+  KILN_TRY(snapshot::state_file_path(dir, manifest, kMemoryRole));
+  return manifest;
+}
+
+Result<PreparedRestore> prepare_fork(const std::string& template_dir) {
+  snapshot::Manifest manifest = KILN_TRY(read_template_manifest(template_dir));
+  UniqueFd file = KILN_TRY(open_state_stream(template_dir, manifest));
+  return PreparedRestore{
+      .manifest = std::move(manifest), .state_file = std::move(file), .ignore_shared = true};
+}
+
+Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                                 const std::string& key, const std::string& dir) {
+  if (monitor.has_exited()) return Error::failed_precondition("the template VM is not running");
+  auto started = Clock::now();
+  std::string engine_version = KILN_TRY(qemu_version(qmp));
+  std::string state_path = fmt::format("{}/{}", dir, kStateFileName);
+  UniqueFd file(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!file) return Error::last_os_error(fmt::format("create {}", state_path));
+  uint64_t state_bytes = KILN_TRY(write_state(qmp, monitor, file.get(), true));
+  file.reset();
+  KILN_TRY(end_monitor(qmp, monitor));
+  // QEMU is gone: the memory file is final. Make it durable and record what it must stay.
+  std::string memory_path = fmt::format("{}/{}", dir, kMemoryFileName);
+  UniqueFd memory(::open(memory_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!memory) return Error::last_os_error(fmt::format("open {}", memory_path));
+  if (::fsync(memory.get()) != 0) return Error::last_os_error(fmt::format("fsync {}", memory_path));
+  struct stat st {};
+  if (::fstat(memory.get(), &st) != 0) return Error::last_os_error(fmt::format("stat {}", memory_path));
+  std::string hash = KILN_TRY(sha256_file_hex(memory_path));
+  snapshot::Manifest manifest{
+      .engine = std::string(kEngineName),
+      .engine_version = engine_version,
+      .created_at = now_rfc3339(),
+      .role = std::string(snapshot::kRoleTemplate),
+      .template_key = key,
+      .vm = shape,
+      .files = {{std::string(kStateRole), {std::string(kStateFileName), state_bytes}},
+                {std::string(kMemoryRole),
+                 {std::string(kMemoryFileName), static_cast<uint64_t>(st.st_size), std::move(hash)}}}};
+  KILN_TRY(snapshot::write_manifest(dir, manifest));
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  log::info("VM template saved", {{"dir", dir}, {"state_bytes", state_bytes}, {"ms", elapsed.count()}});
+  return ok();
 }
 
 Result<void> load_vm_state(QmpClient& qmp, MonitorProcess& monitor, PreparedRestore restore) {
@@ -191,8 +246,9 @@ Result<void> load_vm_state(QmpClient& qmp, MonitorProcess& monitor, PreparedRest
   }
   KILN_TRY(qmp.pass_fd(kFdName, restore.state_file.get()));
   restore.state_file.reset();  // QEMU holds its own copy
+  KILN_TRY(set_capabilities(qmp, restore.ignore_shared));
   KILN_TRY(qmp.execute("migrate-incoming", Json{{"uri", fmt::format("fd:{}", kFdName)}}));
-  KILN_TRY(wait_for_incoming(qmp, monitor));
+  KILN_TRY(wait_for_migration(qmp, monitor, "restore the VM's state"));
   // The VM was stopped when it was saved, so it comes back paused.
   KILN_TRY(qmp.execute("cont"));
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);

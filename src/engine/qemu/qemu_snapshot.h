@@ -21,18 +21,31 @@ namespace kiln::engine::qemu {
 inline constexpr std::string_view kEngineName = "qemu";
 inline constexpr std::string_view kStateRole = "state";
 inline constexpr std::string_view kStateFileName = "state.qemu";
+inline constexpr std::string_view kMemoryRole = "memory";
+inline constexpr std::string_view kMemoryFileName = "memory";
 
 // Saves the VM into `dir` (existing and empty) and ends QEMU. `shape` is what the manifest records. On an
 // error before the state is complete the VM is resumed if it was running, and the partial file removed.
 Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
                            const std::string& dir);
 
+// Saves a template: the VM's RAM is already in DIR/memory (memory-backend-file, share=on), so the stream
+// leaves it out (x-ignore-shared) and holds only device state. Ends QEMU, then records the memory file's
+// size and hash in the manifest (role template, `key`).
+Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                                 const std::string& key, const std::string& dir);
+
 // A snapshot checked against the VmSpec it is to be restored into, with its state file open.
 struct PreparedRestore {
   snapshot::Manifest manifest;
   UniqueFd state_file;
+  bool ignore_shared = false;  // a template's stream: the RAM comes from the mapped memory file
 };
 Result<PreparedRestore> prepare_restore(const VmSpec& spec);
+// A template's device state, for a fork (its layout was checked by the engine).
+Result<PreparedRestore> prepare_fork(const std::string& template_dir);
+// A template's manifest, checked: role, engine, its files present with their recorded sizes.
+Result<snapshot::Manifest> read_template_manifest(const std::string& dir);
 
 // Loads the prepared state into a QEMU started with -incoming defer and resumes the guest. On an error QEMU
 // may have exited (7.2 exits when loading fails; its log says why); the caller kills it either way.

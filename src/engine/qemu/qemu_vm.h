@@ -35,6 +35,8 @@ class QemuVm final : public VmInstance {
     return load_vm_state(qmp_, process_, std::move(restore));
   }
   QmpClient& qmp() { return qmp_; }
+  MonitorProcess& monitor() { return process_; }
+  const VmPaths& paths() const { return paths_; }
 
  private:
   MonitorProcess process_;

@@ -98,6 +98,28 @@ Result<Json> QmpClient::await_reply(std::string_view command,
   }
 }
 
+Result<Json> QmpClient::wait_for_event(std::string_view name,
+                                       const std::function<bool(const Json& data)>& matches,
+                                       std::chrono::steady_clock::time_point deadline) {
+  auto is_it = [&](const Json& event) {
+    if (event.value("event", "") != name) return false;
+    return matches(event.contains("data") ? event["data"] : Json::object());
+  };
+  for (auto it = events_.begin(); it != events_.end(); ++it) {
+    if (is_it(*it)) {
+      Json found = std::move(*it);
+      events_.erase(it);
+      return found;
+    }
+  }
+  for (;;) {
+    Json message = KILN_TRY_CONTEXT(read_message(deadline), fmt::format("QMP: waiting for event {}", name));
+    if (!message.contains("event")) continue;  // a late reply to a command that timed out
+    if (is_it(message)) return message;
+    events_.push_back(std::move(message));
+  }
+}
+
 std::vector<Json> QmpClient::take_events() {
   return std::exchange(events_, {});
 }

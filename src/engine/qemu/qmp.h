@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,11 @@ class QmpClient {
   // command), for URIs such as "fd:<name>". QEMU consumes it when a command uses it; see closefd otherwise.
   Result<void> pass_fd(std::string_view name, int fd,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Waits for an event named `name` whose data satisfies `matches` (events already received count), and
+  // returns it; other events are kept for take_events(). kUnavailable when QEMU closes the connection
+  // (it exited), kTimeout at `deadline`.
+  Result<Json> wait_for_event(std::string_view name, const std::function<bool(const Json& data)>& matches,
+                              std::chrono::steady_clock::time_point deadline);
   std::vector<Json> take_events();
   // Reads whatever QEMU already sent (events, typically after it exited) without waiting, into take_events().
   void collect_pending_events();

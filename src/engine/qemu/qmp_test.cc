@@ -67,6 +67,35 @@ TEST(Qmp, NegotiatesThenExecutesKeepingEvents) {
   EXPECT_EQ(events[0]["event"], "STOP");
 }
 
+TEST(Qmp, WaitsForAMatchingEventKeepingTheOthers) {
+  auto pair = make_socket_pair();
+  ASSERT_TRUE(pair);
+  FakeQemu fake(std::move(pair->second), {R"({"return": {}})",
+                                          R"({"return": {}})"
+                                          "\r\n"
+                                          R"({"event": "MIGRATION", "data": {"status": "active"}})"
+                                          "\r\n"
+                                          R"({"event": "RESUME"})"
+                                          "\r\n"
+                                          R"({"event": "MIGRATION", "data": {"status": "completed"}})",
+                                          "<close>"});
+  auto client = QmpClient::handshake(std::move(pair->first), 5s);
+  ASSERT_TRUE(client) << client.error().message();
+  ASSERT_TRUE(client->execute("migrate-incoming"));
+  auto done = [](const Json& data) { return data.value("status", "") == "completed"; };
+  auto event = client->wait_for_event("MIGRATION", done, std::chrono::steady_clock::now() + 5s);
+  ASSERT_TRUE(event) << event.error().message();
+  EXPECT_EQ((*event)["data"]["status"], "completed");
+  auto others = client->take_events();
+  ASSERT_EQ(others.size(), 2u);
+  EXPECT_EQ(others[1]["event"], "RESUME");
+  // QEMU gone while waiting: unavailable, not a hang.
+  (void)client->execute("quit", nullptr, 1s);
+  auto gone = client->wait_for_event("MIGRATION", done, std::chrono::steady_clock::now() + 5s);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().category(), ErrorCategory::kUnavailable);
+}
+
 TEST(Qmp, CommandErrorsBecomeErrors) {
   auto pair = make_socket_pair();
   ASSERT_TRUE(pair);

@@ -44,9 +44,10 @@ Json shape_to_json(const VmShape& vm) {
   for (const auto& share : vm.shares) {
     shares.push_back({{"tag", share.tag}, {"host_path", share.host_path}, {"read_only", share.read_only}});
   }
-  return {
-      {"cpus", vm.cpus},  {"memory_mib", vm.memory_mib}, {"disks", vm.disks},    {"root_disk", vm.root_disk},
-      {"shares", shares}, {"kernel", vm.kernel},         {"cmdline", vm.cmdline}};
+  return {{"cpus", vm.cpus},           {"memory_mib", vm.memory_mib},
+          {"disks", vm.disks},         {"disk_read_only", vm.disk_read_only},
+          {"root_disk", vm.root_disk}, {"shares", shares},
+          {"kernel", vm.kernel},       {"cmdline", vm.cmdline}};
 }
 
 Result<VmShape> shape_from_json(const Json& json) {
@@ -60,6 +61,13 @@ Result<VmShape> shape_from_json(const Json& json) {
     if (!disk.is_string()) return malformed("\"disks\" must hold paths");
     vm.disks.push_back(disk.get<std::string>());
   }
+  const Json* read_only = KILN_TRY(required_member(json, "disk_read_only", Json::value_t::array));
+  for (const auto& flag : *read_only) {
+    if (!flag.is_boolean()) return malformed("\"disk_read_only\" must hold booleans");
+    vm.disk_read_only.push_back(flag.get<bool>());
+  }
+  if (vm.disk_read_only.size() != vm.disks.size())
+    return malformed("\"disk_read_only\" and \"disks\" differ in length");
   const Json* root_disk = KILN_TRY(required_member(json, "root_disk", Json::value_t::number_integer));
   vm.root_disk = root_disk->get<int>();
   const Json* shares = KILN_TRY(required_member(json, "shares", Json::value_t::array));
@@ -96,8 +104,8 @@ bool VmShape::operator==(const VmShape& other) const {
     });
   };
   return cpus == other.cpus && memory_mib == other.memory_mib && disks == other.disks &&
-         root_disk == other.root_disk && same_shares(shares, other.shares) && kernel == other.kernel &&
-         cmdline == other.cmdline;
+         disk_read_only == other.disk_read_only && root_disk == other.root_disk &&
+         same_shares(shares, other.shares) && kernel == other.kernel && cmdline == other.cmdline;
 }
 
 VmShape shape_of(const VmSpec& spec, std::string cmdline) {
@@ -107,20 +115,29 @@ VmShape shape_of(const VmSpec& spec, std::string cmdline) {
              .shares = spec.shares,
              .kernel = spec.kernel,
              .cmdline = std::move(cmdline)};
-  for (const auto& disk : spec.disks) vm.disks.push_back(disk.path);
+  for (const auto& disk : spec.disks) {
+    vm.disks.push_back(disk.path);
+    vm.disk_read_only.push_back(disk.read_only);
+  }
   return vm;
 }
 
 Json to_json(const Manifest& manifest) {
   Json files = Json::object();
-  for (const auto& [role, file] : manifest.files) files[role] = {{"name", file.name}, {"bytes", file.bytes}};
-  return {{"format", kFormat},
-          {"version", manifest.version},
-          {"engine", manifest.engine},
-          {"engine_version", manifest.engine_version},
-          {"created_at", manifest.created_at},
-          {"vm", shape_to_json(manifest.vm)},
-          {"files", files}};
+  for (const auto& [role, file] : manifest.files) {
+    files[role] = {{"name", file.name}, {"bytes", file.bytes}};
+    if (!file.sha256.empty()) files[role]["sha256"] = file.sha256;
+  }
+  Json json = {{"format", kFormat},
+               {"version", manifest.version},
+               {"engine", manifest.engine},
+               {"engine_version", manifest.engine_version},
+               {"created_at", manifest.created_at},
+               {"role", manifest.role},
+               {"vm", shape_to_json(manifest.vm)},
+               {"files", files}};
+  if (!manifest.template_key.empty()) json["template_key"] = manifest.template_key;
+  return json;
 }
 
 Result<Manifest> manifest_from_json(const Json& json) {
@@ -138,6 +155,10 @@ Result<Manifest> manifest_from_json(const Json& json) {
   manifest.engine = KILN_TRY(field_string(json, "engine"));
   manifest.engine_version = KILN_TRY(field_string(json, "engine_version"));
   manifest.created_at = KILN_TRY(field_string(json, "created_at"));
+  manifest.role = KILN_TRY(field_string(json, "role"));
+  if (manifest.role != kRoleSuspend && manifest.role != kRoleTemplate)
+    return malformed(fmt::format("unknown role \"{}\"", manifest.role));
+  manifest.template_key = json.value("template_key", "");
   const Json* vm = KILN_TRY(required_member(json, "vm", Json::value_t::object));
   manifest.vm = KILN_TRY(shape_from_json(*vm));
   const Json* files = KILN_TRY(required_member(json, "files", Json::value_t::object));
@@ -148,7 +169,13 @@ Result<Manifest> manifest_from_json(const Json& json) {
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
       return malformed(fmt::format("file \"{}\" has a bad name", role));
     }
-    manifest.files[role] = {.name = std::move(name), .bytes = KILN_TRY(required_unsigned(file, "bytes"))};
+    std::string sha256 = file.value("sha256", "");
+    if (!sha256.empty() &&
+        (sha256.size() != 64 || sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+      return malformed(fmt::format("file \"{}\" has a bad sha256", role));
+    manifest.files[role] = {.name = std::move(name),
+                            .bytes = KILN_TRY(required_unsigned(file, "bytes")),
+                            .sha256 = std::move(sha256)};
   }
   return manifest;
 }
@@ -177,6 +204,10 @@ Result<Manifest> read_manifest(const std::string& dir) {
 }
 
 Result<void> check_restorable(const Manifest& manifest, const VmSpec& spec, std::string_view engine) {
+  if (manifest.role != kRoleSuspend) {
+    return Error::failed_precondition(
+        fmt::format("snapshot is a {}, not a suspended VM: VMs are forked from it", manifest.role));
+  }
   if (manifest.engine != engine) {
     return Error::failed_precondition(fmt::format(
         "snapshot was saved by the {} engine; it cannot be restored by {}", manifest.engine, engine));

@@ -19,13 +19,19 @@ namespace kiln::engine::snapshot {
 inline constexpr std::string_view kManifestFile = "snapshot.json";
 inline constexpr std::string_view kFormat = "kiln-snapshot";
 // Bump when a field changes meaning or a reader would misread a newer manifest; readers refuse others.
-inline constexpr int kVersion = 1;
+// 2: "role" (a suspended VM or a fork template), "template_key", per-disk read-only flags, file hashes.
+inline constexpr int kVersion = 2;
+
+// What a snapshot is for.
+inline constexpr std::string_view kRoleSuspend = "suspend";    // one VM, saved to be restored once
+inline constexpr std::string_view kRoleTemplate = "template";  // a booted guest that VMs are forked from
 
 // The VM's hardware as the guest saw it, plus where it booted from (informational after boot).
 struct VmShape {
   unsigned cpus = 0;
   uint64_t memory_mib = 0;
-  std::vector<std::string> disks;  // host paths, in slot order (disk i is kiln-disk<i>)
+  std::vector<std::string> disks;  // host paths, in slot order (disk i is kiln-disk<i>); "" for a placeholder
+  std::vector<bool> disk_read_only;  // per slot: the guest caches it at boot
   int root_disk = -1;
   std::vector<ShareSpec> shares;
   std::string kernel;
@@ -38,6 +44,7 @@ struct VmShape {
 struct SnapshotFile {
   std::string name;
   uint64_t bytes = 0;
+  std::string sha256;  // hex; may be empty (a suspend's state file is checked by size only)
   bool operator==(const SnapshotFile&) const = default;
 };
 
@@ -46,6 +53,8 @@ struct Manifest {
   std::string engine;          // "qemu"
   std::string engine_version;  // e.g. "7.2.22"
   std::string created_at;      // RFC 3339, UTC
+  std::string role = std::string(kRoleSuspend);
+  std::string template_key;  // role template: Engine::template_key of the spec it was built from
   VmShape vm;
   std::map<std::string, SnapshotFile> files;  // by role, e.g. "state" -> state.qemu
 

@@ -34,12 +34,41 @@ TEST(SnapshotManifest, RoundTripsThroughJson) {
   Manifest manifest = sample_manifest();
   Json json = to_json(manifest);
   EXPECT_EQ(json["format"], "kiln-snapshot");
-  EXPECT_EQ(json["version"], 1);
+  EXPECT_EQ(json["version"], 2);
   EXPECT_EQ(json["vm"]["disks"], Json({"/vms/web/root.ext4", "/images/a.erofs"}));
   EXPECT_EQ(json["files"]["state"]["bytes"], 123456);
   auto parsed = manifest_from_json(parse_json(json.dump()).value());
   ASSERT_TRUE(parsed) << parsed.error().message();
   EXPECT_EQ(*parsed, manifest);
+}
+
+TEST(SnapshotManifest, TemplatesRecordTheirKeyMemoryHashAndSlotLayout) {
+  Manifest manifest = sample_manifest();
+  manifest.role = "template";
+  manifest.template_key = "4f2a";
+  manifest.files["memory"] = {"memory", 512 << 20, std::string(64, 'a')};
+  Json json = to_json(manifest);
+  EXPECT_EQ(json["role"], "template");
+  EXPECT_EQ(json["template_key"], "4f2a");
+  EXPECT_EQ(json["vm"]["disk_read_only"], Json({false, true}));
+  EXPECT_EQ(json["files"]["memory"]["sha256"], std::string(64, 'a'));
+  auto parsed = manifest_from_json(json);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(*parsed, manifest);
+  // A template is forked from, never restored as a suspended VM.
+  auto restored = check_restorable(manifest, sample_spec(), "qemu");
+  ASSERT_FALSE(restored);
+  EXPECT_THAT(restored.error().message(), HasSubstr("is a template, not a suspended VM"));
+
+  Json bad_hash = json;
+  bad_hash["files"]["memory"]["sha256"] = "xyz";
+  EXPECT_FALSE(manifest_from_json(bad_hash));
+  Json bad_role = json;
+  bad_role["role"] = "other";
+  EXPECT_FALSE(manifest_from_json(bad_role));
+  Json uneven = json;
+  uneven["vm"]["disk_read_only"] = Json({true});
+  EXPECT_FALSE(manifest_from_json(uneven));
 }
 
 TEST(SnapshotManifest, RoundTripsThroughADirectory) {
@@ -62,12 +91,12 @@ TEST(SnapshotManifest, MissingManifestIsNotFound) {
 
 TEST(SnapshotManifest, OtherVersionsAreRefusedBeforeTheirFieldsAreRead) {
   Json json = to_json(sample_manifest());
-  json["version"] = 2;
+  json["version"] = 1;
   json.erase("vm");  // a newer format may have moved anything
   auto parsed = manifest_from_json(json);
   ASSERT_FALSE(parsed);
   EXPECT_EQ(parsed.error().category(), ErrorCategory::kFailedPrecondition);
-  EXPECT_THAT(parsed.error().message(), HasSubstr("snapshot format version 2 is not supported"));
+  EXPECT_THAT(parsed.error().message(), HasSubstr("snapshot format version 1 is not supported"));
 }
 
 TEST(SnapshotManifest, MalformedManifestsAreInvalid) {

@@ -1,0 +1,325 @@
+// VM fork against real VMs (QEMU, TCG here): a template is booted once and saved with its RAM in a file;
+// clones resume from it copy-on-write. Proves the template's state is in every clone, clones do not share
+// writes, the template's file is never written, a clone does not boot again, its RAM mapping is the file
+// (private dirty memory well below its size), the template never read a disk slot, each clone uses its own
+// disk in the slot, and bad templates are refused before a QEMU starts. Prints the figures in
+// docs/benchmarks.md.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+
+#include "agent/client/agent_connection.h"
+#include "common/child_process.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "engine/engine_factory.h"
+#include "engine/qemu/qemu_vm.h"
+#include "engine/snapshot/manifest.h"
+#include "engine/template_guest.h"
+#include "guest/guest_kit.h"
+
+namespace kiln::engine {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMemoryMib = 256;
+constexpr uint64_t kSlotBytes = uint64_t{1} << 30;
+
+// Runs `script` with sh in the guest; its stdout, or an error if it failed.
+Result<std::string> run(agent::AgentConnection& agent, const std::string& script) {
+  agent::ProcessId id = KILN_TRY(agent.start_process({.argv = {"sh", "-c", script}}));
+  std::string out, err;
+  auto deadline = Clock::now() + 120s;
+  for (;;) {
+    for (auto stream : {agent::OutputStream::kStdout, agent::OutputStream::kStderr}) {
+      std::string_view pending = agent.pending_output(id, stream);
+      (stream == agent::OutputStream::kStdout ? out : err).append(pending);
+      agent.consume_output(id, stream, pending.size());
+    }
+    if (auto status = agent.exit_status(id)) {
+      agent.release(id);
+      if (!status->success()) return Error::internal(fmt::format("`{}` failed: {}{}", script, out, err));
+      return out;
+    }
+    if (Clock::now() > deadline)
+      return Error::timeout(fmt::format("guest command did not finish: {}", script));
+    KILN_TRY(agent.pump(100ms));
+  }
+}
+
+bool some_process_mentions(const std::string& needle) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto cmdline = read_file(entry.path().string() + "/cmdline", 1 << 20);
+    if (cmdline && cmdline->find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The kB figures of `pid`'s mapping of `path` in /proc/PID/smaps: {Rss, Private_Dirty}; {-1,-1} if unmapped.
+std::pair<long, long> mapping_kib(pid_t pid, const std::string& path) {
+  auto smaps = read_file(fmt::format("/proc/{}/smaps", pid), 64 << 20);
+  if (!smaps) return {-1, -1};
+  size_t at = smaps->find(" " + path + "\n");
+  if (at == std::string::npos) return {-1, -1};
+  auto field = [&](std::string_view name) {
+    size_t found = smaps->find(std::string(name) + ":", at);
+    return found == std::string::npos ? -1L : std::stol(smaps->substr(found + name.size() + 1));
+  };
+  return {field("Rss"), field("Private_Dirty")};
+}
+
+long ms_since(Clock::time_point start) {
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+}
+
+class EngineFork : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto kit = guest::resolve_guest_kit({});
+    ASSERT_TRUE(kit) << kit.error().message();
+    kit_ = *kit;
+    auto engine = make_engine({.name = "qemu"});
+    ASSERT_TRUE(engine) << engine.error().message();
+    engine_ = std::move(*engine).release();
+    auto dir = TempDir::create("kiln-fork-template-");
+    ASSERT_TRUE(dir);
+    template_dir_ = new TempDir(std::move(*dir));  // NOLINT(cppcoreguidelines-owning-memory): suite lifetime
+    auto runtime = TempDir::create("kiln-fork-template-run-");
+    ASSERT_TRUE(runtime);
+    VmSpec spec = template_spec(runtime->path());
+    auto started = Clock::now();
+    auto built = engine_->build_template(spec, template_dir_->path(), [&](VmInstance& vm) -> Result<void> {
+      auto& qemu = dynamic_cast<qemu::QemuVm&>(vm);
+      auto settle = [&](agent::AgentConnection& agent) -> Result<void> {
+        // In guest RAM only (tmpfs): what every clone must find.
+        KILN_TRY(run(agent, "mkdir -p /tmp/t && echo template-token-4711 > /tmp/t/token"));
+        return ok();
+      };
+      KILN_TRY(settle_template_guest(vm, 120s, settle));
+      stats_before_save_ = KILN_TRY(qemu.qmp().execute("query-blockstats"));
+      return ok();
+    });
+    ASSERT_TRUE(built) << built.error().message();
+    build_ms_ = ms_since(started);
+    template_ = new VmTemplate(*built);  // NOLINT(cppcoreguidelines-owning-memory): suite lifetime
+  }
+  static void TearDownTestSuite() {
+    delete template_;      // NOLINT(cppcoreguidelines-owning-memory)
+    delete template_dir_;  // NOLINT(cppcoreguidelines-owning-memory)
+    delete engine_;        // NOLINT(cppcoreguidelines-owning-memory)
+  }
+
+  // Container-shaped: slot 0 read-only (an image), slot 1 writable (a layer).
+  static VmSpec template_spec(const std::string& runtime_dir) {
+    return {.name = "fork-template",
+            .memory_mib = kMemoryMib,
+            .kernel = kit_.kernel,
+            .initrd = kit_.initramfs,
+            .runtime_dir = runtime_dir,
+            .disks = {{.read_only = true, .placeholder_bytes = kSlotBytes},
+                      {.read_only = false, .placeholder_bytes = kSlotBytes}},
+            .die_with_launcher = true};
+  }
+
+  void SetUp() override {
+    auto scratch = TempDir::create("kiln-fork-clone-");
+    ASSERT_TRUE(scratch);
+    scratch_.emplace(std::move(*scratch));
+  }
+
+  // A clone's spec: its own runtime dir and disks in the template's slots.
+  VmSpec clone_spec(const std::string& name) {
+    std::string dir = scratch_->path() + "/" + name;
+    fs::create_directories(dir);
+    std::string image = dir + "/image.img", layer = dir + "/layer.img";
+    fs::copy_file(disk_image(), image);
+    EXPECT_TRUE(write_file_atomic(layer, ""));
+    fs::resize_file(layer, 64 << 20);
+    VmSpec spec = template_spec(dir);
+    spec.name = name;
+    spec.disks = {{.path = image, .read_only = true}, {.path = layer}};
+    return spec;
+  }
+
+  // An ext4 image holding /hello with the text "from-the-clone-disk" (made once).
+  std::string disk_image() {
+    std::string path = scratch_->path() + "/source.img";
+    if (fs::exists(path)) return path;
+    std::string content = scratch_->path() + "/content";
+    fs::create_directories(content);
+    EXPECT_TRUE(write_file_atomic(content + "/hello", "from-the-clone-disk\n"));
+    auto made = run_command_checked({"mkfs.ext4", "-q", "-F", "-d", content, path, "16M"});
+    EXPECT_TRUE(made) << made.error().message();
+    return path;
+  }
+
+  std::unique_ptr<agent::AgentConnection> connect(VmInstance& vm) {
+    auto channel = vm.connect_agent();
+    EXPECT_TRUE(channel) << channel.error().message();
+    if (!channel) return nullptr;
+    auto connection = agent::AgentConnection::connect(std::move(*channel), 60s);
+    EXPECT_TRUE(connection) << connection.error().message();
+    return connection ? std::move(*connection) : nullptr;
+  }
+
+  static inline guest::GuestKit kit_;
+  static inline Engine* engine_ = nullptr;
+  static inline TempDir* template_dir_ = nullptr;
+  static inline VmTemplate* template_ = nullptr;
+  static inline Json stats_before_save_;
+  static inline long build_ms_ = 0;
+  std::optional<TempDir> scratch_;
+};
+
+TEST_F(EngineFork, TemplateNeverReadItsPlaceholderSlots) {
+  ASSERT_TRUE(stats_before_save_.is_array());
+  ASSERT_EQ(stats_before_save_.size(), 2u) << stats_before_save_.dump();
+  for (const auto& device : stats_before_save_) {
+    EXPECT_EQ(device["stats"]["rd_operations"], 0) << device.dump();
+    EXPECT_EQ(device["stats"]["wr_operations"], 0) << device.dump();
+  }
+  auto manifest = snapshot::read_manifest(template_->dir());
+  ASSERT_TRUE(manifest) << manifest.error().message();
+  EXPECT_EQ(manifest->role, "template");
+  EXPECT_EQ(manifest->template_key, template_->key());
+  EXPECT_EQ(manifest->vm.disk_read_only, (std::vector<bool>{true, false}));
+  EXPECT_EQ(manifest->files["memory"].bytes, kMemoryMib << 20);
+  EXPECT_EQ(manifest->files["memory"].sha256.size(), 64u);
+  // The key is computed from the spec alone: a clone's spec finds the same template.
+  auto key = engine_->template_key(clone_spec("keyed"));
+  ASSERT_TRUE(key) << key.error().message();
+  EXPECT_EQ(*key, template_->key());
+}
+
+TEST_F(EngineFork, ClonesResumeTheTemplateAndKeepTheirWritesApart) {
+  auto started = Clock::now();
+  auto first = engine_->fork(*template_, clone_spec("first"));
+  ASSERT_TRUE(first) << first.error().message();
+  long fork_ms = ms_since(started);
+  auto first_agent = connect(**first);
+  ASSERT_TRUE(first_agent);
+  long agent_ms = ms_since(started);
+  auto second = engine_->fork(*template_, clone_spec("second"));
+  ASSERT_TRUE(second) << second.error().message();
+  auto second_agent = connect(**second);
+  ASSERT_TRUE(second_agent);
+
+  for (auto* agent : {first_agent.get(), second_agent.get()}) {
+    auto token = run(*agent, "cat /tmp/t/token");
+    ASSERT_TRUE(token) << token.error().message();
+    EXPECT_EQ(*token, "template-token-4711\n");
+  }
+  ASSERT_TRUE(run(*first_agent, "echo first > /tmp/t/mine"));
+  ASSERT_TRUE(run(*second_agent, "echo second > /tmp/t/mine"));
+  EXPECT_EQ(run(*first_agent, "cat /tmp/t/mine").value_or("?"), "first\n");
+  EXPECT_EQ(run(*second_agent, "cat /tmp/t/mine").value_or("?"), "second\n");
+
+  // Each clone reads its own disk in the template's slot.
+  ASSERT_TRUE(first_agent->mount(
+      {.source = "serial:kiln-disk0", .target = "/mnt", .fstype = "ext4", .read_only = true}));
+  EXPECT_EQ(run(*first_agent, "cat /mnt/hello").value_or("?"), "from-the-clone-disk\n");
+
+  // No second boot: the clone's console starts empty and shows no kernel start-up.
+  std::string console = (*first)->console_tail(1 << 20);
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("Linux version")));
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("Run /init")));
+
+  // Its RAM is the template's file, mapped private: what it wrote is all it owns.
+  auto [rss_kib, dirty_kib] = mapping_kib((*first)->monitor_pid(), template_->memory_path());
+  ASSERT_GE(rss_kib, 0) << "the clone does not map " << template_->memory_path();
+  EXPECT_LT(dirty_kib, static_cast<long>(kMemoryMib * 1024 / 4)) << "private dirty " << dirty_kib << " kB";
+
+  std::string timings;
+  for (const auto& step : (*first)->start_timings())
+    timings += fmt::format(" {}={:.1f}ms", step.step, static_cast<double>(step.took.count()) / 1000);
+  std::printf(
+      "[ figures ] template build %ld ms; fork %ld ms (%s), to agent HELLO %ld ms; clone maps %ld kB of "
+      "the template, %ld kB private dirty\n",
+      build_ms_, fork_ms, timings.c_str(), agent_ms, rss_kib, dirty_kib);
+}
+
+TEST_F(EngineFork, TwentyClonesLeaveTheTemplateFileUnchanged) {
+  auto manifest = snapshot::read_manifest(template_->dir());
+  ASSERT_TRUE(manifest);
+  std::vector<long> fork_ms;
+  for (int i = 0; i < 20; ++i) {
+    auto started = Clock::now();
+    auto clone = engine_->fork(*template_, clone_spec(fmt::format("c{}", i)));
+    ASSERT_TRUE(clone) << clone.error().message();
+    auto agent = connect(**clone);
+    ASSERT_TRUE(agent);
+    fork_ms.push_back(ms_since(started));
+    // Write over much of the guest's free memory: none of it may reach the file.
+    ASSERT_TRUE(run(*agent, "head -c 33554432 /dev/urandom > /tmp/t/noise && cat /tmp/t/token"));
+    (void)(*clone)->kill();
+  }
+  auto hash = sha256_file_hex(template_->memory_path());
+  ASSERT_TRUE(hash);
+  EXPECT_EQ(*hash, manifest->files["memory"].sha256);
+  std::sort(fork_ms.begin(), fork_ms.end());
+  std::printf("[ figures ] 20 clones: fork to agent HELLO median %ld ms (min %ld, max %ld)\n", fork_ms[10],
+              fork_ms.front(), fork_ms.back());
+}
+
+TEST_F(EngineFork, BadTemplatesAreRefusedBeforeQemuStarts) {
+  // A copy of the template to damage.
+  std::string copy = scratch_->path() + "/copy";
+  fs::copy(template_->dir(), copy);
+  auto opened = engine_->open_template(copy);
+  ASSERT_TRUE(opened) << opened.error().message();
+  VmSpec spec = clone_spec("refused");
+  auto refused = [&](const Result<std::unique_ptr<VmInstance>>& result, std::string_view why) {
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error().category(), ErrorCategory::kFailedPrecondition) << result.error().message();
+    EXPECT_THAT(result.error().message(), HasSubstr(why));
+    EXPECT_FALSE(some_process_mentions(spec.runtime_dir));
+  };
+
+  VmSpec bigger = spec;
+  bigger.memory_mib = 512;
+  refused(engine_->fork(*opened, bigger), "memory 256 MiB vs 512 MiB");
+  VmSpec writable_image = spec;
+  writable_image.disks[0].read_only = false;
+  refused(engine_->fork(*opened, writable_image), "disk slots [ro, rw] vs [rw, rw]");
+
+  fs::resize_file(copy + "/memory", 1 << 20);
+  refused(engine_->fork(*opened, spec), "is 1048576 bytes");
+  auto reopened = engine_->open_template(copy);
+  ASSERT_FALSE(reopened);
+  EXPECT_THAT(reopened.error().message(), HasSubstr("damaged"));
+
+  fs::remove(copy + "/memory");
+  refused(engine_->fork(*opened, spec), "is missing");
+
+  // Another QEMU's template.
+  fs::copy_file(template_->memory_path(), copy + "/memory");
+  auto text = read_file(copy + "/snapshot.json");
+  ASSERT_TRUE(text);
+  auto json = parse_json(*text);
+  ASSERT_TRUE(json);
+  (*json)["engine_version"] = "1.0.0";
+  ASSERT_TRUE(write_file_atomic(copy + "/snapshot.json", json->dump()));
+  auto other = engine_->open_template(copy);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_THAT(other.error().message(), HasSubstr("built by QEMU 1.0.0"));
+
+  // Another manifest format.
+  (*json)["version"] = 1;
+  ASSERT_TRUE(write_file_atomic(copy + "/snapshot.json", json->dump()));
+  auto old = engine_->open_template(copy);
+  ASSERT_FALSE(old);
+  EXPECT_THAT(old.error().message(), HasSubstr("version 1 is not supported"));
+}
+
+}  // namespace
+}  // namespace kiln::engine
