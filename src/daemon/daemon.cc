@@ -21,6 +21,7 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
+#include "daemon/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "engine/engine_factory.h"
 #include "guest/guest_kit.h"
@@ -136,15 +137,30 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
        }}));
 
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  std::unique_ptr<TemplatePool> templates;
+  if (options.boot == "fork") {
+    templates = std::make_unique<TemplatePool>(
+        TemplatePoolConfig{.dir = options.root + "/templates", .run_dir = options.run_dir + "/templates"},
+        *engine);
+  }
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
                                          .run_dir = options.run_dir,
                                          .kernel = kit.kernel,
                                          .initramfs = kit.initramfs,
                                          .host_cpus = cpus,
                                          .host_memory_mib = host_memory_mib(),
-                                         .images = images.get()},
+                                         .images = images.get(),
+                                         .templates = templates.get()},
                                         *store, events, *engine));
   KILN_TRY(vms->recover());
+  if (templates) {
+    // Only now is it known which templates running VMs (adopted above) still map.
+    std::set<std::string> in_use;
+    for (const auto& vm : KILN_TRY(vms->list({}))) {
+      if (has_monitor(vm.state) && !vm.template_key.empty()) in_use.insert(vm.template_key);
+    }
+    templates->prune(in_use);
+  }
   auto containers = KILN_TRY(
       containers::ContainerManager::create({.root = options.root}, store->database(), *vms, *images, events));
   KILN_TRY(containers->recover());

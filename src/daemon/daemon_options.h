@@ -21,6 +21,8 @@ struct DaemonOptions {
   std::string kernel;  // empty: Kiln's guest kernel
   std::string qemu;    // empty: $KILN_QEMU, then qemu-system-x86_64 on PATH
   std::vector<std::string> insecure_registries;
+  // "fork": container VMs start as copy-on-write clones of a booted template; "cold": every VM boots.
+  std::string boot = "fork";
   int max_concurrent_downloads = 3;  // layers one pull downloads at once (dockerd's option of the same name)
 };
 

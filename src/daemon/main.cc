@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", options.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_option("--kernel", options.kernel, "Guest kernel (default: Kiln's own)");
+  app.add_option("--boot", options.boot,
+                 "How container VMs start: fork (a copy-on-write clone of a booted template) or cold (boot "
+                 "each one; no memory shared between VMs)")
+      ->check(CLI::IsMember({"fork", "cold"}));
   app.add_option("--qemu", options.qemu, "QEMU binary (default: $KILN_QEMU, then qemu-system-x86_64)");
   app.add_option("--insecure-registry", options.insecure_registries,
                  "Registry reached over plain HTTP (repeatable)");

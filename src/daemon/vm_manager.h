@@ -25,6 +25,8 @@ class ImageStore;
 
 namespace kiln::daemon {
 
+class TemplatePool;
+
 struct VmManagerConfig {
   std::string root;     // --root: state db, vms/<id>/root.ext4
   std::string run_dir;  // --run-dir: vms/<short id>/ sockets and console logs
@@ -35,7 +37,14 @@ struct VmManagerConfig {
   uint64_t host_memory_mib = 0;
   std::chrono::milliseconds agent_timeout = std::chrono::seconds(90);
   image::ImageStore* images = nullptr;  // optional: VMs from image references
+  // Fork templates: container VMs start as clones of a booted template. nullptr: every VM boots cold
+  // (kilnd --boot=cold).
+  TemplatePool* templates = nullptr;
 };
+
+// A VM label: "cold" makes the VM boot from its kernel instead of forking (docker run --label
+// kiln.boot=cold).
+inline constexpr std::string_view kBootLabel = "kiln.boot";
 
 // Where a container VM's root is assembled in the guest: the image's EROFS and the writable layer's ext4 are
 // mounted beside it and joined by overlayfs there. The container's processes run in it (ContainerSpec::root).
@@ -167,6 +176,9 @@ class VmManager {
 
   // Lifecycle steps; the caller holds the slot's lock.
   Result<void> boot(Slot& slot, VmRecord& vm);
+  // Starts the VM's monitor: forked from its template when it can be, else booted. Records how.
+  Result<std::unique_ptr<engine::VmInstance>> launch_monitor(const engine::VmSpec& spec, VmRecord& vm);
+  bool forks(const VmRecord& vm, const engine::VmSpec& spec) const;
   Result<void> connect_agent(Slot& slot, VmRecord& vm);
   Result<void> mount_folders(Slot& slot, const VmRecord& vm);
   Result<void> mount_container_root(Slot& slot, const VmRecord& vm);

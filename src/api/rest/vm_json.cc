@@ -65,6 +65,20 @@ Json folder_to_json(const daemon::SharedFolder& folder) {
           {"read_only", folder.read_only}};
 }
 
+namespace {
+
+// How the VM last started: boot or fork, its template, and where the time went.
+Json start_json(const daemon::VmRecord& vm) {
+  Json timings = Json::object();
+  for (const auto& [step, ms] : vm.start_timings) timings[step] = ms;
+  Json start = {{"mode", vm.start_mode.empty() ? Json(nullptr) : Json(vm.start_mode)},
+                {"timings_ms", timings}};
+  if (!vm.template_key.empty()) start["template"] = vm.template_key;
+  return start;
+}
+
+}  // namespace
+
 Json vm_to_json(const daemon::VmRecord& vm) {
   Json folders = Json::array();
   for (const auto& folder : vm.folders) folders.push_back(folder_to_json(folder));
@@ -88,7 +102,8 @@ Json vm_to_json(const daemon::VmRecord& vm) {
           {"monitor_pid", vm.monitor_pid},
           {"created_at", vm.created_at},
           {"started_at", vm.started_at},
-          {"finished_at", vm.finished_at}};
+          {"finished_at", vm.finished_at},
+          {"start", start_json(vm)}};
 }
 
 Result<daemon::SharedFolder> parse_shared_folder(const Json& body) {

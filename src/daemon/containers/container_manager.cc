@@ -214,6 +214,10 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
                                   {std::string(kContainerNameLabel), container.name},
                                   {std::string(kContainerImageLabel), container.config.image}},
                        .owner = container.id};
+    // `docker run --label kiln.boot=cold`: this container's VM boots instead of forking from a template.
+    if (auto boot = container.config.labels.find(std::string(kBootLabel));
+        boot != container.config.labels.end())
+      vm.labels[std::string(kBootLabel)] = boot->second;
     uint64_t memory_mib =
         container.host_config.memory_bytes == 0
             ? config_.default_memory_mib

@@ -58,6 +58,8 @@ Json to_storage_json(const VmRecord& vm) {
                        {"read_only", folder.read_only},
                        {"flags", folder.flags}});
   }
+  Json timings = Json::array();
+  for (const auto& [step, ms] : vm.start_timings) timings.push_back({{"step", step}, {"ms", ms}});
   return {{"id", vm.id},
           {"name", vm.name},
           {"cpus", vm.cpus},
@@ -76,7 +78,10 @@ Json to_storage_json(const VmRecord& vm) {
           {"monitor_pid", vm.monitor_pid},
           {"created_at", vm.created_at},
           {"started_at", vm.started_at},
-          {"finished_at", vm.finished_at}};
+          {"finished_at", vm.finished_at},
+          {"start_mode", vm.start_mode},
+          {"template_key", vm.template_key},
+          {"start_timings", timings}};
 }
 
 Result<VmRecord> vm_from_storage_json(const Json& json) {
@@ -120,6 +125,13 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
   vm.created_at = json.value("created_at", "");
   vm.started_at = json.value("started_at", "");
   vm.finished_at = json.value("finished_at", "");
+  vm.start_mode = json.value("start_mode", "");
+  vm.template_key = json.value("template_key", "");
+  if (auto timings = json.find("start_timings"); timings != json.end() && timings->is_array()) {
+    for (const auto& step : *timings) {
+      if (step.is_object()) vm.start_timings.emplace_back(step.value("step", ""), step.value("ms", 0.0));
+    }
+  }
   if (vm.id.empty() || vm.name.empty()) return Error::internal("stored VM record lacks an id or name");
   return vm;
 }

@@ -1,0 +1,178 @@
+#include "daemon/template_pool.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "common/log.h"
+#include "common/random_id.h"
+#include "engine/template_guest.h"
+
+namespace kiln::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// After a failed build, starts boot cold for this long before a build is tried again (a broken kernel must
+// not cost every start a template boot).
+constexpr auto kRetryAfterFailure = std::chrono::minutes(1);
+// Marks a template's last use (its mtime), for prune().
+constexpr std::string_view kLastUsedFile = "last-used";
+
+void touch(const std::string& path) {
+  if (auto written = write_file_atomic(path, ""); !written)
+    log::debug("could not mark a template used", {{"path", path}, {"error", written.error().message()}});
+}
+
+}  // namespace
+
+TemplatePool::TemplatePool(TemplatePoolConfig config, engine::Engine& engine)
+    : config_(std::move(config)), engine_(engine) {}
+
+std::shared_ptr<TemplatePool::KeyState> TemplatePool::state_for(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  auto& state = keys_[key];
+  if (!state) state = std::make_shared<KeyState>();
+  return state;
+}
+
+Result<engine::VmTemplate> TemplatePool::template_for(const engine::VmSpec& spec, bool* built) {
+  if (built) *built = false;
+  std::string key = KILN_TRY(engine_.template_key(spec));
+  auto state = state_for(key);
+  std::lock_guard build_lock(state->build);
+  if (state->ready) return *state->ready;
+  if (Clock::now() < state->failed_until) {
+    return Error::unavailable(
+        fmt::format("the template for this VM failed to build recently: {}", state->failure));
+  }
+  // Built by an earlier kilnd?
+  std::string dir = dir_for(key);
+  if (fs::exists(dir + "/snapshot.json")) {
+    auto opened = engine_.open_template(dir);
+    if (opened && opened->key() == key) {
+      touch(dir + "/" + std::string(kLastUsedFile));
+      state->ready = *opened;
+      return *opened;
+    }
+    // Damaged or stale: no VM can be using a template that does not open (fork opens it first), but a
+    // clone of an older build of it may still map its memory file: move it aside, never overwrite it.
+    std::string reason = opened ? "its key does not match" : opened.error().message();
+    log::warn("template unusable; building it again", {{"dir", dir}, {"reason", reason}});
+    std::error_code ignored;
+    fs::rename(dir, fmt::format("{}.stale-{}", dir, random_hex_id(8).value_or("x")), ignored);
+  }
+  auto made = build(spec, key);
+  if (!made) {
+    state->failed_until = Clock::now() + kRetryAfterFailure;
+    state->failure = made.error().message();
+    return made.error();
+  }
+  if (built) *built = true;
+  state->ready = *made;
+  return *made;
+}
+
+Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const std::string& key) {
+  std::error_code error;
+  fs::create_directories(config_.dir, error);
+  if (error) return Error::internal(fmt::format("create {}: {}", config_.dir, error.message()));
+  // Built aside and renamed into place: a directory under the key's name is always complete.
+  std::string building =
+      fmt::format("{}/.building-{}-{}", config_.dir, key.substr(0, 16), random_hex_id(8).value_or("x"));
+  // Socket paths must stay short (108 bytes): the run dir gets a short name.
+  std::string runtime = fmt::format("{}/{}", config_.run_dir, key.substr(0, 16));
+  fs::create_directories(building, error);
+  fs::create_directories(runtime, error);
+  if (error) return Error::internal(fmt::format("create {}: {}", building, error.message()));
+  auto cleanup = [&] {
+    std::error_code ignored;
+    fs::remove_all(building, ignored);
+    fs::remove_all(runtime, ignored);
+  };
+
+  engine::VmSpec booted = spec;
+  booted.name = "kiln-template-" + key.substr(0, 12);
+  booted.runtime_dir = runtime;
+  booted.restore_from.clear();
+  booted.die_with_launcher = true;  // never outlives the build
+  for (auto& disk : booted.disks)
+    disk = {.read_only = disk.read_only, .placeholder_bytes = kTemplateSlotBytes};
+
+  auto started = Clock::now();
+  log::info("building a VM template",
+            {{"key", key.substr(0, 16)}, {"cpus", spec.cpus}, {"memory_mib", spec.memory_mib}});
+  auto made = engine_.build_template(booted, building, [&](engine::VmInstance& vm) {
+    return engine::settle_template_guest(vm, config_.agent_timeout);
+  });
+  if (!made) {
+    cleanup();
+    return made.error().with_context("build the VM template");
+  }
+  std::string dir = dir_for(key);
+  fs::rename(building, dir, error);
+  std::error_code ignored;
+  fs::remove_all(runtime, ignored);
+  if (error) {
+    fs::remove_all(building, ignored);
+    return Error::internal(fmt::format("move the template into {}: {}", dir, error.message()));
+  }
+  touch(dir + "/" + std::string(kLastUsedFile));
+  auto opened = KILN_TRY(engine_.open_template(dir));
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  log::info("VM template ready", {{"key", key.substr(0, 16)}, {"dir", dir}, {"ms", took.count()}});
+  return opened;
+}
+
+std::vector<TemplateInfo> TemplatePool::list() {
+  std::vector<TemplateInfo> found;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(config_.dir, error)) {
+    std::string name = entry.path().filename();
+    if (!entry.is_directory() || name.starts_with(".") || name.find('.') != std::string::npos) continue;
+    TemplateInfo info{.key = name, .dir = entry.path()};
+    if (auto opened = engine_.open_template(info.dir)) {
+      info.memory_bytes = opened->memory_bytes();
+      info.cpus = opened->cpus();
+      info.memory_mib = opened->memory_mib();
+    } else {
+      info.error = opened.error().message();
+    }
+    found.push_back(std::move(info));
+  }
+  return found;
+}
+
+void TemplatePool::prune(const std::set<std::string>& in_use) {
+  std::error_code error;
+  auto now = fs::file_time_type::clock::now();
+  for (const auto& entry : fs::directory_iterator(config_.dir, error)) {
+    std::string name = entry.path().filename();
+    std::string key = name.substr(0, name.find('.'));
+    if (name.starts_with(".building-")) {
+      // Left by a kilnd that died while building (its template VM died with it).
+      std::error_code ignored;
+      fs::remove_all(entry.path(), ignored);
+      continue;
+    }
+    if (in_use.contains(key)) continue;
+    std::string why;
+    if (name != key) {
+      why = "replaced by a newer build";
+    } else if (auto opened = engine_.open_template(entry.path()); !opened) {
+      why = opened.error().message();
+    } else {
+      std::error_code no_time;
+      auto used = fs::last_write_time(entry.path() / std::string(kLastUsedFile), no_time);
+      if (no_time || now - used > config_.keep_unused) why = "unused";
+    }
+    if (why.empty()) continue;
+    log::info("removing a VM template", {{"dir", entry.path().string()}, {"reason", why}});
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
+}
+
+}  // namespace kiln::daemon
