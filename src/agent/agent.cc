@@ -12,8 +12,11 @@
 namespace kiln::agent {
 
 namespace {
-// While the host is away: how often to look for it again.
+// While the host is away and the channel has no wake fd (the port has not appeared yet): how often to look.
 constexpr auto kReconnectInterval = std::chrono::milliseconds(250);
+// With a wake fd the host's arrival wakes the agent at once; this timer only covers a wakeup the kernel might
+// not deliver, so it is slow.
+constexpr auto kFallbackInterval = std::chrono::seconds(2);
 // Stop reading the host while this much output waits for it: a host that floods requests (pings) without
 // reading replies is slowed down instead of growing the agent's memory.
 constexpr size_t kMaxOutbound = 4u << 20;
@@ -35,7 +38,7 @@ Result<std::unique_ptr<Agent>> Agent::create(std::unique_ptr<HostChannel> channe
   agent->timer_watch_ = KILN_TRY(agent->loop_->watch(agent->timer_.get(), 0, [self](uint32_t) {
     uint64_t expirations;
     (void)!::read(self->timer_.get(), &expirations, sizeof expirations);
-    return self->try_connect();
+    return self->on_wait_event();
   }));
   return agent;
 }
@@ -75,15 +78,36 @@ Result<void> Agent::try_connect() {
   return set_waiting(false);
 }
 
+Result<void> Agent::on_wait_event() {
+  // The timer and the wake fd can fire in the same batch as the connection they announce.
+  if (!waiting_) return ok();
+  return try_connect();
+}
+
+// Called after every connect() attempt: the channel may have gained its wake fd since the last one.
 Result<void> Agent::set_waiting(bool waiting) {
-  if (waiting == waiting_) return ok();
   waiting_ = waiting;
-  itimerspec spec{};
-  if (waiting) {
-    auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(kReconnectInterval).count();
-    spec.it_interval.tv_nsec = static_cast<long>(nanos);
-    spec.it_value.tv_nsec = static_cast<long>(nanos);
+  int wake_fd = waiting ? channel_->wake_fd() : -1;
+  if (wake_fd != wake_fd_) {
+    wake_watch_.reset();
+    wake_fd_ = -1;
+    if (wake_fd >= 0) {
+      // Edge-triggered: the port polls POLLHUP for as long as the host is away, and the host's open wakes its
+      // waitqueue. Adding the watch reports the state of this moment once, so an open that raced the
+      // connect() just before is not missed.
+      wake_watch_ = KILN_TRY(loop_->watch(wake_fd, kEventIn | kEventOut | kEventEdge,
+                                          [this](uint32_t) { return on_wait_event(); }));
+      wake_fd_ = wake_fd;
+    }
   }
+  std::chrono::nanoseconds interval{0};
+  if (waiting) interval = wake_fd >= 0 ? std::chrono::nanoseconds(kFallbackInterval) : kReconnectInterval;
+  if (interval == timer_interval_) return ok();
+  timer_interval_ = interval;
+  itimerspec spec{};
+  spec.it_interval.tv_sec = static_cast<time_t>(interval.count() / 1'000'000'000);
+  spec.it_interval.tv_nsec = static_cast<long>(interval.count() % 1'000'000'000);
+  spec.it_value = spec.it_interval;
   if (::timerfd_settime(timer_.get(), 0, &spec, nullptr) != 0) return Error::last_os_error("timerfd_settime");
   return timer_watch_.set_events(waiting ? kEventIn : 0u);
 }

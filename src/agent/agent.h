@@ -1,9 +1,11 @@
 // Agent: kiln-agent's main loop. One thread, one epoll loop over the host channel, the Reaper's signalfd,
-// every process's pipes or pty, and (while the host is away) a reconnect timer. It owns one Session per host
-// connection; when the connection ends the session's processes are killed and, if the channel can come back
-// (the virtio port), the agent waits for the next host. Agent thread only.
+// every process's pipes or pty, and (while the host is away) the channel's wake fd, edge-triggered, plus a
+// reconnect timer (fast while there is no wake fd yet, a slow safety net once there is). It owns one Session
+// per host connection; when the connection ends the session's processes are killed and, if the channel can
+// come back (the virtio port), the agent waits for the next host. Agent thread only.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 
@@ -38,6 +40,8 @@ class Agent {
         reaper_(std::move(reaper)),
         timer_(std::move(timer)) {}
   Result<void> try_connect();
+  // Wakeups of the channel's wake fd or the timer: look for the host unless connected meanwhile.
+  Result<void> on_wait_event();
   Result<void> on_channel_ready(uint32_t events);
   Result<void> after_events();
   void end_session(std::string_view why);
@@ -51,6 +55,9 @@ class Agent {
   Watch reaper_watch_;
   UniqueFd timer_;  // periodic while waiting for a host
   Watch timer_watch_;
+  std::chrono::nanoseconds timer_interval_{0};  // as armed; 0: disarmed
+  int wake_fd_ = -1;                            // the channel's wake fd, watched while waiting
+  Watch wake_watch_;
   bool waiting_ = false;
   bool host_gone_ = false;
 

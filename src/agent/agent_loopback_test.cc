@@ -70,6 +70,22 @@ TEST_F(AgentLoopback, SetHostnameIsRefusedOutsideAGuestAndBadNamesNeverLeave) {
   EXPECT_TRUE(connection_->ping(kTimeout).has_value());
 }
 
+TEST_F(AgentLoopback, CloneInitIsRefusedOutsideAGuestAndBadValuesNeverLeave) {
+  EXPECT_TRUE(connection_->has_capability("clone_init"));
+  auto init = connection_->clone_init(
+      {.hostname = "clone-1", .machine_id = "00112233445566778899aabbccddeeff"}, kTimeout);
+  ASSERT_FALSE(init);
+  EXPECT_EQ(init.error().category(), ErrorCategory::kUnsupported) << init.error().message();
+  for (CloneInitRequest bad : {CloneInitRequest{.seed = std::string(16, 'x')},
+                               CloneInitRequest{.hostname = "-x"}, CloneInitRequest{.machine_id = "abc"}}) {
+    auto refused = connection_->clone_init(bad, kTimeout);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().category(), ErrorCategory::kInvalidArgument) << refused.error().message();
+  }
+  EXPECT_TRUE(connection_->take_agent_errors().empty());
+  EXPECT_TRUE(connection_->ping(kTimeout).has_value());
+}
+
 TEST_F(AgentLoopback, RunsACommandAndCapturesStdout) {
   auto output = run_ok({.argv = {"uname", "-s"}});
   EXPECT_EQ(output.status, ExitStatus::exited(0));

@@ -159,6 +159,33 @@ TEST_F(AgentRawHost, MalformedMountRequestsGetErrorsOnTheirId) {
   expect_alive();
 }
 
+// The agent checks CLONE_INIT itself (a host may not be Kiln's client): each bad value is refused on its id
+// before anything is applied, and the session goes on.
+TEST_F(AgentRawHost, BadCloneInitRequestsGetErrorsOnTheirId) {
+  hello();
+  std::string seed(64, 'a');
+  send(MessageType::kCloneInit, 3, fmt::format(R"({{"unix_nanos":5,"seed":"{}"}})", std::string(62, 'a')));
+  ErrorReply short_seed = expect_error(3);
+  EXPECT_EQ(short_seed.category, ErrorCategory::kInvalidArgument);
+  EXPECT_NE(short_seed.message.find("seed"), std::string::npos) << short_seed.message;
+  send(MessageType::kCloneInit, 4, fmt::format(R"({{"unix_nanos":5,"seed":"{}z"}})", std::string(63, 'a')));
+  EXPECT_EQ(expect_error(4).category, ErrorCategory::kInvalidArgument);
+  send(MessageType::kCloneInit, 5,
+       fmt::format(R"({{"unix_nanos":5,"seed":"{}","machine_id":"ABCDEF"}})", seed));
+  EXPECT_EQ(expect_error(5).category, ErrorCategory::kInvalidArgument);
+  send(MessageType::kCloneInit, 6,
+       fmt::format(
+           R"({{"unix_nanos":5,"seed":"{}","mounts":[{{"source":"a","target":"/x/../etc","fstype":"9p"}}]}})",
+           seed));
+  EXPECT_EQ(expect_error(6).category, ErrorCategory::kInvalidArgument);
+  send(MessageType::kCloneInit, 0, fmt::format(R"({{"unix_nanos":5,"seed":"{}"}})", seed));
+  EXPECT_EQ(expect_error(0).category, ErrorCategory::kProtocol);
+  // Well formed, but this agent is no guest's PID 1: refused, nothing applied to the test machine.
+  send(MessageType::kCloneInit, 7, fmt::format(R"({{"unix_nanos":5,"seed":"{}","hostname":"c1"}})", seed));
+  EXPECT_EQ(expect_error(7).category, ErrorCategory::kUnsupported);
+  expect_alive();
+}
+
 TEST_F(AgentRawHost, DuplicateProcessIdIsRefused) {
   hello();
   send(MessageType::kRun, 3, encode(ProcessSpec{.argv = {"sleep", "100"}}));

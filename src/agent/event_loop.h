@@ -19,6 +19,10 @@ namespace kiln::agent {
 // epoll's flags as plain unsigned values (the enum constants mix badly with 0 in conditionals).
 inline constexpr uint32_t kEventIn = EPOLLIN;
 inline constexpr uint32_t kEventOut = EPOLLOUT;
+// Or'ed into the events: edge-triggered (EPOLLET). The handler runs once per wakeup of the fd's waitqueue
+// instead of while the condition holds, e.g. for an fd that stays hung up (POLLHUP) until something
+// changes. Adding the watch reports the fd's state at that moment once, so no change before it is lost.
+inline constexpr uint32_t kEventEdge = EPOLLET;
 
 class EventLoop;
 
@@ -31,8 +35,9 @@ class Watch {
   Watch& operator=(const Watch&) = delete;
   ~Watch() { reset(); }
 
-  // The epoll events wanted (EPOLLIN/EPOLLOUT). 0 takes the fd out of epoll entirely, because epoll reports
-  // EPOLLHUP and EPOLLERR even for an empty mask, which would spin on a hung-up pipe we do not want to read.
+  // The epoll events wanted (EPOLLIN/EPOLLOUT, maybe with kEventEdge). 0 takes the fd out of epoll entirely,
+  // because epoll reports EPOLLHUP and EPOLLERR even for an empty mask, which would spin on a hung-up pipe we
+  // do not want to read.
   Result<void> set_events(uint32_t events);
   void reset();
   bool active() const { return loop_ != nullptr; }

@@ -1,5 +1,7 @@
 #include "agent/guest_mounts.h"
 
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -74,12 +76,23 @@ Result<void> make_overlay_directories(std::string_view options) {
 
 }  // namespace
 
-Result<void> mount_in_guest(const MountRequest& request) {
+Result<void> flush_block_device(const std::string& device) {
+  UniqueFd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Error::last_os_error(fmt::format("open {}", device));
+  if (::ioctl(fd.get(), BLKFLSBUF, 0) != 0)
+    return Error::last_os_error(fmt::format("BLKFLSBUF on {}", device));
+  return ok();
+}
+
+Result<void> mount_in_guest(const MountRequest& request, MountFlush flush) {
   KILN_TRY(make_directories(request.target));
   std::string source = request.source;
   if (source.starts_with(kSerialSourcePrefix)) {
     // Device names follow probe order, which the host does not control; serials are what it chose.
     source = KILN_TRY(wait_for_block_device(source.substr(kSerialSourcePrefix.size()), kDiskWait));
+  }
+  if (flush == MountFlush::kFlushBlockDevice && source.starts_with("/dev/")) {
+    KILN_TRY(flush_block_device(source));
   }
   if (request.fstype == "overlay") KILN_TRY(make_overlay_directories(request.options));
   unsigned long flags = request.read_only ? MS_RDONLY : 0;

@@ -13,9 +13,15 @@
 
 namespace kiln::agent {
 
+// kFlushBlockDevice: a block device source's buffer cache is dropped (BLKFLSBUF) before the mount, for a
+// disk that replaced another in the same slot under a running kernel (a VM forked from a template).
+enum class MountFlush { kNone, kFlushBlockDevice };
+
 // mkdir -p of `request.target` (already normalized), then mount(2). Errors carry the errno's category and
 // name the filesystem and target.
-Result<void> mount_in_guest(const MountRequest& request);
+Result<void> mount_in_guest(const MountRequest& request, MountFlush flush = MountFlush::kNone);
+// ioctl(BLKFLSBUF) on the block device node `device`: writes back and drops its cached blocks.
+Result<void> flush_block_device(const std::string& device);
 // umount(2) of a normalized target.
 Result<void> unmount_in_guest(const std::string& target);
 

@@ -64,10 +64,9 @@ Result<std::optional<UniqueFd>> VirtioPortChannel::connect() {
   pollfd port{port_.get(), POLLIN | POLLOUT, 0};
   if (::poll(&port, 1, 0) < 0) return Error::last_os_error("poll agent port");
   if (port.revents & POLLHUP) {
-    // Bytes the previous host left behind would desynchronize the next one: discard them.
-    char discard[4096];
-    while (::read(port_.get(), discard, sizeof discard) > 0) {
-    }
+    // Leave buffered bytes alone: they are the next host's (a session that ended at end of file read all of
+    // the last host's). Data and the open notice travel on different virtqueues, so the HELLO of a host that
+    // just connected can be buffered, and wake the agent, before the guest learns of the open.
     note("waiting for the host to connect to the agent port");
     return std::optional<UniqueFd>{};
   }

@@ -23,6 +23,9 @@ class HostChannel {
   virtual Result<std::optional<UniqueFd>> connect() = 0;
   // Whether a lost connection can come back (then the agent waits for it) or means the end.
   virtual bool reconnects() const = 0;
+  // While connect() says "not yet": an fd whose waitqueue is woken when that may change (watch it
+  // edge-triggered and call connect() again), or -1 when there is none and the agent must poll.
+  virtual int wake_fd() const { return -1; }
 };
 
 // --serve-fd N: the fd is the connection; once it closes the agent is done.
@@ -37,7 +40,9 @@ class GivenFdChannel : public HostChannel {
 };
 
 // The virtio-console port. The guest cannot tell the host to reconnect; it sees the host's side as POLLHUP
-// (closed) or not, so while the host is away the agent re-polls on a timer instead of spinning on HUP.
+// (closed) or not. POLLHUP is a level that lasts while the host is away, so the agent watches the port
+// edge-triggered (wake_fd): virtio_console wakes the port's waitqueue when the host opens its side
+// (VIRTIO_CONSOLE_PORT_OPEN), which is the moment to connect(). Until the port exists it must poll.
 class VirtioPortChannel : public HostChannel {
  public:
   // `sysfs_dir` is /sys/class/virtio-ports and `dev_dir` /dev, except in tests.
@@ -45,6 +50,8 @@ class VirtioPortChannel : public HostChannel {
       : sysfs_dir_(std::move(sysfs_dir)), dev_dir_(std::move(dev_dir)) {}
   Result<std::optional<UniqueFd>> connect() override;
   bool reconnects() const override { return true; }
+  // The port once opened (it stays open across hosts); -1 before.
+  int wake_fd() const override { return port_.get(); }
 
  private:
   // Logs `state` when it differs from the last one, so waiting is visible on the console but not noisy.

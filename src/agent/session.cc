@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "agent/guest_identity.h"
 #include "agent/guest_mounts.h"
 #include "common/log.h"
 #include "kiln/version.h"
@@ -144,6 +145,8 @@ void Session::handle(Frame frame) {
       return handle_set_clock(frame);
     case MessageType::kSetHostname:
       return handle_set_hostname(frame);
+    case MessageType::kCloneInit:
+      return handle_clone_init(frame);
     case MessageType::kReattach:
       return handle_reattach(frame);
     case MessageType::kStdin:
@@ -187,7 +190,7 @@ void Session::handle_hello(const Frame& frame) {
       kProtocolVersion,
       fmt::format("kiln-agent {}", kVersion),
       {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container",
-       "mount_serial", "container_files", "container_join", "reattach", "container_init"},
+       "mount_serial", "container_files", "container_join", "reattach", "container_init", "clone_init"},
       config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);
@@ -276,10 +279,7 @@ void Session::handle_set_clock(const Frame& frame) {
       return Error::unsupported(
           "SET_CLOCK: this agent is not PID 1 of a guest, so it leaves the clock alone");
     }
-    timespec now{.tv_sec = static_cast<time_t>(request.unix_nanos / 1'000'000'000),
-                 .tv_nsec = static_cast<long>(request.unix_nanos % 1'000'000'000)};
-    if (::clock_settime(CLOCK_REALTIME, &now) != 0) return Error::last_os_error("SET_CLOCK: clock_settime");
-    return ok();
+    return set_wall_clock(request.unix_nanos, "SET_CLOCK");
   }();
   if (!handled) return send_error(frame.stream, handled.error());
   outbound_.push(MessageType::kSetClockReply, frame.stream, "{}");
@@ -293,12 +293,31 @@ void Session::handle_set_hostname(const Frame& frame) {
       return Error::unsupported(
           "SET_HOSTNAME: this agent is not PID 1 of a guest, so it leaves the hostname alone");
     }
-    if (::sethostname(request.hostname.data(), request.hostname.size()) != 0)
-      return Error::last_os_error("SET_HOSTNAME: sethostname");
-    return ok();
+    return set_guest_hostname(request.hostname, "SET_HOSTNAME");
   }();
   if (!handled) return send_error(frame.stream, handled.error());
   outbound_.push(MessageType::kSetHostnameReply, frame.stream, "{}");
+}
+
+void Session::handle_clone_init(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    CloneInitRequest request = KILN_TRY(decode_clone_init_request(frame.payload));
+    for (MountRequest& mount : request.mounts) {
+      mount.target = KILN_TRY(normalize_guest_path(mount.target, "CLONE_INIT mount target"));
+    }
+    if (!config_.guest_system) {
+      return Error::unsupported(
+          "CLONE_INIT: this agent is not PID 1 of a guest, so it leaves the clock, hostname, RNG and "
+          "machine id alone");
+    }
+    return apply_clone_init(request);
+  }();
+  if (!handled) {
+    log::info("clone init failed", {{"id", frame.stream}, {"error", handled.error().message()}});
+    return send_error(frame.stream, handled.error());
+  }
+  outbound_.push(MessageType::kCloneInitReply, frame.stream, "{}");
 }
 
 void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {

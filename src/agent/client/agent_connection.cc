@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -414,6 +415,32 @@ Result<void> AgentConnection::set_hostname(const std::string& hostname, std::chr
   KILN_TRY(validate_hostname(hostname));
   return request(MessageType::kSetHostname, MessageType::kSetHostnameReply,
                  encode(SetHostnameRequest{hostname}), "SET_HOSTNAME", timeout);
+}
+
+Result<void> AgentConnection::clone_init(CloneInitRequest request, std::chrono::milliseconds timeout) {
+  if (!has_capability("clone_init")) {
+    return Error::unsupported("the VM's agent cannot take a clone's identity (no \"clone_init\" capability)");
+  }
+  if (request.unix_nanos == 0) {
+    request.unix_nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  }
+  if (request.seed.empty() && request.reseed) {
+    request.seed.resize(kCloneSeedMinBytes);
+    size_t filled = 0;
+    while (filled < request.seed.size()) {
+      ssize_t n = ::getrandom(request.seed.data() + filled, request.seed.size() - filled, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::last_os_error("getrandom for the clone's seed");
+      filled += static_cast<size_t>(n);
+    }
+  }
+  if (!request.seed.empty()) KILN_TRY(validate_clone_seed(request.seed));
+  if (!request.hostname.empty()) KILN_TRY(validate_hostname(request.hostname));
+  if (!request.machine_id.empty()) KILN_TRY(validate_machine_id(request.machine_id));
+  return this->request(MessageType::kCloneInit, MessageType::kCloneInitReply, encode(request), "CLONE_INIT",
+                       timeout);
 }
 
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {

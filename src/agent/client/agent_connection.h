@@ -89,6 +89,14 @@ class AgentConnection {
   Result<void> set_hostname(const std::string& hostname,
                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+  // Gives a VM forked from a template its own identity (capability "clone_init"; kUnsupported, with nothing
+  // sent, from older agents): wall clock, hostname, a reseeded kernel RNG, machine id, then `mounts`. An
+  // unset unix_nanos is this host's clock now, and an empty seed (with reseed) 32 bytes of this host's
+  // getrandom(). Bad values are refused here (kInvalidArgument) before anything is sent; a mount that fails
+  // in the guest returns its MOUNT error, naming the mount.
+  Result<void> clone_init(CloneInitRequest request,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);
   // Asks the agent to kill every process, sync and power off (or reboot); returns once it acknowledged.

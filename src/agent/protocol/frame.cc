@@ -61,6 +61,8 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kSetClockReply:
     case MessageType::kSetHostname:
     case MessageType::kSetHostnameReply:
+    case MessageType::kCloneInit:
+    case MessageType::kCloneInitReply:
       return true;
   }
   return false;
@@ -120,6 +122,10 @@ std::string_view to_string(MessageType type) {
       return "SET_HOSTNAME";
     case MessageType::kSetHostnameReply:
       return "SET_HOSTNAME_REPLY";
+    case MessageType::kCloneInit:
+      return "CLONE_INIT";
+    case MessageType::kCloneInitReply:
+      return "CLONE_INIT_REPLY";
   }
   return "UNKNOWN";
 }

@@ -59,6 +59,9 @@ enum class MessageType : uint8_t {
   // Guest hostname (stream = a request id). Capability "hostname".
   kSetHostname = 0x36,       // host -> agent, JSON SetHostnameRequest
   kSetHostnameReply = 0x37,  // agent -> host, JSON {} once set
+  // A VM forked from a template takes its own identity (stream = a request id). Capability "clone_init".
+  kCloneInit = 0x38,       // host -> agent, JSON CloneInitRequest
+  kCloneInitReply = 0x39,  // agent -> host, JSON {} once clock, hostname, RNG, machine id and mounts are done
 };
 
 // Known types only; anything else is a protocol error.

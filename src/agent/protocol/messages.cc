@@ -139,6 +139,63 @@ Result<RootDiskStatus> root_from(const Json& value, std::string_view what) {
   return root;
 }
 
+constexpr std::string_view kHexDigits = "0123456789abcdef";
+
+std::string to_hex(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (char byte : bytes) {
+    auto value = static_cast<uint8_t>(byte);
+    out.push_back(kHexDigits[value >> 4]);
+    out.push_back(kHexDigits[value & 0xf]);
+  }
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> from_hex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 2);
+  for (size_t i = 0; i < text.size(); i += 2) {
+    int high = hex_value(text[i]);
+    int low = hex_value(text[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>((high << 4) | low));
+  }
+  return out;
+}
+
+Json mount_json(const MountRequest& message) {
+  return Json{{"source", message.source},
+              {"target", message.target},
+              {"fstype", message.fstype},
+              {"options", message.options},
+              {"read_only", message.read_only}};
+}
+
+Result<MountRequest> mount_from(const Json& object, std::string_view what) {
+  if (!object.is_object()) return Error::protocol(fmt::format("{}: a mount must be an object", what));
+  MountRequest request;
+  request.source = KILN_TRY(c_string_field(object, "source", true, what));
+  request.target = KILN_TRY(c_string_field(object, "target", true, what));
+  request.fstype = KILN_TRY(c_string_field(object, "fstype", true, what));
+  request.options = KILN_TRY(c_string_field(object, "options", false, what));
+  auto read_only = optional_bool(object, "read_only");
+  if (!read_only) return bad_field(what, read_only.error());
+  request.read_only = read_only->value_or(false);
+  if (request.source.empty() || request.fstype.empty()) {
+    return Error::protocol(fmt::format("{}: fields \"source\" and \"fstype\" must not be empty", what));
+  }
+  return request;
+}
+
 void put_u32(std::string& out, uint32_t value) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
 }
@@ -235,11 +292,7 @@ std::string encode(const ErrorReply& message) {
 }
 
 std::string encode(const MountRequest& message) {
-  return dump(Json{{"source", message.source},
-                   {"target", message.target},
-                   {"fstype", message.fstype},
-                   {"options", message.options},
-                   {"read_only", message.read_only}});
+  return dump(mount_json(message));
 }
 
 std::string encode(const UnmountRequest& message) {
@@ -252,6 +305,19 @@ std::string encode(const SetClockRequest& message) {
 
 std::string encode(const SetHostnameRequest& message) {
   return dump(Json{{"hostname", message.hostname}});
+}
+
+std::string encode(const CloneInitRequest& message) {
+  Json out{{"unix_nanos", message.unix_nanos}, {"reseed", message.reseed}};
+  if (!message.hostname.empty()) out["hostname"] = message.hostname;
+  if (!message.seed.empty()) out["seed"] = to_hex(message.seed);
+  if (!message.machine_id.empty()) out["machine_id"] = message.machine_id;
+  if (!message.mounts.empty()) {
+    Json mounts = Json::array();
+    for (const MountRequest& mount : message.mounts) mounts.push_back(mount_json(mount));
+    out["mounts"] = std::move(mounts);
+  }
+  return dump(out);
 }
 
 std::string encode(const CreditGrant& message) {
@@ -471,19 +537,7 @@ Result<CreditGrant> decode_credit_grant(std::string_view payload) {
 
 Result<MountRequest> decode_mount_request(std::string_view payload) {
   constexpr std::string_view kWhat = "MOUNT";
-  Json object = KILN_TRY(parse_object(payload, kWhat));
-  MountRequest request;
-  request.source = KILN_TRY(c_string_field(object, "source", true, kWhat));
-  request.target = KILN_TRY(c_string_field(object, "target", true, kWhat));
-  request.fstype = KILN_TRY(c_string_field(object, "fstype", true, kWhat));
-  request.options = KILN_TRY(c_string_field(object, "options", false, kWhat));
-  auto read_only = optional_bool(object, "read_only");
-  if (!read_only) return bad_field(kWhat, read_only.error());
-  request.read_only = read_only->value_or(false);
-  if (request.source.empty() || request.fstype.empty()) {
-    return Error::protocol("MOUNT: fields \"source\" and \"fstype\" must not be empty");
-  }
-  return request;
+  return mount_from(KILN_TRY(parse_object(payload, kWhat)), kWhat);
 }
 
 Result<UnmountRequest> decode_unmount_request(std::string_view payload) {
@@ -523,6 +577,57 @@ Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload)
   std::string hostname = KILN_TRY(c_string_field(object, "hostname", true, kWhat));
   KILN_TRY(validate_hostname(hostname));
   return SetHostnameRequest{hostname};
+}
+
+Result<void> validate_machine_id(std::string_view machine_id) {
+  bool lower_hex = std::all_of(machine_id.begin(), machine_id.end(),
+                               [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (machine_id.size() != 32 || !lower_hex) {
+    return Error::invalid_argument(
+        fmt::format("invalid machine id \"{}\": must be 32 lower-case hex digits", machine_id));
+  }
+  return ok();
+}
+
+Result<void> validate_clone_seed(std::string_view seed) {
+  if (seed.size() < kCloneSeedMinBytes || seed.size() > kCloneSeedMaxBytes) {
+    return Error::invalid_argument(fmt::format("CLONE_INIT: the seed must be {} to {} bytes, got {}",
+                                               kCloneSeedMinBytes, kCloneSeedMaxBytes, seed.size()));
+  }
+  return ok();
+}
+
+Result<CloneInitRequest> decode_clone_init_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "CLONE_INIT";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  CloneInitRequest request;
+  auto nanos = object.find("unix_nanos");
+  if (nanos == object.end() || !nanos->is_number_integer() || nanos->get<int64_t>() <= 0) {
+    return Error::invalid_argument("CLONE_INIT: unix_nanos must be a positive integer");
+  }
+  request.unix_nanos = nanos->get<int64_t>();
+  request.hostname = KILN_TRY(c_string_field(object, "hostname", false, kWhat));
+  if (!request.hostname.empty()) KILN_TRY(validate_hostname(request.hostname));
+  auto reseed = optional_bool(object, "reseed");
+  if (!reseed) return bad_field(kWhat, reseed.error());
+  request.reseed = reseed->value_or(true);
+  std::string seed_hex = KILN_TRY(c_string_field(object, "seed", false, kWhat));
+  if (!seed_hex.empty() || request.reseed) {
+    auto seed = from_hex(seed_hex);
+    if (!seed) return Error::invalid_argument("CLONE_INIT: the seed must be hex digits, two per byte");
+    KILN_TRY(validate_clone_seed(*seed));
+    request.seed = std::move(*seed);
+  }
+  request.machine_id = KILN_TRY(c_string_field(object, "machine_id", false, kWhat));
+  if (!request.machine_id.empty()) KILN_TRY(validate_machine_id(request.machine_id));
+  if (auto mounts = object.find("mounts"); mounts != object.end() && !mounts->is_null()) {
+    if (!mounts->is_array()) return Error::protocol("CLONE_INIT: field \"mounts\" must be an array");
+    for (const Json& mount : *mounts) {
+      request.mounts.push_back(
+          KILN_TRY(mount_from(mount, fmt::format("CLONE_INIT mount {}", request.mounts.size()))));
+    }
+  }
+  return request;
 }
 
 Result<std::string> normalize_guest_path(std::string_view path, std::string_view what) {

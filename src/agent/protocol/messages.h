@@ -27,8 +27,8 @@ struct ProtocolVersion {
 // "container" (capability "container"). 1.4 added MOUNT by disk serial and overlay directories (capability
 // "mount_serial"). 1.5 added the container part's "files" and "join" (capabilities "container_files",
 // "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
-// "kept_processes", REATTACH (capability "reattach").
-inline constexpr ProtocolVersion kProtocolVersion{1, 5};
+// "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init").
+inline constexpr ProtocolVersion kProtocolVersion{1, 6};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -167,6 +167,25 @@ struct SetHostnameRequest {
   std::string hostname;  // 1-64 bytes of letters, digits, '-', '_' and '.' (Linux allows 64)
 };
 
+// CLONE_INIT (since 1.6, capability "clone_init"): the identity of a VM forked from a template, which woke
+// with the template's wall clock, hostname, kernel RNG state and machine id. Applied in field order; the
+// first failure ends it (what was done stays done). The kernel has no VM generation id to tell it that it
+// was cloned, so the host's `seed`, mixed in and followed by a forced CRNG reseed, is what makes two
+// clones' getrandom() and /proc/sys/kernel/random/uuid differ.
+inline constexpr size_t kCloneSeedMinBytes = 32;
+inline constexpr size_t kCloneSeedMaxBytes = 512;
+struct CloneInitRequest {
+  int64_t unix_nanos = 0;  // CLOCK_REALTIME, as SET_CLOCK; the host client fills in its clock when 0
+  std::string hostname;    // empty: keep the template's (validate_hostname otherwise)
+  // Random bytes from the host (hex on the wire), kCloneSeedMinBytes..kCloneSeedMaxBytes, credited to the
+  // guest kernel's pool (RNDADDENTROPY) before RNDRESEEDCRNG. The host client draws 32 when empty.
+  std::string seed;
+  bool reseed = true;                // false: neither step (only for tests that must observe the shared RNG)
+  std::string machine_id;            // 32 lower-case hex digits for /etc/machine-id; empty: leave it
+  std::vector<MountRequest> mounts;  // as MOUNT, in order; a serial: disk's buffers are flushed first
+  bool operator==(const CloneInitRequest&) const = default;
+};
+
 enum class DataChannel : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 std::string_view to_string(DataChannel channel);
 
@@ -190,6 +209,7 @@ std::string encode(const UnmountRequest& message);
 std::string encode(const ReattachRequest& message);
 std::string encode(const SetClockRequest& message);
 std::string encode(const SetHostnameRequest& message);
+std::string encode(const CloneInitRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
 Result<HelloReply> decode_hello_reply(std::string_view payload);
@@ -206,6 +226,13 @@ Result<UnmountRequest> decode_unmount_request(std::string_view payload);
 Result<ReattachRequest> decode_reattach_request(std::string_view payload);  // empty: no offsets
 Result<SetClockRequest> decode_set_clock_request(std::string_view payload);
 Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload);
+// Bad values (a short or non-hex seed, a malformed machine id or hostname) are kInvalidArgument; a payload
+// of the wrong shape is kProtocol.
+Result<CloneInitRequest> decode_clone_init_request(std::string_view payload);
+// kInvalidArgument unless `machine_id` is 32 lower-case hex digits (systemd's machine-id(5) format).
+Result<void> validate_machine_id(std::string_view machine_id);
+// kInvalidArgument unless `seed` has kCloneSeedMinBytes..kCloneSeedMaxBytes bytes.
+Result<void> validate_clone_seed(std::string_view seed);
 // kInvalidArgument unless `hostname` is 1-64 bytes of [A-Za-z0-9._-] starting with a letter or digit.
 Result<void> validate_hostname(std::string_view hostname);
 

@@ -253,7 +253,100 @@ TEST(SetHostnameMessageTest, RoundTripsAndRejectsWhatIsNoHostname) {
   EXPECT_EQ(to_string(MessageType::kSetHostnameReply), "SET_HOSTNAME_REPLY");
   EXPECT_TRUE(is_known_message_type(0x36));
   EXPECT_TRUE(is_known_message_type(0x37));
-  EXPECT_FALSE(is_known_message_type(0x38));
+}
+
+CloneInitRequest full_clone_init() {
+  CloneInitRequest request;
+  request.unix_nanos = 1'800'000'000'000'000'001;
+  request.hostname = "clone-7";
+  request.seed = std::string(32, '\0');
+  for (size_t i = 0; i < request.seed.size(); ++i) request.seed[i] = static_cast<char>(i * 37 + 200);
+  request.machine_id = "0123456789abcdef0123456789abcdef";
+  request.mounts = {{"serial:kiln-disk1", "/data", "ext4", "", false},
+                    {"kilnshare0", "/mnt/share", "9p", "trans=virtio", true}};
+  return request;
+}
+
+TEST(CloneInitMessageTest, RoundTripsEveryField) {
+  CloneInitRequest request = full_clone_init();
+  std::string payload = encode(request);
+  EXPECT_NE(payload.find("\"seed\":\"c8ed1237"), std::string::npos) << "the seed travels as hex: " << payload;
+  auto decoded = decode_clone_init_request(payload);
+  ASSERT_TRUE(decoded) << decoded.error().message();
+  EXPECT_EQ(*decoded, request);
+
+  // Only the clock and the seed are required; reseed defaults to true.
+  auto minimal = decode_clone_init_request(
+      R"({"unix_nanos":5,"seed":"000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F"})");
+  ASSERT_TRUE(minimal) << minimal.error().message();
+  EXPECT_TRUE(minimal->reseed);
+  EXPECT_EQ(minimal->seed.size(), 32u);
+  EXPECT_EQ(static_cast<uint8_t>(minimal->seed[31]), 0x1f);
+  EXPECT_TRUE(minimal->hostname.empty() && minimal->machine_id.empty() && minimal->mounts.empty());
+
+  // reseed:false needs no seed (a test observing the shared RNG).
+  auto shared = decode_clone_init_request(R"({"unix_nanos":5,"reseed":false})");
+  ASSERT_TRUE(shared) << shared.error().message();
+  EXPECT_FALSE(shared->reseed);
+  EXPECT_TRUE(shared->seed.empty());
+  EXPECT_EQ(to_string(MessageType::kCloneInit), "CLONE_INIT");
+  EXPECT_EQ(to_string(MessageType::kCloneInitReply), "CLONE_INIT_REPLY");
+  EXPECT_TRUE(is_known_message_type(0x38));
+  EXPECT_TRUE(is_known_message_type(0x39));
+  EXPECT_FALSE(is_known_message_type(0x3a));
+}
+
+TEST(CloneInitMessageTest, RefusesBadValuesAsInvalidArgument) {
+  auto category = [](const CloneInitRequest& request) {
+    auto decoded = decode_clone_init_request(encode(request));
+    return decoded ? std::optional<ErrorCategory>() : decoded.error().category();
+  };
+  CloneInitRequest short_seed = full_clone_init();
+  short_seed.seed.resize(31);
+  EXPECT_EQ(category(short_seed), ErrorCategory::kInvalidArgument);
+  CloneInitRequest huge_seed = full_clone_init();
+  huge_seed.seed.assign(kCloneSeedMaxBytes + 1, 'x');
+  EXPECT_EQ(category(huge_seed), ErrorCategory::kInvalidArgument);
+  CloneInitRequest no_seed = full_clone_init();
+  no_seed.seed.clear();
+  EXPECT_EQ(category(no_seed), ErrorCategory::kInvalidArgument) << "reseeding needs a seed";
+  for (std::string bad : {"0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcde",
+                          "0123456789abcdef0123456789abcdef0", "0123456789abcdef0123456789abcdeg"}) {
+    CloneInitRequest request = full_clone_init();
+    request.machine_id = bad;
+    EXPECT_EQ(category(request), ErrorCategory::kInvalidArgument) << bad;
+    EXPECT_FALSE(validate_machine_id(bad)) << bad;
+  }
+  CloneInitRequest bad_host = full_clone_init();
+  bad_host.hostname = "../etc";
+  EXPECT_EQ(category(bad_host), ErrorCategory::kInvalidArgument);
+  CloneInitRequest no_clock = full_clone_init();
+  no_clock.unix_nanos = 0;
+  EXPECT_EQ(category(no_clock), ErrorCategory::kInvalidArgument);
+
+  std::string seed64(64, '0');
+  for (std::string bad_hex : {std::string(63, '0'), std::string(64, 'g'), "0x" + std::string(62, '0')}) {
+    auto decoded = decode_clone_init_request(fmt::format(R"({{"unix_nanos":5,"seed":"{}"}})", bad_hex));
+    ASSERT_FALSE(decoded) << bad_hex;
+    EXPECT_EQ(decoded.error().category(), ErrorCategory::kInvalidArgument) << bad_hex;
+  }
+  // The wrong shapes are protocol errors.
+  for (std::string payload :
+       {fmt::format(R"({{"unix_nanos":5,"seed":"{}","mounts":{{}}}})", seed64),
+        fmt::format(R"({{"unix_nanos":5,"seed":"{}","mounts":[7]}})", seed64),
+        fmt::format(R"({{"unix_nanos":5,"seed":"{}","mounts":[{{"target":"/x"}}]}})", seed64),
+        fmt::format(R"({{"unix_nanos":5,"seed":"{}","reseed":"no"}})", seed64),
+        fmt::format(R"({{"unix_nanos":5,"seed":7}})"), std::string("[]")}) {
+    auto decoded = decode_clone_init_request(payload);
+    ASSERT_FALSE(decoded) << payload;
+    EXPECT_EQ(decoded.error().category(), ErrorCategory::kProtocol) << payload;
+  }
+  auto second = decode_clone_init_request(fmt::format(
+      R"({{"unix_nanos":5,"seed":"{}","mounts":[{{"source":"a","target":"/a","fstype":"9p"}},{{"target":"/b"}}]}})",
+      seed64));
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message().find("CLONE_INIT mount 1"), std::string::npos)
+      << second.error().message();
 }
 
 }  // namespace
