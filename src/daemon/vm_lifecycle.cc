@@ -104,6 +104,23 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
   return ok();
 }
 
+namespace {
+
+// How the agent assembles a container's root: disk 0 is the image (EROFS, shared read-only by every
+// container of it), disk 1 the writable layer, joined by overlayfs.
+std::vector<agent::MountRequest> container_root_mounts() {
+  return {
+      {.source = "serial:kiln-disk0", .target = "/kiln/image", .fstype = "erofs", .read_only = true},
+      {.source = "serial:kiln-disk1", .target = "/kiln/layer", .fstype = "ext4"},
+      {.source = "overlay",
+       .target = std::string(kContainerRootInGuest),
+       .fstype = "overlay",
+       .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
+  };
+}
+
+}  // namespace
+
 Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
   if (vm.source.kind != RootSource::Kind::kContainer) return ok();
   auto& hub = *slot.running->hub;
@@ -114,22 +131,23 @@ Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
     return Error::unsupported(
         "the guest agent is too old to assemble a container's root (it lacks capability mount_serial)");
   }
-  // disk 0: the image (EROFS, shared read-only by every container of it); disk 1: the writable layer.
-  std::string root(kContainerRootInGuest);
-  const agent::MountRequest mounts[] = {
-      {.source = "serial:kiln-disk0", .target = "/kiln/image", .fstype = "erofs", .read_only = true},
-      {.source = "serial:kiln-disk1", .target = "/kiln/layer", .fstype = "ext4"},
-      {.source = "overlay",
-       .target = root,
-       .fstype = "overlay",
-       .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
-  };
-  for (const auto& request : mounts) {
+  for (const auto& request : container_root_mounts()) {
     KILN_TRY_CONTEXT(hub.call([&](agent::AgentConnection& connection) {
       return connection.mount(request, kMountTimeout);
     }),
                      fmt::format("assemble the container's root ({})", request.target));
   }
+  return ok();
+}
+
+Result<void> VmManager::give_clone_identity(Slot& slot, const VmRecord& vm) {
+  // One message: the template's clock, name, RNG state and machine id are every clone's until this.
+  agent::CloneInitRequest request{.hostname = vm.name, .machine_id = vm.id.substr(0, 32)};
+  if (vm.source.kind == RootSource::Kind::kContainer) request.mounts = container_root_mounts();
+  KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
+    return connection.clone_init(request, kMountTimeout);
+  }),
+                   "give the forked VM its identity");
   return ok();
 }
 
@@ -246,10 +264,11 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   auto setup_started = std::chrono::steady_clock::now();
   auto connected = [&]() -> Result<void> {
     KILN_TRY(connect_agent(slot, vm));
-    if (restoring || forked) {
+    if (forked) {
+      KILN_TRY(give_clone_identity(slot, vm));
+    } else if (restoring) {
       sync_guest_clock(slot, vm);  // its clock stopped when it was saved
-    }
-    if (!restoring) {
+    } else {
       name_guest(slot, vm);
       KILN_TRY(mount_folders(slot, vm));
       KILN_TRY(mount_container_root(slot, vm));

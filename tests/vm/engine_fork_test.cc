@@ -102,6 +102,12 @@ class EngineFork : public ::testing::Test {
       auto settle = [&](agent::AgentConnection& agent) -> Result<void> {
         // In guest RAM only (tmpfs): what every clone must find.
         KILN_TRY(run(agent, "mkdir -p /tmp/t && echo template-token-4711 > /tmp/t/token"));
+        // So that the shared RNG is observable (ClonesDrawDifferentRandomnessOnlyAfterCloneInit): the kernel
+        // reseeds its CRNG from the (per-clone) input pool once its key is older than max(1 s, uptime / 2),
+        // so the template is saved right after a reseed at an uptime of 20 s: 10 s of guest time in which
+        // clones without their own reseed draw the same bytes.
+        KILN_TRY(run(agent, "sleep 18"));
+        KILN_TRY(agent.clone_init({.hostname = "template"}));
         return ok();
       };
       KILN_TRY(settle_template_guest(vm, 120s, settle));
@@ -245,6 +251,55 @@ TEST_F(EngineFork, ClonesResumeTheTemplateAndKeepTheirWritesApart) {
       "[ figures ] template build %ld ms; fork %ld ms (%s), to agent HELLO %ld ms; clone maps %ld kB of "
       "the template, %ld kB private dirty\n",
       build_ms_, fork_ms, timings.c_str(), agent_ms, rss_kib, dirty_kib);
+}
+
+// The kernel has no VM generation id: two clones resume with the same RNG state. CLONE_INIT's host seed and
+// CRNG reseed are what make their randomness differ, and without them the test sees the shared state.
+TEST_F(EngineFork, ClonesDrawDifferentRandomnessOnlyAfterCloneInit) {
+  auto first_draws = [&](bool reseed) -> std::vector<std::string> {
+    std::vector<std::string> draws;
+    for (int i = 0; i < 2; ++i) {
+      auto clone = engine_->fork(*template_, clone_spec(fmt::format("rng-{}-{}", reseed, i)));
+      EXPECT_TRUE(clone) << clone.error().message();
+      if (!clone) return {};
+      auto agent = connect(**clone);
+      if (!agent) return {};
+      auto init = agent->clone_init({.hostname = fmt::format("clone{}", i), .reseed = reseed});
+      EXPECT_TRUE(init) << init.error().message();
+      auto drawn = run(*agent,
+                       "head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; "
+                       "cat /proc/sys/kernel/random/uuid; hostname");
+      EXPECT_TRUE(drawn) << drawn.error().message();
+      draws.push_back(drawn.value_or(""));
+      (void)(*clone)->kill();
+    }
+    return draws;
+  };
+  auto shared = first_draws(false);
+  ASSERT_EQ(shared.size(), 2u);
+  auto own = first_draws(true);
+  ASSERT_EQ(own.size(), 2u);
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    for (size_t at = 0; at < text.size();) {
+      size_t end = text.find('\n', at);
+      out.push_back(text.substr(at, end - at));
+      at = end == std::string::npos ? text.size() : end + 1;
+    }
+    return out;
+  };
+  auto a = lines(own[0]), b = lines(own[1]);
+  ASSERT_EQ(a.size(), 3u) << own[0];
+  ASSERT_EQ(b.size(), 3u) << own[1];
+  EXPECT_NE(a[0], b[0]) << "the first /dev/urandom bytes of two clones match";
+  EXPECT_NE(a[1], b[1]) << "two clones drew the same uuid";
+  EXPECT_EQ(a[2], "clone0");
+  EXPECT_EQ(b[2], "clone1");
+  auto x = lines(shared[0]), y = lines(shared[1]);
+  ASSERT_EQ(x.size(), 3u);
+  ASSERT_EQ(y.size(), 3u);
+  EXPECT_EQ(x[0], y[0]) << "without the reseed the clones should share the template's RNG state";
+  EXPECT_EQ(x[1], y[1]);
 }
 
 TEST_F(EngineFork, TwentyClonesLeaveTheTemplateFileUnchanged) {
