@@ -194,3 +194,113 @@ TEST_F(ContainerManagerTest, RemoveAndRename) {
 
 }  // namespace
 }  // namespace kiln::daemon::containers
+
+namespace kiln::daemon::containers {
+namespace {
+
+// Container VMs fork from a template (kilnd's default), on the fake engine.
+class ForkedContainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto stack = testing::ContainerStack::create(true);
+    ASSERT_TRUE(stack) << stack.error().message();
+    stack_ = std::move(*stack);
+  }
+
+  // Creates and runs `echo hi` to its end; returns the container's VM as it last started.
+  VmRecord run(std::map<std::string, std::string> labels = {}) {
+    NewContainer request;
+    request.config.image = testing::ContainerStack::kTestImage;
+    request.config.cmd = {"echo", "hi"};
+    request.config.labels = std::move(labels);
+    request.cmd_given = true;
+    auto created = stack_->containers().create(request);
+    EXPECT_TRUE(created) << created.error().message();
+    if (!created) return {};
+    auto started = stack_->containers().start(created->id);
+    EXPECT_TRUE(started) << started.error().message();
+    EXPECT_EQ(stack_->containers().wait(created->id, WaitCondition::kNotRunning, {}).value_or(-1), 0);
+    return stack_->vms().inspect(created->vm_id).value_or(VmRecord{});
+  }
+
+  std::unique_ptr<testing::ContainerStack> stack_;
+};
+
+TEST_F(ForkedContainerTest, ContainersForkFromOneTemplateAndGetTheirIdentityInOneMessage) {
+  VmRecord first = run();
+  VmRecord second = run();
+  EXPECT_EQ(first.start_mode, "fork");
+  EXPECT_EQ(second.start_mode, "fork");
+  EXPECT_FALSE(first.template_key.empty());
+  EXPECT_EQ(first.template_key, second.template_key);
+  EXPECT_EQ(stack_->engine().template_builds(), 1);
+  EXPECT_EQ(stack_->engine().forks(), 2);
+  // The first start built the template and says so; both say how long the fork and the setup took.
+  auto has_step = [](const VmRecord& vm, std::string_view step) {
+    return std::any_of(vm.start_timings.begin(), vm.start_timings.end(),
+                       [&](const auto& entry) { return entry.first == step; });
+  };
+  EXPECT_TRUE(has_step(first, "template-build"));
+  EXPECT_FALSE(has_step(second, "template-build"));
+  EXPECT_TRUE(has_step(second, "fork"));
+  EXPECT_TRUE(has_step(second, "agent-setup"));
+  // The template is on disk under its key.
+  EXPECT_TRUE(std::filesystem::exists(stack_->dir() + "/root/templates/" + first.template_key));
+
+  // No second boot's worth of requests: the clone's agent got HELLO, CLONE_INIT with the VM's name and the
+  // container's root, then the process.
+  auto machine = stack_->engine().machine(static_cast<pid_t>(1'000'000 + stack_->engine().launches() - 1));
+  ASSERT_TRUE(machine);
+  auto requests = machine->requests();
+  ASSERT_GE(requests.size(), 3U);
+  EXPECT_EQ(requests[0], "HELLO");
+  EXPECT_EQ(requests[1], fmt::format("CLONE_INIT {} reseed=true serial:kiln-disk0:/kiln/image "
+                                     "serial:kiln-disk1:/kiln/layer overlay:/kiln/rootfs",
+                                     second.name));
+  EXPECT_TRUE(std::none_of(requests.begin(), requests.end(), [](const std::string& r) {
+    return r.starts_with("SET_HOSTNAME") || r.starts_with("MOUNT");
+  }));
+}
+
+TEST_F(ForkedContainerTest, TheColdBootLabelBootsThatContainer) {
+  VmRecord cold = run({{std::string(kBootLabel), "cold"}});
+  EXPECT_EQ(cold.start_mode, "boot");
+  EXPECT_TRUE(cold.template_key.empty());
+  EXPECT_EQ(stack_->engine().forks(), 0);
+  EXPECT_EQ(stack_->engine().template_builds(), 0);
+}
+
+TEST_F(ForkedContainerTest, AFailedTemplateBuildBootsColdAndIsNotRetriedAtOnce) {
+  engine::fake::FakeScript script;
+  script.build_error = Error::unavailable("the template's guest did not answer");
+  stack_->engine().set_script(script);
+  EXPECT_EQ(run().start_mode, "boot");
+  EXPECT_EQ(run().start_mode, "boot");
+  EXPECT_EQ(stack_->engine().template_builds(), 1);
+}
+
+TEST_F(ForkedContainerTest, AFailedForkBootsCold) {
+  engine::fake::FakeScript script;
+  script.fork_error = Error::failed_precondition("template memory file is missing");
+  stack_->engine().set_script(script);
+  VmRecord vm = run();
+  EXPECT_EQ(vm.start_mode, "boot");
+  EXPECT_EQ(stack_->engine().forks(), 1);
+}
+
+TEST_F(ForkedContainerTest, PruneKeepsTemplatesARunningVmUsesAndDropsDamagedOnes) {
+  VmRecord vm = run();
+  std::string dir = stack_->dir() + "/root/templates/";
+  std::filesystem::create_directories(dir + "damaged");
+  std::filesystem::create_directories(dir + ".building-0123-ab");
+  stack_->templates()->prune({vm.template_key});
+  EXPECT_TRUE(std::filesystem::exists(dir + vm.template_key));
+  EXPECT_FALSE(std::filesystem::exists(dir + "damaged"));
+  EXPECT_FALSE(std::filesystem::exists(dir + ".building-0123-ab"));
+  // Not in use, but fine and recently used: kept too.
+  stack_->templates()->prune({});
+  EXPECT_TRUE(std::filesystem::exists(dir + vm.template_key));
+}
+
+}  // namespace
+}  // namespace kiln::daemon::containers

@@ -13,6 +13,7 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
+#include "daemon/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "engine/fake/fake_engine.h"
 #include "image/image_store.h"
@@ -24,7 +25,9 @@ class ContainerStack {
   // kTestImage is imported with this tag.
   static constexpr const char* kTestImage = "test:latest";
 
-  static Result<std::unique_ptr<ContainerStack>> create() {
+  // `fork`: container VMs fork from templates (a TemplatePool under <dir>/root/templates), as kilnd's
+  // default.
+  static Result<std::unique_ptr<ContainerStack>> create(bool fork = false) {
     auto stack = std::make_unique<ContainerStack>();
     stack->dir_ = std::make_unique<TempDir>(KILN_TRY(TempDir::create("container-stack-")));
     std::string root = stack->dir_->path() + "/root";
@@ -38,13 +41,19 @@ class ContainerStack {
     KILN_TRY(stack->images_->import(tarball, KILN_TRY(image::ImageRef::parse(kTestImage))));
     stack->store_ = KILN_TRY(VmStore::open(root));
     std::filesystem::create_directories(stack->dir_->path() + "/run");
+    if (fork) {
+      stack->templates_ = std::make_unique<TemplatePool>(
+          TemplatePoolConfig{.dir = root + "/templates", .run_dir = stack->dir_->path() + "/run/templates"},
+          stack->engine_);
+    }
     stack->vms_ = KILN_TRY(VmManager::create({.root = root,
                                               .run_dir = stack->dir_->path() + "/run",
                                               .kernel = stack->dir_->path() + "/vmlinuz",
                                               .initramfs = stack->dir_->path() + "/initramfs",
                                               .host_cpus = 4,
                                               .host_memory_mib = 8192,
-                                              .images = stack->images_.get()},
+                                              .images = stack->images_.get(),
+                                              .templates = stack->templates_.get()},
                                              *stack->store_, stack->events_, stack->engine_));
     stack->containers_ = KILN_TRY(ContainerManager::create({.root = root, .default_memory_mib = 128},
                                                            stack->store_->database(), *stack->vms_,
@@ -64,6 +73,7 @@ class ContainerStack {
   ContainerManager& containers() { return *containers_; }
   EventBus& events() { return events_; }
   engine::fake::FakeEngine& engine() { return engine_; }
+  TemplatePool* templates() { return templates_.get(); }
 
  private:
   std::unique_ptr<TempDir> dir_;
@@ -71,6 +81,7 @@ class ContainerStack {
   engine::fake::FakeEngine engine_;
   std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<VmStore> store_;
+  std::unique_ptr<TemplatePool> templates_;
   std::unique_ptr<VmManager> vms_;
   std::unique_ptr<ContainerManager> containers_;
 };

@@ -23,6 +23,7 @@ using agent::Frame;
 using agent::MessageType;
 
 constexpr const char* kSavedStateFile = "/fake-vm.json";
+constexpr const char* kSavedTemplateFile = "/fake-template.json";
 
 Error monitor_gone() {
   return Error::unavailable("the VM's monitor has exited");
@@ -199,6 +200,12 @@ Result<void> FakeMachine::save_state(const std::string& dir) {
   return ok();
 }
 
+void FakeMachine::note_on_console(std::string_view line) {
+  UniqueFd console(
+      ::open((spec_.runtime_dir + "/console.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  if (console) (void)write_all(console.get(), std::string(line) + "\n");
+}
+
 void FakeMachine::wake() {
   signal_eventfd(wakeup_.get());
 }
@@ -240,7 +247,11 @@ void FakeMachine::serve_agent() {
       agent_busy_ = false;
     }
     agent_idle_.notify_all();
-    if (!keep) channel.reset();  // the host hung up or broke the protocol; wait for the next connection
+    if (!keep) {
+      // The host hung up or broke the protocol; wait for the next connection, and say so as kiln-agent does.
+      channel.reset();
+      note_on_console("host session ended");
+    }
   }
 }
 
@@ -308,7 +319,7 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
         .agent = "kiln-fake-agent",
         .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
                          "container", "mount_serial", "container_files", "container_join", "reattach",
-                         "container_init"}};
+                         "container_init", "clone_init"}};
     if (spec_.root_disk >= 0) {
       std::lock_guard guard(mutex_);
       reply.root = script_.root.value_or(agent::RootDiskStatus{
@@ -341,6 +352,15 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
       request += fmt::format(" {} {}", decoded->source, decoded->target);
       record();
       return channel.out.push(MessageType::kMountReply, frame.stream, "{}");
+    }
+    case MessageType::kCloneInit: {
+      auto decoded = agent::decode_clone_init_request(frame.payload);
+      if (!decoded) return refuse(decoded.error());
+      request += fmt::format(" {} reseed={}", decoded->hostname.empty() ? "-" : decoded->hostname,
+                             decoded->reseed && !decoded->seed.empty());
+      for (const auto& mount : decoded->mounts) request += fmt::format(" {}:{}", mount.source, mount.target);
+      record();
+      return channel.out.push(MessageType::kCloneInitReply, frame.stream, "{}");
     }
     case MessageType::kUnmount: {
       auto decoded = agent::decode_unmount_request(frame.payload);
@@ -434,6 +454,80 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
     machines_[machine->pid()] = machine;
   }
   return std::unique_ptr<VmInstance>(std::make_unique<FakeVm>(machine, spec.die_with_launcher));
+}
+
+Result<std::string> FakeEngine::template_key(const VmSpec& spec) {
+  std::string slots;
+  for (const auto& disk : spec.disks) slots += disk.read_only ? "ro," : "rw,";
+  return fmt::format("fake-{}cpu-{}mib-{}{}shares-{}", spec.cpus, spec.memory_mib, slots, spec.shares.size(),
+                     spec.kernel.size());
+}
+
+Result<VmTemplate> FakeEngine::build_template(const VmSpec& spec, const std::string& dir,
+                                              const std::function<Result<void>(VmInstance&)>& until_idle) {
+  {
+    std::lock_guard guard(mutex_);
+    ++template_builds_;
+    if (script_.build_error) return *script_.build_error;
+  }
+  std::string key = KILN_TRY(template_key(spec));
+  auto vm = KILN_TRY(launch(spec));
+  KILN_TRY(until_idle(*vm));
+  (void)vm->kill();
+  Json read_only = Json::array();
+  for (const auto& disk : spec.disks) read_only.push_back(disk.read_only);
+  Json saved = {{"key", key},
+                {"cpus", spec.cpus},
+                {"memory_mib", spec.memory_mib},
+                {"read_only", read_only},
+                {"shares", spec.shares.size()}};
+  KILN_TRY(write_file_atomic(dir + kSavedTemplateFile, saved.dump()));
+  KILN_TRY(write_file_atomic(dir + "/memory", ""));
+  return open_template(dir);
+}
+
+Result<VmTemplate> FakeEngine::open_template(const std::string& dir) {
+  auto text = read_file(dir + kSavedTemplateFile);
+  if (!text) return Error::failed_precondition(fmt::format("{} holds no fake template", dir));
+  Json saved = KILN_TRY(parse_json(*text));
+  std::vector<bool> read_only;
+  for (const auto& flag : saved.value("read_only", Json::array())) read_only.push_back(flag.get<bool>());
+  return make_template({.dir = dir,
+                        .key = saved.value("key", ""),
+                        .memory_path = dir + "/memory",
+                        .memory_bytes = saved.value("memory_mib", uint64_t{0}) << 20,
+                        .cpus = saved.value("cpus", 1u),
+                        .memory_mib = saved.value("memory_mib", uint64_t{0}),
+                        .disk_read_only = std::move(read_only),
+                        .shares = saved.value("shares", size_t{0})});
+}
+
+Result<std::unique_ptr<VmInstance>> FakeEngine::fork(const VmTemplate& from, const VmSpec& spec) {
+  {
+    std::lock_guard guard(mutex_);
+    ++forks_;
+    if (script_.fork_error) return *script_.fork_error;
+  }
+  KILN_TRY(check_forkable(from, spec));
+  if (!read_file(from.dir() + kSavedTemplateFile))
+    return Error::failed_precondition(fmt::format("template {} is gone", from.dir()));
+  VmSpec clone = spec;
+  clone.restore_from.clear();
+  auto vm = KILN_TRY(launch(clone));
+  KILN_TRY(
+      write_file_atomic(spec.runtime_dir + "/console.log", fmt::format("fake VM {} forked\n", spec.name)));
+  vm->set_start_timings({{"fork", std::chrono::microseconds(1000)}});
+  return vm;
+}
+
+int FakeEngine::template_builds() const {
+  std::lock_guard guard(mutex_);
+  return template_builds_;
+}
+
+int FakeEngine::forks() const {
+  std::lock_guard guard(mutex_);
+  return forks_;
 }
 
 Result<std::unique_ptr<VmInstance>> FakeEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {

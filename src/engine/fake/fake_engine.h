@@ -47,6 +47,8 @@ struct AgentReaction {
 struct FakeScript {
   std::optional<Error> launch_error;  // launch() fails with this
   std::optional<Error> save_error;    // save_state() fails with this (the VM keeps running)
+  std::optional<Error> build_error;   // build_template() fails with this
+  std::optional<Error> fork_error;    // fork() fails with this
   std::map<agent::MessageType, AgentReaction> reactions;
   // HELLO_REPLY's root disk status when the spec names a root disk; nullopt: mounted.
   std::optional<agent::RootDiskStatus> root;
@@ -100,6 +102,8 @@ class FakeMachine {
   void answer(Channel& channel, const agent::Frame& frame, const std::string& request);
   void run_process(Channel& channel, const agent::Frame& frame);
   void wake();
+  // Appends a line to the VM's console log (runtime_dir/console.log).
+  void note_on_console(std::string_view line);
 
   const pid_t pid_;
   const VmSpec spec_;
@@ -131,6 +135,14 @@ class FakeEngine final : public Engine {
   Accelerator accelerator() const override { return Accelerator::kTcg; }
   Result<std::unique_ptr<VmInstance>> launch(const VmSpec& spec) override;
   Result<std::unique_ptr<VmInstance>> adopt(const VmSpec& spec, pid_t monitor_pid) override;
+  // Fork as QemuEngine's contract says, with a template that is a small JSON file: the template VM is a
+  // fake machine whose agent session the caller settles (the fake agent writes "host session ended" to the
+  // console when a host hangs up, as kiln-agent does); a clone is a fake machine launched from the spec.
+  Result<std::string> template_key(const VmSpec& spec) override;
+  Result<VmTemplate> build_template(const VmSpec& spec, const std::string& dir,
+                                    const std::function<Result<void>(VmInstance&)>& until_idle) override;
+  Result<VmTemplate> open_template(const std::string& dir) override;
+  Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) override;
 
   // Applies to later launches.
   void set_script(FakeScript script);
@@ -138,6 +150,9 @@ class FakeEngine final : public Engine {
   std::shared_ptr<FakeMachine> machine(pid_t pid) const;
   // Calls of launch(), failed ones included.
   int launches() const;
+  // Calls of build_template() and fork(), failed ones included.
+  int template_builds() const;
+  int forks() const;
   // Machines whose monitor has not exited.
   int running_machines() const;
 
@@ -147,6 +162,8 @@ class FakeEngine final : public Engine {
   std::map<pid_t, std::shared_ptr<FakeMachine>> machines_;
   pid_t next_pid_ = 1'000'000;  // above any real pid a test host hands out in practice; never signalled
   int launches_ = 0;
+  int template_builds_ = 0;
+  int forks_ = 0;
 };
 
 }  // namespace kiln::engine::fake
