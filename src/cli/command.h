@@ -20,6 +20,7 @@ struct DaemonAddress;  // vm_client.h: where kilnd listens (-H / KILN_HOST)
 // `address` is filled by the top-level -H option before any action runs.
 void register_vm_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen);
 void register_image_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen);
+void register_template_commands(CLI::App& app, std::shared_ptr<DaemonAddress> address, Action& chosen);
 
 // For number options: CLI11's own conversion takes "-1" for a uint64_t (strtoull wraps it) and "0x10" for 16;
 // this runs Kiln's one number parser first, so the CLI refuses what the API refuses.

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   // Registration table: one line per area.
   kiln::cli::register_vm_commands(app, address, chosen);
   kiln::cli::register_image_commands(app, address, chosen);
+  kiln::cli::register_template_commands(app, address, chosen);
 
   try {
     app.parse(argc, argv);

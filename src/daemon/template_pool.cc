@@ -126,6 +126,26 @@ Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const
   return opened;
 }
 
+void TemplatePool::forget(const std::string& key) {
+  auto state = state_for(key);
+  std::lock_guard build_lock(state->build);
+  state->ready.reset();
+}
+
+Result<void> TemplatePool::remove(const std::string& key) {
+  auto state = state_for(key);
+  std::lock_guard build_lock(state->build);
+  std::string dir = dir_for(key);
+  if (key.empty() || key.find('/') != std::string::npos || key.starts_with(".") || !fs::is_directory(dir))
+    return Error::not_found(fmt::format("no template {}", key));
+  state->ready.reset();
+  std::error_code error;
+  fs::remove_all(dir, error);
+  if (error) return Error::internal(fmt::format("remove {}: {}", dir, error.message()));
+  log::info("removed a VM template", {{"key", key}});
+  return ok();
+}
+
 std::vector<TemplateInfo> TemplatePool::list() {
   std::vector<TemplateInfo> found;
   std::error_code error;

@@ -36,6 +36,7 @@ struct TemplateInfo {
   unsigned cpus = 0;
   uint64_t memory_mib = 0;
   std::string error;  // not usable (damaged, another QEMU): why
+  int in_use = 0;     // running VMs forked from it (filled by VmManager)
 };
 
 // The size of every template disk slot: the guest reads a disk's size once, at boot, so a slot is as large
@@ -53,6 +54,11 @@ class TemplatePool {
   // Removes templates that no running VM uses (`in_use`: keys) and that are damaged, or from another
   // engine version, or unused for keep_unused. At kilnd start, after recovery.
   void prune(const std::set<std::string>& in_use);
+  // A fork from `key`'s template failed in a way the template may cause (its files changed under kilnd):
+  // the next start opens it again, and builds it anew if it no longer opens.
+  void forget(const std::string& key);
+  // Deletes the template's directory (the caller checked no running VM uses it). kNotFound if absent.
+  Result<void> remove(const std::string& key);
   std::vector<TemplateInfo> list();
 
  private:

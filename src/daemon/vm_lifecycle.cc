@@ -203,6 +203,9 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engi
         return forked;
       }
       log::warn("could not fork the VM; booting it", {{"vm", vm.name}, {"error", forked.error().message()}});
+      // A template whose files changed under kilnd is checked (and rebuilt if need be) at the next start.
+      if (forked.error().category() == ErrorCategory::kFailedPrecondition)
+        config_.templates->forget(found->key());
     } else {
       log::warn("no template to fork the VM from; booting it",
                 {{"vm", vm.name}, {"error", found.error().message()}});

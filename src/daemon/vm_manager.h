@@ -26,6 +26,7 @@ class ImageStore;
 namespace kiln::daemon {
 
 class TemplatePool;
+struct TemplateInfo;
 
 struct VmManagerConfig {
   std::string root;     // --root: state db, vms/<id>/root.ext4
@@ -149,6 +150,13 @@ class VmManager {
                              std::string_view as_owner = {});
   Result<VmRecord> set_folders_enabled(const std::string& id_or_name, bool enabled,
                                        std::string_view as_owner = {});
+
+  // Fork templates (docs/fork.md). kFailedPrecondition when kilnd boots cold (no templates).
+  Result<std::vector<TemplateInfo>> list_templates();
+  // Builds (or finds) the template container VMs of this size fork from; its listing.
+  Result<TemplateInfo> warm_template(std::optional<unsigned> cpus, std::optional<uint64_t> memory_mib);
+  // Removes a template by key or unique key prefix; kFailedPrecondition (409) while a running VM uses it.
+  Result<void> remove_template(const std::string& key_or_prefix);
 
   // The serial console log file of the VM (may not exist before its first start).
   Result<std::string> console_log_path(const std::string& id_or_name);

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from kilnd_fixtures import ExecRefused, Kilnd
+from kilnd_fixtures import KILN, ExecRefused, Kilnd
 
 
 class KilndTestCase(unittest.TestCase):
@@ -513,6 +513,53 @@ class SharedFolderTest(KilndTestCase):
         self.assertEqual(k.exec("sharer", ["cat", "/mnt/hgfs/later/in.txt"])[1], b"host says hi\n")
         self.assertError(k.request("POST", "/v1/vms/sharer/folders", {"host_path": "/no/such", "guest_path": "x"}),
                          400, "not an existing directory")
+
+
+class TemplateTest(KilndTestCase):
+    """/v1/templates and `kiln template`: fork templates built ahead of need, listed, removed."""
+
+    def kiln(self, *args):
+        return subprocess.run([KILN, "-H", "unix://" + self.kilnd.socket, *args], capture_output=True, text=True,
+                              timeout=300)
+
+    def test_warm_list_and_remove(self):
+        k = self.kilnd
+        self.assertEqual(k.ok("GET", "/v1/templates"), [])
+        made = k.ok("POST", "/v1/templates", {"memory_mib": 256})
+        self.assertRegex(made["key"], "^[0-9a-f]{64}$")
+        self.assertEqual((made["cpus"], made["memory_mib"], made["memory_bytes"], made["in_use"]),
+                         (1, 256, 256 << 20, 0))
+        manifest = json.load(open(os.path.join(k.root, "templates", made["key"], "snapshot.json")))
+        self.assertEqual((manifest["role"], manifest["version"]), ("template", 2))
+        # The same shape again: the template that exists, not a second one.
+        self.assertEqual(k.ok("POST", "/v1/templates", {"memory_mib": 256})["key"], made["key"])
+        self.assertEqual([t["key"] for t in k.ok("GET", "/v1/templates")], [made["key"]])
+        # The CLI shows it and removes it by a prefix.
+        listed = self.kiln("template", "ls")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn(made["key"][:12], listed.stdout)
+        self.assertIn("256 MiB", listed.stdout)
+        removed = self.kiln("template", "rm", made["key"][:12])
+        self.assertEqual(removed.returncode, 0, removed.stderr)
+        self.assertFalse(os.path.exists(os.path.join(k.root, "templates", made["key"])))
+        self.assertEqual(k.ok("GET", "/v1/templates"), [])
+
+    def test_bad_requests(self):
+        k = self.kilnd
+        self.assertError(k.request("POST", "/v1/templates", {"cpus": 0}), 400, "cpus")
+        self.assertError(k.request("POST", "/v1/templates", {"memory": 256}), 400, "memory")
+        self.assertError(k.request("POST", "/v1/templates", {"memory_mib": "big"}), 400, "memory_mib")
+        self.assertError(k.request("DELETE", "/v1/templates/0123"), 404, "no template 0123")
+        gone = self.kiln("template", "rm", "nothing")
+        self.assertEqual(gone.returncode, 1)
+        self.assertEqual(gone.stderr.strip(), "kiln: no template nothing")
+        self.assertEqual(k.ok("GET", "/v1/templates"), [])
+
+    def test_a_cold_booting_kilnd_has_no_templates(self):
+        cold = Kilnd()
+        self.addCleanup(cold.cleanup)
+        cold.start(["--boot=cold"])
+        self.assertError(cold.request("GET", "/v1/templates"), 409, "--boot=cold")
 
 
 class MetaTest(KilndTestCase):

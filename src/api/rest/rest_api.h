@@ -53,9 +53,10 @@ struct ApiContext {
 
 void add_vm_routes(http::Router& router, ApiContext& context);
 void add_exec_routes(http::Router& router, ApiContext& context);
-void add_stream_routes(http::Router& router, ApiContext& context);  // events, console
-void add_meta_routes(http::Router& router, ApiContext& context);    // ping, version, openapi
-void add_image_routes(http::Router& router, ApiContext& context);   // /v1/images
+void add_stream_routes(http::Router& router, ApiContext& context);    // events, console
+void add_meta_routes(http::Router& router, ApiContext& context);      // ping, version, openapi
+void add_image_routes(http::Router& router, ApiContext& context);     // /v1/images
+void add_template_routes(http::Router& router, ApiContext& context);  // /v1/templates
 // AppCatalyst's /api/vms...; errors in its {"code", "message"} shape whatever the router's formatter.
 void add_appcatalyst_routes(http::Router& router, ApiContext& context);
 // AppCatalyst's error body, {"code": 404, "message": "..."}: the formatter of a router serving only its

@@ -165,6 +165,30 @@ Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body) {
   return request;
 }
 
+Json template_to_json(const daemon::TemplateInfo& info) {
+  Json json = {{"key", info.key},
+               {"cpus", info.cpus},
+               {"memory_mib", info.memory_mib},
+               {"memory_bytes", info.memory_bytes},
+               {"in_use", info.in_use},
+               {"dir", info.dir}};
+  if (!info.error.empty()) json["error"] = info.error;
+  return json;
+}
+
+Result<WarmTemplateRequest> parse_warm_template(const Json& body) {
+  if (body.is_null()) return WarmTemplateRequest{};
+  static constexpr std::array<std::string_view, 2> kAllowed = {"cpus", "memory_mib"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  WarmTemplateRequest request;
+  if (auto cpus = KILN_TRY(optional_count(body, "cpus", 1))) {
+    if (*cpus > 1024) return Error::invalid_argument(fmt::format("cpus {} is not a sensible number", *cpus));
+    request.cpus = static_cast<unsigned>(*cpus);
+  }
+  request.memory_mib = KILN_TRY(optional_count(body, "memory_mib", 1));
+  return request;
+}
+
 Result<daemon::ExecRequest> parse_exec(const Json& body) {
   static constexpr std::array<std::string_view, 8> kAllowed = {"cmd",   "env",  "workdir", "tty",
                                                                "stdin", "user", "rows",    "cols"};

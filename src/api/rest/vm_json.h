@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/json.h"
+#include "daemon/template_pool.h"
 #include "daemon/vm_manager.h"
 
 namespace kiln::api::rest {
@@ -14,5 +15,14 @@ Result<daemon::CreateVmRequest> parse_create_vm(const Json& body);
 Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body);
 Result<daemon::SharedFolder> parse_shared_folder(const Json& body);
 Result<daemon::ExecRequest> parse_exec(const Json& body);
+
+// Fork templates (/v1/templates).
+Json template_to_json(const daemon::TemplateInfo& info);
+// POST /v1/templates: {"cpus": N, "memory_mib": M}, both optional (a container VM's defaults).
+struct WarmTemplateRequest {
+  std::optional<unsigned> cpus;
+  std::optional<uint64_t> memory_mib;
+};
+Result<WarmTemplateRequest> parse_warm_template(const Json& body);
 
 }  // namespace kiln::api::rest

@@ -129,6 +129,7 @@ void add_kiln_routes(http::Router& router, ApiContext& context) {
   add_exec_routes(router, context);
   add_stream_routes(router, context);
   add_image_routes(router, context);
+  add_template_routes(router, context);
   add_appcatalyst_routes(router, context);
 }
 

@@ -288,6 +288,15 @@ TEST_F(ForkedContainerTest, AFailedForkBootsCold) {
   EXPECT_EQ(stack_->engine().forks(), 1);
 }
 
+TEST_F(ForkedContainerTest, ATemplateRemovedUnderKilndIsBuiltAgain) {
+  VmRecord first = run();
+  ASSERT_EQ(first.start_mode, "fork");
+  std::filesystem::remove_all(stack_->dir() + "/root/templates/" + first.template_key);
+  EXPECT_EQ(run().start_mode, "boot");  // the fork is refused before anything starts; the VM boots
+  EXPECT_EQ(run().start_mode, "fork");  // and the next start has a new template
+  EXPECT_EQ(stack_->engine().template_builds(), 2);
+}
+
 TEST_F(ForkedContainerTest, PruneKeepsTemplatesARunningVmUsesAndDropsDamagedOnes) {
   VmRecord vm = run();
   std::string dir = stack_->dir() + "/root/templates/";
