@@ -3,9 +3,11 @@
 #include <fmt/core.h>
 
 #include <csignal>
+#include <cstdlib>
 
 #include "cli/command.h"
 #include "cli/vm_client.h"
+#include "common/log.h"
 #include "kiln/version.h"
 
 namespace kiln::cli {
@@ -17,6 +19,12 @@ void print_error(std::string_view message) {
 int main(int argc, char** argv) {
   // A closed pipe must surface as EPIPE on the write that hit it, not kill the CLI.
   (void)std::signal(SIGPIPE, SIG_IGN);
+  // The libraries' progress lines (a template built, a state restored) are kilnd's log material; the CLI
+  // reports through its own output and "kiln: ..." errors. KILN_LOG_LEVEL=info|debug shows them.
+  kiln::log::set_level(kiln::log::Level::kWarn);
+  if (const char* level = std::getenv("KILN_LOG_LEVEL"); level && *level) {  // NOLINT(concurrency-mt-unsafe)
+    (void)kiln::log::set_level_by_name(level);
+  }
   CLI::App app{"kiln: an API- and CLI-driven hypervisor; every container a VM", "kiln"};
   app.set_version_flag("--version", fmt::format("kiln version {}", kiln::kVersion));
   app.require_subcommand(0, 1);

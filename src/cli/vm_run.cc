@@ -14,10 +14,12 @@
 #include "agent/client/attach.h"
 #include "cli/terminal.h"
 #include "cli/vm_run_storage.h"
+#include "common/random_id.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
 #include "engine/engine_factory.h"
 #include "engine/graceful_stop.h"
+#include "engine/template_pool.h"
 #include "guest/guest_kit.h"
 
 namespace kiln::cli {
@@ -159,6 +161,20 @@ void stop_vm(engine::VmInstance& vm, agent::AgentConnection& connection, const R
 Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm,
                         agent::AgentConnection& connection, const RunStorage& storage);
 
+// A VM a template can stand for: one without a root disk to switch into or 9p shares (a template has
+// neither); extra disks are fine, each in a template slot of its read-only-ness.
+bool forkable(const engine::VmSpec& spec) {
+  return spec.root_disk < 0 && spec.shares.empty();
+}
+
+// Where templates live: kilnd's (with its default --root) when running as root, else the user's cache.
+std::string template_dir() {
+  if (const char* dir = std::getenv("KILN_TEMPLATE_DIR"); dir && *dir)
+    return dir;  // NOLINT(concurrency-mt-unsafe)
+  if (::geteuid() == 0) return "/var/lib/kiln/templates";
+  return guest::default_cache_dir() + "/templates";
+}
+
 Result<int> run(const VmRunOptions& options) {
   Validated valid = KILN_TRY(validate(options));
 
@@ -179,12 +195,31 @@ Result<int> run(const VmRunOptions& options) {
                       .root_disk = valid.storage.root_disk,
                       .shares = valid.storage.shares,
                       .die_with_launcher = true};
-  std::unique_ptr<engine::VmInstance> vm = KILN_TRY(engine->launch(spec));
+  std::unique_ptr<engine::VmInstance> vm;
+  bool forked = false;
+  if (options.boot == "fork" && forkable(spec)) {
+    // The same templates kilnd keeps (engine/template_pool.h); built here on first need.
+    engine::TemplatePool templates({.dir = template_dir(), .run_dir = runtime_dir.path() + "/templates"},
+                                   *engine);
+    if (auto found = templates.template_for(spec)) {
+      if (auto clone = engine->fork(*found, spec)) {
+        vm = std::move(*clone);
+        forked = true;
+      }
+    }
+  }
+  if (!vm) vm = KILN_TRY(engine->launch(spec));  // cold: asked for, or no template could be used
 
   auto channel = vm->connect_agent();
   if (!channel) return explain_vm_failure(*vm, channel.error(), "before its agent answered");
   auto connection = agent::AgentConnection::connect(std::move(*channel), kAgentTimeout);
   if (!connection) return explain_vm_failure(*vm, connection.error(), "before its agent answered");
+  if (forked) {
+    // The template's clock, RNG state and machine id are every clone's until this.
+    auto machine_id = random_hex_id(16);
+    auto identity = (*connection)->clone_init({.machine_id = machine_id ? *machine_id : ""});
+    if (!identity) return explain_vm_failure(*vm, identity.error(), "while taking its identity");
+  }
   if (valid.storage.root_disk >= 0) KILN_TRY(check_root_disk(**connection, options.root_disk));
 
   auto code = run_command(options, *vm, **connection, valid.storage);
@@ -272,6 +307,11 @@ void register_vm_run(CLI::App& vm, Action& chosen) {
                   "Share a host directory: HOSTDIR:GUESTPATH[:ro] (a bare name "
                   "mounts at /mnt/hgfs/NAME)")
       ->allow_extra_args(false);
+  run->add_option("--boot", options->boot,
+                  "fork: resume a copy-on-write clone of a booted template (built once, then reused); cold: "
+                  "boot the kernel (no memory shared with other VMs)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fork", "cold"}));
   run->add_option("command", options->command, "Command and arguments (after --)");
   run->callback([options, &chosen] { chosen = [options] { return run_vm_run(*options); }; });
 }

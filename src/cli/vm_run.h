@@ -22,6 +22,7 @@ struct VmRunOptions {
   std::vector<std::string> disks;    // --disk: raw images attached as extra virtio-blk disks
   std::string root_disk;             // --root-disk: an ext4 image the guest boots into
   std::vector<std::string> volumes;  // -v HOSTDIR:GUESTPATH[:ro]: 9p shares the agent mounts
+  std::string boot = "fork";         // --boot: fork from a template (when the VM can be), or cold
   std::vector<std::string> command;
 };
 

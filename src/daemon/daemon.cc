@@ -21,7 +21,7 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
-#include "daemon/template_pool.h"
+#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "engine/engine_factory.h"
 #include "guest/guest_kit.h"

@@ -23,10 +23,18 @@ namespace kiln::image {
 class ImageStore;
 }
 
+namespace kiln::engine {
+class TemplatePool;
+struct TemplatePoolConfig;
+struct TemplateInfo;
+}  // namespace kiln::engine
+
 namespace kiln::daemon {
 
-class TemplatePool;
-struct TemplateInfo;
+// Fork templates are the engine layer's (shared with `kiln vm run`); kilnd owns one pool of them.
+using engine::TemplateInfo;
+using engine::TemplatePool;
+using engine::TemplatePoolConfig;
 
 struct VmManagerConfig {
   std::string root;     // --root: state db, vms/<id>/root.ext4

@@ -2,7 +2,7 @@
 // ahead of need (`kiln template warm`), removed when nothing uses them.
 #include <fmt/format.h>
 
-#include "daemon/template_pool.h"
+#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 
 namespace kiln::daemon {

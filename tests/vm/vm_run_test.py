@@ -4,6 +4,7 @@ Real VMs under QEMU (TCG here). Each test gets its own TMPDIR and initramfs cach
 """
 import fcntl
 import hashlib
+import json
 import os
 import pty
 import signal
@@ -18,6 +19,9 @@ import unittest
 BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
 KILN = os.path.join(BIN_DIR, "kiln")
 TIMEOUT = 240
+# Fork templates `kiln vm run` builds on first need: shared by this build's test processes (a template is
+# built once, not once per test), never the machine's /var/lib/kiln/templates.
+TEMPLATE_DIR = os.path.join(BIN_DIR, "..", "test-templates")
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
 from kiln_test_support import PtyReader  # noqa: E402
@@ -28,7 +32,8 @@ class KilnCase(unittest.TestCase):
         self.scratch = tempfile.TemporaryDirectory(prefix="kiln-vmtest-")
         self.tmpdir = os.path.join(self.scratch.name, "tmp")
         os.mkdir(self.tmpdir)
-        self.env = dict(os.environ, TMPDIR=self.tmpdir, KILN_CACHE_DIR=os.path.join(self.scratch.name, "cache"))
+        self.env = dict(os.environ, TMPDIR=self.tmpdir, KILN_CACHE_DIR=os.path.join(self.scratch.name, "cache"),
+                        KILN_TEMPLATE_DIR=TEMPLATE_DIR)
         self.env.pop("KILN_KERNEL", None)
 
     def tearDown(self):
@@ -157,6 +162,45 @@ def children_of(pid):
             return [int(p) for p in f.read().split()]
     except FileNotFoundError:
         return []
+
+
+class VmRunForkTest(KilnCase):
+    """`kiln vm run` forks from a template by default (docs/fork.md); --boot=cold boots."""
+
+    DRAW = "head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /etc/machine-id"
+
+    def test_forked_runs_have_their_own_randomness_and_machine_id(self):
+        first = self.kiln("vm", "run", "--", "sh", "-c", self.DRAW)
+        second = self.kiln("vm", "run", "--", "sh", "-c", self.DRAW)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        self.assertEqual(first.stderr, b"")  # template building and restoring are not the user's output
+        a, b = first.stdout.decode().split(), second.stdout.decode().split()
+        self.assertEqual(len(a), 2, first.stdout)
+        self.assertNotEqual(a[0], b[0])
+        self.assertRegex(a[1], "^[0-9a-f]{32}$")
+        self.assertNotEqual(a[1], b[1])
+        # The template the runs forked from is on disk under its key, a format-2 template manifest.
+        manifests = [os.path.join(TEMPLATE_DIR, key, "snapshot.json") for key in os.listdir(TEMPLATE_DIR)
+                     if not key.startswith(".")]
+        roles = {json.load(open(path))["role"] for path in manifests if os.path.exists(path)}
+        self.assertEqual(roles, {"template"})
+
+    def test_cold_boot_is_selectable_and_bad_modes_are_refused(self):
+        cold = self.kiln("vm", "run", "--boot=cold", "--", "echo", "cold")
+        self.assertEqual((cold.returncode, cold.stdout), (0, b"cold\n"), cold.stderr)
+        bad = self.kiln("vm", "run", "--boot=warm", "--", "true")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn(b"--boot", bad.stderr)
+        self.assertNoLeftovers()
+
+    def test_a_vm_with_a_volume_boots_cold_and_works(self):
+        share = os.path.join(self.scratch.name, "share")
+        os.mkdir(share)
+        with open(os.path.join(share, "f"), "w") as f:
+            f.write("shared\n")
+        run = self.kiln("vm", "run", "-v", share + ":/mnt/s", "--", "cat", "/mnt/s/f")
+        self.assertEqual((run.returncode, run.stdout), (0, b"shared\n"), run.stderr)
 
 
 class VmRunFaultTest(KilnCase):

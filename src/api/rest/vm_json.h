@@ -3,7 +3,7 @@
 #pragma once
 
 #include "common/json.h"
-#include "daemon/template_pool.h"
+#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 
 namespace kiln::api::rest {

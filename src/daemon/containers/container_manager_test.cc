@@ -243,7 +243,8 @@ TEST_F(ForkedContainerTest, ContainersForkFromOneTemplateAndGetTheirIdentityInOn
   EXPECT_TRUE(has_step(first, "template-build"));
   EXPECT_FALSE(has_step(second, "template-build"));
   EXPECT_TRUE(has_step(second, "fork"));
-  EXPECT_TRUE(has_step(second, "agent-setup"));
+  EXPECT_TRUE(has_step(second, "agent"));
+  EXPECT_TRUE(has_step(second, "clone-init"));
   // The template is on disk under its key.
   EXPECT_TRUE(std::filesystem::exists(stack_->dir() + "/root/templates/" + first.template_key));
 
@@ -302,10 +303,14 @@ TEST_F(ForkedContainerTest, PruneKeepsTemplatesARunningVmUsesAndDropsDamagedOnes
   std::string dir = stack_->dir() + "/root/templates/";
   std::filesystem::create_directories(dir + "damaged");
   std::filesystem::create_directories(dir + ".building-0123-ab");
+  std::filesystem::last_write_time(dir + ".building-0123-ab",
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
+  std::filesystem::create_directories(dir + ".building-4567-cd");  // another process's build in progress
   stack_->templates()->prune({vm.template_key});
   EXPECT_TRUE(std::filesystem::exists(dir + vm.template_key));
   EXPECT_FALSE(std::filesystem::exists(dir + "damaged"));
   EXPECT_FALSE(std::filesystem::exists(dir + ".building-0123-ab"));
+  EXPECT_TRUE(std::filesystem::exists(dir + ".building-4567-cd"));
   // Not in use, but fine and recently used: kept too.
   stack_->templates()->prune({});
   EXPECT_TRUE(std::filesystem::exists(dir + vm.template_key));

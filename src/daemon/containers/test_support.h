@@ -13,7 +13,7 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
-#include "daemon/template_pool.h"
+#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "engine/fake/fake_engine.h"
 #include "image/image_store.h"

@@ -252,7 +252,7 @@ Result<void> load_vm_state(QmpClient& qmp, MonitorProcess& monitor, PreparedRest
   // The VM was stopped when it was saved, so it comes back paused.
   KILN_TRY(qmp.execute("cont"));
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-  log::info("VM state restored", {{"ms", elapsed.count()}});
+  log::debug("VM state restored", {{"ms", elapsed.count()}});
   return ok();
 }
 

@@ -1,10 +1,11 @@
-// TemplatePool: kilnd's fork templates. For each template key (engine.h: what a saved guest depends on) it
-// owns one directory under <root>/templates/<key>, built on first need by booting the guest kit with
-// placeholder disk slots and saving it once its agent is idle; every later VM of that shape is forked from
-// it. Builds of one key are serialized (concurrent starts wait for the one build); a key whose build failed
-// is not retried for a minute (starts boot cold meanwhile). Templates are removed only when no VM that
-// kilnd knows to be running names them (VmRecord::template_key), so a clone's memory file stays, also
-// across kilnd restarts. Thread-safe.
+// TemplatePool: the fork templates on disk, shared by kilnd (<root>/templates) and `kiln vm run` without
+// kilnd (the same directory when both run as root with kilnd's default root). For each template key
+// (engine.h: what a saved guest depends on) it owns one directory under <root>/templates/<key>, built on
+// first need by booting the guest kit with placeholder disk slots and saving it once its agent is idle; every
+// later VM of that shape is forked from it. Builds of one key are serialized (concurrent starts wait for the
+// one build); a key whose build failed is not retried for a minute (starts boot cold meanwhile). Templates
+// are removed only when no VM that kilnd knows to be running names them (VmRecord::template_key), so a
+// clone's memory file stays, also across kilnd restarts. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -18,11 +19,12 @@
 #include "common/error.h"
 #include "engine/engine.h"
 
-namespace kiln::daemon {
+namespace kiln::engine {
 
 struct TemplatePoolConfig {
-  std::string dir;      // <root>/templates: one directory per key
-  std::string run_dir;  // <run-dir>/templates: sockets and console of template VMs while they are built
+  std::string dir;  // one directory per key (kilnd: <root>/templates)
+  std::string
+      run_dir;  // sockets and console of template VMs while they are built (kilnd: <run-dir>/templates)
   std::chrono::milliseconds agent_timeout = std::chrono::seconds(90);
   // Unused templates older than this are removed by prune() (their inputs changed, or nothing needs them).
   std::chrono::hours keep_unused = std::chrono::hours(24 * 7);
@@ -46,11 +48,11 @@ inline constexpr uint64_t kTemplateSlotBytes = uint64_t{1} << 40;
 
 class TemplatePool {
  public:
-  TemplatePool(TemplatePoolConfig config, engine::Engine& engine);
+  TemplatePool(TemplatePoolConfig config, Engine& engine);
 
   // The template VMs like `spec` fork from (its disks' paths are ignored; their slots and read-only flags
   // count). Built now if there is none; `built` is set when this call built it.
-  Result<engine::VmTemplate> template_for(const engine::VmSpec& spec, bool* built = nullptr);
+  Result<VmTemplate> template_for(const VmSpec& spec, bool* built = nullptr);
   // Removes templates that no running VM uses (`in_use`: keys) and that are damaged, or from another
   // engine version, or unused for keep_unused. At kilnd start, after recovery.
   void prune(const std::set<std::string>& in_use);
@@ -64,18 +66,18 @@ class TemplatePool {
  private:
   struct KeyState {
     std::mutex build;  // held while the key's template is built
-    std::optional<engine::VmTemplate> ready;
+    std::optional<VmTemplate> ready;
     std::chrono::steady_clock::time_point failed_until{};
     std::string failure;
   };
   std::shared_ptr<KeyState> state_for(const std::string& key);
-  Result<engine::VmTemplate> build(const engine::VmSpec& spec, const std::string& key);
+  Result<VmTemplate> build(const VmSpec& spec, const std::string& key);
   std::string dir_for(const std::string& key) const { return config_.dir + "/" + key; }
 
   TemplatePoolConfig config_;
-  engine::Engine& engine_;
+  Engine& engine_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<KeyState>> keys_;
 };
 
-}  // namespace kiln::daemon
+}  // namespace kiln::engine

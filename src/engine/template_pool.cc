@@ -1,4 +1,4 @@
-#include "daemon/template_pool.h"
+#include "engine/template_pool.h"
 
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include "common/random_id.h"
 #include "engine/template_guest.h"
 
-namespace kiln::daemon {
+namespace kiln::engine {
 namespace {
 
 namespace fs = std::filesystem;
@@ -28,7 +28,7 @@ void touch(const std::string& path) {
 
 }  // namespace
 
-TemplatePool::TemplatePool(TemplatePoolConfig config, engine::Engine& engine)
+TemplatePool::TemplatePool(TemplatePoolConfig config, Engine& engine)
     : config_(std::move(config)), engine_(engine) {}
 
 std::shared_ptr<TemplatePool::KeyState> TemplatePool::state_for(const std::string& key) {
@@ -38,7 +38,7 @@ std::shared_ptr<TemplatePool::KeyState> TemplatePool::state_for(const std::strin
   return state;
 }
 
-Result<engine::VmTemplate> TemplatePool::template_for(const engine::VmSpec& spec, bool* built) {
+Result<VmTemplate> TemplatePool::template_for(const VmSpec& spec, bool* built) {
   if (built) *built = false;
   std::string key = KILN_TRY(engine_.template_key(spec));
   auto state = state_for(key);
@@ -75,7 +75,7 @@ Result<engine::VmTemplate> TemplatePool::template_for(const engine::VmSpec& spec
   return *made;
 }
 
-Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const std::string& key) {
+Result<VmTemplate> TemplatePool::build(const VmSpec& spec, const std::string& key) {
   std::error_code error;
   fs::create_directories(config_.dir, error);
   if (error) return Error::internal(fmt::format("create {}: {}", config_.dir, error.message()));
@@ -93,7 +93,7 @@ Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const
     fs::remove_all(runtime, ignored);
   };
 
-  engine::VmSpec booted = spec;
+  VmSpec booted = spec;
   booted.name = "kiln-template-" + key.substr(0, 12);
   booted.runtime_dir = runtime;
   booted.restore_from.clear();
@@ -104,9 +104,8 @@ Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const
   auto started = Clock::now();
   log::info("building a VM template",
             {{"key", key.substr(0, 16)}, {"cpus", spec.cpus}, {"memory_mib", spec.memory_mib}});
-  auto made = engine_.build_template(booted, building, [&](engine::VmInstance& vm) {
-    return engine::settle_template_guest(vm, config_.agent_timeout);
-  });
+  auto made = engine_.build_template(
+      booted, building, [&](VmInstance& vm) { return settle_template_guest(vm, config_.agent_timeout); });
   if (!made) {
     cleanup();
     return made.error().with_context("build the VM template");
@@ -117,6 +116,8 @@ Result<engine::VmTemplate> TemplatePool::build(const engine::VmSpec& spec, const
   fs::remove_all(runtime, ignored);
   if (error) {
     fs::remove_all(building, ignored);
+    // Another process (kilnd, another `kiln vm run`) built the same key meanwhile: use theirs.
+    if (auto theirs = engine_.open_template(dir); theirs && theirs->key() == key) return theirs;
     return Error::internal(fmt::format("move the template into {}: {}", dir, error.message()));
   }
   touch(dir + "/" + std::string(kLastUsedFile));
@@ -172,7 +173,11 @@ void TemplatePool::prune(const std::set<std::string>& in_use) {
     std::string name = entry.path().filename();
     std::string key = name.substr(0, name.find('.'));
     if (name.starts_with(".building-")) {
-      // Left by a kilnd that died while building (its template VM died with it).
+      // Left by a process that died while building (its template VM died with it); a recent one may be
+      // another process's build in progress (`kiln vm run` shares the directory).
+      std::error_code no_time;
+      auto started = fs::last_write_time(entry.path(), no_time);
+      if (!no_time && now - started < std::chrono::minutes(10)) continue;
       std::error_code ignored;
       fs::remove_all(entry.path(), ignored);
       continue;
@@ -195,4 +200,4 @@ void TemplatePool::prune(const std::set<std::string>& in_use) {
   }
 }
 
-}  // namespace kiln::daemon
+}  // namespace kiln::engine
