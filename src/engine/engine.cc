@@ -45,6 +45,7 @@ VmTemplate Engine::make_template(TemplateFacts facts) {
   made.cpus_ = facts.cpus;
   made.memory_mib_ = facts.memory_mib;
   made.disk_read_only_ = std::move(facts.disk_read_only);
+  made.disk_capacity_ = std::move(facts.disk_capacity);
   made.shares_ = facts.shares;
   return made;
 }
@@ -65,6 +66,17 @@ Result<void> Engine::check_forkable(const VmTemplate& from, const VmSpec& spec) 
     };
     differences.push_back(
         fmt::format("disk slots {} vs {}", layout(from.disk_read_only()), layout(read_only)));
+  }
+  // The guest read each slot's size once, when the template booted: a larger disk would be cut short.
+  for (size_t i = 0; i < spec.disks.size() && i < from.disk_capacity().size(); ++i) {
+    struct stat st {};
+    uint64_t capacity = from.disk_capacity()[i];
+    const std::string& path = spec.disks[i].path;
+    if (capacity == 0 || path.empty() || ::stat(path.c_str(), &st) != 0) continue;
+    if (static_cast<uint64_t>(st.st_size) > capacity) {
+      differences.push_back(
+          fmt::format("disk {} ({}) is {} bytes, larger than the slot's {}", i, path, st.st_size, capacity));
+    }
   }
   if (from.shares() != spec.shares.size())
     differences.push_back(fmt::format("shares {} vs {}", from.shares(), spec.shares.size()));

@@ -94,6 +94,8 @@ class VmTemplate {
   uint64_t memory_mib() const { return memory_mib_; }
   // Slot layout the guest saw: one read-only flag per disk slot, and the number of 9p shares.
   const std::vector<bool>& disk_read_only() const { return disk_read_only_; }
+  // Per slot, the size the guest saw (0: unknown): a clone's disk must fit in it.
+  const std::vector<uint64_t>& disk_capacity() const { return disk_capacity_; }
   size_t shares() const { return shares_; }
 
  private:
@@ -106,6 +108,7 @@ class VmTemplate {
   unsigned cpus_ = 0;
   uint64_t memory_mib_ = 0;
   std::vector<bool> disk_read_only_;
+  std::vector<uint64_t> disk_capacity_;
   size_t shares_ = 0;
 };
 
@@ -188,7 +191,8 @@ class Engine {
     return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
   }
   // Starts a VM of `spec` as a copy-on-write clone of `from`: it resumes where the template was saved.
-  // `spec` must have the template's CPUs, memory and slot layout (its disks are its own); spec.memory and
+  // `spec` must have the template's CPUs, memory and slot layout, each disk no larger than its slot (its
+  // disks are its own); spec.memory and
   // spec.restore_from are ignored. Running when this returns.
   virtual Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) {
     (void)from, (void)spec;
@@ -203,6 +207,7 @@ class Engine {
     unsigned cpus = 0;
     uint64_t memory_mib = 0;
     std::vector<bool> disk_read_only;
+    std::vector<uint64_t> disk_capacity;
     size_t shares = 0;
   };
   static VmTemplate make_template(TemplateFacts facts);

@@ -198,6 +198,7 @@ TEST_F(EngineFork, TemplateNeverReadItsPlaceholderSlots) {
   EXPECT_EQ(manifest->role, "template");
   EXPECT_EQ(manifest->template_key, template_->key());
   EXPECT_EQ(manifest->vm.disk_read_only, (std::vector<bool>{true, false}));
+  EXPECT_EQ(manifest->vm.disk_capacity, (std::vector<uint64_t>{kSlotBytes, kSlotBytes}));
   EXPECT_EQ(manifest->files["memory"].bytes, kMemoryMib << 20);
   EXPECT_EQ(manifest->files["memory"].sha256.size(), 64u);
   // The key is computed from the spec alone: a clone's spec finds the same template.
@@ -345,6 +346,10 @@ TEST_F(EngineFork, BadTemplatesAreRefusedBeforeQemuStarts) {
   VmSpec writable_image = spec;
   writable_image.disks[0].read_only = false;
   refused(engine_->fork(*opened, writable_image), "disk slots [ro, rw] vs [rw, rw]");
+  VmSpec too_big = spec;
+  fs::resize_file(too_big.disks[1].path, kSlotBytes + 4096);
+  refused(engine_->fork(*opened, too_big), "larger than the slot's 1073741824");
+  fs::resize_file(too_big.disks[1].path, 64 << 20);
 
   fs::resize_file(copy + "/memory", 1 << 20);
   refused(engine_->fork(*opened, spec), "is 1048576 bytes");

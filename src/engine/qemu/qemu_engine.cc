@@ -259,6 +259,7 @@ Result<VmTemplate> QemuEngine::open_template(const std::string& dir) {
                         .cpus = manifest.vm.cpus,
                         .memory_mib = manifest.vm.memory_mib,
                         .disk_read_only = manifest.vm.disk_read_only,
+                        .disk_capacity = manifest.vm.disk_capacity,
                         .shares = manifest.vm.shares.size()});
 }
 

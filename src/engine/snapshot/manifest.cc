@@ -44,10 +44,15 @@ Json shape_to_json(const VmShape& vm) {
   for (const auto& share : vm.shares) {
     shares.push_back({{"tag", share.tag}, {"host_path", share.host_path}, {"read_only", share.read_only}});
   }
-  return {{"cpus", vm.cpus},           {"memory_mib", vm.memory_mib},
-          {"disks", vm.disks},         {"disk_read_only", vm.disk_read_only},
-          {"root_disk", vm.root_disk}, {"shares", shares},
-          {"kernel", vm.kernel},       {"cmdline", vm.cmdline}};
+  return {{"cpus", vm.cpus},
+          {"memory_mib", vm.memory_mib},
+          {"disks", vm.disks},
+          {"disk_read_only", vm.disk_read_only},
+          {"disk_capacity", vm.disk_capacity},
+          {"root_disk", vm.root_disk},
+          {"shares", shares},
+          {"kernel", vm.kernel},
+          {"cmdline", vm.cmdline}};
 }
 
 Result<VmShape> shape_from_json(const Json& json) {
@@ -68,6 +73,13 @@ Result<VmShape> shape_from_json(const Json& json) {
   }
   if (vm.disk_read_only.size() != vm.disks.size())
     return malformed("\"disk_read_only\" and \"disks\" differ in length");
+  const Json* capacity = KILN_TRY(required_member(json, "disk_capacity", Json::value_t::array));
+  for (const auto& bytes : *capacity) {
+    if (!bytes.is_number_unsigned()) return malformed("\"disk_capacity\" must hold byte counts");
+    vm.disk_capacity.push_back(bytes.get<uint64_t>());
+  }
+  if (vm.disk_capacity.size() != vm.disks.size())
+    return malformed("\"disk_capacity\" and \"disks\" differ in length");
   const Json* root_disk = KILN_TRY(required_member(json, "root_disk", Json::value_t::number_integer));
   vm.root_disk = root_disk->get<int>();
   const Json* shares = KILN_TRY(required_member(json, "shares", Json::value_t::array));
@@ -104,8 +116,9 @@ bool VmShape::operator==(const VmShape& other) const {
     });
   };
   return cpus == other.cpus && memory_mib == other.memory_mib && disks == other.disks &&
-         disk_read_only == other.disk_read_only && root_disk == other.root_disk &&
-         same_shares(shares, other.shares) && kernel == other.kernel && cmdline == other.cmdline;
+         disk_read_only == other.disk_read_only && disk_capacity == other.disk_capacity &&
+         root_disk == other.root_disk && same_shares(shares, other.shares) && kernel == other.kernel &&
+         cmdline == other.cmdline;
 }
 
 VmShape shape_of(const VmSpec& spec, std::string cmdline) {
@@ -118,6 +131,7 @@ VmShape shape_of(const VmSpec& spec, std::string cmdline) {
   for (const auto& disk : spec.disks) {
     vm.disks.push_back(disk.path);
     vm.disk_read_only.push_back(disk.read_only);
+    vm.disk_capacity.push_back(disk.path.empty() ? disk.placeholder_bytes : 0);
   }
   return vm;
 }

@@ -32,6 +32,8 @@ struct VmShape {
   uint64_t memory_mib = 0;
   std::vector<std::string> disks;  // host paths, in slot order (disk i is kiln-disk<i>); "" for a placeholder
   std::vector<bool> disk_read_only;  // per slot: the guest caches it at boot
+  // Per slot, the size the guest saw at boot (a placeholder's); 0: not recorded (a suspend's real disks).
+  std::vector<uint64_t> disk_capacity;
   int root_disk = -1;
   std::vector<ShareSpec> shares;
   std::string kernel;
