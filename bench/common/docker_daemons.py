@@ -2,9 +2,11 @@
 runc or runsc), each on its own socket under a scratch directory, the busybox image they import, timed docker
 CLI runs, and per-process memory from /proc. Python 3 stdlib only; the benchmarks put this folder on sys.path."""
 import ctypes
+import datetime
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -388,6 +390,53 @@ def measure_idle(daemon, count, run_args, settle, before_remove=None):
     daemon.remove_all_containers()
     return starts, rows, daemon_pss
 
+
+
+KILND_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \w+\s+(.*)$")
+KILND_PHASES = (
+    ("POST /containers/create (request duration)", "create_request", None),
+    ("create answered → QEMU launched", "created", "launch"),
+    ("QEMU launched → VM started (agent answered)", "launch", "vm"),
+    ("VM started → container started", "vm", "started"),
+    ("container started → exited (`true` runs; the VM stopped: kilnd logs the exit after that)", "started",
+     "exited"),
+    ("exited → removed (--rm: the VM and its writable layer deleted)", "exited", "removed"),
+)
+
+
+def kilnd_phases(log_path, skip, count):
+    """Where time goes in kilnd's `docker run --rm`, from the debug log's timestamps (millisecond resolution):
+    per phase, the durations of containers skip .. skip+count-1 in creation order."""
+    containers, current = [], {}  # names repeat (random names); `current` maps a name to its newest record
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            match = KILND_LOG_LINE.match(line)
+            if not match:
+                continue
+            when = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+            text = match.group(2)
+            if found := re.match(r"container created container=(\S+)", text):
+                current[found.group(1)] = {}
+                containers.append(current[found.group(1)])
+            elif found := re.match(r"http request method=POST path=/containers/create status=201 duration_ms=(\d+)",
+                                   text):
+                if containers:
+                    containers[-1]["created"] = when
+                    containers[-1]["create_request"] = int(found.group(1)) / 1000
+            elif found := re.match(r"launching QEMU vm=(\S+)", text):
+                current.get(found.group(1), {})["launch"] = when
+            elif found := re.match(r"VM started vm=(\S+)", text):
+                current.get(found.group(1), {})["vm"] = when
+            elif found := re.match(r"container (started|exited|removed) container=(\S+)", text):
+                current.get(found.group(2), {}).setdefault(found.group(1), when)
+    chosen = containers[skip:skip + count]
+    phases = {}
+    for label, start, end in KILND_PHASES:
+        values = [c[start] if end is None else c[end] - c[start] for c in chosen
+                  if start in c and (end is None or end in c)]
+        if values:
+            phases[label] = summary(values)
+    return phases
 
 
 def summary(values):

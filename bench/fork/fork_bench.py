@@ -45,7 +45,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../common"))
 from docker_daemons import (DOCKER_CLI, IMAGE, MEMORY_FIELDS, REPO, Dockerd, Kilnd, busybox_tar,  # noqa: E402
-                            default_kilnd, log, measure_idle, summary, timed_run, unmount_under)
+                            default_kilnd, kilnd_phases, log, measure_idle, summary, timed_run, unmount_under)
 
 SYSTEMS = ("fork", "cold", "runc", "runsc")
 RATE_SYSTEMS = ("fork", "runc")
@@ -229,6 +229,19 @@ def print_report(results, args, build, order):
                      for name in names]
             print(f"| {step} | " + " | ".join(cells) + " |")
         print()
+    phases = results.get("phases", {})
+    if phases:
+        print(f"Where the time goes in kilnd's `docker run --rm busybox true` (the {args.runs} timed runs), from "
+              "its debug log's timestamps (ms), median (min–max)")
+        print()
+        names = list(phases)
+        print("| phase | " + " | ".join(names) + " |")
+        print("| --- |" + " ---: |" * len(names))
+        for phase in dict.fromkeys(p for name in names for p in phases[name]):
+            cells = [spread(phases[name][phase], lambda v: f"{v * 1000:.0f}") if phase in phases[name] else "—"
+                     for name in names]
+            print(f"| {phase} | " + " | ".join(cells) + " |")
+        print()
     if results.get("template_build_ms") is not None:
         print(f"template build (the warm-up's first fork; once per kilnd root): {results['template_build_ms']:.0f} ms")
     for name, error in results.get("errors", {}).items():
@@ -330,6 +343,11 @@ def main():
         if times[name]:
             results["run"][name] = summary(times[name])
             results["run"][name]["seconds"] = times[name]
+        if name in ("fork", "cold") and times[name]:
+            try:  # the warm-up was the first container; the timed runs follow it
+                results.setdefault("phases", {})[name] = kilnd_phases(daemons[name].log_path, 1, len(times[name]))
+            except (OSError, ValueError) as e:
+                log(f"{name}: reading the phases from its log: {e}")
 
     for name in RATE_SYSTEMS:
         if not alive(name):
