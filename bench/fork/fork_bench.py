@@ -91,6 +91,29 @@ def start_rate(daemon, count, parallel):
     return count / wall, [r[0] for r in results], [r[1] for r in results]
 
 
+RAM_FIELDS = ("Rss", "Pss", "Anonymous")
+
+
+def guest_ram_kib(pid):
+    """{field: KiB} of RAM_FIELDS over QEMU's guest-RAM mapping: a clone's private mapping of its template's
+    memory file (<root>/templates/<key>/memory; Anonymous = the pages it wrote, copied on write) or a cold
+    VM's memfd (Pss there is its Pss_Shmem). None if the process is gone."""
+    values, in_ram = dict.fromkeys(RAM_FIELDS, 0), False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):  # a mapping's header: address range, perms, ...
+                    fields = line.split(None, 5)
+                    path = fields[5].strip() if len(fields) > 5 else ""
+                    in_ram = "/templates/" in path or path.startswith("/memfd:")
+                elif in_ram and first[:-1] in values:
+                    values[first[:-1]] += int(line.split()[1])
+    except OSError:
+        return None
+    return values
+
+
 def vm_timings(daemon, ids):
     """[(mode, template, {step: ms})] of the containers' VMs."""
     found = []
@@ -118,16 +141,23 @@ def step_medians(timings):
 
 def idle_memory(daemon, count, settle, results, key):
     """PSS of `count` idle containers on `daemon` into results[key]; their VMs' start timings too (kilnd)."""
-    timings = []
+    timings, ram = [], []
     def before_remove(ids):
         if isinstance(daemon, Kilnd):
             timings.extend(vm_timings(daemon, ids))
+            for container_id in ids:
+                for pid in daemon.container_roots(container_id):
+                    if (found := guest_ram_kib(pid)) is not None:
+                        ram.append(found)
     available_before = meminfo_kib("MemAvailable")
     starts, rows, daemon_pss = measure_idle(daemon, count, [], settle, before_remove)
     figures = {"count": count, "detached": summary(starts), "daemon_pss_kib": daemon_pss,
                "mem_available_before_kib": available_before}
     for field in MEMORY_FIELDS:
         figures[f"{field.lower()}_per_container_kib"] = sum(row[3][field] for row in rows) / count
+    if ram:
+        for field in RAM_FIELDS:
+            figures[f"ram_{field.lower()}_per_container_kib"] = sum(r[field] for r in ram) / len(ram)
     if timings:
         figures["modes"] = sorted({t[0] or "?" for t in timings})
         figures["templates"] = sorted({t[1] for t in timings if t[1]})
@@ -198,13 +228,18 @@ def print_report(results, args, build, order):
         print(f"Host memory of idle `sleep 3600` containers: PSS of each container's QEMU (smaps_rollup), per "
               f"container, {args.settle:g} s after the last start; KSM run={results['ksm_run']}")
         print()
-        print("| containers | PSS per container | anon / file / shmem (MiB) | RSS per container | "
-              "kilnd's own PSS | `docker run -d` median (min–max) |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| containers | PSS per container | anon / file / shmem (MiB) | of it guest RAM: PSS (written: "
+              "anon) | QEMU itself (PSS − guest RAM) | RSS per container | kilnd's own PSS | "
+              "`docker run -d` median (min–max) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for key, m in memory.items():
             parts = " / ".join(f"{m[f'pss_{kind}_per_container_kib'] / 1024:.1f}" for kind in ("anon", "file", "shmem"))
-            print(f"| {key} | **{mib(m['pss_per_container_kib'])}** | {parts} | {mib(m['rss_per_container_kib'])} | "
-                  f"{mib(m['daemon_pss_kib'])} | {spread(m['detached'], seconds)} |")
+            ram = own = "—"
+            if "ram_pss_per_container_kib" in m:
+                ram = f"{mib(m['ram_pss_per_container_kib'])} ({mib(m['ram_anonymous_per_container_kib'])})"
+                own = mib(m["pss_per_container_kib"] - m["ram_pss_per_container_kib"])
+            print(f"| {key} | **{mib(m['pss_per_container_kib'])}** | {parts} | {ram} | {own} | "
+                  f"{mib(m['rss_per_container_kib'])} | {mib(m['daemon_pss_kib'])} | {spread(m['detached'], seconds)} |")
         print()
         for key, m in memory.items():
             if "modes" in m:
