@@ -233,13 +233,15 @@ def print_report(results, args, build, order):
               "`docker run -d` median (min–max) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for key, m in memory.items():
-            parts = " / ".join(f"{m[f'pss_{kind}_per_container_kib'] / 1024:.1f}" for kind in ("anon", "file", "shmem"))
+            parts = " / ".join(f"{m[f'pss_{kind}_per_container_kib'] / 1024:.1f}"
+                               for kind in ("anon", "file", "shmem"))
             ram = own = "—"
             if "ram_pss_per_container_kib" in m:
                 ram = f"{mib(m['ram_pss_per_container_kib'])} ({mib(m['ram_anonymous_per_container_kib'])})"
                 own = mib(m["pss_per_container_kib"] - m["ram_pss_per_container_kib"])
             print(f"| {key} | **{mib(m['pss_per_container_kib'])}** | {parts} | {ram} | {own} | "
-                  f"{mib(m['rss_per_container_kib'])} | {mib(m['daemon_pss_kib'])} | {spread(m['detached'], seconds)} |")
+                  f"{mib(m['rss_per_container_kib'])} | {mib(m['daemon_pss_kib'])} | "
+                  f"{spread(m['detached'], seconds)} |")
         print()
         for key, m in memory.items():
             if "modes" in m:
