@@ -51,15 +51,22 @@ def _die_with_parent():
 
 
 class Kilnd:
-    """One kilnd process. start()/stop()/kill9() may be called repeatedly on the same root."""
+    """One kilnd process. start()/stop()/kill9() may be called repeatedly on the same root.
 
-    def __init__(self, extra_args=()):
+    `boot` is kilnd's --boot (how container VMs start: "fork" or "cold"); by default the environment's
+    KILN_TEST_BOOT, so a whole suite runs against a cold-booting kilnd (tests/docker registers one that way),
+    else kilnd's own default (fork)."""
+
+    def __init__(self, extra_args=(), boot=None):
         self.dir = tempfile.mkdtemp(prefix="kilnd-test-")
         self.root = os.path.join(self.dir, "root")
         self.run_dir = os.path.join(self.dir, "run")
         self.socket = os.path.join(self.run_dir, "kiln.sock")
         self.log_path = os.path.join(self.dir, "kilnd.log")
         self.extra_args = list(extra_args)
+        self.boot = boot or os.environ.get("KILN_TEST_BOOT") or None
+        if self.boot:
+            self.extra_args.append(f"--boot={self.boot}")
         self.process = None
 
     def start(self, extra_args=()):

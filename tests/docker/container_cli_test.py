@@ -103,6 +103,7 @@ class ContainerCase(unittest.TestCase):
     """One kilnd (or the oracle dockerd) per class, with the busybox image loaded."""
 
     kiln_only = False
+    kilnd_boot = None  # kilnd's --boot for this class (None: KILN_TEST_BOOT, else kilnd's default)
 
     @classmethod
     def setUpClass(cls):
@@ -118,7 +119,7 @@ class ContainerCase(unittest.TestCase):
             cls.kilnd = None
             cls.docker_socket = ORACLE[len("unix://"):]
         else:
-            cls.kilnd = Kilnd()
+            cls.kilnd = Kilnd(boot=cls.kilnd_boot)
             cls.addClassCleanup(cls.kilnd.cleanup)
             cls.kilnd.start()
             cls.docker_socket = os.path.join(cls.kilnd.run_dir, "docker.sock")
@@ -707,6 +708,8 @@ class KilnApiTest(ContainerCase):
         self.assertEqual(vm["labels"].get("kiln.container.name"), "as-vm")
         self.assertEqual(vm["state"], "running")
         self.assertEqual(vm["monitor_pid"], self.state("as-vm")["Pid"])
+        # Forked from a template unless this kilnd boots cold (KILN_TEST_BOOT=cold: the docker_cold suite).
+        self.assertEqual(vm["start"]["mode"], "boot" if self.kilnd.boot == "cold" else "fork", vm)
         for target in (vm["id"], vm["name"]):
             refused = self.kilnd.request("DELETE", f"/v1/vms/{target}")
             self.assertEqual(refused.status, 409, refused)
