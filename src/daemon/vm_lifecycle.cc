@@ -6,9 +6,9 @@
 
 #include "common/log.h"
 #include "common/units.h"
-#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "daemon/vm_slot.h"
+#include "engine/template_pool.h"
 
 namespace kiln::daemon {
 namespace {

@@ -2,8 +2,8 @@
 // ahead of need (`kiln template warm`), removed when nothing uses them.
 #include <fmt/format.h>
 
-#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
+#include "engine/template_pool.h"
 
 namespace kiln::daemon {
 namespace {

@@ -59,7 +59,8 @@ TEST(AgentReconnectVm, TheAgentAnswersAReconnectingHostAtOnce) {
       FAIL() << "round " << round << ": " << connection.error().message() << "; console log in " << kept
              << "/console.log";
     }
-    millis.push_back(duration_cast<microseconds>(steady_clock::now() - start).count() / 1000.0);
+    millis.push_back(static_cast<double>(duration_cast<microseconds>(steady_clock::now() - start).count()) /
+                     1000.0);
   }
   std::sort(millis.begin(), millis.end());
   std::printf("reconnect to HELLO_REPLY over %zu rounds: min %.1f ms, median %.1f ms, max %.1f ms\n",

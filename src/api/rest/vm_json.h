@@ -3,8 +3,8 @@
 #pragma once
 
 #include "common/json.h"
-#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
+#include "engine/template_pool.h"
 
 namespace kiln::api::rest {
 

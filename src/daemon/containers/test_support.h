@@ -13,9 +13,9 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
-#include "engine/template_pool.h"
 #include "daemon/vm_manager.h"
 #include "engine/fake/fake_engine.h"
+#include "engine/template_pool.h"
 #include "image/image_store.h"
 
 namespace kiln::daemon::containers::testing {
