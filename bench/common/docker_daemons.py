@@ -142,6 +142,33 @@ def unmount_under(directory):
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def scratch_workspace(prefix, daemons, keep_logs=None):
+    """A scratch directory under /tmp (short: unix socket paths live under it) that is removed at exit, also
+    on SIGINT/SIGTERM/SIGHUP, after stopping every daemon in `daemons` (a dict the caller fills later) and
+    copying their logs to `keep_logs` if given."""
+    import atexit
+    import tempfile
+    work = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+    def cleanup():
+        for daemon in daemons.values():
+            try:
+                daemon.stop()
+            except Exception as e:  # noqa: BLE001 — keep cleaning up the others
+                log(f"{daemon.name}: cleanup: {e}")
+        if keep_logs:
+            os.makedirs(keep_logs, exist_ok=True)
+            for daemon in daemons.values():
+                if os.path.exists(daemon.log_path):
+                    shutil.copy(daemon.log_path, os.path.join(keep_logs, f"{daemon.name}.log"))
+        unmount_under(work)
+        shutil.rmtree(work, ignore_errors=True)
+    atexit.register(cleanup)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    return work
+
+
 def wait_until(predicate, what, timeout):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -444,8 +471,10 @@ def summary(values):
 
 
 def default_kilnd():
-    for preset in ("release", "dev"):
-        path = os.path.join(REPO, "build", preset, "bin", "kilnd")
-        if os.path.exists(path):
-            return path
-    return os.path.join(REPO, "build", "release", "bin", "kilnd")
+    """The release build's kilnd, unless the dev build's is newer (a stale release build would measure old
+    code)."""
+    builds = [os.path.join(REPO, "build", preset, "bin", "kilnd") for preset in ("release", "dev")]
+    present = [path for path in builds if os.path.exists(path)]
+    if not present:
+        return builds[0]
+    return max(present, key=lambda path: (os.path.getmtime(path), path == builds[0]))

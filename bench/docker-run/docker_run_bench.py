@@ -35,19 +35,15 @@ QEMU, and a kilnd build with its guest kernel linked (scripts/link-guest-kernel.
 Python 3 stdlib only.
 """
 import argparse
-import atexit
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../common"))
 from docker_daemons import (DOCKER_CLI, IMAGE, MEMORY_FIELDS, Dockerd, Kilnd, busybox_tar,  # noqa: E402
-                            default_kilnd, kilnd_phases, log, measure_idle, summary, timed_run,
-                            unmount_under)
+                            default_kilnd, kilnd_phases, log, measure_idle, scratch_workspace, summary,
+                            timed_run)
 
 SYSTEMS = ("kilnd", "runc", "runsc")
 
@@ -127,25 +123,8 @@ def main():
         sys.exit("docker_run_bench: needs root (dockerd, runsc, kilnd's VMs)")
 
     order = [name for name in SYSTEMS if not args.only or name in args.only]
-    work = tempfile.mkdtemp(prefix="kdr-", dir="/tmp")  # short: unix socket paths live under it
     daemons = {}
-
-    def cleanup():
-        for daemon in daemons.values():
-            try:
-                daemon.stop()
-            except Exception as e:  # noqa: BLE001 — keep cleaning up the others
-                log(f"{daemon.name}: cleanup: {e}")
-        if args.keep_logs:
-            os.makedirs(args.keep_logs, exist_ok=True)
-            for daemon in daemons.values():
-                if os.path.exists(daemon.log_path):
-                    shutil.copy(daemon.log_path, os.path.join(args.keep_logs, f"{daemon.name}.log"))
-        unmount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
-    atexit.register(cleanup)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    work = scratch_workspace("kdr-", daemons, args.keep_logs)
 
     log(f"scratch directory {work}; docker CLI {DOCKER_CLI} "
         f"{subprocess.run([DOCKER_CLI, '--version'], capture_output=True, text=True).stdout.strip()}")

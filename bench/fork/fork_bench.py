@@ -29,23 +29,19 @@ SIGINT/SIGTERM. Needs root, Debian's docker.io, runsc, busybox-static, QEMU, and
 kernel linked (scripts/link-guest-kernel.sh BUILD_DIR). Python 3 stdlib only.
 """
 import argparse
-import atexit
 import concurrent.futures
 import datetime
 import json
 import os
 import platform
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../common"))
 from docker_daemons import (DOCKER_CLI, IMAGE, MEMORY_FIELDS, REPO, Dockerd, Kilnd, busybox_tar,  # noqa: E402
-                            default_kilnd, kilnd_phases, log, measure_idle, summary, timed_run, unmount_under)
+                            default_kilnd, kilnd_phases, log, measure_idle, scratch_workspace, summary, timed_run)
 
 SYSTEMS = ("fork", "cold", "runc", "runsc")
 RATE_SYSTEMS = ("fork", "runc")
@@ -307,25 +303,8 @@ def main():
         build = args.kilnd
     order = [name for name in SYSTEMS if not args.only or name in args.only]
     began = time.monotonic()
-    work = tempfile.mkdtemp(prefix="kfb-", dir="/tmp")  # short: unix socket paths live under it
     daemons = {}
-
-    def cleanup():
-        for daemon in daemons.values():
-            try:
-                daemon.stop()
-            except Exception as e:  # noqa: BLE001 — keep cleaning up the others
-                log(f"{daemon.name}: cleanup: {e}")
-        if args.keep_logs:
-            os.makedirs(args.keep_logs, exist_ok=True)
-            for daemon in daemons.values():
-                if os.path.exists(daemon.log_path):
-                    shutil.copy(daemon.log_path, os.path.join(args.keep_logs, f"{daemon.name}.log"))
-        unmount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
-    atexit.register(cleanup)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    work = scratch_workspace("kfb-", daemons, args.keep_logs)
 
     log(f"scratch directory {work}; kilnd {args.kilnd} ({build}); docker CLI {DOCKER_CLI}")
     results = {"ksm_run": ksm_run(), "run": {}, "rate": {}, "memory": {}, "steps": {}, "errors": {}}
