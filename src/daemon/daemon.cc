@@ -121,7 +121,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
 
   auto store = KILN_TRY(VmStore::open(options.root));
   EventBus events;
-  auto engine = KILN_TRY(engine::make_engine({.qemu_binary = options.qemu}));
+  auto engine = KILN_TRY(
+      engine::make_engine({.qemu_binary = options.qemu, .tcg_code_cache_mib = options.tcg_code_cache_mib}));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
   auto images = KILN_TRY(image::ImageStore::open(
       {.root = options.root,

@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
                  "How container VMs start: fork (a copy-on-write clone of a booted template) or cold (boot "
                  "each one; no memory shared between VMs)")
       ->check(CLI::IsMember({"fork", "cold"}));
+  app.add_option(
+         "--tcg-code-cache", options.tcg_code_cache_mib,
+         "Under TCG (no hardware virtualization): each VM's translated-code cache in MiB; small saves "
+         "memory per idle VM and costs CPU in busy ones (default: QEMU's, up to 1 GiB)")
+      ->check(CLI::Range(1u, 1024u));
   app.add_option("--qemu", options.qemu, "QEMU binary (default: $KILN_QEMU, then qemu-system-x86_64)");
   app.add_option("--insecure-registry", options.insecure_registries,
                  "Registry reached over plain HTTP (repeatable)");

@@ -42,7 +42,8 @@ Result<std::unique_ptr<Engine>> make_engine(const EngineConfig& config) {
     if (from_env) binary = from_env;
   }
   Accelerator accelerator = KILN_TRY(resolve_accelerator(config.accelerator, detect_accelerator()));
-  return std::unique_ptr<Engine>(KILN_TRY(qemu::QemuEngine::create(binary, accelerator)));
+  return std::unique_ptr<Engine>(
+      KILN_TRY(qemu::QemuEngine::create(binary, accelerator, config.tcg_code_cache_mib)));
 }
 
 }  // namespace kiln::engine

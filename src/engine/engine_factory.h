@@ -20,6 +20,12 @@ struct EngineConfig {
   AcceleratorChoice accelerator = AcceleratorChoice::kAuto;
   // The QEMU binary; empty: $KILN_QEMU, then qemu-system-x86_64 on PATH.
   std::string qemu_binary;
+  // Under TCG: the size of each VM's translated-code cache in MiB (QEMU's -accel tcg,tb-size); 0: QEMU's
+  // default (up to 1 GiB, filled as the guest runs new code). Most of an idle container VM's own memory under
+  // TCG is this cache (~28 MiB after a minute); a small one saves memory and costs CPU when a busy guest's
+  // code no longer fits (docs/benchmarks.md: 8 MiB took an idle container from 58 to 36 MiB PSS and made a
+  // busy one ~20% slower). Ignored under KVM.
+  unsigned tcg_code_cache_mib = 0;
 };
 
 // kInvalidArgument for an unknown engine name; kNotFound when the engine's monitor binary is missing;

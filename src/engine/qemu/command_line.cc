@@ -38,6 +38,11 @@ std::string escape(const std::string& value) {
   return out;
 }
 
+std::string tcg_accel(const HostFacts& host) {
+  if (host.tcg_code_cache_mib == 0) return "tcg,thread=multi";
+  return fmt::format("tcg,thread=multi,tb-size={}", host.tcg_code_cache_mib);
+}
+
 std::string memory_backend(const VmSpec& spec) {
   const auto& memory = spec.memory;
   std::string share = memory.shared ? "on" : "off";
@@ -62,7 +67,7 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
       "-machine",
       "microvm,acpi=off,memory-backend=ram",
       "-accel",
-      kvm ? "kvm" : "tcg,thread=multi",
+      kvm ? "kvm" : tcg_accel(host),
       "-cpu",
       kvm ? "host" : "max",
       "-smp",

@@ -28,7 +28,8 @@ inline constexpr int kAgentListenFd = 4;
 
 struct HostFacts {
   Accelerator accelerator = Accelerator::kTcg;
-  unsigned long tsc_khz = 0;  // 0: unknown
+  unsigned long tsc_khz = 0;        // 0: unknown
+  unsigned tcg_code_cache_mib = 0;  // TCG's tb-size; 0: QEMU's default
 };
 
 // The guest kernel command line Kiln always uses (console, power-off behaviour, TCG timing fixes).

@@ -126,6 +126,12 @@ TEST(QemuCommandLine, CommasInPathsAreEscaped) {
   EXPECT_EQ(value_after(args, "-chardev"), "file,id=console,path=/tmp/a,,b/console.log");
 }
 
+TEST(QemuCommandLine, TheTcgCodeCacheSizeIsPassedWhenSet) {
+  EXPECT_EQ(value_after(qemu_arguments("qemu", sample_spec(), {Accelerator::kTcg, 0, 8}), "-accel"),
+            "tcg,thread=multi,tb-size=8");
+  EXPECT_EQ(value_after(qemu_arguments("qemu", sample_spec(), {Accelerator::kKvm, 0, 8}), "-accel"), "kvm");
+}
+
 TEST(QemuCommandLine, PlaceholderSlotsAreNullDisksOfTheirSize) {
   VmSpec spec = sample_spec();
   spec.disks = {{.read_only = true, .placeholder_bytes = 1 << 30}, {.path = "/vms/web/layer.ext4"}};

@@ -115,9 +115,11 @@ Result<void> QemuEngine::load_into(QemuVm& vm, PreparedRestore restore, StartTim
   return Error::failed_precondition(fmt::format("restore the VM's state: {}", reason));
 }
 
-Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, Accelerator accelerator) {
+Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, Accelerator accelerator,
+                                                       unsigned tcg_code_cache_mib) {
   std::string binary = KILN_TRY(find_on_path(qemu_binary.empty() ? "qemu-system-x86_64" : qemu_binary));
-  HostFacts host{.accelerator = accelerator, .tsc_khz = host_tsc_khz()};
+  HostFacts host{
+      .accelerator = accelerator, .tsc_khz = host_tsc_khz(), .tcg_code_cache_mib = tcg_code_cache_mib};
   return std::unique_ptr<QemuEngine>(new QemuEngine(std::move(binary), host));  // NOLINT: private constructor
 }
 

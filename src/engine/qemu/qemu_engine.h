@@ -20,7 +20,8 @@ class QemuEngine final : public Engine {
  public:
   // Finds the QEMU binary (`qemu_binary`, else qemu-system-x86_64 on PATH); VMs run on `accelerator` (see
   // engine_factory.h, which decides it).
-  static Result<std::unique_ptr<QemuEngine>> create(std::string qemu_binary, Accelerator accelerator);
+  static Result<std::unique_ptr<QemuEngine>> create(std::string qemu_binary, Accelerator accelerator,
+                                                    unsigned tcg_code_cache_mib = 0);
 
   std::string_view name() const override { return "qemu"; }
   Accelerator accelerator() const override { return host_.accelerator; }
