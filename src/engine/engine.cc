@@ -36,20 +36,6 @@ std::string VmInstance::console_tail(size_t max_bytes) const {
   return text ? *text : std::string{};
 }
 
-VmTemplate Engine::make_template(TemplateFacts facts) {
-  VmTemplate made;
-  made.dir_ = std::move(facts.dir);
-  made.key_ = std::move(facts.key);
-  made.memory_path_ = std::move(facts.memory_path);
-  made.memory_bytes_ = facts.memory_bytes;
-  made.cpus_ = facts.cpus;
-  made.memory_mib_ = facts.memory_mib;
-  made.disk_read_only_ = std::move(facts.disk_read_only);
-  made.disk_capacity_ = std::move(facts.disk_capacity);
-  made.shares_ = facts.shares;
-  return made;
-}
-
 Result<void> Engine::check_forkable(const VmTemplate& from, const VmSpec& spec) {
   std::vector<std::string> differences;
   if (from.cpus() != spec.cpus) differences.push_back(fmt::format("cpus {} vs {}", from.cpus(), spec.cpus));

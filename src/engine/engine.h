@@ -80,36 +80,41 @@ struct StepTiming {
 };
 using StartTimings = std::vector<StepTiming>;
 
+// What a saved template is: where its files are and the machine its guest saw.
+struct TemplateFacts {
+  std::string dir;
+  std::string key;  // what the template was built from (see Engine::template_key)
+  std::string memory_path;
+  uint64_t memory_bytes = 0;
+  unsigned cpus = 0;
+  uint64_t memory_mib = 0;
+  // Slot layout the guest saw: one read-only flag per disk slot, each slot's size (0: unknown; a clone's
+  // disk must fit in it), and the number of 9p shares.
+  std::vector<bool> disk_read_only;
+  std::vector<uint64_t> disk_capacity;
+  size_t shares = 0;
+};
+
 // A booted guest saved so that VMs can be forked from it: its RAM in a file and its device state. Only an
 // Engine makes one (build_template, open_template), after checking it; Engine::fork maps the RAM file
 // private (copy-on-write) in every clone, so no VM ever writes to a template. Copyable, immutable.
 class VmTemplate {
  public:
-  const std::string& dir() const { return dir_; }
-  // What the template was built from (see Engine::template_key).
-  const std::string& key() const { return key_; }
-  const std::string& memory_path() const { return memory_path_; }
-  uint64_t memory_bytes() const { return memory_bytes_; }
-  unsigned cpus() const { return cpus_; }
-  uint64_t memory_mib() const { return memory_mib_; }
-  // Slot layout the guest saw: one read-only flag per disk slot, and the number of 9p shares.
-  const std::vector<bool>& disk_read_only() const { return disk_read_only_; }
-  // Per slot, the size the guest saw (0: unknown): a clone's disk must fit in it.
-  const std::vector<uint64_t>& disk_capacity() const { return disk_capacity_; }
-  size_t shares() const { return shares_; }
+  const TemplateFacts& facts() const { return facts_; }
+  const std::string& dir() const { return facts_.dir; }
+  const std::string& key() const { return facts_.key; }
+  const std::string& memory_path() const { return facts_.memory_path; }
+  uint64_t memory_bytes() const { return facts_.memory_bytes; }
+  unsigned cpus() const { return facts_.cpus; }
+  uint64_t memory_mib() const { return facts_.memory_mib; }
+  const std::vector<bool>& disk_read_only() const { return facts_.disk_read_only; }
+  const std::vector<uint64_t>& disk_capacity() const { return facts_.disk_capacity; }
+  size_t shares() const { return facts_.shares; }
 
  private:
   friend class Engine;
-  VmTemplate() = default;
-  std::string dir_;
-  std::string key_;
-  std::string memory_path_;
-  uint64_t memory_bytes_ = 0;
-  unsigned cpus_ = 0;
-  uint64_t memory_mib_ = 0;
-  std::vector<bool> disk_read_only_;
-  std::vector<uint64_t> disk_capacity_;
-  size_t shares_ = 0;
+  explicit VmTemplate(TemplateFacts facts) : facts_(std::move(facts)) {}
+  TemplateFacts facts_;
 };
 
 class VmInstance {
@@ -201,16 +206,7 @@ class Engine {
 
  protected:
   // For engines: a template handle for what they built or checked.
-  struct TemplateFacts {
-    std::string dir, key, memory_path;
-    uint64_t memory_bytes = 0;
-    unsigned cpus = 0;
-    uint64_t memory_mib = 0;
-    std::vector<bool> disk_read_only;
-    std::vector<uint64_t> disk_capacity;
-    size_t shares = 0;
-  };
-  static VmTemplate make_template(TemplateFacts facts);
+  static VmTemplate make_template(TemplateFacts facts) { return VmTemplate(std::move(facts)); }
   // kFailedPrecondition naming every difference between `from`'s layout and `spec`'s.
   static Result<void> check_forkable(const VmTemplate& from, const VmSpec& spec);
 };
