@@ -161,10 +161,11 @@ void stop_vm(engine::VmInstance& vm, agent::AgentConnection& connection, const R
 Result<int> run_command(const VmRunOptions& options, engine::VmInstance& vm,
                         agent::AgentConnection& connection, const RunStorage& storage);
 
-// A VM a template can stand for: one without a root disk to switch into or 9p shares (a template has
-// neither); extra disks are fine, each in a template slot of its read-only-ness.
+// A VM a template can stand for: one without disks or 9p shares. A template's disk slots have the size the
+// guest read at its boot (a 1 TiB placeholder): a user's --disk would show that size, and a filesystem made
+// on it would outgrow the image. Containers fork with disks because Kiln made the filesystems on them.
 bool forkable(const engine::VmSpec& spec) {
-  return spec.root_disk < 0 && spec.shares.empty();
+  return spec.disks.empty() && spec.shares.empty();
 }
 
 // Where templates live: kilnd's (with its default --root) when running as root, else the user's cache.

@@ -194,6 +194,14 @@ class VmRunForkTest(KilnCase):
         self.assertIn(b"--boot", bad.stderr)
         self.assertNoLeftovers()
 
+    def test_a_vm_with_a_disk_sees_the_disks_own_size(self):
+        # A template's slot would show the placeholder's size: a VM with a --disk boots instead.
+        disk = os.path.join(self.scratch.name, "data.img")
+        with open(disk, "wb") as f:
+            f.truncate(48 << 20)
+        run = self.kiln("vm", "run", "--disk", disk, "--", "cat", "/sys/block/vda/size")
+        self.assertEqual((run.returncode, run.stdout), (0, b"%d\n" % ((48 << 20) // 512)), run.stderr)
+
     def test_a_vm_with_a_volume_boots_cold_and_works(self):
         share = os.path.join(self.scratch.name, "share")
         os.mkdir(share)
