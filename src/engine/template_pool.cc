@@ -21,15 +21,24 @@ constexpr auto kRetryAfterFailure = std::chrono::minutes(1);
 // Marks a template's last use (its mtime), for prune().
 constexpr std::string_view kLastUsedFile = "last-used";
 
-void touch(const std::string& path) {
-  if (auto written = write_file_atomic(path, ""); !written)
-    log::debug("could not mark a template used", {{"path", path}, {"error", written.error().message()}});
-}
+// How often a template in use has its last-used mark renewed: prune() measures unused time in days, and a
+// file write per fork would put I/O on the start path for nothing.
+constexpr auto kMarkUsedEvery = std::chrono::hours(1);
 
 }  // namespace
 
 TemplatePool::TemplatePool(TemplatePoolConfig config, Engine& engine)
     : config_(std::move(config)), engine_(engine) {}
+
+void TemplatePool::mark_used(KeyState& state, const std::string& key) {
+  if (state.marked_used != Clock::time_point{} && Clock::now() - state.marked_used < kMarkUsedEvery) return;
+  std::string path = dir_for(key) + "/" + std::string(kLastUsedFile);
+  if (auto written = write_file_atomic(path, ""); !written) {
+    log::debug("could not mark a template used", {{"path", path}, {"error", written.error().message()}});
+    return;
+  }
+  state.marked_used = Clock::now();
+}
 
 std::shared_ptr<TemplatePool::KeyState> TemplatePool::state_for(const std::string& key) {
   std::lock_guard lock(mutex_);
@@ -43,7 +52,10 @@ Result<VmTemplate> TemplatePool::template_for(const VmSpec& spec, bool* built) {
   std::string key = KILN_TRY(engine_.template_key(spec));
   auto state = state_for(key);
   std::lock_guard build_lock(state->build);
-  if (state->ready) return *state->ready;
+  if (state->ready) {
+    mark_used(*state, key);
+    return *state->ready;
+  }
   if (Clock::now() < state->failed_until) {
     return Error::unavailable(
         fmt::format("the template for this VM failed to build recently: {}", state->failure));
@@ -53,7 +65,7 @@ Result<VmTemplate> TemplatePool::template_for(const VmSpec& spec, bool* built) {
   if (fs::exists(dir + "/snapshot.json")) {
     auto opened = engine_.open_template(dir);
     if (opened && opened->key() == key) {
-      touch(dir + "/" + std::string(kLastUsedFile));
+      mark_used(*state, key);
       state->ready = *opened;
       return *opened;
     }
@@ -71,6 +83,7 @@ Result<VmTemplate> TemplatePool::template_for(const VmSpec& spec, bool* built) {
     return made.error();
   }
   if (built) *built = true;
+  mark_used(*state, key);
   state->ready = *made;
   return *made;
 }
@@ -120,7 +133,6 @@ Result<VmTemplate> TemplatePool::build(const VmSpec& spec, const std::string& ke
     if (auto theirs = engine_.open_template(dir); theirs && theirs->key() == key) return theirs;
     return Error::internal(fmt::format("move the template into {}: {}", dir, error.message()));
   }
-  touch(dir + "/" + std::string(kLastUsedFile));
   auto opened = KILN_TRY(engine_.open_template(dir));
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   log::info("VM template ready", {{"key", key.substr(0, 16)}, {"dir", dir}, {"ms", took.count()}});

@@ -69,8 +69,11 @@ class TemplatePool {
     std::optional<VmTemplate> ready;
     std::chrono::steady_clock::time_point failed_until{};
     std::string failure;
+    std::chrono::steady_clock::time_point marked_used{};  // when last-used was last written
   };
   std::shared_ptr<KeyState> state_for(const std::string& key);
+  // Renews the template's last-used mark (for prune), at most every hour; the caller holds state.build.
+  void mark_used(KeyState& state, const std::string& key);
   Result<VmTemplate> build(const VmSpec& spec, const std::string& key);
   std::string dir_for(const std::string& key) const { return config_.dir + "/" + key; }
 
