@@ -10,6 +10,7 @@
 
 #include "agent/protocol/messages.h"
 #include "common/error.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 
@@ -17,9 +18,27 @@ namespace kiln::agent {
 // disk that replaced another in the same slot under a running kernel (a VM forked from a template).
 enum class MountFlush { kNone, kFlushBlockDevice };
 
-// mkdir -p of `request.target` (already normalized), then mount(2). Errors carry the errno's category and
-// name the filesystem and target.
+// The request's target (and root, if any) made absolute and free of ".." (normalize_guest_path), before
+// anything is mounted.
+Result<void> normalize_mount_request(MountRequest& request, std::string_view what);
+
+// mkdir -p of `request.target` (already normalized), then mount(2); with `root`, the target is placed
+// inside it (resolve_mount_point). Errors carry the errno's category and name the filesystem and target.
 Result<void> mount_in_guest(const MountRequest& request, MountFlush flush = MountFlush::kNone);
+
+// MOUNT's options split into mount(2)'s flags (the words "ro", "nosuid", "noexec", ... and their opposites,
+// later words winning) and the filesystem's data string (everything else, in order).
+struct MountOptions {
+  unsigned long flags = 0;
+  std::string data;
+};
+MountOptions split_mount_options(std::string_view options);
+
+// Where a mount goes inside a container's root: `target` (absolute) resolved as if `root` were "/", so
+// symlinks and ".." cannot lead out of it; missing directories are made, and the last component as a
+// directory or (directory=false) an empty file. Returns an O_PATH descriptor of the mount point; an existing
+// one of the other kind is an error.
+Result<UniqueFd> resolve_mount_point(const std::string& root, const std::string& target, bool directory);
 // ioctl(BLKFLSBUF) on the block device node `device`: writes back and drops its cached blocks.
 Result<void> flush_block_device(const std::string& device);
 // umount(2) of a normalized target.

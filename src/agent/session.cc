@@ -186,12 +186,12 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{
-      kProtocolVersion,
-      fmt::format("kiln-agent {}", kVersion),
-      {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container",
-       "mount_serial", "container_files", "container_join", "reattach", "container_init", "clone_init"},
-      config_.root};
+  HelloReply reply{kProtocolVersion,
+                   fmt::format("kiln-agent {}", kVersion),
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
+                    "container", "mount_serial", "container_files", "container_join", "reattach",
+                    "container_init", "clone_init", "mount_in_root"},
+                   config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);
   reply.kept_processes.assign(kept.begin(), kept.end());
@@ -244,7 +244,7 @@ void Session::handle_mount(const Frame& frame) {
   auto handled = [&]() -> Result<void> {
     KILN_TRY(check_request_id(frame));
     MountRequest request = KILN_TRY(decode_mount_request(frame.payload));
-    request.target = KILN_TRY(normalize_guest_path(request.target, "MOUNT target"));
+    KILN_TRY(normalize_mount_request(request, "MOUNT"));
     if (!config_.guest_system) {
       return Error::unsupported("MOUNT: this agent is not PID 1 of a guest, so it mounts nothing");
     }
@@ -304,7 +304,7 @@ void Session::handle_clone_init(const Frame& frame) {
     KILN_TRY(check_request_id(frame));
     CloneInitRequest request = KILN_TRY(decode_clone_init_request(frame.payload));
     for (MountRequest& mount : request.mounts) {
-      mount.target = KILN_TRY(normalize_guest_path(mount.target, "CLONE_INIT mount target"));
+      KILN_TRY(normalize_mount_request(mount, "CLONE_INIT mount"));
     }
     if (!config_.guest_system) {
       return Error::unsupported(

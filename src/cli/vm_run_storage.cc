@@ -89,7 +89,7 @@ Result<RunStorage> plan_run_storage(const std::vector<std::string>& disks, const
     storage.mounts.push_back({.source = tag,
                               .target = volume.guest_path,
                               .fstype = "9p",
-                              .options = std::string(kShareMountOptions),
+                              .options = std::string(agent::kShareMountOptions),
                               .read_only = volume.read_only});
     storage.volume_args.push_back(value);
   }

@@ -16,7 +16,6 @@ namespace kiln::cli {
 
 // Where a volume given as a bare name (-v DIR:NAME) appears in the guest, as VMware and Kiln's daemon do.
 inline constexpr std::string_view kSharedFoldersRoot = "/mnt/hgfs";
-inline constexpr std::string_view kShareMountOptions = "trans=virtio,version=9p2000.L,msize=262144";
 
 struct RunStorage {
   std::vector<engine::DiskSpec> disks;  // the root disk first (kiln-disk0), then each --disk in order

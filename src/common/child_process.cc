@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/mount.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,8 +39,9 @@ struct ChildSetup {
 
 // Runs in the forked child: only async-signal-safe calls. Reports a failure's errno on `error_fd`.
 [[noreturn]] void exec_child(const SpawnOptions& options, const ChildSetup& setup, int error_fd) {
-  auto fail = [error_fd](int stage) {
-    int report[2] = {stage, errno};
+  // `item`: which private bind failed, for the parent's message.
+  auto fail = [error_fd](int stage, int item = 0) {
+    int report[3] = {stage, errno, item};
     (void)!::write(error_fd, report, sizeof report);
     ::_exit(127);
   };
@@ -60,6 +64,25 @@ struct ChildSetup {
       if (::fcntl(child_fd, F_SETFD, 0) < 0) fail(5);
     } else if (::dup2(parent_fd, child_fd) < 0) {
       fail(5);
+    }
+  }
+  if (!options.private_binds.empty()) {
+    if (::unshare(CLONE_NEWNS) != 0) fail(8);
+    // Slave, not private: a filesystem the host unmounts later is not kept busy by this namespace's copy.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) fail(8);
+    for (size_t i = 0; i < options.private_binds.size(); ++i) {
+      const PrivateBind& bind = options.private_binds[i];
+      int item = static_cast<int>(i);
+      if (::mount(bind.source.c_str(), bind.target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        fail(9, item);
+      if (bind.read_only) {
+        // mount_setattr makes every mount of the subtree read-only; a remount would cover only the top one.
+        mount_attr attr{};
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        if (::syscall(SYS_mount_setattr, AT_FDCWD, bind.target.c_str(), AT_RECURSIVE, &attr, sizeof attr) !=
+            0)
+          fail(9, item);
+      }
     }
   }
   if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) fail(6);
@@ -86,6 +109,9 @@ const char* describe_stage(int stage) {
       return "pass descriptor";
     case 6:
       return "chdir";
+    case 8:
+      return "make a mount namespace for";
+
     default:
       return "exec";
   }
@@ -146,7 +172,7 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   if (pid == 0) exec_child(options, setup, error_pipe.write_end.get());
 
   error_pipe.write_end.reset();
-  int report[2] = {0, 0};
+  int report[3] = {0, 0, 0};
   ssize_t got;
   do {
     got = ::read(error_pipe.read_end.get(), report, sizeof report);
@@ -156,6 +182,10 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   ChildProcess child(pid, std::move(pidfd));
   if (got == static_cast<ssize_t>(sizeof report)) {
     (void)child.wait();
+    if (report[0] == 9) {
+      const PrivateBind& bind = options.private_binds.at(static_cast<size_t>(report[2]));
+      return Error::from_errno(fmt::format("bind-mount {} for {}", bind.source, options.argv[0]), report[1]);
+    }
     return Error::from_errno(fmt::format("{} {}", describe_stage(report[0]), options.argv[0]), report[1]);
   }
   if (!child.pidfd_) {

@@ -49,6 +49,16 @@ enum class Stdio {
   kPipe,     // a pipe the parent reads/writes through ChildProcess::stdin_pipe() etc.
 };
 
+// A host file or directory shown at another path to the child only: the child gets a mount namespace of its
+// own (host mounts still propagate into it) in which `source` is bind-mounted, with everything below it, over
+// `target` (which must exist and be of the same kind). The host's mount table never changes, and the binds go
+// away with the child. Needs CAP_SYS_ADMIN.
+struct PrivateBind {
+  std::string source;
+  std::string target;
+  bool read_only = false;  // the whole subtree, enforced by the host kernel
+};
+
 struct SpawnOptions {
   std::vector<std::string> argv;                // argv[0] is looked up on PATH when it has no '/'
   std::optional<std::vector<std::string>> env;  // "K=V" entries; nullopt inherits the parent's
@@ -67,6 +77,7 @@ struct SpawnOptions {
   // Child gets SIGKILL when the spawning *thread* exits (PR_SET_PDEATHSIG). For helpers that must never
   // outlive their owner (e.g. QEMU under `kiln vm run`).
   bool kill_with_parent = false;
+  std::vector<PrivateBind> private_binds;
 };
 
 class ChildProcess {

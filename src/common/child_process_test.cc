@@ -151,6 +151,51 @@ TEST(ChildProcess, EnvironmentAndWorkingDirectory) {
   EXPECT_TRUE(child->wait()->success());
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(ChildProcess, PrivateBindsAreTheChildsAloneAndReadOnlyWhenAsked) {
+  if (::geteuid() != 0) GTEST_SKIP() << "private binds need root";
+  auto dir = TempDir::create();
+  ASSERT_TRUE(dir);
+  std::string source = dir->path() + "/source";
+  std::string writable = dir->path() + "/writable";
+  std::string locked = dir->path() + "/locked";
+  for (const auto& path : {source, writable, locked}) ASSERT_EQ(::mkdir(path.c_str(), 0755), 0);
+  std::ofstream(source + "/file") << "from source\n";
+  SpawnOptions options{.argv = {"/bin/sh", "-c",
+                                "cat writable/file && echo new > writable/made && cat locked/file && "
+                                "{ echo no > locked/refused; } 2>/dev/null || echo refused"},
+                       .cwd = dir->path(),
+                       .stdout_mode = Stdio::kPipe,
+                       .private_binds = {{.source = source, .target = writable},
+                                         {.source = source, .target = locked, .read_only = true}}};
+  auto child = ChildProcess::spawn(options);
+  ASSERT_TRUE(child) << child.error().message();
+  auto text = read_to_end(child->stdout_pipe().get());
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "from source\nfrom source\nrefused\n");
+  EXPECT_TRUE(child->wait()->success());
+  // The child's write went through to the source; the host's own view of the targets never changed.
+  EXPECT_EQ(read_file(source + "/made"), "new\n");
+  EXPECT_FALSE(std::ifstream(writable + "/file").good());
+  EXPECT_FALSE(std::ifstream(locked + "/file").good());
+}
+
+TEST(ChildProcess, AFailedPrivateBindNamesItsSource) {
+  if (::geteuid() != 0) GTEST_SKIP() << "private binds need root";
+  auto dir = TempDir::create();
+  ASSERT_TRUE(dir);
+  auto child = ChildProcess::spawn(
+      {.argv = {"true"}, .private_binds = {{.source = dir->path() + "/missing", .target = dir->path()}}});
+  ASSERT_FALSE(child);
+  EXPECT_NE(child.error().message().find("bind-mount " + dir->path() + "/missing for true"),
+            std::string::npos)
+      << child.error().message();
+}
+
 TEST(RunCommand, LargeOutputOnBothStreamsDoesNotDeadlock) {
   // 1 MiB on stdout and stderr each: larger than a pipe buffer, so sequential reads would hang.
   auto output = run_command({"sh", "-c", "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2"});

@@ -54,6 +54,18 @@ engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
   if (vm.source.kind == RootSource::Kind::kContainer) {
     // Stays in the initramfs: the agent assembles the container's root from these two (mount_container_root).
     spec.disks = {{.path = vm.image_rootfs, .read_only = true}, {.path = container_layer_path(vm.id)}};
+    // Every container VM has the one share its bind mounts and volumes travel in (empty without any), so all
+    // containers fork from one template whatever their mounts.
+    engine::ShareSpec mounts{.tag = std::string(kContainerMountsTag),
+                             .host_path = container_share_dir(vm.id),
+                             .guest_ownership = true};
+    for (size_t i = 0; i < vm.container_mounts.size(); ++i) {
+      const ContainerMount& mount = vm.container_mounts[i];
+      if (mount.kind != ContainerMount::Kind::kHostPath) continue;
+      mounts.entries.push_back(
+          {.name = std::to_string(i), .source = mount.host_path, .read_only = mount.read_only});
+    }
+    spec.shares.push_back(std::move(mounts));
   } else {
     spec.disks = {{.path = vm_dir(vm.id) + "/root.ext4"}};
     spec.root_disk = 0;
@@ -94,7 +106,7 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
     agent::MountRequest request{.source = share_tag(i),
                                 .target = folder.guest_path,
                                 .fstype = "9p",
-                                .options = "trans=virtio,version=9p2000.L,msize=262144,cache=none",
+                                .options = std::string(agent::kShareMountOptions),
                                 .read_only = folder.read_only};
     KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
       return connection.mount(request, kMountTimeout);
@@ -106,10 +118,19 @@ Result<void> VmManager::mount_folders(Slot& slot, const VmRecord& vm) {
 
 namespace {
 
+// Where the container VM's share of host paths is mounted in the guest; entry N is its container mount N.
+constexpr std::string_view kContainerMountsInGuest = "/kiln/mounts";
+
+// Parents before children: /data must be mounted before /data/cache, or it would hide it.
+size_t path_depth(const std::string& path) {
+  return static_cast<size_t>(std::count(path.begin(), path.end(), '/'));
+}
+
 // How the agent assembles a container's root: disk 0 is the image (EROFS, shared read-only by every
-// container of it), disk 1 the writable layer, joined by overlayfs.
-std::vector<agent::MountRequest> container_root_mounts() {
-  return {
+// container of it), disk 1 the writable layer, joined by overlayfs; then the container's own mounts inside
+// it.
+std::vector<agent::MountRequest> container_root_mounts(const VmRecord& vm) {
+  std::vector<agent::MountRequest> mounts = {
       {.source = "serial:kiln-disk0", .target = "/kiln/image", .fstype = "erofs", .read_only = true},
       // noinit_itable: the layer is a sparse file made with lazy_itable_init; its unused inode tables read
       // as zeros already, and the kernel's lazy-init thread would write those zeros out (a 10 GiB layer grew
@@ -120,6 +141,40 @@ std::vector<agent::MountRequest> container_root_mounts() {
        .fstype = "overlay",
        .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
   };
+  if (vm.container_mounts.empty()) return mounts;
+  bool host_paths =
+      std::any_of(vm.container_mounts.begin(), vm.container_mounts.end(),
+                  [](const auto& mount) { return mount.kind == ContainerMount::Kind::kHostPath; });
+  if (host_paths) {
+    mounts.push_back({.source = std::string(kContainerMountsTag),
+                      .target = std::string(kContainerMountsInGuest),
+                      .fstype = "9p",
+                      .options = std::string(agent::kShareMountOptions)});
+  }
+  std::vector<size_t> order(vm.container_mounts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return path_depth(vm.container_mounts[a].destination) < path_depth(vm.container_mounts[b].destination);
+  });
+  for (size_t i : order) {
+    const ContainerMount& mount = vm.container_mounts[i];
+    if (mount.kind == ContainerMount::Kind::kTmpfs) {
+      mounts.push_back({.source = "tmpfs",
+                        .target = mount.destination,
+                        .fstype = "tmpfs",
+                        .options = mount.options,
+                        .read_only = mount.read_only,
+                        .root = std::string(kContainerRootInGuest)});
+    } else {
+      mounts.push_back({.source = fmt::format("{}/{}", kContainerMountsInGuest, i),
+                        .target = mount.destination,
+                        .fstype = "bind",
+                        .read_only = mount.read_only,
+                        .root = std::string(kContainerRootInGuest),
+                        .copy_up = mount.copy_up});
+    }
+  }
+  return mounts;
 }
 
 }  // namespace
@@ -134,7 +189,15 @@ Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
     return Error::unsupported(
         "the guest agent is too old to assemble a container's root (it lacks capability mount_serial)");
   }
-  for (const auto& request : container_root_mounts()) {
+  if (!vm.container_mounts.empty()) {
+    bool in_root = KILN_TRY(hub.call([](agent::AgentConnection& connection) -> Result<bool> {
+      return connection.has_capability("mount_in_root");
+    }));
+    if (!in_root)
+      return Error::unsupported(
+          "the guest agent is too old for a container's mounts (it lacks capability mount_in_root)");
+  }
+  for (const auto& request : container_root_mounts(vm)) {
     KILN_TRY_CONTEXT(hub.call([&](agent::AgentConnection& connection) {
       return connection.mount(request, kMountTimeout);
     }),
@@ -146,7 +209,7 @@ Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
 Result<void> VmManager::give_clone_identity(Slot& slot, const VmRecord& vm) {
   // One message: the template's clock, name, RNG state and machine id are every clone's until this.
   agent::CloneInitRequest request{.hostname = vm.name, .machine_id = vm.id.substr(0, 32)};
-  if (vm.source.kind == RootSource::Kind::kContainer) request.mounts = container_root_mounts();
+  if (vm.source.kind == RootSource::Kind::kContainer) request.mounts = container_root_mounts(vm);
   KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
     return connection.clone_init(request, kMountTimeout);
   }),
@@ -176,9 +239,10 @@ bool VmManager::forks(const VmRecord& vm, const engine::VmSpec& spec) const {
   if (auto label = vm.labels.find(std::string(kBootLabel));
       label != vm.labels.end() && label->second == "cold")
     return false;
-  // Containers fork. A VM with its own root disk switches root at boot, and a template cannot know which
-  // root its clones will have; 9p shares are fixed per template: both boot cold (for now).
-  return vm.source.kind == RootSource::Kind::kContainer && spec.shares.empty() && spec.root_disk < 0;
+  // Containers fork (their one share is a slot every container template has). A VM with its own root disk
+  // switches root at boot, and a template cannot know which root its clones will have; a plain VM's shared
+  // folders vary in number: both boot cold (for now).
+  return vm.source.kind == RootSource::Kind::kContainer && spec.root_disk < 0;
 }
 
 Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engine::VmSpec& spec,
@@ -228,6 +292,11 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   for (const char* stale : {"/agent.sock", "/qmp.sock"}) fs::remove(dir + stale, error);
   fs::create_directories(dir, error);
   if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
+  if (vm.source.kind == RootSource::Kind::kContainer) {
+    fs::create_directories(container_share_dir(vm.id), error);
+    if (error)
+      return Error::internal(fmt::format("create {}: {}", container_share_dir(vm.id), error.message()));
+  }
   for (const auto& folder : vm.folders) {
     if (vm.folders_enabled && !fs::is_directory(folder.host_path, error)) {
       return Error::failed_precondition(

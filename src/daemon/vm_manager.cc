@@ -192,12 +192,23 @@ Result<void> VmManager::validate(const CreateVmRequest& request) const {
         return Error::invalid_argument("a container's VM needs its image and its container");
       if (!config_.images) return Error::unsupported("images are not available in this kilnd");
       if (!request.folders.empty()) return Error::invalid_argument("a container's VM has no shared folders");
+      for (const auto& mount : request.container_mounts) {
+        if (mount.destination.empty() || mount.destination.front() != '/')
+          return Error::invalid_argument(
+              fmt::format("a container mount at {:?} is not absolute", mount.destination));
+        if (mount.kind == ContainerMount::Kind::kHostPath &&
+            (mount.host_path.empty() || mount.host_path.front() != '/'))
+          return Error::invalid_argument(
+              fmt::format("a container mount of {:?} is not absolute", mount.host_path));
+      }
       break;
     case RootSource::Kind::kDefault:
       break;
   }
   if (!request.owner.empty() && request.source.kind != RootSource::Kind::kContainer)
     return Error::invalid_argument("only a container's VM has an owner");
+  if (!request.container_mounts.empty() && request.source.kind != RootSource::Kind::kContainer)
+    return Error::invalid_argument("only a container's VM has container mounts");
   for (const auto& [key, value] : request.labels) {
     if (key.empty()) return Error::invalid_argument("a label needs a key");
   }
@@ -214,6 +225,7 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   bool container = request.source.kind == RootSource::Kind::kContainer;
   vm.disk_mib = request.disk_mib.value_or(container ? kDefaultContainerLayerMib : kDefaultDiskMib);
   vm.owner = request.owner;
+  vm.container_mounts = request.container_mounts;
   vm.source = request.source;
   vm.kernel = request.kernel;
   vm.labels = request.labels;

@@ -58,6 +58,8 @@ inline constexpr std::string_view kBootLabel = "kiln.boot";
 // Where a container VM's root is assembled in the guest: the image's EROFS and the writable layer's ext4 are
 // mounted beside it and joined by overlayfs there. The container's processes run in it (ContainerSpec::root).
 inline constexpr std::string_view kContainerRootInGuest = "/kiln/rootfs";
+// The 9p tag of a container VM's share of host paths (its bind mounts and volumes).
+inline constexpr std::string_view kContainerMountsTag = "kilnmounts";
 // Labels a container's VM carries, so operators can tell which container it runs.
 inline constexpr std::string_view kContainerIdLabel = "kiln.container.id";
 inline constexpr std::string_view kContainerNameLabel = "kiln.container.name";
@@ -76,6 +78,7 @@ struct CreateVmRequest {
   // Required with RootSource::Kind::kContainer (and only then): the container's id. disk_mib is then the
   // size of its sparse writable layer.
   std::string owner;
+  std::vector<ContainerMount> container_mounts;  // kContainer only
 };
 
 struct UpdateVmRequest {
@@ -171,6 +174,8 @@ class VmManager {
   // Files and sockets of a VM.
   std::string vm_dir(const std::string& id) const;
   std::string runtime_dir(const std::string& id) const;
+  // A container VM's share directory: its mount points for the host paths the guest sees (engine ShareEntry).
+  std::string container_share_dir(const std::string& id) const { return runtime_dir(id) + "/mounts"; }
   // A container VM's writable layer (sparse ext4).
   std::string container_layer_path(const std::string& id) const { return vm_dir(id) + "/layer.ext4"; }
   // Where a suspended VM's memory and device state live.

@@ -32,12 +32,28 @@ struct DiskSpec {
   uint64_t placeholder_bytes = 0;
 };
 
+// A host file or directory that appears to the guest as the entry `name` of a share's directory. How one 9p
+// device carries all of a container's bind mounts and volumes (QEMU's microvm has only 8 virtio-mmio slots):
+// the monitor runs in a mount namespace of its own in which `source` is bind-mounted over
+// `<host_path>/<name>`; the host's mount table never changes. read_only is enforced by the host kernel, so
+// nothing the guest does can write through it. Needs root.
+struct ShareEntry {
+  std::string name;    // one path component
+  std::string source;  // absolute host path of a directory or a regular file
+  bool read_only = false;
+};
+
 // A host directory exported to the guest over virtio-9p, fixed at launch (virtio-mmio has no hotplug). The
 // guest mounts it by tag (agent MOUNT: source=tag, fstype=9p).
 struct ShareSpec {
   std::string tag;        // mount_tag, e.g. "kilnshare0"
-  std::string host_path;  // a directory
+  std::string host_path;  // a directory; with entries, the engine makes their mount points in it
   bool read_only = false;
+  // Files the guest creates get the guest's owner and mode on the host (9p "passthrough", as a container's
+  // bind mount behaves under Docker); off, they keep the monitor's user (what a person sharing their own
+  // directory with a VM expects, and works without root).
+  bool guest_ownership = false;
+  std::vector<ShareEntry> entries;
 };
 
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked

@@ -113,6 +113,17 @@ Result<VmTemplate> TemplatePool::build(const VmSpec& spec, const std::string& ke
   booted.die_with_launcher = true;  // never outlives the build
   for (auto& disk : booted.disks)
     disk = {.read_only = disk.read_only, .placeholder_bytes = kTemplateSlotBytes};
+  // A template's shares are slots too: an empty directory each (clones bring their own), never mounted by
+  // its guest (a mounted 9p share blocks the save).
+  std::string empty_share = runtime + "/empty-share";
+  if (!booted.shares.empty()) {
+    fs::create_directories(empty_share, error);
+    if (error) {
+      cleanup();
+      return Error::internal(fmt::format("create {}: {}", empty_share, error.message()));
+    }
+  }
+  for (auto& share : booted.shares) share = {.tag = share.tag, .host_path = empty_share};
 
   auto started = Clock::now();
   log::info("building a VM template",

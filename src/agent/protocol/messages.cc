@@ -173,11 +173,16 @@ std::optional<std::string> from_hex(std::string_view text) {
 }
 
 Json mount_json(const MountRequest& message) {
-  return Json{{"source", message.source},
-              {"target", message.target},
-              {"fstype", message.fstype},
-              {"options", message.options},
-              {"read_only", message.read_only}};
+  Json json{{"source", message.source},
+            {"target", message.target},
+            {"fstype", message.fstype},
+            {"options", message.options},
+            {"read_only", message.read_only}};
+  // Only when used, so an older agent (which ignores unknown fields) is never asked for what it cannot do
+  // without the host having checked the capability.
+  if (!message.root.empty()) json["root"] = message.root;
+  if (message.copy_up) json["copy_up"] = true;
+  return json;
 }
 
 Result<MountRequest> mount_from(const Json& object, std::string_view what) {
@@ -190,6 +195,12 @@ Result<MountRequest> mount_from(const Json& object, std::string_view what) {
   auto read_only = optional_bool(object, "read_only");
   if (!read_only) return bad_field(what, read_only.error());
   request.read_only = read_only->value_or(false);
+  request.root = KILN_TRY(c_string_field(object, "root", false, what));
+  auto copy_up = optional_bool(object, "copy_up");
+  if (!copy_up) return bad_field(what, copy_up.error());
+  request.copy_up = copy_up->value_or(false);
+  if (request.copy_up && request.fstype != "bind")
+    return Error::protocol(fmt::format("{}: \"copy_up\" is for fstype \"bind\" only", what));
   if (request.source.empty() || request.fstype.empty()) {
     return Error::protocol(fmt::format("{}: fields \"source\" and \"fstype\" must not be empty", what));
   }

@@ -28,7 +28,7 @@ struct ProtocolVersion {
 // "mount_serial"). 1.5 added the container part's "files" and "join" (capabilities "container_files",
 // "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
 // "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init").
-inline constexpr ProtocolVersion kProtocolVersion{1, 6};
+inline constexpr ProtocolVersion kProtocolVersion{1, 7};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -133,12 +133,26 @@ struct ErrorReply {
 // (capability "mount_serial"): a source "serial:kiln-disk1" names the virtio disk with that serial (waited
 // for briefly), and an overlay's upperdir and workdir are created first.
 inline constexpr std::string_view kSerialSourcePrefix = "serial:";
+// How Kiln mounts a host directory shared over virtio-9p (kilnd's shared folders and container mounts, `kiln
+// vm run -v`): no client cache, so the host's changes show at once.
+inline constexpr std::string_view kShareMountOptions =
+    "trans=virtio,version=9p2000.L,msize=262144,cache=none";
 struct MountRequest {
   std::string source;   // "kilnshare0" (a 9p tag), "/dev/vdb", "serial:kiln-disk1"
   std::string target;   // "/mnt/hgfs/foo"
   std::string fstype;   // "9p", "ext4"
   std::string options;  // "trans=virtio,version=9p2000.L,msize=262144"
   bool read_only = false;
+  // Since 1.7 (capability "mount_in_root"): `target` is inside the directory `root` (normalized, absolute),
+  // resolved as if `root` were "/" (symlinks and ".." stay inside it), as a container's mounts are placed in
+  // its root; missing directories are made, and for a bind of a file an empty file. Also since 1.7: fstype
+  // "bind" (source: a guest path, bound with everything below it), and mount flag words in `options` ("ro",
+  // "nosuid", "nodev", "noexec", "noatime", ...) become mount flags, the rest the filesystem's data.
+  std::string root;
+  // Since 1.7, bind only: Docker's volume copy-up. When the source directory is empty and the target (in
+  // `root`) is a directory with entries, its contents (owners, modes, times, symlinks, hard links) are
+  // copied into the source first, and the source takes the target's owner and mode.
+  bool copy_up = false;
   bool operator==(const MountRequest&) const = default;
 };
 

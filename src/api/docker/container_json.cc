@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "agent/protocol/linux_capabilities.h"
+#include "api/docker/container_mounts.h"
 #include "common/rfc3339.h"
 #include "daemon/containers/container_names.h"
 #include "daemon/containers/json_file_log.h"
@@ -59,15 +60,6 @@ bool has_field(const Json& object, std::string_view name) {
   if (!object.is_object()) return false;
   return std::any_of(object.items().begin(), object.items().end(),
                      [&](const auto& item) { return equal_fold(item.key(), name); });
-}
-
-std::string json_kind(const Json& value) {
-  if (value.is_string()) return "string";
-  if (value.is_boolean()) return "bool";
-  if (value.is_array()) return "array";
-  if (value.is_object()) return "object";
-  if (value.is_number()) return "number";
-  return "null";
 }
 
 Error unmarshal_kind_error(std::string_view kind, const GoField& field, std::string_view go_type) {
@@ -339,7 +331,9 @@ Result<void> parse_config_fields(const Json& body, CreateContainerRequest& reque
   KILN_TRY(config.boolean("ArgsEscaped"));
   KILN_TRY(config.boolean("NetworkDisabled"));
   KILN_TRY(config.object("ExposedPorts", "nat.PortSet"));
-  KILN_TRY(config.object("Volumes", "map[string]struct {}"));
+  if (const Json* volumes = KILN_TRY(config.object("Volumes", "map[string]struct {}"))) {
+    for (const auto& [path, ignored] : volumes->items()) request.anonymous_volumes.push_back(path);
+  }
   KILN_TRY(config.object("Healthcheck", "container.HealthConfig"));
   return ok();
 }
@@ -350,7 +344,7 @@ Error cpu_range_error(unsigned host_cpus) {
 }
 
 Result<void> parse_host_config_fields(const Json& object, unsigned host_cpus, HostConfig& out, uint16_t& rows,
-                                      uint16_t& cols) {
+                                      uint16_t& cols, MountOptionsInput& mounts) {
   StructReader host(object, "HostConfig", "HostConfig");
   if (auto value = KILN_TRY(host.boolean("AutoRemove"))) out.auto_remove = *value;
   if (const Json* policy = KILN_TRY(host.object("RestartPolicy", "container.RestartPolicy"))) {
@@ -392,6 +386,9 @@ Result<void> parse_host_config_fields(const Json& object, unsigned host_cpus, Ho
   }
   if (auto value = KILN_TRY(host.string("NetworkMode", "container.NetworkMode")); value && !value->empty())
     out.network_mode = *value;
+  if (auto value = KILN_TRY(host.string_list("Binds"))) mounts.binds = std::move(*value);
+  if (auto value = KILN_TRY(host.string_map("Tmpfs"))) mounts.tmpfs = std::move(*value);
+  mounts.mounts = host.find("Mounts");
   if (const Json* size = host.find("ConsoleSize")) {
     if (!size->is_array()) return unmarshal_error(*size, host.field("ConsoleSize"), "[2]uint");
     std::array<uint16_t*, 2> targets = {&rows, &cols};
@@ -733,11 +730,13 @@ Result<CreateContainerRequest> parse_create_container(const Json& body, std::str
   CreateContainerRequest request;
   KILN_TRY(parse_config_fields(body, request));
   StructReader wrapper(body, kWrapper, "");
+  MountOptionsInput mounts;
   if (const Json* host = KILN_TRY(wrapper.object("HostConfig", "container.HostConfig"))) {
     KILN_TRY(parse_host_config_fields(*host, host_cpus, request.host_config, request.config.console_rows,
-                                      request.config.console_cols));
+                                      request.config.console_cols, mounts));
     request.raw_host_config = known_fields(*host, kHostConfigFields);
   }
+  mounts.anonymous_volumes = request.anonymous_volumes;
   if (const Json* networking = KILN_TRY(wrapper.object("NetworkingConfig", "network.NetworkingConfig"))) {
     StructReader reader(*networking, "NetworkingConfig", "NetworkingConfig");
     KILN_TRY(reader.object("EndpointsConfig", "map[string]*network.EndpointSettings"));
@@ -755,6 +754,7 @@ Result<CreateContainerRequest> parse_create_container(const Json& body, std::str
   }
   KILN_TRY(check_env(request.config.env));
   KILN_TRY(check_host_config(request.host_config, host_cpus));
+  request.host_config.mounts = KILN_TRY(parse_container_mounts(mounts));
   if (!name_query.empty()) request.name = KILN_TRY(daemon::containers::validate_container_name(name_query));
   return request;
 }
@@ -1015,12 +1015,22 @@ Result<HostConfig> parse_update_container(const Json& body, const HostConfig& cu
   if (!body.is_object()) return Error::invalid_argument("update: the body must be a JSON object");
   HostConfig updated = current;
   uint16_t rows = 0, cols = 0;
-  KILN_TRY(parse_host_config_fields(body, host_cpus, updated, rows, cols));
+  MountOptionsInput ignored_mounts;  // an update's body has no mounts (dockerd ignores such fields too)
+  KILN_TRY(parse_host_config_fields(body, host_cpus, updated, rows, cols, ignored_mounts));
   if (updated.auto_remove && updated.restart_policy.kind != daemon::containers::RestartPolicy::Kind::kNo &&
       !(updated.restart_policy == current.restart_policy))
     return Error::invalid_argument(
         "Restart policy cannot be updated because AutoRemove is enabled for the container");
   return updated;
+}
+
+std::string json_kind(const Json& value) {
+  if (value.is_string()) return "string";
+  if (value.is_boolean()) return "bool";
+  if (value.is_array()) return "array";
+  if (value.is_object()) return "object";
+  if (value.is_number()) return "number";
+  return "null";
 }
 
 }  // namespace kiln::api::docker

@@ -23,6 +23,9 @@ namespace kiln::api::docker {
 
 // ---- POST /containers/create ---------------------------------------------------------------------------
 
+// The JSON kind Go's encoding/json names in a type error: "string", "bool", "array", "object", "number".
+std::string json_kind(const Json& value);
+
 struct CreateContainerRequest {
   std::string name;  // from ?name=, checked and without the "/"; empty: the manager generates one
   daemon::containers::ContainerConfig config;  // the client's values only: image_id, hostname... unset
@@ -30,6 +33,7 @@ struct CreateContainerRequest {
   Json raw_config = Json::object();  // the body's Config fields (everything but HostConfig/NetworkingConfig)
   Json raw_host_config = Json::object();
   Json raw_networking_config = Json::object();
+  std::vector<std::string> anonymous_volumes;  // Config.Volumes' paths (also kept in raw_config)
 };
 
 // Docker's rules: unknown fields are ignored, field names match case-insensitively (Go's encoding/json),

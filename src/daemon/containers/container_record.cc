@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <limits>
 #include <utility>
 
@@ -102,8 +103,60 @@ ContainerConfig config_from_json(const Json& json) {
   return config;
 }
 
+constexpr std::array<std::pair<MountPoint::Type, std::string_view>, 3> kMountTypeNames = {
+    {{MountPoint::Type::kBind, "bind"},
+     {MountPoint::Type::kVolume, "volume"},
+     {MountPoint::Type::kTmpfs, "tmpfs"}}};
+
+Json mounts_to_json(const std::vector<MountPoint>& mounts) {
+  Json list = Json::array();
+  for (const auto& mount : mounts) {
+    list.push_back({{"type", to_string(mount.type)},
+                    {"source", mount.source},
+                    {"name", mount.name},
+                    {"destination", mount.destination},
+                    {"read_only", mount.read_only},
+                    {"mode", mount.mode},
+                    {"propagation", mount.propagation},
+                    {"copy_up", mount.copy_up},
+                    {"create_source", mount.create_source},
+                    {"anonymous", mount.anonymous},
+                    {"tmpfs_options", mount.tmpfs_options},
+                    {"shown", mount.shown}});
+  }
+  return list;
+}
+
+std::vector<MountPoint> mounts_from_json(const Json& json) {
+  std::vector<MountPoint> mounts;
+  auto list = json.find("mounts");
+  if (list == json.end() || !list->is_array()) return mounts;
+  for (const auto& item : *list) {
+    if (!item.is_object()) continue;
+    MountPoint mount;
+    std::string type = item.value("type", "bind");
+    for (auto [value, name] : kMountTypeNames) {
+      if (name == type) mount.type = value;
+    }
+    mount.source = item.value("source", "");
+    mount.name = item.value("name", "");
+    mount.destination = item.value("destination", "");
+    mount.read_only = item.value("read_only", false);
+    mount.mode = item.value("mode", "");
+    mount.propagation = item.value("propagation", "");
+    mount.copy_up = item.value("copy_up", false);
+    mount.create_source = item.value("create_source", false);
+    mount.anonymous = item.value("anonymous", false);
+    mount.tmpfs_options = item.value("tmpfs_options", "");
+    mount.shown = item.value("shown", true);
+    mounts.push_back(std::move(mount));
+  }
+  return mounts;
+}
+
 Json host_config_to_json(const HostConfig& host) {
   return {{"auto_remove", host.auto_remove},
+          {"mounts", mounts_to_json(host.mounts)},
           {"restart_policy",
            {{"name", to_string(host.restart_policy.kind)},
             {"maximum_retry_count", host.restart_policy.maximum_retry_count}}},
@@ -139,10 +192,18 @@ Result<HostConfig> host_config_from_json(const Json& json) {
   host.log_config.type = log.value("type", "json-file");
   host.log_config.options = read_string_map(log, "options");
   host.network_mode = json.value("network_mode", "default");
+  host.mounts = mounts_from_json(json);
   return host;
 }
 
 }  // namespace
+
+std::string_view to_string(MountPoint::Type type) {
+  for (auto [value, name] : kMountTypeNames) {
+    if (value == type) return name;
+  }
+  return "bind";
+}
 
 std::string_view to_string(ContainerState state) {
   for (auto [value, name] : kStateNames) {

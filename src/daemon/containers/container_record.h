@@ -62,6 +62,25 @@ struct ContainerConfig {
   uint16_t console_cols = 0;
 };
 
+// One of a container's mounts: a bind mount of a host path, a volume or a tmpfs (docker run -v, --mount,
+// --tmpfs, an image's VOLUME). The agent places it inside the container's root in its VM.
+struct MountPoint {
+  enum class Type { kBind, kVolume, kTmpfs } type = Type::kBind;
+  std::string source;       // kBind: the host path; kVolume: the volume's data directory (set at create)
+  std::string name;         // kVolume: the volume's name
+  std::string destination;  // absolute, clean
+  bool read_only = false;
+  std::string mode;            // -v's third field as given ("ro", "z", "rw,nocopy"); "" for --mount
+  std::string propagation;     // kBind: "rprivate" unless given (recorded: a VM's mounts propagate nowhere)
+  bool copy_up = false;        // kVolume: filled from the image while empty (not with "nocopy")
+  bool create_source = false;  // kBind from -v: a missing host directory is made at start, as dockerd does
+  bool anonymous = false;      // kVolume made for this container: `docker rm -v` removes it
+  std::string tmpfs_options;   // kTmpfs: "noexec,nosuid,nodev,size=...,mode=..."
+  bool shown = true;           // in inspect's Mounts (HostConfig.Tmpfs entries are not, as in dockerd)
+  bool operator==(const MountPoint&) const = default;
+};
+std::string_view to_string(MountPoint::Type type);  // "bind", "volume", "tmpfs"
+
 // How it runs: Docker's HostConfig, as far as it maps onto a VM.
 struct HostConfig {
   bool auto_remove = false;  // --rm: kilnd removes the container when it exits
@@ -76,6 +95,7 @@ struct HostConfig {
   bool init = false;  // --init: a minimal init as PID 1 reaps and forwards signals
   LogConfig log_config;
   std::string network_mode = "default";  // recorded and shown; networking comes with issue 13
+  std::vector<MountPoint> mounts;        // Binds, Mounts, Tmpfs, Config.Volumes and the image's VOLUMEs
 };
 
 struct ContainerRecord {

@@ -58,6 +58,15 @@ Json to_storage_json(const VmRecord& vm) {
                        {"read_only", folder.read_only},
                        {"flags", folder.flags}});
   }
+  Json mounts = Json::array();
+  for (const auto& mount : vm.container_mounts) {
+    mounts.push_back({{"kind", mount.kind == ContainerMount::Kind::kTmpfs ? "tmpfs" : "host-path"},
+                      {"host_path", mount.host_path},
+                      {"destination", mount.destination},
+                      {"read_only", mount.read_only},
+                      {"copy_up", mount.copy_up},
+                      {"options", mount.options}});
+  }
   Json timings = Json::array();
   for (const auto& [step, ms] : vm.start_timings) timings.push_back({{"step", step}, {"ms", ms}});
   return {{"id", vm.id},
@@ -73,6 +82,7 @@ Json to_storage_json(const VmRecord& vm) {
           {"folders_enabled", vm.folders_enabled},
           {"owner", vm.owner},
           {"image_rootfs", vm.image_rootfs},
+          {"container_mounts", mounts},
           {"state", to_string(vm.state)},
           {"state_reason", vm.state_reason},
           {"monitor_pid", vm.monitor_pid},
@@ -118,6 +128,18 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
   vm.folders_enabled = json.value("folders_enabled", true);
   vm.owner = json.value("owner", "");
   vm.image_rootfs = json.value("image_rootfs", "");
+  if (auto mounts = json.find("container_mounts"); mounts != json.end() && mounts->is_array()) {
+    for (const auto& mount : *mounts) {
+      vm.container_mounts.push_back({.kind = mount.value("kind", "") == "tmpfs"
+                                                 ? ContainerMount::Kind::kTmpfs
+                                                 : ContainerMount::Kind::kHostPath,
+                                     .host_path = mount.value("host_path", ""),
+                                     .destination = mount.value("destination", ""),
+                                     .read_only = mount.value("read_only", false),
+                                     .copy_up = mount.value("copy_up", false),
+                                     .options = mount.value("options", "")});
+    }
+  }
   auto state = vm_state_from_string(json.value("state", "error"));
   vm.state = state.value_or(VmState::kError);
   vm.state_reason = json.value("state_reason", "");

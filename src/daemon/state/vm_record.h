@@ -47,6 +47,19 @@ struct SharedFolder {
   int64_t flags = 0;  // AppCatalyst's flags field, kept verbatim (bit 0: writable)
 };
 
+// A mount in a container VM's root (Docker's bind mounts, volumes and tmpfs mounts), which the agent sets up
+// before the container's process starts. Host paths reach the guest through the VM's one 9p share (see
+// VmManager::spec_for), each as an entry of it.
+struct ContainerMount {
+  enum class Kind { kHostPath, kTmpfs } kind = Kind::kHostPath;
+  std::string host_path;    // kHostPath: an absolute host directory or regular file
+  std::string destination;  // absolute path inside the container
+  bool read_only = false;
+  bool copy_up = false;  // kHostPath directory: filled from the image's files there while empty (a volume)
+  std::string options;   // kTmpfs: mount options, e.g. "noexec,nosuid,nodev,size=65536k,mode=1777"
+  bool operator==(const ContainerMount&) const = default;
+};
+
 struct VmRecord {
   std::string id;    // 64 hex digits
   std::string name;  // [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}, unique
@@ -62,7 +75,8 @@ struct VmRecord {
   // A container's VM: the container's id. The ContainerManager drives it; the Kiln and AppCatalyst APIs list
   // it but refuse to start, reconfigure or delete it.
   std::string owner;
-  std::string image_rootfs;  // kContainer: the image's EROFS file (read-only disk 0)
+  std::string image_rootfs;                      // kContainer: the image's EROFS file (read-only disk 0)
+  std::vector<ContainerMount> container_mounts;  // kContainer only; fixed at create
 
   VmState state = VmState::kCreating;
   std::string state_reason;  // why it is in that state (error, died, killed)

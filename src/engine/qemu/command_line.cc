@@ -136,11 +136,15 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
     const ShareSpec& share = spec.shares[i];
     // security_model=none: files keep the host's ownership and the guest's chown is refused, which is what
     // a user sharing their own directory expects (mapped-xattr would hide guest ownership in xattrs).
-    args.insert(args.end(),
-                {"-fsdev",
-                 fmt::format("local,id=fs{},path={},security_model=none{}", i, escape(share.host_path),
-                             share.read_only ? ",readonly=on" : ""),
-                 "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
+    // passthrough: the guest's owners and modes are the host's, as a container's bind mount under Docker.
+    // Entries are other filesystems bound in: remap keeps their inode numbers from colliding in the guest.
+    args.insert(
+        args.end(),
+        {"-fsdev",
+         fmt::format("local,id=fs{},path={},security_model={}{}{}", i, escape(share.host_path),
+                     share.guest_ownership ? "passthrough" : "none",
+                     share.entries.empty() ? "" : ",multidevs=remap", share.read_only ? ",readonly=on" : ""),
+         "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
   }
   return args;
 }

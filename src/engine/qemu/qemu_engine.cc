@@ -9,6 +9,7 @@
 #include "common/unix_socket.h"
 #include "engine/accelerator.h"
 #include "engine/qemu/qemu_vm.h"
+#include "engine/share_entries.h"
 
 namespace kiln::engine::qemu {
 namespace {
@@ -92,6 +93,8 @@ VmSpec normalized_for_key(const VmSpec& spec) {
   for (size_t i = 0; i < normal.shares.size(); ++i) {
     normal.shares[i].host_path = "/share";
     normal.shares[i].read_only = false;  // enforced by the host side, invisible to the guest's saved state
+    normal.shares[i].guest_ownership = false;
+    normal.shares[i].entries.clear();
   }
   return normal;
 }
@@ -135,6 +138,7 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode 
   }
   for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
+  std::vector<PrivateBind> share_binds = KILN_TRY(prepare_share_entries(spec));
 
   auto started = Clock::now();
   VmPaths paths = paths_for(spec.runtime_dir);
@@ -155,7 +159,8 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode 
        .stderr_fd = monitor_log.get(),
        .pass_fds = {{qmp_listener.get(), kQmpListenFd}, {agent_listener.get(), kAgentListenFd}},
        .new_session = true,
-       .kill_with_parent = spec.die_with_launcher}));
+       .kill_with_parent = spec.die_with_launcher,
+       .private_binds = std::move(share_binds)}));
   // Only QEMU holds the listeners now: if it dies, the queued connection is reset instead of hanging.
   qmp_listener.reset();
   agent_listener.reset();
