@@ -22,6 +22,7 @@
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
+#include "daemon/volumes/volume_manager.h"
 #include "engine/engine_factory.h"
 #include "engine/template_pool.h"
 #include "guest/guest_kit.h"
@@ -121,6 +122,9 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
 
   auto store = KILN_TRY(VmStore::open(options.root));
   EventBus events;
+  // Docker volumes: <root>/volumes/<name>/_data, as dockerd's local driver lays them out.
+  auto volumes =
+      KILN_TRY(volumes::VolumeManager::open(store->database(), options.root + "/volumes", &events));
   auto engine = KILN_TRY(
       engine::make_engine({.qemu_binary = options.qemu, .tcg_code_cache_mib = options.tcg_code_cache_mib}));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
@@ -196,6 +200,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   std::string guest_kernel_release = guest::kernel_release(kit.kernel).value_or("unknown");
   api::docker::DockerContext docker_context{.images = *images,
                                             .containers = *containers,
+                                            .volumes = *volumes,
                                             .events = events,
                                             .scratch_dir = scratch_dir,
                                             .root = options.root,

@@ -1,6 +1,7 @@
 // Daemon: one running kilnd. Owns (in order of construction) the root lock, the state store, the event bus,
-// the engine, the image store, the VM manager and the HTTP servers; tears them down in reverse, releasing
-// running VMs rather than stopping them. Built and run on the main thread; the servers' threads call in.
+// the volume manager, the engine, the image store, the VM manager and the HTTP servers; tears them down in
+// reverse, releasing running VMs rather than stopping them. Built and run on the main thread; the servers'
+// threads call in.
 #pragma once
 
 #include <functional>

@@ -1,7 +1,8 @@
 // The Docker Engine API served by kilnd on its own socket (docker.sock), so the unmodified docker CLI and
-// SDKs work against Kiln. Routes translate HTTP into calls on kilnd's managers (the image store and the
-// container manager) and back, in dockerd's shapes and wording. Paths may carry a "/v1.NN" version prefix;
-// the range served is [kMinApiVersion, kApiVersion]. Routes run on the server's connection threads.
+// SDKs work against Kiln. Routes translate HTTP into calls on kilnd's managers (the image store, the
+// container manager and the volume manager) and back, in dockerd's shapes and wording. Paths may carry a
+// "/v1.NN" version prefix; the range served is [kMinApiVersion, kApiVersion]. Routes run on the server's
+// connection threads.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "api/http/router.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
+#include "daemon/volumes/volume_manager.h"
 #include "image/image_store.h"
 
 namespace kiln::api::docker {
@@ -23,6 +25,7 @@ inline constexpr std::string_view kMinApiVersion = "1.24";
 struct DockerContext {
   image::ImageStore& images;
   daemon::containers::ContainerManager& containers;
+  daemon::volumes::VolumeManager& volumes;
   daemon::EventBus& events;          // image (and later container) events for /events
   std::string scratch_dir;           // uploads and saves in flight (<root>/tmp)
   std::string root;                  // DockerRootDir in /info

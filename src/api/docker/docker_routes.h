@@ -26,5 +26,9 @@ void add_image_routes(DockerRoutes& routes, DockerContext& context);   // /image
 void add_event_routes(DockerRoutes& routes, DockerContext& context);   // /events
 // /containers/..., /exec/...
 void add_container_routes(DockerRoutes& routes, DockerContext& context);
+void add_volume_routes(DockerRoutes& routes, DockerContext& context);  // /volumes/...
+
+// The Volumes of /system/df: each local volume with its UsageData (size of its data, containers using it).
+Result<Json> volumes_disk_usage(DockerContext& context);
 
 }  // namespace kiln::api::docker

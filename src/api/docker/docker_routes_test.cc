@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "api/docker/docker_api.h"
+#include "common/rfc3339.h"
 #include "common/stdcopy.h"
 #include "common/temp_dir.h"
 #include "daemon/containers/test_support.h"
@@ -14,6 +17,7 @@ class DockerRoutesTest : public ::testing::Test {
     stack_ = daemon::containers::testing::ContainerStack::create().value();
     context_ = std::make_unique<DockerContext>(DockerContext{.images = stack_->images(),
                                                              .containers = stack_->containers(),
+                                                             .volumes = stack_->volumes(),
                                                              .events = stack_->events(),
                                                              .scratch_dir = stack_->dir(),
                                                              .root = stack_->dir(),
@@ -254,6 +258,185 @@ TEST_F(DockerRoutesTest, ContainerErrorsAreDockers) {
   EXPECT_EQ(call("POST", "/containers/dup/pause").status, 409);
   EXPECT_EQ(call("POST", "/containers/dup/wait?condition=sometime").status, 400);
   EXPECT_EQ(call("POST", "/containers/dup/kill?signal=SIGFLY").status, 400);
+}
+
+// ---- volumes --------------------------------------------------------------------------------------------
+
+TEST_F(DockerRoutesTest, VolumesAreCreatedInspectedListedAndRemovedInDockerdsShapes) {
+  auto created = call("POST", "/v1.43/volumes/create", R"({"Name":"data","Labels":{"team":"a","empty":""}})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  auto volume = parse_json(created.body).value();
+  EXPECT_EQ(volume["Name"], "data");
+  EXPECT_EQ(volume["Driver"], "local");
+  EXPECT_EQ(volume["Scope"], "local");
+  EXPECT_EQ(volume["Labels"], (Json{{"team", "a"}, {"empty", ""}}));
+  EXPECT_TRUE(volume["Options"].is_null());
+  EXPECT_EQ(volume["Mountpoint"], stack_->dir() + "/root/volumes/data/_data");
+  EXPECT_TRUE(parse_rfc3339(volume["CreatedAt"].get<std::string>()).has_value());
+  EXPECT_FALSE(volume.contains("UsageData"));
+  // The same name again (lower-case keys, as Go accepts them): the volume as it was, 201 again.
+  auto again = call("POST", "/volumes/create", R"({"name":"data","labels":{"other":"1"}})");
+  EXPECT_EQ(again.status, 201);
+  EXPECT_EQ(parse_json(again.body).value()["Labels"], volume["Labels"]);
+  ASSERT_EQ(call("POST", "/volumes/create", R"({"Name":"plain"})").status, 201);
+  EXPECT_TRUE(parse_json(call("GET", "/volumes/plain").body).value()["Labels"].is_null());
+
+  auto inspect = call("GET", "/v1.41/volumes/data");
+  EXPECT_EQ(inspect.status, 200);
+  EXPECT_EQ(parse_json(inspect.body).value(), volume);
+  auto listed = parse_json(call("GET", "/volumes").body).value();
+  EXPECT_TRUE(listed["Warnings"].is_null());
+  ASSERT_EQ(listed["Volumes"].size(), 2U);
+  EXPECT_EQ(listed["Volumes"][0], volume);
+
+  auto names = [&](const std::string& filters) {
+    auto response = call("GET", "/volumes?filters=" + filters);
+    EXPECT_EQ(response.status, 200) << response.body;
+    std::vector<std::string> out;
+    Json listed = parse_json(response.body).value();
+    for (const auto& v : listed["Volumes"]) out.push_back(v["Name"]);
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names("%7B%22name%22%3A%5B%22at%22%5D%7D"), Names{"data"});            // {"name":["at"]}
+  EXPECT_EQ(names("%7B%22name%22%3A%7B%22%5Ep%22%3Atrue%7D%7D"), Names{"plain"});  // {"name":{"^p":true}}
+  EXPECT_EQ(names("%7B%22label%22%3A%5B%22team%22%5D%7D"), Names{"data"});         // {"label":["team"]}
+  EXPECT_EQ(names("%7B%22label%22%3A%5B%22team%3Da%22%5D%7D"), Names{"data"});     // team=a
+  EXPECT_EQ(names("%7B%22label%22%3A%5B%22team%3Db%22%5D%7D"), Names{});           // team=b
+  EXPECT_EQ(names("%7B%22label%22%3A%5B%22empty%3D%22%5D%7D"), Names{"data"});     // empty=
+  EXPECT_EQ(names("%7B%22driver%22%3A%5B%22local%22%5D%7D").size(), 2U);
+  EXPECT_EQ(names("%7B%22driver%22%3A%5B%22loc%22%5D%7D"), Names{});
+  EXPECT_EQ(call("GET", "/volumes?filters=%7B%22colour%22%3A%5B%22x%22%5D%7D").status, 400);
+  EXPECT_EQ(call("GET", "/volumes?filters=%7B%22dangling%22%3A%5B%22x%22%5D%7D").status, 400);
+
+  EXPECT_EQ(call("DELETE", "/volumes/data").status, 204);
+  auto gone = call("GET", "/volumes/data");
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_EQ(message_of(gone), "get data: no such volume");
+  auto remove_missing = call("DELETE", "/volumes/data");
+  EXPECT_EQ(remove_missing.status, 404);
+  EXPECT_EQ(message_of(remove_missing), "get data: no such volume");
+  EXPECT_EQ(call("DELETE", "/volumes/data?force=1").status, 204);
+  EXPECT_EQ(call("GET", "/volumes/a%2Fb").status, 404);
+}
+
+TEST_F(DockerRoutesTest, VolumeCreateErrorsAreDockerds) {
+  auto expect_error = [&](const std::string& body, int status, const std::string& message) {
+    auto response = call("POST", "/volumes/create", body);
+    EXPECT_EQ(response.status, status) << body;
+    EXPECT_EQ(message_of(response), message) << body;
+  };
+  expect_error(
+      R"({"Name":"a/b"})", 400,
+      "create a/b: \"a/b\" includes invalid characters for a local volume name, only "
+      "\"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute "
+      "path");
+  expect_error(R"({"Name":"a"})", 400,
+               "create a: volume name is too short, names should be at least two alphanumeric characters");
+  expect_error(R"({"Name":"v1","Driver":"foo"})", 404,
+               "create v1: error looking up volume plugin foo: plugin \"foo\" not found");
+  expect_error(R"("x")", 400, "json: cannot unmarshal string into Go value of type volume.VolumeCreateBody");
+  expect_error(R"([])", 400, "json: cannot unmarshal array into Go value of type volume.VolumeCreateBody");
+  expect_error(R"({"Name":5})", 400,
+               "json: cannot unmarshal number into Go struct field VolumeCreateBody.Name of type string");
+  expect_error(R"({"Labels":["a"]})", 400,
+               "json: cannot unmarshal array into Go struct field VolumeCreateBody.Labels of type "
+               "map[string]string");
+  expect_error(R"({"Labels":{"a":5}})", 400,
+               "json: cannot unmarshal number into Go struct field VolumeCreateBody.Labels of type string");
+  expect_error("", 400, "got EOF while reading request body");
+  auto options = call("POST", "/volumes/create", R"({"Name":"v2","DriverOpts":{"type":"tmpfs"}})");
+  EXPECT_EQ(options.status, 400);
+  EXPECT_NE(message_of(options).find("driver options are not supported"), std::string::npos);
+  EXPECT_EQ(call("POST", "/volumes/create", "{not json").status, 400);
+  EXPECT_EQ(parse_json(call("GET", "/volumes").body).value()["Volumes"].size(), 0U);  // nothing was made
+  // null is an empty body to Go: a volume with a generated name.
+  auto generated = call("POST", "/volumes/create", "null");
+  EXPECT_EQ(generated.status, 201);
+  EXPECT_EQ(parse_json(generated.body).value()["Name"].get<std::string>().size(), 64U);
+}
+
+TEST_F(DockerRoutesTest, AVolumeInUseIsKeptAndCountedAsDockerdCountsIt) {
+  ASSERT_EQ(call("POST", "/volumes/create", R"({"Name":"used"})").status, 201);
+  ASSERT_EQ(call("POST", "/volumes/create", R"({"Name":"free"})").status, 201);
+  std::ofstream(stack_->volumes().data_path("used") + "/file") << std::string(300, 'x');
+  stack_->volumes().set_users([] { return daemon::volumes::VolumeUsers{{"used", {"c1"}}}; });
+  auto refused = call("DELETE", "/volumes/used?force=1");
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_EQ(message_of(refused), "remove used: volume is in use - [c1]");
+
+  auto names = [&](const std::string& dangling) {
+    std::vector<std::string> out;
+    auto body = call("GET", "/volumes?filters=%7B%22dangling%22%3A%5B%22" + dangling + "%22%5D%7D").body;
+    Json listed = parse_json(body).value();
+    for (const auto& v : listed["Volumes"]) out.push_back(v["Name"]);
+    return out;
+  };
+  EXPECT_EQ(names("true"), std::vector<std::string>{"free"});
+  EXPECT_EQ(names("false"), std::vector<std::string>{"used"});
+
+  auto df = parse_json(call("GET", "/system/df").body).value();
+  ASSERT_EQ(df["Volumes"].size(), 2U);
+  EXPECT_EQ(df["Volumes"][0]["Name"], "used");
+  EXPECT_EQ(df["Volumes"][0]["UsageData"], (Json{{"RefCount", 1}, {"Size", 300}}));
+  EXPECT_EQ(df["Volumes"][1]["UsageData"], (Json{{"RefCount", 0}, {"Size", 0}}));
+}
+
+TEST_F(DockerRoutesTest, PruneTakesEveryUnusedVolumeBeforeApi142AndOnlyAnonymousOnesFrom142) {
+  auto make = [&](const std::string& body) {
+    auto created = call("POST", "/volumes/create", body);
+    EXPECT_EQ(created.status, 201) << created.body;
+    return parse_json(created.body).value()["Name"].get<std::string>();
+  };
+  auto pruned = [&](const std::string& target) {
+    auto response = call("POST", target);
+    EXPECT_EQ(response.status, 200) << response.body;
+    auto body = parse_json(response.body).value();
+    EXPECT_TRUE(body["SpaceReclaimed"].is_number());
+    std::vector<std::string> out = body["VolumesDeleted"];
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  std::string anonymous = make("{}");
+  EXPECT_EQ(parse_json(call("GET", "/volumes/" + anonymous).body).value()["Labels"],
+            (Json{{"com.docker.volume.anonymous", ""}}));
+  make(R"({"Name":"named"})");
+  make(R"({"Name":"kept","Labels":{"keep":"1"}})");
+  make(R"({"Name":"used"})");
+  stack_->volumes().set_users([] { return daemon::volumes::VolumeUsers{{"used", {"c1"}}}; });
+
+  EXPECT_EQ(pruned("/v1.43/volumes/prune"), Names{anonymous});
+  EXPECT_EQ(pruned("/volumes/prune"), Names{});  // no version: the newest's rule
+  // {"label!":["keep"]}, with {"all":["true"]} from 1.42 on; before 1.42 "all" is no filter at all.
+  EXPECT_EQ(call("POST", "/v1.41/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D").status, 400);
+  EXPECT_EQ(pruned("/v1.43/volumes/"
+                   "prune?filters=%7B%22all%22%3A%5B%22true%22%5D%2C%22label%21%22%3A%5B%22keep%22%5D%7D"),
+            Names{"named"});
+  EXPECT_EQ(pruned("/v1.41/volumes/prune?filters=%7B%22label%22%3A%5B%22keep%3D2%22%5D%7D"), Names{});
+  EXPECT_EQ(pruned("/v1.41/volumes/prune?filters=%7B%22label%22%3A%5B%22keep%3D1%22%5D%7D"), Names{"kept"});
+  EXPECT_EQ(call("POST", "/volumes/prune?filters=%7B%22dangling%22%3A%5B%22true%22%5D%7D").status, 400);
+  auto left = parse_json(call("GET", "/volumes").body).value()["Volumes"];
+  ASSERT_EQ(left.size(), 1U);
+  EXPECT_EQ(left[0]["Name"], "used");
+}
+
+TEST_F(DockerRoutesTest, VolumeEventsAreStreamedInDockerdsShape) {
+  ASSERT_EQ(call("POST", "/volumes/create", R"({"Name":"evented"})").status, 201);
+  ASSERT_EQ(call("DELETE", "/volumes/evented").status, 204);
+  std::string until = std::to_string(std::time(nullptr) + 1);
+  std::string all =
+      drain(dispatch("/events?since=0&until=" + until + "&filters=%7B%22type%22%3A%5B%22volume%22%5D%7D"));
+  std::vector<Json> lines;
+  for (size_t start = 0, end; (end = all.find('\n', start)) != std::string::npos; start = end + 1)
+    lines.push_back(parse_json(all.substr(start, end - start)).value());
+  ASSERT_EQ(lines.size(), 2U) << all;
+  EXPECT_EQ(lines[0]["Type"], "volume");
+  EXPECT_EQ(lines[0]["Action"], "create");
+  EXPECT_EQ(lines[0]["Actor"], (Json{{"ID", "evented"}, {"Attributes", {{"driver", "local"}}}}));
+  EXPECT_FALSE(lines[0].contains("status"));  // dockerd's legacy fields are for containers and images
+  EXPECT_FALSE(lines[0].contains("id"));
+  EXPECT_EQ(lines[1]["Action"], "destroy");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // GET /events: kilnd's events in the Docker Engine API's shape, for `docker events` and the SDKs' events().
-// Image events (pull, push, tag, untag, delete, load, import, save) and container events (create, start, die,
-// stop, kill, attach, destroy, rename, pause, unpause, restart, exec_*). Kiln's own VM events stay on
+// Image events (pull, push, tag, untag, delete, load, import, save), container events (create, start, die,
+// stop, kill, attach, destroy, rename, pause, unpause, restart, exec_*) and volume events (create, destroy,
+// prune). Kiln's own VM events stay on
 // /v1/events. `since` replays what the bus still holds; `until` ends the stream; filters follow dockerd's
 // rules (daemon/events/filter.go).
 #include <fmt/format.h>
@@ -19,7 +20,7 @@ using http::Request;
 
 // The event types Docker clients know that kilnd emits on this API.
 bool served_type(const std::string& type) {
-  return type == "image" || type == "container";
+  return type == "image" || type == "container" || type == "volume";
 }
 
 // "1700000000", "1700000000.5", "1700000000.123456789" (what the docker CLI sends) -> nanoseconds.
@@ -78,15 +79,17 @@ bool labels_match(const Filters& filters, const Json& attributes) {
 Json docker_event(const daemon::Event& event) {
   Json attributes = event.attributes.is_object() ? event.attributes : Json::object();
   if (!event.name.empty() && !attributes.contains("name")) attributes["name"] = event.name;
-  Json message = {{"status", event.action},
-                  {"id", event.id},
-                  {"Type", event.type},
+  Json message = {{"Type", event.type},
                   {"Action", event.action},
                   {"Actor", {{"ID", event.id}, {"Attributes", attributes}}},
                   {"scope", "local"},
                   {"time", event.time_nano / 1'000'000'000},
                   {"timeNano", event.time_nano}};
-  // dockerd's legacy "from" on container events: the image.
+  // dockerd's legacy fields, on container and image events only: status, id, and the image as "from".
+  if (event.type == "container" || event.type == "image") {
+    message["status"] = event.action;
+    message["id"] = event.id;
+  }
   if (event.type == "container" && attributes.contains("image")) message["from"] = attributes["image"];
   return message;
 }

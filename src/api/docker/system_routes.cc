@@ -182,7 +182,7 @@ void add_system_routes(DockerRoutes& routes, DockerContext& context) {
     return Reply(http::json_response(200, {{"LayersSize", layers_size},
                                            {"Images", images},
                                            {"Containers", containers},
-                                           {"Volumes", Json::array()},
+                                           {"Volumes", KILN_TRY(volumes_disk_usage(context))},
                                            {"BuildCache", Json::array()}}));
   });
 }

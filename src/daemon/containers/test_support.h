@@ -1,6 +1,7 @@
 // A whole container stack for unit tests, on the FakeEngine: an image store holding one small image
-// ("test:latest", imported from a tar of one file), kiln.db, a VmManager and a ContainerManager. Nothing is
-// booted: the fake agent runs `echo`, `true` and `false` and reports anything else as not found.
+// ("test:latest", imported from a tar of one file), kiln.db, a VolumeManager, a VmManager and a
+// ContainerManager. Nothing is booted: the fake agent runs `echo`, `true` and `false` and reports anything
+// else as not found.
 #pragma once
 
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "daemon/event_bus.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
+#include "daemon/volumes/volume_manager.h"
 #include "engine/fake/fake_engine.h"
 #include "engine/template_pool.h"
 #include "image/image_store.h"
@@ -40,6 +42,8 @@ class ContainerStack {
     stack->images_ = KILN_TRY(image::ImageStore::open({.root = root}));
     KILN_TRY(stack->images_->import(tarball, KILN_TRY(image::ImageRef::parse(kTestImage))));
     stack->store_ = KILN_TRY(VmStore::open(root));
+    stack->volumes_ =
+        KILN_TRY(volumes::VolumeManager::open(stack->store_->database(), root + "/volumes", &stack->events_));
     std::filesystem::create_directories(stack->dir_->path() + "/run");
     if (fork) {
       stack->templates_ = std::make_unique<TemplatePool>(
@@ -71,6 +75,7 @@ class ContainerStack {
   image::ImageStore& images() { return *images_; }
   VmManager& vms() { return *vms_; }
   ContainerManager& containers() { return *containers_; }
+  volumes::VolumeManager& volumes() { return *volumes_; }
   EventBus& events() { return events_; }
   engine::fake::FakeEngine& engine() { return engine_; }
   TemplatePool* templates() { return templates_.get(); }
@@ -81,6 +86,7 @@ class ContainerStack {
   engine::fake::FakeEngine engine_;
   std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<VmStore> store_;
+  std::unique_ptr<volumes::VolumeManager> volumes_;
   std::unique_ptr<TemplatePool> templates_;
   std::unique_ptr<VmManager> vms_;
   std::unique_ptr<ContainerManager> containers_;

@@ -12,6 +12,9 @@ constexpr store::Migration kKilnDbMigrations[] = {
     {2, "Docker containers as JSON documents, like VMs (each container's VM is a row of vms)",
      "CREATE TABLE containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
      " created_seq INTEGER NOT NULL)"},
+    {3, "Docker volumes as JSON documents; a volume's id is its name (its data is <root>/volumes/<name>)",
+     "CREATE TABLE volumes (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
+     " created_seq INTEGER NOT NULL)"},
 };
 
 }  // namespace

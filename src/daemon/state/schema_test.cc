@@ -46,6 +46,8 @@ constexpr std::string_view kSeeds[] = {
     R"( '{"id":"aaaa","name":"seed-1","state":"stopped","labels":{"v":"1"}}', 1))",
     R"(INSERT INTO containers (id, name, record, created_seq) VALUES ('cccc', 'seed-2',)"
     R"( '{"id":"cccc","name":"seed-2","state":"exited","exit_code":3}', 1))",
+    R"(INSERT INTO volumes (id, name, record, created_seq) VALUES ('seed-3', 'seed-3',)"
+    R"( '{"name":"seed-3","driver":"local","created_at":"2026-11-30T00:00:00Z","labels":{"v":"3"}}', 1))",
 };
 
 class KilnDbSchemaTest : public ::testing::Test {
@@ -71,6 +73,7 @@ TEST_F(KilnDbSchemaTest, EveryEarlierVersionMigratesKeepingItsVms) {
               static_cast<int64_t>(kKilnDbSchema.migrations.size()));
     EXPECT_EQ(vms->list().value().size(), std::min<size_t>(start, 1));
     EXPECT_EQ(query_integer_raw(db_path(), "SELECT COUNT(*) FROM containers"), start >= 2 ? 1 : 0);
+    EXPECT_EQ(query_integer_raw(db_path(), "SELECT COUNT(*) FROM volumes"), start >= 3 ? 1 : 0);
     if (start >= 1) {
       VmRecord seed = vms->resolve("seed-1").value();
       EXPECT_EQ(seed.id, "aaaa");

@@ -1,0 +1,228 @@
+// /volumes/...: kilnd's VolumeManager in the Docker Engine API's shapes, for `docker volume
+// create|ls|inspect|rm|prune`, and the Volumes part of /system/df. The work is the manager's
+// (src/daemon/volumes); this file only translates, in dockerd 20.10's words (api/server/router/volume,
+// volume/service) and with API 1.42's prune rule for clients that speak 1.42 or later.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "api/docker/docker_routes.h"
+#include "api/docker/filters.h"
+
+namespace kiln::api::docker {
+namespace {
+
+using daemon::volumes::VolumeRecord;
+using http::Reply;
+using http::Request;
+
+// dockerd decodes the create body into this Go type; its type errors name it.
+constexpr std::string_view kCreateBodyType = "VolumeCreateBody";
+
+std::string name_param(const Request& request) {
+  return std::string(request.param("name"));
+}
+
+Json string_map_or_null(const std::map<std::string, std::string>& map) {
+  return map.empty() ? Json(nullptr) : Json(map);
+}
+
+Json volume_json(DockerContext& context, const VolumeRecord& volume) {
+  return {{"CreatedAt", volume.created_at},
+          {"Driver", volume.driver},
+          {"Labels", string_map_or_null(volume.labels)},
+          {"Mountpoint", context.volumes.data_path(volume.name)},
+          {"Name", volume.name},
+          {"Options", string_map_or_null(volume.options)},
+          {"Scope", volume.scope}};
+}
+
+// ---- the create body, as Go's encoding/json reads it ------------------------------------------------------
+
+std::string json_kind(const Json& value) {
+  if (value.is_string()) return "string";
+  if (value.is_boolean()) return "bool";
+  if (value.is_array()) return "array";
+  if (value.is_object()) return "object";
+  if (value.is_number()) return "number";
+  return "null";
+}
+
+bool equal_fold(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+// Go matches a key to a field exactly first, then case-insensitively; null is as absent.
+const Json* find_field(const Json& object, std::string_view name) {
+  const Json* found = nullptr;
+  if (auto it = object.find(name); it != object.end()) {
+    found = &*it;
+  } else {
+    for (const auto& [key, value] : object.items()) {
+      if (equal_fold(key, name)) {
+        found = &value;
+        break;
+      }
+    }
+  }
+  return found == nullptr || found->is_null() ? nullptr : found;
+}
+
+Error type_error(const Json& value, std::string_view field, std::string_view go_type) {
+  return Error::invalid_argument(
+      fmt::format("json: cannot unmarshal {} into Go struct field {}.{} of type {}", json_kind(value),
+                  kCreateBodyType, field, go_type));
+}
+
+Result<std::string> string_field(const Json& body, std::string_view field) {
+  const Json* value = find_field(body, field);
+  if (value == nullptr) return std::string();
+  if (!value->is_string()) return type_error(*value, field, "string");
+  return value->get<std::string>();
+}
+
+Result<std::map<std::string, std::string>> string_map_field(const Json& body, std::string_view field) {
+  std::map<std::string, std::string> map;
+  const Json* value = find_field(body, field);
+  if (value == nullptr) return map;
+  if (!value->is_object()) return type_error(*value, field, "map[string]string");
+  for (const auto& [key, item] : value->items()) {
+    if (!item.is_null() && !item.is_string()) return type_error(item, field, "string");
+    map[key] = item.is_string() ? item.get<std::string>() : "";
+  }
+  return map;
+}
+
+Result<daemon::volumes::CreateVolume> parse_create_volume(const Request& request) {
+  if (request.body.empty()) return Error::invalid_argument("got EOF while reading request body");
+  auto body = parse_json(request.body);
+  if (!body) return Error::invalid_argument(fmt::format("invalid JSON: {}", body.error().message()));
+  if (body->is_null()) return daemon::volumes::CreateVolume{};
+  if (!body->is_object()) {
+    return Error::invalid_argument(fmt::format("json: cannot unmarshal {} into Go value of type volume.{}",
+                                               json_kind(*body), kCreateBodyType));
+  }
+  return daemon::volumes::CreateVolume{.name = KILN_TRY(string_field(*body, "Name")),
+                                       .driver = KILN_TRY(string_field(*body, "Driver")),
+                                       .labels = KILN_TRY(string_map_field(*body, "Labels")),
+                                       .driver_opts = KILN_TRY(string_map_field(*body, "DriverOpts"))};
+}
+
+// ---- filters ----------------------------------------------------------------------------------------------
+
+// dockerd's MatchKVList: every "key" or "key=value" of `wanted` is among the labels (true when none is
+// asked).
+bool labels_match_all(const std::vector<std::string>& wanted,
+                      const std::map<std::string, std::string>& labels) {
+  return std::all_of(wanted.begin(), wanted.end(), [&labels](const std::string& item) {
+    size_t equals = item.find('=');
+    auto found = labels.find(item.substr(0, equals));
+    if (found == labels.end()) return false;
+    return equals == std::string::npos || found->second == item.substr(equals + 1);
+  });
+}
+
+// dockerd matches `name` as a regular expression anywhere in the name; one that does not compile matches
+// nothing.
+bool name_matches(const std::vector<std::string>& patterns, const std::string& name) {
+  if (patterns.empty()) return true;
+  return std::any_of(patterns.begin(), patterns.end(), [&name](const std::string& pattern) {
+    try {
+      return std::regex_search(name, std::regex(pattern));
+    } catch (const std::regex_error&) {
+      return false;
+    }
+  });
+}
+
+bool exact_match(const std::vector<std::string>& values, const std::string& value) {
+  return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
+}
+
+Result<Reply> list_volumes(DockerContext& context, const Request& request) {
+  Filters filters = KILN_TRY(Filters::parse(request.query, {"dangling", "driver", "label", "name"}));
+  auto dangling = KILN_TRY(filters.boolean("dangling"));
+  daemon::volumes::VolumeUsers users;
+  if (dangling) users = context.volumes.users();
+  Json volumes = Json::array();
+  for (const VolumeRecord& volume : KILN_TRY(context.volumes.list())) {
+    if (!name_matches(filters.get("name"), volume.name) ||
+        !exact_match(filters.get("driver"), volume.driver) ||
+        !labels_match_all(filters.get("label"), volume.labels)) {
+      continue;
+    }
+    if (dangling) {
+      auto it = users.find(volume.name);
+      bool used = it != users.end() && !it->second.empty();
+      if (used == *dangling) continue;
+    }
+    volumes.push_back(volume_json(context, volume));
+  }
+  return Reply(http::json_response(200, {{"Volumes", volumes}, {"Warnings", nullptr}}));
+}
+
+// The API version a request speaks: its path's prefix, or the newest served without one (as dockerd).
+std::pair<int, int> request_api_version(const Request& request) {
+  auto version = parse_api_version(request.api_version);
+  return version ? *version : *parse_api_version(kApiVersion);
+}
+
+Result<Reply> prune_volumes(DockerContext& context, const Request& request) {
+  // API 1.42 made prune take only anonymous volumes unless the filter all=true says otherwise; older clients
+  // keep the old meaning, every unused volume (and dockerd before 1.42 knew no "all" filter).
+  bool old_api = request_api_version(request) < std::pair(1, 42);
+  std::set<std::string_view> supported = {"label", "label!"};
+  if (!old_api) supported.insert("all");
+  Filters filters = KILN_TRY(Filters::parse(request.query, supported));
+  bool all = old_api || KILN_TRY(filters.boolean("all")).value_or(false);
+  std::vector<std::string> with = filters.get("label");
+  std::vector<std::string> without = filters.get("label!");
+  auto report = KILN_TRY(context.volumes.prune([&](const VolumeRecord& volume) {
+    if (!all && !volume.anonymous) return false;
+    if (!labels_match_all(with, volume.labels)) return false;
+    return without.empty() || !labels_match_all(without, volume.labels);
+  }));
+  return Reply(http::json_response(
+      200, {{"VolumesDeleted", report.removed}, {"SpaceReclaimed", report.space_reclaimed}}));
+}
+
+}  // namespace
+
+Result<Json> volumes_disk_usage(DockerContext& context) {
+  daemon::volumes::VolumeUsers users = context.volumes.users();
+  Json volumes = Json::array();
+  for (const VolumeRecord& volume : KILN_TRY(context.volumes.list())) {
+    // As dockerd: volumes with mount options hold no data here, and are left out.
+    if (!volume.options.empty()) continue;
+    Json entry = volume_json(context, volume);
+    auto it = users.find(volume.name);
+    entry["UsageData"] = {{"RefCount", it == users.end() ? 0 : it->second.size()},
+                          {"Size", context.volumes.size(volume.name).value_or(-1)}};
+    volumes.push_back(std::move(entry));
+  }
+  return volumes;
+}
+
+void add_volume_routes(DockerRoutes& routes, DockerContext& context) {
+  routes.add("GET", "/volumes",
+             [&context](Request& request) -> Result<Reply> { return list_volumes(context, request); });
+  routes.add("POST", "/volumes/create", [&context](Request& request) -> Result<Reply> {
+    auto created = KILN_TRY(context.volumes.create(KILN_TRY(parse_create_volume(request))));
+    return Reply(http::json_response(201, volume_json(context, created)));
+  });
+  routes.add("POST", "/volumes/prune",
+             [&context](Request& request) -> Result<Reply> { return prune_volumes(context, request); });
+  routes.add("GET", "/volumes/{name}", [&context](Request& request) -> Result<Reply> {
+    return Reply(
+        http::json_response(200, volume_json(context, KILN_TRY(context.volumes.get(name_param(request))))));
+  });
+  routes.add("DELETE", "/volumes/{name}", [&context](Request& request) -> Result<Reply> {
+    KILN_TRY(context.volumes.remove(name_param(request), request.query.get_bool("force")));
+    return Reply(http::empty_response(204));
+  });
+}
+
+}  // namespace kiln::api::docker
