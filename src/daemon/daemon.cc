@@ -166,8 +166,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
     }
     templates->prune(in_use);
   }
-  auto containers = KILN_TRY(
-      containers::ContainerManager::create({.root = options.root}, store->database(), *vms, *images, events));
+  auto containers = KILN_TRY(containers::ContainerManager::create({.root = options.root}, store->database(),
+                                                                  *vms, *images, *volumes, events));
   KILN_TRY(containers->recover());
 
   api::rest::ExecRegistry execs;

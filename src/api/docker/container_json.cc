@@ -455,6 +455,25 @@ std::string ago(const std::string& since, std::chrono::system_clock::time_point 
 
 // ---- inspect pieces -------------------------------------------------------------------------------------
 
+// Docker's types.MountPoint, in its field order; HostConfig.Tmpfs entries are not listed (as dockerd).
+Json mounts_json(const std::vector<daemon::containers::MountPoint>& mounts) {
+  using daemon::containers::MountPoint;
+  Json list = Json::array();
+  for (const auto& mount : mounts) {
+    if (!mount.shown) continue;
+    Json item{{"Type", std::string(daemon::containers::to_string(mount.type))}};
+    if (mount.type == MountPoint::Type::kVolume) item["Name"] = mount.name;
+    item["Source"] = mount.type == MountPoint::Type::kTmpfs ? "" : mount.source;
+    item["Destination"] = mount.destination;
+    if (mount.type == MountPoint::Type::kVolume) item["Driver"] = "local";
+    item["Mode"] = mount.mode;
+    item["RW"] = !mount.read_only;
+    item["Propagation"] = mount.propagation;
+    list.push_back(std::move(item));
+  }
+  return list;
+}
+
 Json list_or_null(const std::vector<std::string>& values) {
   if (values.empty()) return nullptr;
   Json list = Json::array();
@@ -824,7 +843,7 @@ Json container_inspect_json(const ContainerRecord& container, const ContainerIns
                   {"ExecIDs", list_or_null(extras.exec_ids)},
                   {"HostConfig", host_config_json(container)},
                   {"GraphDriver", {{"Name", "erofs+overlay"}, {"Data", nullptr}}},
-                  {"Mounts", Json::array()},
+                  {"Mounts", mounts_json(container.host_config.mounts)},
                   {"Config", config_json(container)},
                   {"NetworkSettings", network_settings_json(container)}};
   if (extras.size_rw) inspect["SizeRw"] = *extras.size_rw;
@@ -900,7 +919,7 @@ Json container_summary_json(const ContainerRecord& container, std::chrono::syste
                   {"Status", container_status_text(container, now)},
                   {"HostConfig", {{"NetworkMode", container.host_config.network_mode}}},
                   {"NetworkSettings", {{"Networks", networks_json(container)}}},
-                  {"Mounts", Json::array()}};
+                  {"Mounts", mounts_json(container.host_config.mounts)}};
   if (extras.size_rw) summary["SizeRw"] = *extras.size_rw;
   if (extras.size_root_fs) summary["SizeRootFs"] = *extras.size_root_fs;
   return summary;

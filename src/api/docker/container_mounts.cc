@@ -74,7 +74,7 @@ Error mount_config_error(std::string_view type, std::string_view message) {
 
 // linuxValidateNotRoot and linuxValidateAbsolute, on the target as given.
 std::optional<std::string> destination_problem(std::string_view target) {
-  std::string cleaned = clean_absolute_path(target);
+  std::string cleaned = daemon::containers::clean_container_path(target);
   if (!target.empty() && target.front() == '/' && cleaned == "/")
     return std::string("invalid specification: destination can't be '/'");
   if (target.empty() || target.front() != '/')
@@ -179,7 +179,7 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
   if (spec.target.empty()) return mount_config_error(type, "field Target must not be empty");
   if (auto problem = destination_problem(spec.target)) return mount_config_error(type, *problem);
   MountPoint mount;
-  mount.destination = clean_absolute_path(spec.target);
+  mount.destination = daemon::containers::clean_container_path(spec.target);
   mount.read_only = spec.read_only;
   if (type == "bind") {
     mount.type = MountPoint::Type::kBind;
@@ -195,7 +195,7 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
     if (spec.source.front() != '/')
       return mount_config_error(
           type, fmt::format("invalid mount path: '{}' mount path must be absolute", spec.source));
-    mount.source = clean_absolute_path(spec.source);
+    mount.source = daemon::containers::clean_container_path(spec.source);
     if (bind_source_must_exist && !path_exists(mount.source))
       return mount_config_error(type, fmt::format("bind source path does not exist: {}", mount.source));
     mount.propagation = propagation.empty() ? "rprivate" : propagation;
@@ -209,6 +209,7 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
       return mount_config_error(type, "must not set ReadOnly mode when using anonymous volumes");
     mount.name = spec.source;
     mount.anonymous = spec.source.empty();
+    mount.mode = mount.anonymous ? "" : "z";  // dockerd shows a named volume's (SELinux label) mode so
     mount.copy_up = true;
     if (spec.volume_options != nullptr && spec.volume_options->is_object()) {
       if (auto nocopy = spec.volume_options->find("NoCopy");
@@ -277,27 +278,12 @@ Result<MountPoint> mount_from_bind_string(const std::string& raw) {
   if (!mount)
     return Error::invalid_argument(
         fmt::format("invalid volume specification: '{}': {}", raw, mount.error().message()));
-  mount->mode = mode;
+  if (!mode.empty() || mount->type != MountPoint::Type::kVolume) mount->mode = mode;
   mount->create_source = mount->type == MountPoint::Type::kBind;
   return mount;
 }
 
 }  // namespace
-
-std::string clean_absolute_path(std::string_view path) {
-  std::vector<std::string_view> kept;
-  for (std::string_view part : split(path, '/')) {
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (!kept.empty()) kept.pop_back();
-      continue;
-    }
-    kept.push_back(part);
-  }
-  std::string out;
-  for (std::string_view part : kept) out += fmt::format("/{}", part);
-  return out.empty() ? "/" : out;
-}
 
 Result<std::vector<MountPoint>> parse_container_mounts(const MountOptionsInput& input) {
   std::vector<MountPoint> mounts;
@@ -327,7 +313,7 @@ Result<std::vector<MountPoint>> parse_container_mounts(const MountOptionsInput& 
   for (const auto& [target, options] : input.tmpfs) {
     if (auto problem = destination_problem(target)) return Error::invalid_argument(*problem);
     MountPoint mount{.type = MountPoint::Type::kTmpfs,
-                     .destination = clean_absolute_path(target),
+                     .destination = daemon::containers::clean_container_path(target),
                      .read_only = mode_has(options, "ro"),
                      .tmpfs_options = tmpfs_mount_options(options),
                      .shown = false};
@@ -337,7 +323,7 @@ Result<std::vector<MountPoint>> parse_container_mounts(const MountOptionsInput& 
   for (const std::string& target : input.anonymous_volumes) {
     if (auto problem = destination_problem(target))
       return Error::invalid_argument(fmt::format("invalid volume specification: '{}': {}", target, *problem));
-    std::string destination = clean_absolute_path(target);
+    std::string destination = daemon::containers::clean_container_path(target);
     if (destinations.contains(destination)) continue;
     destinations.insert(destination);
     mounts.push_back(

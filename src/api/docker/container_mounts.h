@@ -27,7 +27,4 @@ struct MountOptionsInput {
 // type and two mounts at one destination ("Duplicate mount point: /data").
 Result<std::vector<daemon::containers::MountPoint>> parse_container_mounts(const MountOptionsInput& input);
 
-// filepath.Clean for an absolute path: no "." or ".." or doubled or trailing slashes.
-std::string clean_absolute_path(std::string_view path);
-
 }  // namespace kiln::api::docker

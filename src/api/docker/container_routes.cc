@@ -434,7 +434,8 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
   routes.add("DELETE", "/containers/{id}", [&context](Request& request) -> Result<Reply> {
     if (request.query.get_bool("link"))
       return Error::invalid_argument("links are a legacy feature Kiln does not have");
-    KILN_TRY(context.containers.remove(id_param(request), request.query.get_bool("force")));
+    KILN_TRY(context.containers.remove(id_param(request), request.query.get_bool("force"),
+                                       request.query.get_bool("v")));
     return Reply(http::empty_response(204));
   });
   routes.add("POST", "/containers/{id}/rename", [&context](Request& request) -> Result<Reply> {

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -137,6 +138,17 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
                                         .files = container_etc_files(container),
                                         .init = container.host_config.init};
 
+  // `docker run -v /missing:/x` makes /missing on the host, as dockerd does (`--mount` refused it at create).
+  for (const auto& mount : container.host_config.mounts) {
+    if (mount.type != MountPoint::Type::kBind || !mount.create_source) continue;
+    std::error_code error;
+    if (!std::filesystem::exists(mount.source, error))
+      std::filesystem::create_directories(mount.source, error);
+    if (error)
+      return Error::internal(
+          fmt::format("error while creating mount source path '{}': {}", mount.source, error.message()));
+  }
+
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
 
   // Output is captured from the first byte: the log is open before the process exists.
@@ -245,7 +257,7 @@ Result<void> ContainerManager::start_locked(Runtime& rt, ContainerRecord& contai
   }
   rt.state_changed.notify_all();
   rt.io.end_of_run();
-  if (container.host_config.auto_remove) (void)remove_locked(rt, container);
+  if (container.host_config.auto_remove) (void)remove_locked(rt, container, true);
   return error;
 }
 
@@ -320,7 +332,7 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
     }
     schedule_restart(id, run, rt->restart_delay);
   } else if (container.host_config.auto_remove && !rt->removing) {
-    if (auto removed = remove_locked(*rt, container); !removed)
+    if (auto removed = remove_locked(*rt, container, true); !removed)
       log::warn("could not auto-remove a container", {{"id", id}, {"error", removed.error().message()}});
   }
 }

@@ -68,29 +68,93 @@ std::vector<std::string> process_environment(const ContainerRecord& container) {
   return env;
 }
 
+namespace {
+
+// What the container's VM mounts for it: host paths (binds, volumes' directories) and tmpfs.
+std::vector<ContainerMount> vm_mounts(const std::vector<MountPoint>& mounts) {
+  std::vector<ContainerMount> out;
+  for (const auto& mount : mounts) {
+    if (mount.type == MountPoint::Type::kTmpfs) {
+      out.push_back({.kind = ContainerMount::Kind::kTmpfs,
+                     .destination = mount.destination,
+                     .read_only = mount.read_only,
+                     .options = mount.tmpfs_options});
+    } else {
+      out.push_back({.kind = ContainerMount::Kind::kHostPath,
+                     .host_path = mount.source,
+                     .destination = mount.destination,
+                     .read_only = mount.read_only,
+                     .copy_up = mount.type == MountPoint::Type::kVolume && mount.copy_up});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 ContainerManager::ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
-                                   image::ImageStore& images, EventBus& events)
+                                   image::ImageStore& images, volumes::VolumeManager& volumes,
+                                   EventBus& events)
     : config_(std::move(config)),
       store_(db),
       vms_(vms),
       images_(images),
+      volumes_(volumes),
       events_(events),
-      random_(std::random_device{}()) {}
+      random_(std::random_device{}()) {
+  volumes_.set_users([this] { return volume_users(); });
+}
 
 Result<std::unique_ptr<ContainerManager>> ContainerManager::create(ContainerManagerConfig config,
                                                                    store::Database& db, VmManager& vms,
                                                                    image::ImageStore& images,
+                                                                   volumes::VolumeManager& volumes,
                                                                    EventBus& events) {
   std::error_code error;
   fs::create_directories(config.root + "/containers", error);
   if (error) return Error::internal(fmt::format("create {}/containers: {}", config.root, error.message()));
   return std::unique_ptr<ContainerManager>(  // NOLINT: private constructor
-      new ContainerManager(std::move(config), db, vms, images, events));
+      new ContainerManager(std::move(config), db, vms, images, volumes, events));
 }
 
 ContainerManager::~ContainerManager() {
+  volumes_.set_users(nullptr);
   shutdown();
   join();
+}
+
+volumes::VolumeUsers ContainerManager::volume_users() {
+  volumes::VolumeUsers users;
+  auto all = store_.list();
+  if (!all) {
+    log::warn("could not list containers for their volumes", {{"error", all.error().message()}});
+    return users;
+  }
+  for (const auto& container : *all) {
+    for (const auto& mount : container.host_config.mounts) {
+      if (mount.type == MountPoint::Type::kVolume && !mount.name.empty())
+        users[mount.name].push_back(container.id);
+    }
+  }
+  return users;
+}
+
+Result<void> ContainerManager::attach_volumes(ContainerRecord& container, std::vector<std::string>& made) {
+  bool changed = false;
+  for (auto& mount : container.host_config.mounts) {
+    if (mount.type != MountPoint::Type::kVolume) continue;
+    if (mount.anonymous && mount.name.empty()) mount.name = KILN_TRY(random_hex_id());
+    bool existed = static_cast<bool>(volumes_.get(mount.name));
+    // Recorded before the volume exists, so it has a user the moment it does.
+    mount.source = volumes_.data_path(mount.name);
+    KILN_TRY(save(container));
+    auto volume = volumes_.create({.name = mount.name, .anonymous = mount.anonymous});
+    if (!volume) return volume.error();
+    if (!existed) made.push_back(mount.name);
+    changed = true;
+  }
+  if (changed) KILN_TRY(save(container));
+  return ok();
 }
 
 std::string ContainerManager::log_path(const std::string& id) const {
@@ -158,9 +222,25 @@ Result<void> ContainerManager::merge_image_config(NewContainer& request, const s
       if (value.is_string() && !config.labels.contains(key)) config.labels[key] = value.get<std::string>();
     }
   }
-  // Fields Kiln only records (ExposedPorts, Volumes, Healthcheck) come from the image when the client gave
-  // none.
-  for (const char* key : {"ExposedPorts", "Volumes", "Healthcheck", "OnBuild"}) {
+  // The image's VOLUMEs: an anonymous volume at each path no mount of the client's covers (dockerd merges
+  // Config.Volumes the same way).
+  if (auto volumes = image.find("Volumes"); volumes != image.end() && volumes->is_object()) {
+    auto& raw = request.raw_config["Volumes"];
+    if (!raw.is_object()) raw = Json::object();
+    for (const auto& [path, value] : volumes->items()) {
+      raw[path] = value;
+      std::string destination = clean_container_path(path);
+      bool covered = std::any_of(request.host_config.mounts.begin(), request.host_config.mounts.end(),
+                                 [&](const MountPoint& mount) { return mount.destination == destination; });
+      if (!covered && destination != "/")
+        request.host_config.mounts.push_back({.type = MountPoint::Type::kVolume,
+                                              .destination = destination,
+                                              .copy_up = true,
+                                              .anonymous = true});
+    }
+  }
+  // Fields Kiln only records (ExposedPorts, Healthcheck) come from the image when the client gave none.
+  for (const char* key : {"ExposedPorts", "Healthcheck", "OnBuild"}) {
     if (auto found = image.find(key); found != image.end() && !found->is_null()) {
       auto& raw = request.raw_config[key];
       if (raw.is_null()) raw = *found;
@@ -208,12 +288,16 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
     KILN_TRY(store_.insert(container));
   }
 
+  std::vector<std::string> volumes_made;  // by this create: removed again if it fails
   auto vm_made = [&]() -> Result<void> {
+    // After the record is in: from here on the volumes have a user, so no `docker volume rm` takes them.
+    KILN_TRY(attach_volumes(container, volumes_made));
     CreateVmRequest vm{.source = {.kind = RootSource::Kind::kContainer, .value = container.config.image_id},
                        .labels = {{std::string(kContainerIdLabel), container.id},
                                   {std::string(kContainerNameLabel), container.name},
                                   {std::string(kContainerImageLabel), container.config.image}},
-                       .owner = container.id};
+                       .owner = container.id,
+                       .container_mounts = vm_mounts(container.host_config.mounts)};
     // `docker run --label kiln.boot=cold`: this container's VM boots instead of forking from a template.
     if (auto boot = container.config.labels.find(std::string(kBootLabel));
         boot != container.config.labels.end())
@@ -248,6 +332,7 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
     std::error_code ignored;
     fs::remove_all(fs::path(log_path(container.id)).parent_path(), ignored);
     (void)store_.remove(container.id);
+    for (const auto& name : volumes_made) (void)volumes_.remove(name, true);
     return vm_made.error();
   }
   publish(container, "create");
@@ -332,7 +417,7 @@ Result<void> ContainerManager::update(const std::string& reference, const HostCo
   return ok();
 }
 
-Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& container) {
+Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& container, bool remove_volumes) {
   if (!container.vm_id.empty()) {
     auto removed = vms_.remove(container.vm_id, true, container.id);
     if (!removed && removed.error().category() != ErrorCategory::kNotFound) return removed.error();
@@ -340,6 +425,17 @@ Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& conta
   std::error_code ignored;
   fs::remove_all(fs::path(log_path(container.id)).parent_path(), ignored);
   KILN_TRY(store_.remove(container.id));
+  if (remove_volumes) {
+    // As dockerd: only the anonymous ones; a named volume outlives its containers. One another container
+    // still uses stays.
+    for (const auto& mount : container.host_config.mounts) {
+      if (mount.type != MountPoint::Type::kVolume || !mount.anonymous || mount.name.empty()) continue;
+      if (auto removed = volumes_.remove(mount.name, false);
+          !removed && removed.error().category() != ErrorCategory::kNotFound)
+        log::info("kept a volume of a removed container",
+                  {{"volume", mount.name}, {"reason", removed.error().message()}});
+    }
+  }
   {
     std::lock_guard guard(execs_mutex_);
     std::erase_if(execs_, [&](const auto& entry) { return entry.second.container_id == container.id; });
@@ -358,7 +454,7 @@ Result<void> ContainerManager::remove_locked(Runtime& rt, ContainerRecord& conta
   return ok();
 }
 
-Result<void> ContainerManager::remove(const std::string& reference, bool force) {
+Result<void> ContainerManager::remove(const std::string& reference, bool force, bool remove_volumes) {
   auto found = KILN_TRY(store_.resolve(reference));
   auto rt = runtime(found.id);
   {
@@ -381,7 +477,7 @@ Result<void> ContainerManager::remove(const std::string& reference, bool force) 
           "remove",
           container.id));
     }
-    if (!live || !rt->main) return remove_locked(*rt, container);
+    if (!live || !rt->main) return remove_locked(*rt, container, remove_volumes);
     rt->removing = true;
     if (container.state == ContainerState::kPaused) (void)vms_.resume(container.vm_id);
   }
@@ -391,7 +487,7 @@ Result<void> ContainerManager::remove(const std::string& reference, bool force) 
   auto container = store_.get(found.id);
   if (!container || !*container) return ok();  // an --rm container removed itself
   if (!stopped) log::warn("container did not stop cleanly before removal", {{"id", found.id}});
-  return remove_locked(*rt, **container);
+  return remove_locked(*rt, **container, remove_volumes);
 }
 
 bool ContainerManager::take_over(Runtime& rt, ContainerRecord& container) {
@@ -441,7 +537,7 @@ Result<void> ContainerManager::recover() {
     bool live = container.state == ContainerState::kRunning || container.state == ContainerState::kPaused ||
                 container.state == ContainerState::kRestarting;
     if (container.state == ContainerState::kRemoving) {
-      (void)remove_locked(*rt, container);
+      (void)remove_locked(*rt, container, false);
       continue;
     }
     if (!live) continue;
@@ -466,7 +562,7 @@ Result<void> ContainerManager::recover() {
       KILN_TRY(save(container));
       schedule_restart(container.id, rt->run, std::chrono::milliseconds(0));
     } else if (container.host_config.auto_remove) {
-      (void)remove_locked(*rt, container);
+      (void)remove_locked(*rt, container, true);
     }
   }
   return ok();

@@ -28,6 +28,7 @@
 #include "daemon/containers/json_file_log.h"
 #include "daemon/event_bus.h"
 #include "daemon/vm_manager.h"
+#include "daemon/volumes/volume_manager.h"
 
 namespace kiln::image {
 class ImageStore;
@@ -114,7 +115,7 @@ class ContainerManager {
  public:
   static Result<std::unique_ptr<ContainerManager>> create(ContainerManagerConfig config, store::Database& db,
                                                           VmManager& vms, image::ImageStore& images,
-                                                          EventBus& events);
+                                                          volumes::VolumeManager& volumes, EventBus& events);
   ~ContainerManager();
   ContainerManager(const ContainerManager&) = delete;
   ContainerManager& operator=(const ContainerManager&) = delete;
@@ -138,7 +139,8 @@ class ContainerManager {
   Result<bool> stop(const std::string& reference, std::optional<int> timeout, std::optional<int> signal);
   Result<void> kill(const std::string& reference, int signal);
   Result<void> restart(const std::string& reference, std::optional<int> timeout);
-  Result<void> remove(const std::string& reference, bool force);
+  // remove_volumes (`docker rm -v`): its anonymous volumes go too.
+  Result<void> remove(const std::string& reference, bool force, bool remove_volumes = false);
   Result<void> rename(const std::string& reference, const std::string& new_name);
   // docker update: the restart policy at any time; memory and vCPUs (the VM's size) only while the
   // container is not running, since a running VM keeps its size. `raw` (the request body's fields) is
@@ -175,7 +177,7 @@ class ContainerManager {
  private:
   struct Runtime;
   ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
-                   image::ImageStore& images, EventBus& events);
+                   image::ImageStore& images, volumes::VolumeManager& volumes, EventBus& events);
 
   std::shared_ptr<Runtime> runtime(const std::string& id);
   Result<ContainerRecord> load(Runtime& runtime, const std::string& id);  // under the container's lock
@@ -210,7 +212,13 @@ class ContainerManager {
   // Signals the main process and waits for its exit to be handled; SIGKILL after `timeout`.
   Result<void> stop_process(Runtime& runtime, const std::string& id, int signal,
                             std::chrono::milliseconds timeout);
-  Result<void> remove_locked(Runtime& runtime, ContainerRecord& container);
+  // remove_volumes: the container's anonymous volumes too (docker rm -v, --rm).
+  Result<void> remove_locked(Runtime& runtime, ContainerRecord& container, bool remove_volumes);
+  // Gives every volume mount of `container` its volume: a named one is created if missing, an anonymous one
+  // made and named; each mount's source becomes its data directory. `made` gets the volumes this created.
+  Result<void> attach_volumes(ContainerRecord& container, std::vector<std::string>& made);
+  // Which containers use which volume (for VolumeManager: rm, prune, RefCount).
+  volumes::VolumeUsers volume_users();
   uint64_t exits_seen(Runtime& runtime);
   // Waits until the runtime saw more than `exits` exits, or `timeout` passed; true if it did.
   bool wait_for_exit_after(Runtime& runtime, uint64_t exits, std::chrono::milliseconds timeout,
@@ -220,6 +228,7 @@ class ContainerManager {
   ContainerStore store_;
   VmManager& vms_;
   image::ImageStore& images_;
+  volumes::VolumeManager& volumes_;
   EventBus& events_;
 
   std::mutex runtimes_mutex_;

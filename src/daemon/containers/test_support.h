@@ -59,9 +59,9 @@ class ContainerStack {
                                               .images = stack->images_.get(),
                                               .templates = stack->templates_.get()},
                                              *stack->store_, stack->events_, stack->engine_));
-    stack->containers_ = KILN_TRY(ContainerManager::create({.root = root, .default_memory_mib = 128},
-                                                           stack->store_->database(), *stack->vms_,
-                                                           *stack->images_, stack->events_));
+    stack->containers_ = KILN_TRY(
+        ContainerManager::create({.root = root, .default_memory_mib = 128}, stack->store_->database(),
+                                 *stack->vms_, *stack->images_, *stack->volumes_, stack->events_));
     return stack;
   }
 
