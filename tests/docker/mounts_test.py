@@ -12,7 +12,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from container_cli_test import IMAGE, ContainerCase  # noqa: E402
+from container_cli_test import IMAGE, ContainerCase, wait_until  # noqa: E402
 
 
 class MountCase(ContainerCase):
@@ -192,6 +192,32 @@ class VolumeMountTest(MountCase):
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("includes invalid characters for a local volume name", refused.stderr.decode())
         self.assertEqual(self.out("ps", "-aq"), "")
+
+
+class MountsAcrossKilndTest(MountCase):
+    kiln_only = True
+
+    def test_a_forked_container_keeps_writing_to_its_mounts_across_kill_9_of_kilnd(self):
+        data = self.host_dir()
+        self.volume_rm("kiln-ticks")
+        self.docker("run", "-d", "--name", "ticker", "-v", f"{data}:/data", "-v", "kiln-ticks:/vol", IMAGE, "sh",
+                    "-c", "while true; do date >> /data/ticks; date >> /vol/ticks; sleep 0.2; done")
+        vm = self.inspect("ticker")["Id"]
+        vms = json.loads(self.kilnd.request("GET", "/v1/vms").read())
+        mode = [v for v in vms if v.get("labels", {}).get("kiln.container.id") == vm][0]["start"]["mode"]
+        self.assertEqual(mode, "fork")  # mounts do not keep a container from forking
+        volume_file = os.path.join(json.loads(self.out("volume", "inspect", "kiln-ticks"))[0]["Mountpoint"], "ticks")
+        wait_until(lambda: os.path.exists(os.path.join(data, "ticks")) and os.path.exists(volume_file), "ticks")
+        self.kilnd.kill9()
+        before = [os.path.getsize(os.path.join(data, "ticks")), os.path.getsize(volume_file)]
+        wait_until(lambda: os.path.getsize(os.path.join(data, "ticks")) > before[0] and
+                   os.path.getsize(volume_file) > before[1], "writes while kilnd is gone", timeout=30)
+        self.kilnd.start()
+        self.assertEqual(self.state("ticker")["Status"], "running", self.server_log())
+        self.docker("rm", "-f", "ticker")
+        # Nothing of the container's mounts is left in the host's mount table.
+        with open("/proc/self/mounts") as mounts:
+            self.assertNotIn(data, mounts.read())
 
 
 class TmpfsTest(MountCase):
