@@ -192,6 +192,8 @@ Result<VolumeRecord> VolumeManager::create_locked(const CreateVolume& request) {
   volume.anonymous = request.anonymous || request.name.empty();
   if (volume.anonymous) volume.labels.emplace(kAnonymousLabel, "");
   volume.options = request.driver_opts;
+  volume.labels_given = request.labels_given || !volume.labels.empty();
+  volume.options_given = request.driver_opts_given || !volume.options.empty();
 
   // Built aside and renamed into place, then the row: a kill at any point leaves either nothing, or a
   // directory without a row, which open() removes.

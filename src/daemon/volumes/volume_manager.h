@@ -30,6 +30,9 @@ struct CreateVolume {
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> driver_opts;  // refused unless empty: Kiln mounts nothing on the host
   bool anonymous = false;                          // made for a container (image VOLUME, `-v /path`)
+  // The request had Labels / DriverOpts, perhaps empty ({} rather than null): inspect shows them as given.
+  bool labels_given = false;
+  bool driver_opts_given = false;
 };
 
 // Which containers use which volume: volume name -> container ids.
