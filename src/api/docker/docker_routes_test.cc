@@ -111,6 +111,7 @@ TEST_F(DockerRoutesTest, VersionAndInfoDescribeKiln) {
   EXPECT_EQ(info["DefaultRuntime"], "kiln-vm");
   EXPECT_TRUE(info["Runtimes"].contains("kiln-vm"));
   EXPECT_EQ(info["ID"], "test-id");
+  EXPECT_EQ(info["Plugins"]["Volume"].dump(), R"(["local"])");
 }
 
 TEST_F(DockerRoutesTest, UnknownImagesAndPathsAreDockerErrors) {
