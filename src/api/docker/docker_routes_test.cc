@@ -111,6 +111,7 @@ TEST_F(DockerRoutesTest, VersionAndInfoDescribeKiln) {
   EXPECT_EQ(info["DefaultRuntime"], "kiln-vm");
   EXPECT_TRUE(info["Runtimes"].contains("kiln-vm"));
   EXPECT_EQ(info["ID"], "test-id");
+  EXPECT_EQ(info["Plugins"]["Volume"].dump(), R"(["local"])");
 }
 
 TEST_F(DockerRoutesTest, UnknownImagesAndPathsAreDockerErrors) {
@@ -280,6 +281,12 @@ TEST_F(DockerRoutesTest, VolumesAreCreatedInspectedListedAndRemovedInDockerdsSha
   EXPECT_EQ(parse_json(again.body).value()["Labels"], volume["Labels"]);
   ASSERT_EQ(call("POST", "/volumes/create", R"({"Name":"plain"})").status, 201);
   EXPECT_TRUE(parse_json(call("GET", "/volumes/plain").body).value()["Labels"].is_null());
+  // Empty maps, as the 20.10 CLI sends them, come back empty rather than null (dockerd keeps them apart).
+  auto empty = call("POST", "/volumes/create", R"({"Name":"empty-maps","Labels":{},"DriverOpts":{}})");
+  ASSERT_EQ(empty.status, 201) << empty.body;
+  EXPECT_EQ(parse_json(empty.body).value()["Labels"], Json::object());
+  EXPECT_EQ(parse_json(empty.body).value()["Options"], Json::object());
+  ASSERT_EQ(call("DELETE", "/volumes/empty-maps").status, 204);
 
   auto inspect = call("GET", "/v1.41/volumes/data");
   EXPECT_EQ(inspect.status, 200);

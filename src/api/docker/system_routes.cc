@@ -79,7 +79,7 @@ Result<Json> info_json(DockerContext& context) {
       {"DriverStatus", Json::array({Json::array({"Image layers", "one read-only EROFS image per image"}),
                                     Json::array({"Writable layer", "a sparse ext4 disk per container"})})},
       {"Plugins",
-       {{"Volume", Json::array()},
+       {{"Volume", Json::array({"local"})},
         {"Network", Json::array()},
         {"Authorization", nullptr},
         {"Log", {"json-file"}}}},

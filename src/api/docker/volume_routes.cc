@@ -24,17 +24,17 @@ std::string name_param(const Request& request) {
   return std::string(request.param("name"));
 }
 
-Json string_map_or_null(const std::map<std::string, std::string>& map) {
-  return map.empty() ? Json(nullptr) : Json(map);
+Json string_map_or_null(const std::map<std::string, std::string>& map, bool given) {
+  return map.empty() && !given ? Json(nullptr) : Json(map);
 }
 
 Json volume_json(DockerContext& context, const VolumeRecord& volume) {
   return {{"CreatedAt", volume.created_at},
           {"Driver", volume.driver},
-          {"Labels", string_map_or_null(volume.labels)},
+          {"Labels", string_map_or_null(volume.labels, volume.labels_given)},
           {"Mountpoint", context.volumes.data_path(volume.name)},
           {"Name", volume.name},
-          {"Options", string_map_or_null(volume.options)},
+          {"Options", string_map_or_null(volume.options, volume.options_given)},
           {"Scope", volume.scope}};
 }
 
@@ -108,7 +108,9 @@ Result<daemon::volumes::CreateVolume> parse_create_volume(const Request& request
   return daemon::volumes::CreateVolume{.name = KILN_TRY(string_field(*body, "Name")),
                                        .driver = KILN_TRY(string_field(*body, "Driver")),
                                        .labels = KILN_TRY(string_map_field(*body, "Labels")),
-                                       .driver_opts = KILN_TRY(string_map_field(*body, "DriverOpts"))};
+                                       .driver_opts = KILN_TRY(string_map_field(*body, "DriverOpts")),
+                                       .labels_given = find_field(*body, "Labels") != nullptr,
+                                       .driver_opts_given = find_field(*body, "DriverOpts") != nullptr};
 }
 
 // ---- filters ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -192,6 +193,8 @@ Result<VolumeRecord> VolumeManager::create_locked(const CreateVolume& request) {
   volume.anonymous = request.anonymous || request.name.empty();
   if (volume.anonymous) volume.labels.emplace(kAnonymousLabel, "");
   volume.options = request.driver_opts;
+  volume.labels_given = request.labels_given || !volume.labels.empty();
+  volume.options_given = request.driver_opts_given || !volume.options.empty();
 
   // Built aside and renamed into place, then the row: a kill at any point leaves either nothing, or a
   // directory without a row, which open() removes.
@@ -256,7 +259,27 @@ VolumeUsers VolumeManager::users() const {
 }
 
 VolumeUsers VolumeManager::users_locked() const {
-  return users_ ? users_() : VolumeUsers();
+  VolumeUsers users = users_ ? users_() : VolumeUsers();
+  for (const auto& [name, ids] : holds_) {
+    std::vector<std::string>& listed = users[name];
+    for (const std::string& id : ids) {
+      if (std::find(listed.begin(), listed.end(), id) == listed.end()) listed.push_back(id);
+    }
+  }
+  return users;
+}
+
+void VolumeManager::hold(const std::string& name, const std::string& container_id) {
+  std::lock_guard lock(mutex_);
+  holds_[name].insert(container_id);
+}
+
+void VolumeManager::release(const std::string& name, const std::string& container_id) {
+  std::lock_guard lock(mutex_);
+  auto it = holds_.find(name);
+  if (it == holds_.end()) return;
+  it->second.erase(container_id);
+  if (it->second.empty()) holds_.erase(it);
 }
 
 Result<int64_t> VolumeManager::size(const std::string& name) const {

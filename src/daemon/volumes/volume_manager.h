@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct CreateVolume {
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> driver_opts;  // refused unless empty: Kiln mounts nothing on the host
   bool anonymous = false;                          // made for a container (image VOLUME, `-v /path`)
+  // The request had Labels / DriverOpts, perhaps empty ({} rather than null): inspect shows them as given.
+  bool labels_given = false;
+  bool driver_opts_given = false;
 };
 
 // Which containers use which volume: volume name -> container ids.
@@ -68,8 +72,15 @@ class VolumeManager {
   // create or remove of a volume slips between the check and the removal: it must not call back into this
   // manager, nor wait for a lock that a caller of this manager holds (reading kiln.db is fine).
   void set_users(std::function<VolumeUsers()> volume_to_container_ids);
-  // What the registered function says now ({} when none is registered).
+  // What the registered function says now, plus the holds below ({} when there are none).
   VolumeUsers users() const;
+
+  // Counts `container_id` as a user of volume `name` until release(), on top of what the users function
+  // says: for a container being created, from its volumes' create() until its record is where the users
+  // function reads, so that a `docker volume rm` in between gets the 409 (dockerd's CreateWithRef). Holding
+  // the same pair twice is one hold.
+  void hold(const std::string& name, const std::string& container_id);
+  void release(const std::string& name, const std::string& container_id);
 
   // The bytes of the files under _data, each inode once, symlinks not followed (dockerd's directory.Size).
   // 0 for a missing directory.
@@ -96,6 +107,7 @@ class VolumeManager {
   EventBus* events_;
   mutable std::mutex mutex_;  // creates, removes, and users_
   std::function<VolumeUsers()> users_;
+  std::map<std::string, std::set<std::string>> holds_;  // volume name -> container ids
 };
 
 // dockerd's local driver's rule, with its messages: at least two characters of [a-zA-Z0-9_.-], the first

@@ -166,6 +166,26 @@ TEST_F(VolumeManagerTest, RemoveRefusesAVolumeInUseEvenForced) {
   EXPECT_TRUE(fs::is_empty(manager_->data_path("free")));
 }
 
+TEST_F(VolumeManagerTest, AHeldVolumeIsInUseUntilReleased) {
+  create("pinned");
+  manager_->set_users([] { return VolumeUsers{{"pinned", {"c1"}}}; });
+  manager_->hold("pinned", "c2");
+  manager_->hold("pinned", "c1");  // already a user: listed once
+  manager_->hold("pinned", "c2");
+  EXPECT_EQ(manager_->users().at("pinned"), (std::vector<std::string>{"c1", "c2"}));
+  manager_->set_users(nullptr);
+  auto refused = manager_->remove("pinned", false);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().message(), "remove pinned: volume is in use - [c1, c2]");
+  manager_->release("pinned", "c1");
+  EXPECT_EQ(manager_->remove("pinned", false).error().message(), "remove pinned: volume is in use - [c2]");
+  EXPECT_TRUE(manager_->prune([](const VolumeRecord&) { return true; }).value().removed.empty());
+  manager_->release("pinned", "c2");
+  manager_->release("pinned", "c2");  // no longer held: nothing to do
+  EXPECT_TRUE(manager_->users().empty());
+  EXPECT_TRUE(manager_->remove("pinned", false));
+}
+
 TEST_F(VolumeManagerTest, VolumesSurviveARestart) {
   create("kept", {{"a", "b"}});
   std::ofstream(manager_->data_path("kept") + "/file") << "data";

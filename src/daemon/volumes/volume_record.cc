@@ -3,9 +3,15 @@
 namespace kiln::daemon::volumes {
 
 Json to_storage_json(const VolumeRecord& volume) {
-  return {{"name", volume.name},     {"driver", volume.driver},   {"created_at", volume.created_at},
-          {"labels", volume.labels}, {"options", volume.options}, {"anonymous", volume.anonymous},
-          {"scope", volume.scope}};
+  return {{"name", volume.name},
+          {"driver", volume.driver},
+          {"created_at", volume.created_at},
+          {"labels", volume.labels},
+          {"options", volume.options},
+          {"anonymous", volume.anonymous},
+          {"scope", volume.scope},
+          {"labels_given", volume.labels_given},
+          {"options_given", volume.options_given}};
 }
 
 Result<VolumeRecord> volume_from_storage_json(const Json& json) {
@@ -20,6 +26,8 @@ Result<VolumeRecord> volume_from_storage_json(const Json& json) {
     volume.options = json.value("options", std::map<std::string, std::string>());
     volume.anonymous = json.value("anonymous", false);
     volume.scope = json.value("scope", "local");
+    volume.labels_given = json.value("labels_given", false);
+    volume.options_given = json.value("options_given", false);
   } catch (const Json::exception& error) {
     return Error::internal(fmt::format("kiln.db: volume {}: {}", volume.name, error.what()));
   }

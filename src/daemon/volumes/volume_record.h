@@ -23,6 +23,10 @@ struct VolumeRecord {
   std::map<std::string, std::string> options;  // DriverOpts as given (always empty today: refused)
   bool anonymous = false;                      // made without a name, for a container
   std::string scope = "local";
+  // dockerd keeps a map given empty ({}) apart from one not given (null), and shows each as it came: the
+  // 20.10 CLI sends {} for both, later ones leave them out.
+  bool labels_given = false;
+  bool options_given = false;
 };
 
 Json to_storage_json(const VolumeRecord& volume);
