@@ -202,9 +202,9 @@ class MountsAcrossKilndTest(MountCase):
         self.volume_rm("kiln-ticks")
         self.docker("run", "-d", "--name", "ticker", "-v", f"{data}:/data", "-v", "kiln-ticks:/vol", IMAGE, "sh",
                     "-c", "while true; do date >> /data/ticks; date >> /vol/ticks; sleep 0.2; done")
-        vm = self.inspect("ticker")["Id"]
-        vms = json.loads(self.kilnd.request("GET", "/v1/vms").read())
-        mode = [v for v in vms if v.get("labels", {}).get("kiln.container.id") == vm][0]["start"]["mode"]
+        container = self.inspect("ticker")["Id"]
+        vm = [v for v in self.kilnd.ok("GET", "/v1/vms") if v["labels"].get("kiln.container.id") == container][0]
+        mode = self.kilnd.ok("GET", f"/v1/vms/{vm['id']}")["start"]["mode"]
         self.assertEqual(mode, "fork")  # mounts do not keep a container from forking
         volume_file = os.path.join(json.loads(self.out("volume", "inspect", "kiln-ticks"))[0]["Mountpoint"], "ticks")
         wait_until(lambda: os.path.exists(os.path.join(data, "ticks")) and os.path.exists(volume_file), "ticks")
