@@ -186,12 +186,12 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{
-      kProtocolVersion,
-      fmt::format("kiln-agent {}", kVersion),
-      {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container",
-       "mount_serial", "container_files", "container_join", "reattach", "container_init", "clone_init"},
-      config_.root};
+  HelloReply reply{kProtocolVersion,
+                   fmt::format("kiln-agent {}", kVersion),
+                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
+                    "container", "mount_serial", "container_files", "container_join", "reattach",
+                    "container_init", "clone_init", "file_builtins"},
+                   config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);
   reply.kept_processes.assign(kept.begin(), kept.end());
