@@ -78,6 +78,7 @@ http::Router make_docker_router(DockerContext& context) {
   add_image_routes(routes, context);
   add_event_routes(routes, context);
   add_container_routes(routes, context);
+  add_container_file_routes(routes, context);
   return router;
 }
 
