@@ -38,7 +38,11 @@ Result<std::unique_ptr<ContainerFiles>> ContainerManager::open_files(const std::
     return Error::failed_precondition(fmt::format(
         "Container {} is paused, unpause the container before copying files (Kiln pauses the whole VM)",
         container.id));
-  if (container.state != ContainerState::kRunning) {
+  if (container.state == ContainerState::kRunning) {
+    // Its VM is up: the container's lock is not needed (and would hold up a stop or kill for as long as a
+    // client reads an export). A VM that stops meanwhile ends the builtin with kUnavailable.
+    files->lock_.unlock();
+  } else {
     KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM for its files");
     files->started_vm_ = true;
   }

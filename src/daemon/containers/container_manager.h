@@ -188,8 +188,8 @@ class ContainerManager {
 
   // The container's filesystem (container_files.cc): the agent's file builtins in its VM. A stopped or
   // never-started container's VM is started for the operation (without the container's process) and stopped
-  // after it, under the container's lock, so `docker start` waits. The returned object holds that; use it
-  // and destroy it on one thread.
+  // after it, under the container's lock, so `docker start` waits (a running container's lock is not held).
+  // The returned object holds that; use it and destroy it on one thread.
   Result<std::unique_ptr<ContainerFiles>> open_files(const std::string& reference);
 
  private:
