@@ -173,10 +173,10 @@ Outcome<std::string> stat_json(const std::string& requested) {
   std::string link_target;
   if (S_ISLNK(st.st_mode)) link_target = resolve_in_root(path);
   nlohmann::ordered_json stat = {{"name", base_name(clean_absolute(path))},
-                         {"size", st.st_size},
-                         {"mode", tar::go_file_mode(st.st_mode)},
-                         {"mtime", rfc3339_nano(st.st_mtim)},
-                         {"linkTarget", link_target}};
+                                 {"size", st.st_size},
+                                 {"mode", tar::go_file_mode(st.st_mode)},
+                                 {"mtime", rfc3339_nano(st.st_mtim)},
+                                 {"linkTarget", link_target}};
   return stat.dump();
 }
 
@@ -207,7 +207,7 @@ class TreeWriter {
     std::vector<std::string> children = KILN_TRY(list(path));
     for (const auto& child : children) {
       std::string child_path = path == "/" ? "/" + child : path + "/" + child;
-      KILN_TRY(add(child_path, name.empty() ? child : name + "/" + child));
+      KILN_TRY(add(child_path, name.empty() ? child : (name == "/" ? "" : name) + "/" + child));
     }
     return ok();
   }
@@ -238,7 +238,7 @@ class TreeWriter {
     switch (st.st_mode & S_IFMT) {
       case S_IFDIR:
         header.type = tar::EntryType::kDirectory;
-        header.name += "/";
+        if (!header.name.ends_with('/')) header.name += "/";
         break;
       case S_IFLNK: {
         header.type = tar::EntryType::kSymlink;
@@ -329,8 +329,8 @@ int archive_get(const std::vector<std::string>& args) {
   // The last component is archived as it is (a symlink stays one) unless the path ends with "/" or "/.";
   // entries are named after the requested base name, as dockerd's rebase does.
   std::string source = path.ends_with("/.") || path.ends_with("/") ? resolve_in_root(path) : path;
-  std::string name = base_name(clean_absolute(path));
-  if (name == "/") name = ".";
+  // "/dir/." names its entries "./...", "/" names them "/..." (dockerd's rebase of Base(absPath)).
+  std::string name = path.ends_with("/.") ? "." : base_name(clean_absolute(path));
   TreeWriter writer(/*stay_on_device=*/false);
   auto added = writer.add(source, name);
   if (added) added = writer.finish();

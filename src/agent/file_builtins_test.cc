@@ -126,6 +126,11 @@ TEST_F(FileBuiltinsTest, GetArchivesATreeNamedAfterThePath) {
   EXPECT_EQ(entries["data/hard.txt"].second, "content\n");
   EXPECT_EQ(entries["data/sub/file.txt"].first.type, tar::EntryType::kHardLink);
   EXPECT_EQ(entries["data/sub/file.txt"].first.link_name, "data/hard.txt");
+  // "dir/." archives the contents; "/" names entries from the root, as dockerd's rebase does.
+  auto contents = entries_of(builtin("archive-get", {"/data/sub/."}).out);
+  EXPECT_TRUE(contents.count("./") && contents.count("./file.txt")) << contents.size();
+  auto whole = entries_of(builtin("archive-get", {"/"}).out);
+  EXPECT_TRUE(whole.count("/") && whole.count("/etc/passwd")) << whole.size();
   // A symlink is archived as itself.
   auto link = entries_of(builtin("archive-get", {"/bin/sh"}).out);
   ASSERT_EQ(link.size(), 1u);
