@@ -187,11 +187,31 @@ std::optional<std::string> read_xattr(const std::string& path, const char* name)
   return std::string(value, static_cast<size_t>(n));
 }
 
+// Paths dockerd keeps in a container's init layer or bind-mounts (/etc/hosts, ...), and the mount points
+// Kiln's container setup creates (/proc, /sys, /dev): never part of the container's changes.
+bool in_init_layer(const std::string& path) {
+  static const std::set<std::string> kInitLayer = {
+      "/dev", "/proc", "/sys", "/.dockerenv", "/etc/hosts", "/etc/mtab", "/etc/hostname", "/etc/resolv.conf"};
+  return kInitLayer.count(path) > 0;
+}
+
+bool is_whiteout(const struct stat& st) {
+  return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+bool is_opaque(const std::string& path) {
+  for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
+    if (read_xattr(path, name) == "y") return true;
+  }
+  return false;
+}
+
 // Writes a tree as dockerd's archive package does: a walk in name order, directories named with a trailing
 // '/', hard links (files seen before with the same inode) as link entries, security.capability kept.
 class TreeWriter {
  public:
-  explicit TreeWriter(bool stay_on_device) : stay_on_device_(stay_on_device) {}
+  explicit TreeWriter(bool stay_on_device, bool overlay_layer = false)
+      : stay_on_device_(stay_on_device), overlay_layer_(overlay_layer) {}
 
   // `path` on disk, named `name` in the archive ("" for the root of an export: not written itself).
   Result<void> add(const std::string& path, const std::string& name) {
@@ -201,8 +221,24 @@ class TreeWriter {
       return Error::last_os_error(fmt::format("lstat {}", path));
     }
     if (!device_) device_ = st.st_dev;
+    if (overlay_layer_ && !name.empty()) {
+      // An overlay upper directory as an image layer (image-spec layer.md "Whiteouts"): a whiteout device
+      // becomes ".wh.NAME", an opaque directory gets ".wh..wh..opq" inside.
+      if (in_init_layer("/" + name)) return ok();
+      if (is_whiteout(st)) {
+        size_t slash = name.rfind('/');
+        std::string whiteout = slash == std::string::npos
+                                   ? ".wh." + name
+                                   : name.substr(0, slash + 1) + ".wh." + name.substr(slash + 1);
+        return write_stdout(
+            tar::encode_header({.name = whiteout, .mode = 0, .mtime_sec = st.st_mtim.tv_sec}));
+      }
+    }
     if (!name.empty()) KILN_TRY(write_entry(path, name, st));
     if (!S_ISDIR(st.st_mode)) return ok();
+    if (overlay_layer_ && !name.empty() && is_opaque(path))
+      KILN_TRY(
+          write_stdout(tar::encode_header({.name = name + "/.wh..wh..opq", .mtime_sec = st.st_mtim.tv_sec})));
     if (stay_on_device_ && st.st_dev != *device_) return ok();  // a mount inside: not part of this tree
     std::vector<std::string> children = KILN_TRY(list(path));
     for (const auto& child : children) {
@@ -299,6 +335,7 @@ class TreeWriter {
   }
 
   bool stay_on_device_;
+  bool overlay_layer_;
   std::optional<dev_t> device_;
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
 };
@@ -550,19 +587,9 @@ class DiffWalker {
   }
 
  private:
-  static bool skipped(const std::string& path) {
-    static const std::set<std::string> kInitLayer = {"/dev",        "/proc",           "/sys",
-                                                     "/.dockerenv", "/etc/hosts",      "/etc/hostname",
-                                                     "/etc/mtab",   "/etc/resolv.conf"};
-    return kInitLayer.count(path) > 0;
-  }
+  static bool skipped(const std::string& path) { return in_init_layer(path); }
 
-  bool opaque(const std::string& path) const {
-    for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque"}) {
-      if (read_xattr(upper_ + path, name) == "y") return true;
-    }
-    return false;
-  }
+  bool opaque(const std::string& path) const { return is_opaque(upper_ + path); }
 
   // archive.statDifferent: mode, owner and device always; size and mtime for non-directories.
   static bool stat_different(const struct stat& old_stat, const struct stat& new_stat) {
@@ -589,7 +616,7 @@ class DiffWalker {
         return Error::last_os_error("lstat " + upper_ + path);
       struct stat lower {};
       bool in_lower = ::lstat((lower_ + path).c_str(), &lower) == 0;
-      if (S_ISCHR(upper.st_mode) && upper.st_rdev == makedev(0, 0)) {  // an overlay whiteout
+      if (is_whiteout(upper)) {
         if (in_lower) changes_.emplace_back('D', path);
         continue;
       }
@@ -628,6 +655,14 @@ class DiffWalker {
   std::vector<std::pair<char, std::string>> changes_;
 };
 
+int layer(const std::vector<std::string>& args) {
+  if (args.size() != 1) return report(Failure{BuiltinExit::kUsage, "usage: layer UPPER"});
+  TreeWriter writer(/*stay_on_device=*/false, /*overlay_layer=*/true);
+  auto added = writer.add(args[0], "");
+  if (added) added = writer.finish();
+  return added ? 0 : report(added.error());
+}
+
 int diff(const std::vector<std::string>& args) {
   if (args.size() != 2) return report(Failure{BuiltinExit::kUsage, "usage: diff UPPER LOWER"});
   DiffWalker walker(args[0], args[1]);
@@ -647,6 +682,7 @@ int run_file_builtin(std::string_view name, const std::string& root, const std::
   if (name == "archive-put") return archive_put(args);
   if (name == "export") return export_root(args);
   if (name == "diff") return diff(args);
+  if (name == "layer") return layer(args);
   return report(Failure{BuiltinExit::kUsage, fmt::format("unknown builtin {}", name)});
 }
 

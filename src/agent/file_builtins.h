@@ -32,6 +32,8 @@ enum class BuiltinExit : int {
 //   diff UPPER LOWER    the changes of an overlay upper directory against its lower one, one "A|C|D PATH"
 //   line
 //                       each, as dockerd computes `docker diff`
+//   layer UPPER         the overlay upper directory as an image layer tar (OCI whiteouts: ".wh.NAME" for a
+//                       deleted entry, ".wh..wh..opq" in an opaque directory): `docker commit`
 // `root` (may be empty) is chrooted into first. Returns the process's exit code.
 int run_file_builtin(std::string_view name, const std::string& root, const std::vector<std::string>& args);
 

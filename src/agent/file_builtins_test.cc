@@ -231,6 +231,18 @@ TEST_F(FileBuiltinsTest, DiffIsDockerdsChanges) {
     timespec times[2] = {st.st_atim, st.st_mtim};
     ASSERT_EQ(::utimensat(AT_FDCWD, (upper + dir).c_str(), times, 0), 0);
   }
+  // The same upper as an image layer (docker commit): OCI whiteouts, Kiln's own /etc files left out.
+  auto layer = builtin("layer", {upper}, std::nullopt, "/");
+  ASSERT_EQ(layer.status, ExitStatus::exited(0)) << layer.err;
+  auto entries = entries_of(layer.out);
+  EXPECT_TRUE(entries.count("bin/.wh.ls"));
+  EXPECT_FALSE(entries.count("bin/ls"));
+  EXPECT_TRUE(entries.count("home/.wh..wh..opq"));
+  EXPECT_TRUE(entries.count("home/z"));
+  EXPECT_EQ(entries["etc/passwd"].second, "root\nx\n");
+  EXPECT_FALSE(entries.count("etc/hostname"));
+  EXPECT_FALSE(entries.count("proc/"));
+
   auto out = builtin("diff", {upper, lower}, std::nullopt, "/");
   ASSERT_EQ(out.status, ExitStatus::exited(0)) << out.err;
   EXPECT_EQ(out.out,

@@ -192,6 +192,25 @@ class FilesTest(ContainerCase):
         kinds = {change["Path"]: change["Kind"] for change in json.loads(data)}
         self.assertEqual((kinds["/newfile"], kinds["/etc/passwd"], kinds["/bin/ls"]), (1, 0, 2))
 
+    def test_commit_then_run_the_new_image(self):
+        self.docker("run", "--name", "cp-commit", "busybox", "sh", "-c",
+                    "echo committed > /hello; rm /bin/ls; rm -rf /home; mkdir /home; touch /home/new")
+        image = "kiln-files-test/committed:v1"
+        self.addCleanup(self.run_docker, "rmi", "-f", image)
+        image_id = self.out("commit", "-m", "a message", "-a", "someone", "-c", 'CMD ["cat", "/hello"]',
+                            "-c", "ENV FOO=bar", "cp-commit", image)
+        self.assertTrue(image_id.startswith("sha256:"), image_id)
+        self.assertEqual(self.out("run", "--rm", image), "committed")
+        # The deletions are whiteouts in the new layer: gone in the new image too, the re-made /home opaque.
+        listing = self.out("run", "--rm", image, "sh", "-c", "test -e /bin/ls || echo no-ls; ls /home; echo $FOO")
+        self.assertEqual(listing.split(), ["no-ls", "new", "bar"])
+        inspect = json.loads(self.out("image", "inspect", image))[0]
+        self.assertEqual(inspect["Config"]["Cmd"], ["cat", "/hello"])
+        self.assertIn("FOO=bar", inspect["Config"]["Env"])
+        self.assertEqual(inspect["Author"], "someone")
+        history = self.out("history", "--format", "{{.Comment}}", image).splitlines()
+        self.assertEqual(history[0], "a message")
+
     def test_diff_of_a_fresh_container_is_null(self):
         self.docker("create", "--name", "cp-fresh", "busybox", "true")
         status, _, data = self.request("GET", "/containers/cp-fresh/changes")

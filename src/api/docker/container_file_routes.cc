@@ -1,7 +1,7 @@
 // The container filesystem routes of the Docker Engine API: HEAD/GET/PUT /containers/{id}/archive (docker
-// cp), GET /containers/{id}/export and GET /containers/{id}/changes (docker diff), answered as dockerd 20.10
-// answers them. The work is ContainerFiles' (src/daemon/containers/container_files.cc); the archive streams
-// run on the connection thread, which holds the container's files open until the stream ends.
+// cp), GET /containers/{id}/export, GET /containers/{id}/changes (docker diff) and POST /commit, answered as
+// dockerd 20.10 answers them. The work is ContainerFiles' (src/daemon/containers/container_files.cc); the
+// archive streams run on the connection thread, which holds the container's files open until the stream ends.
 #include <fmt/format.h>
 
 #include <memory>
@@ -90,6 +90,31 @@ void add_container_file_routes(DockerRoutes& routes, DockerContext& context) {
                                 [](ContainerFiles& open, const daemon::containers::ArchiveSink& sink) {
                                   return open.export_root(sink);
                                 }));
+  });
+  routes.add("POST", "/commit", [&context](Request& request) -> Result<Reply> {
+    std::string container(request.query.get("container").value_or(""));
+    daemon::containers::CommitOptions options{
+        .repo = std::string(request.query.get("repo").value_or("")),
+        .tag = std::string(request.query.get("tag").value_or("")),
+        .comment = std::string(request.query.get("comment").value_or("")),
+        .author = std::string(request.query.get("author").value_or(""))};
+    for (auto change : request.query.get_all("changes")) {
+      // The CLI sends each --change as its own parameter; one may hold several lines.
+      size_t start = 0;
+      while (start <= change.size()) {
+        size_t end = change.find('\n', start);
+        if (end == std::string_view::npos) end = change.size();
+        if (end > start) options.changes.emplace_back(change.substr(start, end - start));
+        start = end + 1;
+      }
+    }
+    if (!request.body.empty()) {
+      auto body = parse_json(request.body);
+      if (!body) return Error::invalid_argument(body.error().message());
+      if (body->is_object()) options.config = *body;
+    }
+    std::string id = KILN_TRY(context.containers.commit(container, options));
+    return Reply(http::json_response(201, {{"Id", id}}));
   });
   routes.add("GET", "/containers/{id}/changes", [&context](Request& request) -> Result<Reply> {
     auto files = KILN_TRY(context.containers.open_files(std::string(request.param("id"))));

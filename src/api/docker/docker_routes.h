@@ -26,7 +26,7 @@ void add_image_routes(DockerRoutes& routes, DockerContext& context);   // /image
 void add_event_routes(DockerRoutes& routes, DockerContext& context);   // /events
 // /containers/..., /exec/...
 void add_container_routes(DockerRoutes& routes, DockerContext& context);
-// /containers/{id}/archive, /export, /changes (container_file_routes.cc)
+// /containers/{id}/archive, /export, /changes, /commit (container_file_routes.cc)
 void add_container_file_routes(DockerRoutes& routes, DockerContext& context);
 
 }  // namespace kiln::api::docker

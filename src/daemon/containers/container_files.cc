@@ -3,17 +3,22 @@
 // (/kiln/rootfs, where the agent also mounts its volumes and binds) or, for diff, over the overlay's upper
 // and lower directories. The tar bytes travel on the process's stdin/stdout over the agent channel, with its
 // flow control; the builtin's exit code says which of dockerd's errors to give.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <cctype>
 #include <thread>
 
 #include "agent/file_builtins.h"
 #include "common/log.h"
 #include "common/stdcopy.h"
+#include "common/temp_dir.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/containers/container_runtime.h"
+#include "image/image_store.h"
 
 namespace kiln::daemon::containers {
 namespace {
@@ -22,7 +27,182 @@ constexpr std::string_view kUpperInGuest = "/kiln/layer/upper";
 constexpr std::string_view kLowerInGuest = "/kiln/image";
 constexpr size_t kStderrLimit = 64 * 1024;
 
+Result<std::vector<std::string>> change_arguments(std::string_view rest, bool shell_form_wraps) {
+  // JSON form ["a", "b"], else shell form: the whole rest, run by /bin/sh -c (CMD, ENTRYPOINT) or split.
+  if (rest.starts_with('[')) {
+    if (auto parsed = parse_json(rest); parsed && parsed->is_array()) {
+      std::vector<std::string> out;
+      for (const auto& item : *parsed) {
+        if (!item.is_string()) return Error::invalid_argument(fmt::format("not a list of strings: {}", rest));
+        out.push_back(item.get<std::string>());
+      }
+      return out;
+    }
+  }
+  if (shell_form_wraps) return std::vector<std::string>{"/bin/sh", "-c", std::string(rest)};
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < rest.size()) {
+    size_t end = rest.find_first_of(" \t", start);
+    if (end == std::string_view::npos) end = rest.size();
+    if (end > start) out.emplace_back(rest.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// Applies `docker commit --change` instructions (dockerd's BuildFromConfig subset) to an image config.
+Result<void> apply_changes(Json& config, const std::vector<std::string>& changes) {
+  bool cmd_set = false;
+  for (const auto& change : changes) {
+    std::string_view text = change;
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    size_t space = text.find_first_of(" \t");
+    std::string instruction(text.substr(0, space));
+    std::string_view rest = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+    while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+    while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\n')) rest.remove_suffix(1);
+    for (char& c : instruction) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (instruction.empty()) continue;
+    if (instruction == "CMD") {
+      config["Cmd"] = KILN_TRY(change_arguments(rest, true));
+      cmd_set = true;
+    } else if (instruction == "ENTRYPOINT") {
+      config["Entrypoint"] = KILN_TRY(change_arguments(rest, true));
+      if (!cmd_set) config["Cmd"] = nullptr;  // as a Dockerfile's ENTRYPOINT drops an inherited CMD
+    } else if (instruction == "ENV" || instruction == "LABEL") {
+      std::vector<std::pair<std::string, std::string>> pairs;
+      if (rest.find('=') == std::string_view::npos ||
+          (instruction == "ENV" && rest.find(' ') < rest.find('='))) {
+        size_t gap = rest.find(' ');
+        if (gap == std::string_view::npos)
+          return Error::invalid_argument(fmt::format("{} requires at least one argument", instruction));
+        pairs.emplace_back(rest.substr(0, gap), rest.substr(gap + 1));
+      } else {
+        for (const auto& word : KILN_TRY(change_arguments(rest, false))) {
+          size_t equals = word.find('=');
+          if (equals == std::string::npos)
+            return Error::invalid_argument(fmt::format("{} names must be followed by '='", instruction));
+          std::string value = word.substr(equals + 1);
+          if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+            value = value.substr(1, value.size() - 2);
+          pairs.emplace_back(word.substr(0, equals), value);
+        }
+      }
+      for (const auto& [key, value] : pairs) {
+        if (instruction == "LABEL") {
+          if (!config["Labels"].is_object()) config["Labels"] = Json::object();
+          config["Labels"][key] = value;
+          continue;
+        }
+        if (!config["Env"].is_array()) config["Env"] = Json::array();
+        Json env = Json::array();
+        for (const auto& entry : config["Env"]) {
+          std::string text_entry = entry.get<std::string>();
+          if (!text_entry.starts_with(key + "=")) env.push_back(text_entry);
+        }
+        env.push_back(key + "=" + value);
+        config["Env"] = env;
+      }
+    } else if (instruction == "USER") {
+      config["User"] = std::string(rest);
+    } else if (instruction == "WORKDIR") {
+      std::string dir(rest);
+      std::string current = config.value("WorkingDir", "");
+      if (!dir.starts_with('/')) dir = (current.empty() ? "/" : current + "/") + dir;
+      config["WorkingDir"] = dir;
+    } else if (instruction == "STOPSIGNAL") {
+      config["StopSignal"] = std::string(rest);
+    } else if (instruction == "EXPOSE" || instruction == "VOLUME") {
+      std::string key = instruction == "EXPOSE" ? "ExposedPorts" : "Volumes";
+      if (!config[key].is_object()) config[key] = Json::object();
+      for (auto word : KILN_TRY(change_arguments(rest, false))) {
+        if (instruction == "EXPOSE" && word.find('/') == std::string::npos) word += "/tcp";
+        config[key][word] = Json::object();
+      }
+    } else {
+      return Error::invalid_argument(fmt::format("{} is not a valid change command", instruction));
+    }
+  }
+  return ok();
+}
+
+// The image config of a committed container: its own Config (as dockerd records it), then the request's.
+Json committed_config(const ContainerRecord& container, const Json& overrides) {
+  const ContainerConfig& config = container.config;
+  Json env = Json::array();
+  for (const auto& entry : config.env) {
+    if (!entry.starts_with("HOSTNAME=")) env.push_back(entry);
+  }
+  Json out = {{"Hostname", config.hostname},
+              {"Domainname", config.domainname},
+              {"User", config.user},
+              {"AttachStdin", config.attach_stdin},
+              {"AttachStdout", config.attach_stdout},
+              {"AttachStderr", config.attach_stderr},
+              {"Tty", config.tty},
+              {"OpenStdin", config.open_stdin},
+              {"StdinOnce", config.stdin_once},
+              {"Env", env},
+              {"Cmd", config.cmd.empty() ? Json(nullptr) : Json(config.cmd)},
+              {"Image", config.image},
+              {"Volumes", nullptr},
+              {"WorkingDir", config.working_dir},
+              {"Entrypoint", config.entrypoint.empty() ? Json(nullptr) : Json(config.entrypoint)},
+              {"OnBuild", nullptr},
+              {"Labels", config.labels.empty() ? Json::object() : Json(config.labels)}};
+  if (!config.stop_signal.empty() && config.stop_signal != "SIGTERM") out["StopSignal"] = config.stop_signal;
+  if (overrides.is_object()) {
+    for (const auto& [key, value] : overrides.items()) {
+      bool empty = value.is_null() || (value.is_string() && value.get<std::string>().empty()) ||
+                   ((value.is_array() || value.is_object()) && value.empty()) ||
+                   (value.is_boolean() && !value.get<bool>());
+      if (!empty) out[key] = value;
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+Result<std::string> ContainerManager::commit(const std::string& reference, const CommitOptions& options) {
+  std::optional<image::ImageRef> tag;
+  if (!options.repo.empty()) {
+    auto parsed = image::ImageRef::parse(options.repo + ":" + (options.tag.empty() ? "latest" : options.tag));
+    if (!parsed) return Error::invalid_argument(parsed.error().message());
+    tag = *parsed;
+  } else if (!options.tag.empty()) {
+    return Error::invalid_argument("tag without a repository");
+  }
+  auto files = KILN_TRY(open_files(reference));
+  ContainerRecord container = files->container_;
+  Json config = committed_config(container, options.config);
+  KILN_TRY(apply_changes(config, options.changes));
+  TempDir scratch = KILN_TRY(TempDir::create("commit-", config_.root));
+  std::string layer_path = scratch.path() + "/layer.tar";
+  UniqueFd out(::open(layer_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) return Error::last_os_error(fmt::format("create {}", layer_path));
+  std::optional<Error> write_error;
+  KILN_TRY(files->layer([&](std::string_view data) {
+    auto written = write_all(out.get(), data);
+    if (!written) write_error = written.error();
+    return written.has_value();
+  }));
+  if (write_error) return *write_error;
+  files.reset();  // the layer is read: a stopped container's VM goes, a `docker start` may proceed
+  out.reset();
+  std::vector<std::string> command = container.config.entrypoint;
+  command.insert(command.end(), container.config.cmd.begin(), container.config.cmd.end());
+  image::Digest id = KILN_TRY(images_.commit({.base = container.config.image_id,
+                                              .layer_path = layer_path,
+                                              .config = config,
+                                              .comment = options.comment,
+                                              .author = options.author,
+                                              .created_by = fmt::format("{}", fmt::join(command, " ")),
+                                              .tag = tag}));
+  publish(container, "commit", options.comment.empty() ? Json::object() : Json{{"comment", options.comment}});
+  return id.to_string();
+}
 
 Result<std::unique_ptr<ContainerFiles>> ContainerManager::open_files(const std::string& reference) {
   auto found = KILN_TRY(store_.resolve(reference));
@@ -165,6 +345,10 @@ Result<void> ContainerFiles::put_archive(const std::string& path, bool no_overwr
 
 Result<void> ContainerFiles::export_root(const ArchiveSink& sink) {
   return run("export", {}, std::string(kContainerRootInGuest), nullptr, sink, "/");
+}
+
+Result<void> ContainerFiles::layer(const ArchiveSink& sink) {
+  return run("layer", {std::string(kUpperInGuest)}, "", nullptr, sink, "/");
 }
 
 Result<std::vector<ContainerChange>> ContainerFiles::changes() {

@@ -122,6 +122,17 @@ using ArchiveSink = std::function<bool(std::string_view data)>;
 // Where PUT archive's tar comes from: bytes read, 0 at its end.
 using ArchiveSource = std::function<Result<size_t>(char* buffer, size_t size)>;
 
+// docker commit (POST /commit): where the new image goes and how its configuration differs.
+struct CommitOptions {
+  std::string repo;     // empty: an untagged image
+  std::string tag;      // empty: "latest"
+  std::string comment;  // the history entry's
+  std::string author;
+  std::vector<std::string>
+      changes;                   // Dockerfile instructions: CMD, ENTRYPOINT, ENV, LABEL, USER, WORKDIR, ...
+  Json config = Json::object();  // the request body: Config fields over the container's
+};
+
 class ContainerFiles;
 
 class ContainerManager {
@@ -191,6 +202,9 @@ class ContainerManager {
   // after it, under the container's lock, so `docker start` waits (a running container's lock is not held).
   // The returned object holds that; use it and destroy it on one thread.
   Result<std::unique_ptr<ContainerFiles>> open_files(const std::string& reference);
+  // docker commit: the container's writable layer as a new image layer over its image; the image ID. A
+  // running container is read as it runs (Kiln cannot freeze its processes without freezing the agent).
+  Result<std::string> commit(const std::string& reference, const CommitOptions& options);
 
  private:
   struct Runtime;
@@ -276,6 +290,8 @@ class ContainerFiles {
   Result<void> put_archive(const std::string& path, bool no_overwrite_dir_non_dir, bool copy_uid_gid,
                            const ArchiveSource& source);
   Result<void> export_root(const ArchiveSink& sink);
+  // The overlay's upper directory as an image layer tar (OCI whiteouts).
+  Result<void> layer(const ArchiveSink& sink);
   Result<std::vector<ContainerChange>> changes();
 
  private:
