@@ -305,5 +305,38 @@ TEST_F(DockerRoutesTest, FilesOfAStoppedContainerComeFromItsVmStartedForThem) {
   EXPECT_EQ(call("POST", "/containers/files/start").status, 204);
 }
 
+TEST_F(DockerRoutesTest, CommitMakesAnImageWithTheChangesApplied) {
+  ASSERT_EQ(
+      call("POST", "/containers/create?name=base", R"({"Image":"test","Cmd":["echo","hi"],"Env":["A=1"]})")
+          .status,
+      201);
+  auto committed =
+      call("POST",
+           "/commit?container=base&repo=committed&tag=v1&comment=why&author=me&changes=CMD%20%5B%22true%22%5D"
+           "&changes=ENV%20B%3D2&changes=WORKDIR%20/srv",
+           "{}");
+  ASSERT_EQ(committed.status, 201) << committed.body;
+  std::string id = parse_json(committed.body).value()["Id"];
+  EXPECT_TRUE(id.starts_with("sha256:"));
+  EXPECT_EQ(stack_->images().resolve("committed:v1").value().to_string(), id);
+  auto config = parse_json(call("GET", "/images/committed:v1/json").body).value();
+  EXPECT_EQ(config["Config"]["Cmd"], Json::array({"true"}));
+  EXPECT_EQ(config["Config"]["WorkingDir"], "/srv");
+  auto env = config["Config"]["Env"].dump();
+  EXPECT_NE(env.find("A=1"), std::string::npos) << env;
+  EXPECT_NE(env.find("B=2"), std::string::npos) << env;
+  // A container of the new image takes its config.
+  ASSERT_EQ(call("POST", "/containers/create?name=child", R"({"Image":"committed:v1"})").status, 201);
+  EXPECT_EQ(parse_json(call("GET", "/containers/child/json").body).value()["Config"]["Cmd"],
+            Json::array({"true"}));
+
+  auto bad_change = call("POST", "/commit?container=base&changes=RUN%20true", "");
+  EXPECT_EQ(bad_change.status, 400);
+  EXPECT_EQ(message_of(bad_change), "RUN is not a valid change command");
+  auto missing = call("POST", "/commit?container=nosuch", "");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(message_of(missing), "No such container: nosuch");
+}
+
 }  // namespace
 }  // namespace kiln::api::docker

@@ -423,7 +423,8 @@ void FakeMachine::run_process(Channel& channel, const Frame& frame) {
 }
 
 // Fake file builtins (src/agent/file_builtins.h): the root holds only /etc/hostname (stat, get) and the
-// directory /tmp (put); diff always reports the same three changes. Exit codes are the real builtins'.
+// directory /tmp (put); diff always reports the same three changes, layer is an empty tar. Exit codes are the
+// real builtins'.
 void FakeMachine::run_builtin(Channel& channel, const Frame& frame, const agent::BuiltinSpec& builtin) {
   {
     std::lock_guard guard(mutex_);
@@ -462,6 +463,8 @@ void FakeMachine::run_builtin(Channel& channel, const Frame& frame, const agent:
     }
   } else if (builtin.name == "export") {
     channel.out.push(MessageType::kStdout, frame.stream, "tar of the root");
+  } else if (builtin.name == "layer") {
+    channel.out.push(MessageType::kStdout, frame.stream, std::string(1024, '\0'));  // an empty tar
   } else if (builtin.name == "diff") {
     channel.out.push(MessageType::kStdout, frame.stream, "C /etc\nA /etc/new\nD /old\n");
   } else {
