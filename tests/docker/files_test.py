@@ -152,6 +152,11 @@ class FilesTest(ContainerCase):
         status, _, data = self.request("GET", "/containers/cp-nope/export")
         self.assertEqual(status, 404)
 
+    def test_read_only_container_refuses_copies_in(self):
+        self.docker("create", "--read-only", "--name", "cp-ro", "busybox", "true")
+        status, _, data = self.request("PUT", "/containers/cp-ro/archive?path=/tmp", tar_of(("x", "file", b"x")))
+        self.assertEqual((status, self.message(data)), (500, "container rootfs is marked read-only"))
+
     def test_archive_with_parent_entries_is_refused_and_writes_nothing_outside(self):
         self.docker("run", "-d", "--name", "cp-evil", "busybox", "sh", "-c", "mkdir -p /a/b; exec sleep 1000")
         evil = tar_of(("ok.txt", "file", b"ok"), ("../../escaped.txt", "file", b"evil"))

@@ -332,6 +332,9 @@ Result<void> ContainerFiles::get_archive(const std::string& path, const ArchiveS
 
 Result<void> ContainerFiles::put_archive(const std::string& path, bool no_overwrite_dir_non_dir,
                                          bool copy_uid_gid, const ArchiveSource& source) {
+  // dockerd's rule (and words). TODO(volumes): a path inside a volume or bind of such a container is
+  // writable and dockerd allows it; that needs the container's mount list.
+  if (container_.host_config.read_only_root) return Error::internal("container rootfs is marked read-only");
   std::vector<std::string> args{path};
   if (no_overwrite_dir_non_dir) args.emplace_back("--no-overwrite-dir-non-dir");
   if (copy_uid_gid) {
