@@ -8,8 +8,10 @@
 #include <memory>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "agent/agent.h"
+#include "agent/file_builtins.h"
 #include "agent/host_channel.h"
 #include "agent/pid1.h"
 #include "common/log.h"
@@ -21,6 +23,7 @@ constexpr const char* kUsage =
     "usage: kiln-agent                 (as PID 1 of a Kiln guest)\n"
     "       kiln-agent --serve-fd N    serve the agent protocol on fd N (a connected socket)\n"
     "       kiln-agent --serve-stdio   the same on fd 0\n"
+    "       kiln-agent --builtin NAME --root DIR -- ARGS...   a file builtin (how the agent runs them)\n"
     "options: --log-level debug|info|warn|error   --version\n";
 
 struct Options {
@@ -71,9 +74,23 @@ std::unique_ptr<kiln::agent::HostChannel> make_channel(const Options& options) {
   return std::make_unique<kiln::agent::VirtioPortChannel>("/sys/class/virtio-ports", "/dev");
 }
 
+// `--builtin NAME --root DIR -- ARGS...`: the agent re-executed to run one of its file builtins.
+int run_builtin(int argc, char** argv) {
+  if (argc < 6 || std::string_view(argv[3]) != "--root" || std::string_view(argv[5]) != "--") {
+    (void)std::fputs(kUsage, stderr);
+    return 2;
+  }
+  std::vector<std::string> args(argv + 6, argv + argc);
+  int code = kiln::agent::run_file_builtin(argv[2], argv[4], args);
+  // _exit: the builtin wrote everything with write(2), and once chrooted no exit-time work may look for
+  // files of the real root (LeakSanitizer in the sanitized build reads /proc at exit).
+  ::_exit(code);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "--builtin") return run_builtin(argc, argv);
   int exit_code = 0;
   auto options = parse_options(argc, argv, exit_code);
   if (!options) return exit_code;

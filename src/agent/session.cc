@@ -190,7 +190,7 @@ void Session::handle_hello(const Frame& frame) {
                    fmt::format("kiln-agent {}", kVersion),
                    {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
                     "container", "mount_serial", "container_files", "container_join", "reattach",
-                    "container_init", "clone_init", "mount_in_root"},
+                    "container_init", "clone_init", "mount_in_root", "file_builtins"},
                    config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);

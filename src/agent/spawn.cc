@@ -298,6 +298,17 @@ std::vector<std::string> effective_environment(const ProcessSpec& spec) {
 }
 
 Result<SpawnedProcess> spawn_process(const ProcessSpec& spec, pid_t join_pid) {
+  if (spec.builtin) {
+    if (spec.container) return Error::invalid_argument("a builtin cannot run as a container");
+    // The agent is its own builtins' program (file_builtins.h): exec'd from /proc/self/exe, which needs no
+    // path inside any root; the builtin chroots itself once started.
+    ProcessSpec own = spec;
+    own.builtin.reset();
+    own.argv = {std::string(kSelfExecutable), "--builtin", spec.builtin->name, "--root",
+                spec.builtin->root,           "--"};
+    own.argv.insert(own.argv.end(), spec.builtin->args.begin(), spec.builtin->args.end());
+    return spawn_process(own, 0);
+  }
   if (spec.argv.empty()) return Error::invalid_argument("empty argv");
   ChildPlan plan;
   plan.spec = &spec;

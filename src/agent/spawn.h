@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/protocol/messages.h"
@@ -16,6 +17,9 @@ namespace kiln::agent {
 
 // The PATH a process gets when the host sends none (busybox's layout and the usual FHS directories).
 inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// The agent's own executable, which runs its builtins (ProcessSpec::builtin).
+inline constexpr std::string_view kSelfExecutable = "/proc/self/exe";
 
 struct SpawnedProcess {
   pid_t pid = -1;
@@ -30,6 +34,7 @@ std::vector<std::string> effective_environment(const ProcessSpec& spec);
 // Starts `spec`. Failures in the child before or at exec come back as errors with the errno text, e.g.
 // "exec foo: No such file or directory" (kNotFound: shells exit 127) or "exec /x: Permission denied"
 // (kPermissionDenied: 126). A bad cwd, uid or gid is kInvalidArgument. All returned fds are non-blocking.
+// A spec with a builtin runs `kiln-agent --builtin NAME --root ROOT -- ARGS...` from kSelfExecutable.
 // `join_pid` > 0 (with spec.container): the process enters that running container process's namespaces and
 // root instead of getting new ones (docker exec).
 Result<SpawnedProcess> spawn_process(const ProcessSpec& spec, pid_t join_pid = 0);

@@ -34,7 +34,9 @@ Result<std::unique_ptr<SupervisedProcess>> SupervisedProcess::start(StreamId id,
   // From here the destructor kills the child if anything below fails.
   KILN_TRY(process->watch_fds(loop));
   out.push(MessageType::kStarted, id, encode(ProcessStarted{spawned.pid}));
-  log::debug("process started", {{"id", id}, {"pid", spawned.pid}, {"argv0", spec.argv[0]}});
+  log::debug("process started", {{"id", id},
+                                 {"pid", spawned.pid},
+                                 {"argv0", spec.builtin ? "builtin " + spec.builtin->name : spec.argv[0]}});
   return process;
 }
 

@@ -110,6 +110,18 @@ class ImageStore {
   Result<void> save(const std::vector<std::string>& names, const std::string& output_path);
   // A plain root filesystem tarball (optionally compressed) as a one-layer image.
   Result<Digest> import(const std::string& tarball_path, const std::optional<ImageRef>& tag);
+  // `docker commit` (image_commit.cc): a new image of `base`'s layers plus the uncompressed layer tar at
+  // `layer_path` (OCI whiteouts), with `config` as the image config's "config" and a history entry.
+  struct CommitRequest {
+    std::string base;  // the image the container was created from (ID or name)
+    std::string layer_path;
+    Json config = Json::object();  // Cmd, Entrypoint, Env, WorkingDir, User, Labels, ...
+    std::string comment;
+    std::string author;
+    std::string created_by;  // the history's "created_by": the container's command
+    std::optional<ImageRef> tag;
+  };
+  Result<Digest> commit(const CommitRequest& request);
 
   // "busybox", "busybox:1.36", "host/a@sha256:...", a full "sha256:..." ID or a unique ID prefix.
   Result<Digest> resolve(std::string_view name);

@@ -235,11 +235,14 @@ Result<void> AgentConnection::dispatch_process_frame(Frame& frame, RemoteProcess
 
 Result<ProcessId> AgentConnection::start_process(const ProcessSpec& spec, std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
-  if (spec.argv.empty()) return Error::invalid_argument("start_process: empty argv");
+  if (spec.builtin && !has_capability("file_builtins"))
+    return Error::unsupported("the VM's agent has no file builtins (it predates protocol 1.7)");
+  if (spec.argv.empty() && !spec.builtin) return Error::invalid_argument("start_process: empty argv");
   ProcessId id = next_id_++;
   processes_.try_emplace(id);  // a fresh record for the id
   outbound_.push(MessageType::kRun, id, encode(spec));
-  KILN_TRY(await_started(id, timeout, fmt::format("RUN {}", spec.argv[0]), true));
+  KILN_TRY(await_started(id, timeout, fmt::format("RUN {}", spec.builtin ? spec.builtin->name : spec.argv[0]),
+                         true));
   return id;
 }
 

@@ -274,6 +274,10 @@ std::string encode(const ProcessSpec& message) {
     if (container.join != 0) out["container"]["join"] = container.join;
     if (container.init) out["container"]["init"] = true;
   }
+  if (message.builtin) {
+    out["builtin"] = Json{
+        {"name", message.builtin->name}, {"args", message.builtin->args}, {"root", message.builtin->root}};
+  }
   return dump(out);
 }
 
@@ -437,6 +441,27 @@ Result<ContainerSpec> container_from(const Json& json) {
   return container;
 }
 
+Result<BuiltinSpec> builtin_from(const Json& json) {
+  constexpr std::string_view kWhat = "RUN builtin";
+  if (!json.is_object()) return Error::protocol("RUN: field \"builtin\" must be an object");
+  BuiltinSpec builtin;
+  builtin.name = KILN_TRY(c_string_field(json, "name", true, kWhat));
+  if (builtin.name.empty() || builtin.name.size() > 64 ||
+      !std::all_of(builtin.name.begin(), builtin.name.end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || c == '-'; }))
+    return Error::protocol("RUN: a builtin's name is lower-case letters and '-'");
+  if (auto found = json.find("args"); found != json.end() && !found->is_null())
+    builtin.args = KILN_TRY(string_array(*found, "args", kWhat));
+  for (const auto& arg : builtin.args) {
+    if (arg.find('\0') != std::string::npos)
+      return Error::protocol("RUN: a builtin argument contains a NUL byte");
+  }
+  builtin.root = KILN_TRY(c_string_field(json, "root", false, kWhat));
+  if (!builtin.root.empty() && !builtin.root.starts_with('/'))
+    return Error::protocol("RUN: a builtin's root must be an absolute path");
+  return builtin;
+}
+
 }  // namespace
 
 Result<ProcessSpec> decode_process_spec(std::string_view payload) {
@@ -444,10 +469,13 @@ Result<ProcessSpec> decode_process_spec(std::string_view payload) {
   constexpr int64_t kMaxId = std::numeric_limits<uint32_t>::max() - 1;  // (uid_t)-1 means "unchanged"
   Json object = KILN_TRY(parse_object(payload, kWhat));
   ProcessSpec spec;
+  if (auto found = object.find("builtin"); found != object.end() && !found->is_null())
+    spec.builtin = KILN_TRY(builtin_from(*found));
   auto argv = object.find("argv");
-  if (argv == object.end()) return Error::protocol("RUN: field \"argv\" is required");
-  spec.argv = KILN_TRY(string_array(*argv, "argv", kWhat));
-  if (spec.argv.empty() || spec.argv[0].empty()) return Error::protocol("RUN: argv[0] must not be empty");
+  if (argv == object.end() && !spec.builtin) return Error::protocol("RUN: field \"argv\" is required");
+  if (argv != object.end()) spec.argv = KILN_TRY(string_array(*argv, "argv", kWhat));
+  if (!spec.builtin && (spec.argv.empty() || spec.argv[0].empty()))
+    return Error::protocol("RUN: argv[0] must not be empty");
   if (auto env = object.find("env"); env != object.end() && !env->is_null()) {
     spec.env = KILN_TRY(string_array(*env, "env", kWhat));
     for (const auto& entry : *spec.env) {
@@ -482,6 +510,7 @@ Result<ProcessSpec> decode_process_spec(std::string_view payload) {
   auto keep = optional_bool(object, "keep_on_disconnect");
   if (!keep) return bad_field(kWhat, keep.error());
   spec.keep_on_disconnect = keep->value_or(false);
+  if (spec.builtin && spec.container) return Error::protocol("RUN: a builtin cannot run as a container");
   return spec;
 }
 

@@ -27,7 +27,9 @@ struct ProtocolVersion {
 // "container" (capability "container"). 1.4 added MOUNT by disk serial and overlay directories (capability
 // "mount_serial"). 1.5 added the container part's "files" and "join" (capabilities "container_files",
 // "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
-// "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init").
+// "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init"). 1.7
+// added RUN's "builtin" (capability "file_builtins") and MOUNT in a container's root (capability
+// "mount_in_root").
 inline constexpr ProtocolVersion kProtocolVersion{1, 7};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
@@ -94,6 +96,16 @@ struct ContainerSpec {
   bool operator==(const ContainerSpec&) const = default;
 };
 
+// Since 1.7 (capability "file_builtins"): one of the agent's own programs (src/agent/file_builtins.h:
+// archive-stat, archive-get, archive-put, export, diff), which the agent runs by re-executing itself, so
+// images need no tools of their own. Its stdin, stdout, stderr and exit status are a process's.
+struct BuiltinSpec {
+  std::string name;               // "archive-get"
+  std::vector<std::string> args;  // its arguments
+  std::string root;               // absolute guest path it chroots into first; empty: none
+  bool operator==(const BuiltinSpec&) const = default;
+};
+
 // What to run. env nullopt: the agent's default environment (PATH only).
 struct ProcessSpec {
   std::vector<std::string> argv;
@@ -108,6 +120,9 @@ struct ProcessSpec {
   // process across a kilnd restart); its output is held, bounded by its flow-control window (the process
   // blocks, nothing is dropped), until a new host sends REATTACH for its id.
   bool keep_on_disconnect = false;
+  // Since 1.7 (capability "file_builtins"): run this builtin instead of argv (which may then be empty);
+  // never with `container`.
+  std::optional<BuiltinSpec> builtin;
 };
 
 struct ProcessStarted {

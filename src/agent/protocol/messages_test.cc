@@ -80,6 +80,27 @@ TEST(AgentMessages, ProcessSpecDefaults) {
   EXPECT_FALSE(decoded->tty);
 }
 
+TEST(AgentMessages, BuiltinProcessSpecRoundTrip) {
+  ProcessSpec spec{.builtin = BuiltinSpec{.name = "archive-put",
+                                          .args = {"/tmp", "--no-overwrite-dir-non-dir"},
+                                          .root = "/kiln/rootfs"}};
+  auto decoded = decode_process_spec(encode(spec));
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+  EXPECT_TRUE(decoded->argv.empty());
+  ASSERT_TRUE(decoded->builtin.has_value());
+  EXPECT_EQ(*decoded->builtin, *spec.builtin);
+  for (const char* bad :
+       {R"({"builtin":{}})", R"({"builtin":{"name":"../x"}})", R"({"builtin":{"name":"Export"}})",
+        R"({"builtin":{"name":"export","root":"relative"}})", R"({"builtin":{"name":"export","args":[1]}})",
+        R"({"builtin":{"name":"export"},"container":{"root":"/c"}})", R"({"builtin":"export"})"}) {
+    auto refused = decode_process_spec(bad);
+    EXPECT_FALSE(refused.has_value()) << bad;
+    if (!refused) {
+      EXPECT_EQ(refused.error().category(), ErrorCategory::kProtocol) << bad;
+    }
+  }
+}
+
 TEST(AgentMessages, ProcessSpecRejectsBadInput) {
   for (const char* bad :
        {R"({})", R"({"argv":[]})", R"({"argv":[""]})", R"({"argv":"sh"})", R"({"argv":[1]})",

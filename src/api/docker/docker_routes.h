@@ -31,4 +31,7 @@ void add_volume_routes(DockerRoutes& routes, DockerContext& context);  // /volum
 // The Volumes of /system/df: each local volume with its UsageData (size of its data, containers using it).
 Result<Json> volumes_disk_usage(DockerContext& context);
 
+// /containers/{id}/archive, /export, /changes, /commit (container_file_routes.cc)
+void add_container_file_routes(DockerRoutes& routes, DockerContext& context);
+
 }  // namespace kiln::api::docker

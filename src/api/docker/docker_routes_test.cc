@@ -4,6 +4,7 @@
 
 #include "api/docker/docker_api.h"
 #include "common/rfc3339.h"
+#include "common/encoding.h"
 #include "common/stdcopy.h"
 #include "common/temp_dir.h"
 #include "daemon/containers/test_support.h"
@@ -444,6 +445,85 @@ TEST_F(DockerRoutesTest, VolumeEventsAreStreamedInDockerdsShape) {
   EXPECT_FALSE(lines[0].contains("status"));  // dockerd's legacy fields are for containers and images
   EXPECT_FALSE(lines[0].contains("id"));
   EXPECT_EQ(lines[1]["Action"], "destroy");
+TEST_F(DockerRoutesTest, FilesOfAStoppedContainerComeFromItsVmStartedForThem) {
+  ASSERT_EQ(call("POST", "/containers/create?name=files", R"({"Image":"test","Cmd":["true"]})").status, 201);
+  std::string vm_id = stack_->containers().inspect("files")->vm_id;
+  auto stat = call("HEAD", "/containers/files/archive?path=/etc/hostname");
+  ASSERT_EQ(stat.status, 200) << stat.body;
+  std::string header(stat.headers.get("X-Docker-Container-Path-Stat").value_or(""));
+  EXPECT_EQ(base64_decode(header).value(),
+            R"({"name":"hostname","size":6,"mode":420,"mtime":"2024-01-01T00:00:00Z","linkTarget":""})");
+  // The VM ran for the stat only: stopped again, and the container never ran.
+  EXPECT_EQ(stack_->vms().inspect(vm_id)->state, daemon::VmState::kStopped);
+  auto inspect = parse_json(call("GET", "/containers/files/json").body).value();
+  EXPECT_EQ(inspect["State"]["Status"], "created");
+
+  auto missing = call("GET", "/containers/files/archive?path=/nope");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(message_of(missing), "Could not find the file /nope in container files");
+  auto no_path = call("GET", "/containers/files/archive");
+  EXPECT_EQ(no_path.status, 400);
+  EXPECT_EQ(message_of(no_path), "bad parameter: pathcannot be empty");
+  auto no_container = call("GET", "/containers/nosuch/archive?path=/etc");
+  EXPECT_EQ(no_container.status, 404);
+  EXPECT_EQ(message_of(no_container), "No such container: nosuch");
+
+  http::Reply archive = dispatch("/containers/files/archive?path=/etc/hostname");
+  ASSERT_TRUE(std::holds_alternative<http::StreamReply>(archive));
+  const auto& headers = std::get<http::StreamReply>(archive).headers;
+  EXPECT_EQ(headers.get("Content-Type").value_or(""), "application/x-tar");
+  EXPECT_EQ(std::string(headers.get("X-Docker-Container-Path-Stat").value_or("")), header);
+  EXPECT_EQ(drain(std::move(archive)), "tar of /etc/hostname");
+  EXPECT_EQ(drain(dispatch("/containers/files/export")), "tar of the root");
+
+  auto put = call("PUT", "/containers/files/archive?path=/tmp", "not read by the fake");
+  EXPECT_EQ(put.status, 200) << put.body;
+  auto into_file = call("PUT", "/containers/files/archive?path=/etc/hostname", "x");
+  EXPECT_EQ(into_file.status, 500);
+  EXPECT_EQ(message_of(into_file), "extraction point is not a directory");
+
+  auto changes = call("GET", "/containers/files/changes");
+  ASSERT_EQ(changes.status, 200);
+  EXPECT_EQ(parse_json(changes.body).value(),
+            parse_json(R"([{"Path":"/etc","Kind":0},{"Path":"/etc/new","Kind":1},{"Path":"/old","Kind":2}])")
+                .value());
+  EXPECT_EQ(stack_->vms().inspect(vm_id)->state, daemon::VmState::kStopped);
+  EXPECT_EQ(parse_json(call("GET", "/containers/files/json").body).value()["State"]["Status"], "created");
+  // Nothing of this counts as a run: starting it is the first.
+  EXPECT_EQ(call("POST", "/containers/files/start").status, 204);
+}
+
+TEST_F(DockerRoutesTest, CommitMakesAnImageWithTheChangesApplied) {
+  ASSERT_EQ(
+      call("POST", "/containers/create?name=base", R"({"Image":"test","Cmd":["echo","hi"],"Env":["A=1"]})")
+          .status,
+      201);
+  auto committed =
+      call("POST",
+           "/commit?container=base&repo=committed&tag=v1&comment=why&author=me&changes=CMD%20%5B%22true%22%5D"
+           "&changes=ENV%20B%3D2&changes=WORKDIR%20/srv",
+           "{}");
+  ASSERT_EQ(committed.status, 201) << committed.body;
+  std::string id = parse_json(committed.body).value()["Id"];
+  EXPECT_TRUE(id.starts_with("sha256:"));
+  EXPECT_EQ(stack_->images().resolve("committed:v1").value().to_string(), id);
+  auto config = parse_json(call("GET", "/images/committed:v1/json").body).value();
+  EXPECT_EQ(config["Config"]["Cmd"], Json::array({"true"}));
+  EXPECT_EQ(config["Config"]["WorkingDir"], "/srv");
+  auto env = config["Config"]["Env"].dump();
+  EXPECT_NE(env.find("A=1"), std::string::npos) << env;
+  EXPECT_NE(env.find("B=2"), std::string::npos) << env;
+  // A container of the new image takes its config.
+  ASSERT_EQ(call("POST", "/containers/create?name=child", R"({"Image":"committed:v1"})").status, 201);
+  EXPECT_EQ(parse_json(call("GET", "/containers/child/json").body).value()["Config"]["Cmd"],
+            Json::array({"true"}));
+
+  auto bad_change = call("POST", "/commit?container=base&changes=RUN%20true", "");
+  EXPECT_EQ(bad_change.status, 400);
+  EXPECT_EQ(message_of(bad_change), "RUN is not a valid change command");
+  auto missing = call("POST", "/commit?container=nosuch", "");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(message_of(missing), "No such container: nosuch");
 }
 
 }  // namespace

@@ -111,6 +111,31 @@ struct ContainerStats {
   uint64_t pids = 0;
 };
 
+// One entry of `docker diff` (GET /containers/{id}/changes).
+struct ContainerChange {
+  enum class Kind { kModified = 0, kAdded = 1, kDeleted = 2 };
+  std::string path;
+  Kind kind = Kind::kModified;
+};
+
+// Where a file operation's archive goes (GET archive, export): false stops the transfer (the client left).
+using ArchiveSink = std::function<bool(std::string_view data)>;
+// Where PUT archive's tar comes from: bytes read, 0 at its end.
+using ArchiveSource = std::function<Result<size_t>(char* buffer, size_t size)>;
+
+// docker commit (POST /commit): where the new image goes and how its configuration differs.
+struct CommitOptions {
+  std::string repo;     // empty: an untagged image
+  std::string tag;      // empty: "latest"
+  std::string comment;  // the history entry's
+  std::string author;
+  std::vector<std::string>
+      changes;                   // Dockerfile instructions: CMD, ENTRYPOINT, ENV, LABEL, USER, WORKDIR, ...
+  Json config = Json::object();  // the request body: Config fields over the container's
+};
+
+class ContainerFiles;
+
 class ContainerManager {
  public:
   static Result<std::unique_ptr<ContainerManager>> create(ContainerManagerConfig config, store::Database& db,
@@ -174,8 +199,18 @@ class ContainerManager {
   Result<void> exec_start(const std::string& exec_id, UniqueFd client, std::string already_read);
   Result<void> exec_resize(const std::string& exec_id, uint16_t rows, uint16_t cols);
 
+  // The container's filesystem (container_files.cc): the agent's file builtins in its VM. A stopped or
+  // never-started container's VM is started for the operation (without the container's process) and stopped
+  // after it, under the container's lock, so `docker start` waits (a running container's lock is not held).
+  // The returned object holds that; use it and destroy it on one thread.
+  Result<std::unique_ptr<ContainerFiles>> open_files(const std::string& reference);
+  // docker commit: the container's writable layer as a new image layer over its image; the image ID. A
+  // running container is read as it runs (Kiln cannot freeze its processes without freezing the agent).
+  Result<std::string> commit(const std::string& reference, const CommitOptions& options);
+
  private:
   struct Runtime;
+  friend class ContainerFiles;
   ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
                    image::ImageStore& images, volumes::VolumeManager& volumes, EventBus& events);
 
@@ -245,6 +280,42 @@ class ContainerManager {
   std::mutex threads_mutex_;
   std::condition_variable threads_done_;
   int threads_ = 0;
+};
+
+// A container's filesystem held open for file operations (see ContainerManager::open_files). Errors are
+// dockerd's: a missing path is kNotFound "Could not find the file PATH in container NAME".
+class ContainerFiles {
+ public:
+  ~ContainerFiles();
+  ContainerFiles(const ContainerFiles&) = delete;
+  ContainerFiles& operator=(const ContainerFiles&) = delete;
+
+  // X-Docker-Container-Path-Stat's JSON: {"name","size","mode","mtime","linkTarget"}.
+  Result<std::string> stat(const std::string& path);
+  // A tar of `path` (GET archive); call stat() first for dockerd's 404.
+  Result<void> get_archive(const std::string& path, const ArchiveSink& sink);
+  // Extracts the tar into the directory `path` (PUT archive). copy_uid_gid: files belong to the container's
+  // user instead of the archive's owners.
+  Result<void> put_archive(const std::string& path, bool no_overwrite_dir_non_dir, bool copy_uid_gid,
+                           const ArchiveSource& source);
+  Result<void> export_root(const ArchiveSink& sink);
+  // The overlay's upper directory as an image layer tar (OCI whiteouts).
+  Result<void> layer(const ArchiveSink& sink);
+  Result<std::vector<ContainerChange>> changes();
+
+ private:
+  friend class ContainerManager;
+  ContainerFiles(ContainerManager& manager, std::string reference)
+      : manager_(manager), reference_(std::move(reference)) {}
+  Result<void> run(const std::string& builtin, std::vector<std::string> args, std::string root,
+                   const ArchiveSource* source, const ArchiveSink& sink, const std::string& path);
+
+  ContainerManager& manager_;
+  std::string reference_;  // as the client named it, for messages
+  ContainerRecord container_;
+  std::shared_ptr<ContainerManager::Runtime> runtime_;
+  std::unique_lock<std::mutex> lock_;
+  bool started_vm_ = false;
 };
 
 }  // namespace kiln::daemon::containers

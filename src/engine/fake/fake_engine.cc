@@ -319,7 +319,7 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
         .agent = "kiln-fake-agent",
         .capabilities = {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
                          "container", "mount_serial", "container_files", "container_join", "reattach",
-                         "container_init", "clone_init"}};
+                         "container_init", "clone_init", "file_builtins"}};
     if (spec_.root_disk >= 0) {
       std::lock_guard guard(mutex_);
       reply.root = script_.root.value_or(agent::RootDiskStatus{
@@ -396,6 +396,7 @@ void FakeMachine::answer(Channel& channel, const Frame& frame, const std::string
 // kiln-agent reports an exec that failed.
 void FakeMachine::run_process(Channel& channel, const Frame& frame) {
   auto spec = agent::decode_process_spec(frame.payload);
+  if (spec && spec->builtin) return run_builtin(channel, frame, *spec->builtin);
   if (!spec || spec->argv.empty()) {
     Error error = spec ? Error::invalid_argument("RUN: empty argv") : spec.error();
     channel.out.push(MessageType::kError, frame.stream,
@@ -419,6 +420,57 @@ void FakeMachine::run_process(Channel& channel, const Frame& frame) {
   if (program == "echo") channel.out.push(MessageType::kStdout, frame.stream, joined(spec->argv, 1) + "\n");
   channel.out.push(MessageType::kExit, frame.stream,
                    agent::encode(ExitStatus::exited(program == "false" ? 1 : 0)));
+}
+
+// Fake file builtins (src/agent/file_builtins.h): the root holds only /etc/hostname (stat, get) and the
+// directory /tmp (put); diff always reports the same three changes, layer is an empty tar. Exit codes are the
+// real builtins'.
+void FakeMachine::run_builtin(Channel& channel, const Frame& frame, const agent::BuiltinSpec& builtin) {
+  {
+    std::lock_guard guard(mutex_);
+    requests_.push_back(fmt::format("BUILTIN {} {} {}", builtin.name, builtin.root, joined(builtin.args, 0)));
+  }
+  channel.out.push(MessageType::kStarted, frame.stream,
+                   agent::encode(agent::ProcessStarted{.pid = 100 + frame.stream}));
+  std::string path = builtin.args.empty() ? "" : builtin.args[0];
+  int code = 0;
+  auto missing = [&] {
+    channel.out.push(MessageType::kStderr, frame.stream,
+                     fmt::format("lstat {}: No such file or directory\n", path));
+    code = 2;
+  };
+  if (builtin.name == "archive-stat") {
+    if (path == "/etc/hostname") {
+      channel.out.push(
+          MessageType::kStdout, frame.stream,
+          R"({"name":"hostname","size":6,"mode":420,"mtime":"2024-01-01T00:00:00Z","linkTarget":""})"
+          "\n");
+    } else {
+      missing();
+    }
+  } else if (builtin.name == "archive-get") {
+    if (path == "/etc/hostname") {
+      channel.out.push(MessageType::kStdout, frame.stream, "tar of /etc/hostname");
+    } else {
+      missing();
+    }
+  } else if (builtin.name == "archive-put") {
+    if (path == "/etc/hostname") {
+      channel.out.push(MessageType::kStderr, frame.stream, "extraction point is not a directory\n");
+      code = 3;
+    } else if (path != "/tmp") {
+      missing();
+    }
+  } else if (builtin.name == "export") {
+    channel.out.push(MessageType::kStdout, frame.stream, "tar of the root");
+  } else if (builtin.name == "layer") {
+    channel.out.push(MessageType::kStdout, frame.stream, std::string(1024, '\0'));  // an empty tar
+  } else if (builtin.name == "diff") {
+    channel.out.push(MessageType::kStdout, frame.stream, "C /etc\nA /etc/new\nD /old\n");
+  } else {
+    code = 5;
+  }
+  channel.out.push(MessageType::kExit, frame.stream, agent::encode(ExitStatus::exited(code)));
 }
 
 Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {

@@ -100,6 +100,7 @@ class FakeMachine {
   bool read_and_answer(Channel& channel);
   void handle(Channel& channel, const agent::Frame& frame);
   void answer(Channel& channel, const agent::Frame& frame, const std::string& request);
+  void run_builtin(Channel& channel, const agent::Frame& frame, const agent::BuiltinSpec& builtin);
   void run_process(Channel& channel, const agent::Frame& frame);
   void wake();
   // Appends a line to the VM's console log (runtime_dir/console.log).
