@@ -445,6 +445,8 @@ TEST_F(DockerRoutesTest, VolumeEventsAreStreamedInDockerdsShape) {
   EXPECT_FALSE(lines[0].contains("status"));  // dockerd's legacy fields are for containers and images
   EXPECT_FALSE(lines[0].contains("id"));
   EXPECT_EQ(lines[1]["Action"], "destroy");
+}
+
 TEST_F(DockerRoutesTest, FilesOfAStoppedContainerComeFromItsVmStartedForThem) {
   ASSERT_EQ(call("POST", "/containers/create?name=files", R"({"Image":"test","Cmd":["true"]})").status, 201);
   std::string vm_id = stack_->containers().inspect("files")->vm_id;
