@@ -17,7 +17,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from container_cli_test import ContainerCase  # noqa: E402
+from container_cli_test import ContainerCase, wait_until  # noqa: E402
 from kilnd_fixtures import UnixConnection  # noqa: E402
 
 # What the container in the diff case does, and what dockerd's `docker diff` lists for it (in any order).
@@ -159,6 +159,9 @@ class FilesTest(ContainerCase):
 
     def test_archive_with_parent_entries_is_refused_and_writes_nothing_outside(self):
         self.docker("run", "-d", "--name", "cp-evil", "busybox", "sh", "-c", "mkdir -p /a/b; exec sleep 1000")
+        # `run -d` returns once the process started, maybe before its mkdir ran.
+        wait_until(lambda: self.docker("exec", "cp-evil", "test", "-d", "/a/b", check=False).returncode == 0,
+                   "/a/b in cp-evil")
         evil = tar_of(("ok.txt", "file", b"ok"), ("../../escaped.txt", "file", b"evil"))
         status, _, data = self.request("PUT", "/containers/cp-evil/archive?path=/a/b", evil)
         self.assertEqual(status, 500)

@@ -187,6 +187,26 @@ class VolumeMountTest(MountCase):
                                         "Propagation": ""})
         self.assertEqual(self.inspect("vols")["Config"]["Volumes"], {"/anon": {}})
 
+    def test_cp_reaches_a_volume_of_a_container_that_never_ran(self):
+        self.volume_rm("kiln-cp")
+        self.docker("create", "--name", "cp-vol", "-v", "kiln-cp:/data", IMAGE, "true")
+        self.addCleanup(lambda: self.run_docker("rm", "cp-vol"))
+        source = os.path.join(self.host_dir(), "note")
+        with open(source, "w") as f:
+            f.write("copied in\n")
+        self.docker("cp", source, "cp-vol:/data/note")
+        out = self.run_sh("cat /data/note", "-v", "kiln-cp:/data")
+        self.assertEqual(out.stdout.decode(), "copied in\n")
+
+    def test_diff_does_not_show_what_lives_in_mounts(self):
+        self.volume_rm("kiln-diff")
+        data = self.host_dir()
+        self.docker("run", "--name", "diffed", "-v", "kiln-diff:/vol", "-v", f"{data}:/bind", "--tmpfs", "/tmpfs",
+                    IMAGE, "sh", "-c", "echo a > /vol/a; echo b > /bind/b; echo c > /tmpfs/c; echo d > /root/d")
+        self.addCleanup(lambda: self.run_docker("rm", "diffed"))
+        changes = sorted(self.out("diff", "diffed").splitlines())
+        self.assertEqual(changes, ["A /bind", "A /root/d", "A /tmpfs", "A /vol", "C /root"])
+
     def test_bad_volume_name(self):
         refused = self.docker("run", "--rm", "-v", "bad/name:/x", IMAGE, "true", check=False)
         self.assertNotEqual(refused.returncode, 0)
