@@ -159,6 +159,21 @@ class VolumeMountTest(MountCase):
         out = self.run_sh("ls -A /home; stat -c %u /home/app", "-v", "kiln-home:/home")
         self.assertEqual(out.stdout.decode(), "app\n1000\n")
 
+    def test_an_image_volume_is_an_anonymous_volume_filled_from_the_image(self):
+        self.docker("create", "--name", "volume-source", IMAGE, "true")
+        self.addCleanup(lambda: self.run_docker("rm", "volume-source"))
+        self.docker("commit", "--change", "VOLUME /home", "volume-source", "kiln-volume-image:1")
+        self.addCleanup(lambda: self.run_docker("rmi", "kiln-volume-image:1"))
+        out = self.out("run", "--name", "image-volume", "kiln-volume-image:1", "sh", "-c",
+                       "ls /home; stat -c %u /home/app; touch /home/new")
+        self.assertEqual(out.split(), ["app", "1000"])
+        mounts = self.inspect("image-volume")["Mounts"]
+        self.assertEqual([(m["Type"], m["Destination"], m["Mode"], len(m["Name"])) for m in mounts],
+                         [("volume", "/home", "", 64)])
+        self.assertEqual(self.inspect("image-volume")["Config"]["Volumes"], {"/home": {}})
+        self.docker("rm", "-v", "image-volume")
+        self.assertNotIn(mounts[0]["Name"], self.out("volume", "ls", "-q").split())
+
     def test_anonymous_volumes_go_with_rm_v(self):
         self.docker("run", "--name", "anon", "-v", "/scratch", IMAGE, "sh", "-c", "echo x > /scratch/f")
         mounts = self.inspect("anon")["Mounts"]
