@@ -19,7 +19,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io, 20.10
 IMAGE = "busybox:latest"
-APPLETS = ("sh", "true", "sleep", "ls", "cat", "echo", "env")
+APPLETS = ("sh", "true", "sleep", "ls", "cat", "echo", "env", "head", "mkdir", "rm", "sync")
 
 
 def log(*args):
