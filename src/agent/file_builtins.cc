@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "agent/container_setup.h"
+#include "common/clean_path.h"
 #include "common/errno_text.h"
 #include "common/tar.h"
 #include "common/unique_fd.h"
@@ -44,26 +45,6 @@ Failure os_failure(std::string_view what, int errnum) {
 
 Result<void> write_stdout(std::string_view data) {
   return write_all(STDOUT_FILENO, data);
-}
-
-// filepath.Clean for absolute paths: "/a//b/./c/.." -> "/a/b". ".." at the root stays at the root.
-std::string clean_absolute(std::string_view path) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos) slash = path.size();
-    std::string_view part = path.substr(start, slash - start);
-    if (part == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!part.empty() && part != ".") {
-      parts.push_back(part);
-    }
-    start = slash + 1;
-  }
-  std::string out;
-  for (auto part : parts) out += "/" + std::string(part);
-  return out.empty() ? "/" : out;
 }
 
 // filepath.Clean for a relative archive name; "" for the directory itself. May start with "../".
@@ -100,7 +81,7 @@ std::string base_name(const std::string& clean) {
 // dockerd's absPath: the path made absolute and cleaned, keeping a trailing "/" or "/." (which make the last
 // component resolve through a symlink).
 std::string absolute_path(std::string_view path) {
-  std::string clean = clean_absolute(path);
+  std::string clean = clean_absolute_path(path);
   if (clean != "/" && (path.ends_with("/") || path.ends_with("/.")))
     clean += path.ends_with("/.") ? "/." : "/";
   return clean;
@@ -110,7 +91,7 @@ std::string absolute_path(std::string_view path) {
 // FollowSymlinkInScope: missing components are kept as named).
 std::string resolve_in_root(const std::string& path) {
   std::vector<std::string> pending;
-  std::string rest = clean_absolute(path);
+  std::string rest = clean_absolute_path(path);
   size_t start = 1;
   while (start <= rest.size()) {
     size_t slash = rest.find('/', start);
@@ -172,7 +153,7 @@ Outcome<std::string> stat_json(const std::string& requested) {
   if (::lstat(path.c_str(), &st) != 0) return os_failure(fmt::format("lstat {}", path), errno);
   std::string link_target;
   if (S_ISLNK(st.st_mode)) link_target = resolve_in_root(path);
-  nlohmann::ordered_json stat = {{"name", base_name(clean_absolute(path))},
+  nlohmann::ordered_json stat = {{"name", base_name(clean_absolute_path(path))},
                                  {"size", st.st_size},
                                  {"mode", tar::go_file_mode(st.st_mode)},
                                  {"mtime", rfc3339_nano(st.st_mtim)},
@@ -367,7 +348,7 @@ int archive_get(const std::vector<std::string>& args) {
   // entries are named after the requested base name, as dockerd's rebase does.
   std::string source = path.ends_with("/.") || path.ends_with("/") ? resolve_in_root(path) : path;
   // "/dir/." names its entries "./...", "/" names them "/..." (dockerd's rebase of Base(absPath)).
-  std::string name = path.ends_with("/.") ? "." : base_name(clean_absolute(path));
+  std::string name = path.ends_with("/.") ? "." : base_name(clean_absolute_path(path));
   TreeWriter writer(/*stay_on_device=*/false);
   auto added = writer.add(source, name);
   if (added) added = writer.finish();

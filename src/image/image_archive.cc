@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "common/clean_path.h"
 #include "image/image_store.h"
 
 namespace kiln::image {
@@ -31,25 +32,7 @@ struct ArchiveWriteFree {
 
 // "./a//b/../c" -> "a/c" lexically; ".." above the top is dropped (it is only a map key).
 std::string normalize_archive_path(std::string_view path) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos) slash = path.size();
-    std::string_view part = path.substr(start, slash - start);
-    if (part == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!part.empty() && part != ".") {
-      parts.push_back(part);
-    }
-    start = slash + 1;
-  }
-  std::string out;
-  for (std::string_view part : parts) {
-    if (!out.empty()) out += '/';
-    out += part;
-  }
-  return out;
+  return clean_absolute_path(path).substr(1);
 }
 
 // The files of an image archive, reachable as blobs.

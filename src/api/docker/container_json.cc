@@ -33,29 +33,6 @@ struct GoField {
   std::string path;            // "Env", "HostConfig.Memory", "HostConfig.RestartPolicy.Name"
 };
 
-bool equal_fold(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-// Go matches JSON keys to struct fields exactly first, then case-insensitively. Null is absent.
-const Json* find_field(const Json& object, std::string_view name) {
-  if (!object.is_object()) return nullptr;
-  const Json* found = nullptr;
-  if (auto it = object.find(name); it != object.end()) {
-    found = &*it;
-  } else {
-    for (const auto& [key, value] : object.items()) {
-      if (equal_fold(key, name)) {
-        found = &value;
-        break;
-      }
-    }
-  }
-  return found == nullptr || found->is_null() ? nullptr : found;
-}
-
 bool has_field(const Json& object, std::string_view name) {
   if (!object.is_object()) return false;
   return std::any_of(object.items().begin(), object.items().end(),
@@ -1041,6 +1018,29 @@ Result<HostConfig> parse_update_container(const Json& body, const HostConfig& cu
     return Error::invalid_argument(
         "Restart policy cannot be updated because AutoRemove is enabled for the container");
   return updated;
+}
+
+bool equal_fold(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+// Go matches JSON keys to struct fields exactly first, then case-insensitively. Null is absent.
+const Json* find_field(const Json& object, std::string_view name) {
+  if (!object.is_object()) return nullptr;
+  const Json* found = nullptr;
+  if (auto it = object.find(name); it != object.end()) {
+    found = &*it;
+  } else {
+    for (const auto& [key, value] : object.items()) {
+      if (equal_fold(key, name)) {
+        found = &value;
+        break;
+      }
+    }
+  }
+  return found == nullptr || found->is_null() ? nullptr : found;
 }
 
 std::string json_kind(const Json& value) {

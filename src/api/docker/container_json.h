@@ -25,6 +25,11 @@ namespace kiln::api::docker {
 
 // The JSON kind Go's encoding/json names in a type error: "string", "bool", "array", "object", "number".
 std::string json_kind(const Json& value);
+// Go's strings.EqualFold for ASCII field names.
+bool equal_fold(std::string_view a, std::string_view b);
+// How Go's encoding/json finds a struct field's key: exactly first, then case-insensitively; null (or a
+// missing key, or `object` not an object) is nullptr.
+const Json* find_field(const Json& object, std::string_view name);
 
 struct CreateContainerRequest {
   std::string name;  // from ?name=, checked and without the "/"; empty: the manager generates one

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "api/docker/container_json.h"
+#include "common/clean_path.h"
 
 namespace kiln::api::docker {
 
@@ -74,7 +75,7 @@ Error mount_config_error(std::string_view type, std::string_view message) {
 
 // linuxValidateNotRoot and linuxValidateAbsolute, on the target as given.
 std::optional<std::string> destination_problem(std::string_view target) {
-  std::string cleaned = daemon::containers::clean_container_path(target);
+  std::string cleaned = clean_absolute_path(target);
   if (!target.empty() && target.front() == '/' && cleaned == "/")
     return std::string("invalid specification: destination can't be '/'");
   if (target.empty() || target.front() != '/')
@@ -179,7 +180,7 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
   if (spec.target.empty()) return mount_config_error(type, "field Target must not be empty");
   if (auto problem = destination_problem(spec.target)) return mount_config_error(type, *problem);
   MountPoint mount;
-  mount.destination = daemon::containers::clean_container_path(spec.target);
+  mount.destination = clean_absolute_path(spec.target);
   mount.read_only = spec.read_only;
   if (type == "bind") {
     mount.type = MountPoint::Type::kBind;
@@ -195,7 +196,7 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
     if (spec.source.front() != '/')
       return mount_config_error(
           type, fmt::format("invalid mount path: '{}' mount path must be absolute", spec.source));
-    mount.source = daemon::containers::clean_container_path(spec.source);
+    mount.source = clean_absolute_path(spec.source);
     if (bind_source_must_exist && !path_exists(mount.source))
       return mount_config_error(type, fmt::format("bind source path does not exist: {}", mount.source));
     mount.propagation = propagation.empty() ? "rprivate" : propagation;
@@ -313,7 +314,7 @@ Result<std::vector<MountPoint>> parse_container_mounts(const MountOptionsInput& 
   for (const auto& [target, options] : input.tmpfs) {
     if (auto problem = destination_problem(target)) return Error::invalid_argument(*problem);
     MountPoint mount{.type = MountPoint::Type::kTmpfs,
-                     .destination = daemon::containers::clean_container_path(target),
+                     .destination = clean_absolute_path(target),
                      .read_only = mode_has(options, "ro"),
                      .tmpfs_options = tmpfs_mount_options(options),
                      .shown = false};
@@ -323,7 +324,7 @@ Result<std::vector<MountPoint>> parse_container_mounts(const MountOptionsInput& 
   for (const std::string& target : input.anonymous_volumes) {
     if (auto problem = destination_problem(target))
       return Error::invalid_argument(fmt::format("invalid volume specification: '{}': {}", target, *problem));
-    std::string destination = daemon::containers::clean_container_path(target);
+    std::string destination = clean_absolute_path(target);
     if (destinations.contains(destination)) continue;
     destinations.insert(destination);
     mounts.push_back(

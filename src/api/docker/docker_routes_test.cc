@@ -3,8 +3,8 @@
 #include <fstream>
 
 #include "api/docker/docker_api.h"
-#include "common/rfc3339.h"
 #include "common/encoding.h"
+#include "common/rfc3339.h"
 #include "common/stdcopy.h"
 #include "common/temp_dir.h"
 #include "daemon/containers/test_support.h"

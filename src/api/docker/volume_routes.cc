@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "api/docker/container_json.h"
 #include "api/docker/docker_routes.h"
 #include "api/docker/filters.h"
 
@@ -39,37 +40,6 @@ Json volume_json(DockerContext& context, const VolumeRecord& volume) {
 }
 
 // ---- the create body, as Go's encoding/json reads it ------------------------------------------------------
-
-std::string json_kind(const Json& value) {
-  if (value.is_string()) return "string";
-  if (value.is_boolean()) return "bool";
-  if (value.is_array()) return "array";
-  if (value.is_object()) return "object";
-  if (value.is_number()) return "number";
-  return "null";
-}
-
-bool equal_fold(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-// Go matches a key to a field exactly first, then case-insensitively; null is as absent.
-const Json* find_field(const Json& object, std::string_view name) {
-  const Json* found = nullptr;
-  if (auto it = object.find(name); it != object.end()) {
-    found = &*it;
-  } else {
-    for (const auto& [key, value] : object.items()) {
-      if (equal_fold(key, name)) {
-        found = &value;
-        break;
-      }
-    }
-  }
-  return found == nullptr || found->is_null() ? nullptr : found;
-}
 
 Error type_error(const Json& value, std::string_view field, std::string_view go_type) {
   return Error::invalid_argument(

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "agent/protocol/linux_capabilities.h"
+#include "common/clean_path.h"
 #include "common/log.h"
 #include "common/random_id.h"
 #include "common/rfc3339.h"
@@ -229,7 +230,7 @@ Result<void> ContainerManager::merge_image_config(NewContainer& request, const s
     if (!raw.is_object()) raw = Json::object();
     for (const auto& [path, value] : volumes->items()) {
       raw[path] = value;
-      std::string destination = clean_container_path(path);
+      std::string destination = clean_absolute_path(path);
       bool covered = std::any_of(request.host_config.mounts.begin(), request.host_config.mounts.end(),
                                  [&](const MountPoint& mount) { return mount.destination == destination; });
       if (!covered && destination != "/")

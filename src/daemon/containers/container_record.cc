@@ -198,26 +198,6 @@ Result<HostConfig> host_config_from_json(const Json& json) {
 
 }  // namespace
 
-std::string clean_container_path(std::string_view path) {
-  std::vector<std::string_view> kept;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view part = path.substr(start, end - start);
-    start = end + 1;
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (!kept.empty()) kept.pop_back();
-      continue;
-    }
-    kept.push_back(part);
-  }
-  std::string out;
-  for (std::string_view part : kept) out += fmt::format("/{}", part);
-  return out.empty() ? "/" : out;
-}
-
 std::string_view to_string(MountPoint::Type type) {
   for (auto [value, name] : kMountTypeNames) {
     if (value == type) return name;

@@ -80,8 +80,6 @@ struct MountPoint {
   bool operator==(const MountPoint&) const = default;
 };
 std::string_view to_string(MountPoint::Type type);  // "bind", "volume", "tmpfs"
-// Go's path.Clean for a path inside a container, made absolute: no ".", "..", doubled or trailing slashes.
-std::string clean_container_path(std::string_view path);
 
 // How it runs: Docker's HostConfig, as far as it maps onto a VM.
 struct HostConfig {
