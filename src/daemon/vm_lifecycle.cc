@@ -594,6 +594,10 @@ Result<FolderAdded> VmManager::add_folder(const std::string& id_or_name, SharedF
   auto result = locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
     KILN_TRY(check_owner(vm, as_owner, "add a shared folder to"));
     KILN_TRY(normalize_shared_folder(folder));
+    if (vm.folders.size() >= kMaxSharedFolders)
+      return Error::invalid_argument(fmt::format(
+          "VM {} already shares {} folders, the most a VM can (QEMU's microvm has 8 device slots)", vm.name,
+          kMaxSharedFolders));
     for (const auto& existing : vm.folders) {
       if (existing.guest_path == folder.guest_path) {
         return Error::already_exists(

@@ -232,6 +232,9 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   vm.tag = request.tag;
   vm.state = VmState::kCreating;
   vm.created_at = now_rfc3339();
+  if (request.folders.size() > kMaxSharedFolders)
+    return Error::invalid_argument(fmt::format(
+        "a VM can share at most {} folders (QEMU's microvm has 8 device slots)", kMaxSharedFolders));
   for (auto& folder : request.folders) {
     KILN_TRY(normalize_shared_folder(folder));
     for (const auto& existing : vm.folders) {

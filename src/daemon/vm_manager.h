@@ -58,6 +58,10 @@ inline constexpr std::string_view kBootLabel = "kiln.boot";
 // Where a container VM's root is assembled in the guest: the image's EROFS and the writable layer's ext4 are
 // mounted beside it and joined by overlayfs there. The container's processes run in it (ContainerSpec::root).
 inline constexpr std::string_view kContainerRootInGuest = "/kiln/rootfs";
+// QEMU's microvm without ACPI has 8 virtio-mmio slots; a plain VM uses 3 (agent serial, RNG, root disk)
+// and each shared folder is a 9p device of its own, so it can share at most 5. (A container's binds and
+// volumes all travel in one share instead: kContainerMountsTag.)
+inline constexpr size_t kMaxSharedFolders = 5;
 // The 9p tag of a container VM's share of host paths (its bind mounts and volumes).
 inline constexpr std::string_view kContainerMountsTag = "kilnmounts";
 // Labels a container's VM carries, so operators can tell which container it runs.

@@ -186,6 +186,30 @@ TEST_F(VmManagerTest, FullLifecycle) {
                                                           "stopped", "started", "stopped", "deleted"}));
 }
 
+TEST_F(VmManagerTest, AVmSharesAtMostAsManyFoldersAsItHasDeviceSlotsFor) {
+  std::vector<SharedFolder> folders;
+  for (size_t i = 0; i <= kMaxSharedFolders; ++i) {
+    SharedFolder shared = folder();
+    shared.guest_path = fmt::format("/mnt/f{}", i);
+    folders.push_back(shared);
+  }
+  auto too_many = manager_->create_vm({.name = "many",
+                                       .disk_mib = 32,
+                                       .source = {.kind = RootSource::Kind::kDirectory, .value = rootfs_},
+                                       .folders = folders});
+  ASSERT_FALSE(too_many);
+  EXPECT_EQ(too_many.error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_FALSE(manager_->inspect("many"));  // nothing half-made
+  folders.pop_back();
+  create("most", folders);
+  SharedFolder one_more = folder();
+  one_more.guest_path = "/mnt/more";
+  auto refused = manager_->add_folder("most", one_more);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("already shares 5 folders"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST_F(VmManagerTest, InvalidTransitionsAreConflictsNamingTheState) {
   create("web");
   expect_conflict(manager_->pause("web"), "cannot pause VM web: it is stopped");

@@ -280,5 +280,18 @@ TEST_F(ImageStoreTest, WritableLayerIsASparseExt4File) {
   EXPECT_FALSE(ImageStore::create_writable_layer(path, uint64_t{256} << 20).has_value());  // never clobbers
 }
 
+TEST_F(ImageStoreTest, AFullSizeWritableLayerTakesLittleHostDisk) {
+  // A container's default layer: 10 GiB of address space, a few MiB of host disk (its journal is not
+  // written out: 69 MiB per container before).
+  std::string path = dir_->path() + "/layer.ext4";
+  ASSERT_TRUE(ImageStore::create_writable_layer(path, uint64_t{10} << 30).has_value());
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, uint64_t{16} << 20);
+  auto checked = run_command({"e2fsck", "-n", "-f", path});
+  ASSERT_TRUE(checked.has_value());
+  EXPECT_EQ(checked->status.code(), 0) << checked->stdout_text << checked->stderr_text;
+}
+
 }  // namespace
 }  // namespace kiln::image
