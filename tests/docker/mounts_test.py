@@ -5,6 +5,7 @@ KILN_DOCKER_ORACLE=unix:///path/dockerd.sock to check them against one; Kiln-onl
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import unittest
@@ -101,6 +102,18 @@ class BindMountTest(MountCase):
         self.assertIn(f"invalid mount config for type \"bind\": bind source path does not exist: {missing}",
                       refused.stderr.decode())
         self.assertFalse(os.path.exists(missing))
+
+    def test_a_socket_cannot_be_shared_into_a_vm(self):
+        if not self.kilnd:
+            self.skipTest("dockerd shares the host's kernel, so it can bind a socket")
+        socket_path = os.path.join(self.host_dir(), "app.sock")
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(socket_path)
+        self.addCleanup(listener.close)
+        refused = self.docker("create", "-v", f"{socket_path}:/run/app.sock", IMAGE, "true", check=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn(f"cannot bind-mount {socket_path} into a Kiln container: it is a socket", refused.stderr.decode())
+        self.assertEqual(self.out("ps", "-aq"), "")
 
     def test_inspect_shows_the_mounts(self):
         data = self.host_dir()

@@ -91,6 +91,24 @@ std::vector<ContainerMount> vm_mounts(const std::vector<MountPoint>& mounts) {
   return out;
 }
 
+// A VM's share carries directories and regular files; a socket or a device node on the host cannot reach
+// a guest kernel (`-v /var/run/docker.sock:...` works under dockerd, where the container shares the host's
+// kernel). Refused at create, naming it, rather than at the first start.
+Result<void> check_bind_sources(const std::vector<MountPoint>& mounts) {
+  for (const auto& mount : mounts) {
+    if (mount.type != MountPoint::Type::kBind) continue;
+    std::error_code error;
+    auto status = fs::status(mount.source, error);
+    if (error || !fs::exists(status)) continue;  // -v makes a missing one at start; --mount checked it exists
+    if (!fs::is_directory(status) && !fs::is_regular_file(status))
+      return Error::invalid_argument(fmt::format(
+          "cannot bind-mount {} into a Kiln container: it is a {}, and a container's VM can share only "
+          "directories and regular files with the host",
+          mount.source, fs::is_socket(status) ? "socket" : "special file"));
+  }
+  return ok();
+}
+
 }  // namespace
 
 ContainerManager::ContainerManager(ContainerManagerConfig config, store::Database& db, VmManager& vms,
@@ -267,6 +285,7 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
                               details->config.raw.value("config", Json::object())));
   (void)KILN_TRY(agent::container_capabilities(request.host_config.cap_add, request.host_config.cap_drop));
   KILN_TRY(validate_json_file_options(request.host_config.log_config.options));
+  KILN_TRY(check_bind_sources(request.host_config.mounts));
 
   ContainerRecord container;
   container.id = KILN_TRY(random_hex_id());
