@@ -235,6 +235,14 @@ class VolumeMountTest(MountCase):
         changes = sorted(self.out("diff", "diffed").splitlines())
         self.assertEqual(changes, ["A /bind", "A /root/d", "A /tmpfs", "A /vol", "C /root"])
 
+    def test_mount_labels_label_the_volume_it_creates(self):
+        self.volume_rm("kiln-labelled")
+        self.docker("create", "--name", "labelled", "--mount",
+                    "type=volume,source=kiln-labelled,target=/x,volume-label=team=a", IMAGE, "true")
+        self.addCleanup(lambda: self.run_docker("rm", "labelled"))
+        volume = json.loads(self.out("volume", "inspect", "kiln-labelled"))[0]
+        self.assertEqual(volume["Labels"], {"team": "a"})
+
     def test_bad_volume_name(self):
         refused = self.docker("run", "--rm", "-v", "bad/name:/x", IMAGE, "true", check=False)
         self.assertNotEqual(refused.returncode, 0)

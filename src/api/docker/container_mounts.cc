@@ -216,6 +216,18 @@ Result<MountPoint> mount_from_spec(const MountSpec& spec, bool bind_source_must_
       if (auto nocopy = spec.volume_options->find("NoCopy");
           nocopy != spec.volume_options->end() && nocopy->is_boolean() && nocopy->get<bool>())
         mount.copy_up = false;
+      if (auto labels = spec.volume_options->find("Labels");
+          labels != spec.volume_options->end() && labels->is_object()) {
+        for (const auto& [key, value] : labels->items()) {
+          if (!value.is_string())
+            return Error::invalid_argument(
+                fmt::format("json: cannot unmarshal {} into Go struct field "
+                            "VolumeOptions.HostConfig.Mounts.VolumeOptions.Labels "
+                            "of type string",
+                            json_kind(value)));
+          mount.volume_labels[key] = value.get<std::string>();
+        }
+      }
       if (auto driver = spec.volume_options->find("DriverConfig");
           driver != spec.volume_options->end() && driver->is_object()) {
         std::string name = driver->value("Name", "");

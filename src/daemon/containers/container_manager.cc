@@ -167,7 +167,11 @@ Result<void> ContainerManager::attach_volumes(ContainerRecord& container, std::v
     // Recorded before the volume exists, so it has a user the moment it does.
     mount.source = volumes_.data_path(mount.name);
     KILN_TRY(save(container));
-    auto volume = volumes_.create({.name = mount.name, .anonymous = mount.anonymous});
+    // Labels apply to a volume this creates; an existing one keeps its own, as with dockerd.
+    auto volume = volumes_.create({.name = mount.name,
+                                   .labels = mount.volume_labels,
+                                   .anonymous = mount.anonymous,
+                                   .labels_given = !mount.volume_labels.empty()});
     if (!volume) return volume.error();
     if (!existed) made.push_back(mount.name);
     changed = true;

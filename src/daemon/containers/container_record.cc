@@ -122,6 +122,7 @@ Json mounts_to_json(const std::vector<MountPoint>& mounts) {
                     {"create_source", mount.create_source},
                     {"anonymous", mount.anonymous},
                     {"tmpfs_options", mount.tmpfs_options},
+                    {"volume_labels", mount.volume_labels},
                     {"shown", mount.shown}});
   }
   return list;
@@ -148,6 +149,7 @@ std::vector<MountPoint> mounts_from_json(const Json& json) {
     mount.create_source = item.value("create_source", false);
     mount.anonymous = item.value("anonymous", false);
     mount.tmpfs_options = item.value("tmpfs_options", "");
+    mount.volume_labels = read_string_map(item, "volume_labels");
     mount.shown = item.value("shown", true);
     mounts.push_back(std::move(mount));
   }

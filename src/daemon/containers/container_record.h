@@ -76,7 +76,9 @@ struct MountPoint {
   bool create_source = false;  // kBind from -v: a missing host directory is made at start, as dockerd does
   bool anonymous = false;      // kVolume made for this container: `docker rm -v` removes it
   std::string tmpfs_options;   // kTmpfs: "noexec,nosuid,nodev,size=...,mode=..."
-  bool shown = true;           // in inspect's Mounts (HostConfig.Tmpfs entries are not, as in dockerd)
+  std::map<std::string, std::string>
+      volume_labels;  // kVolume (--mount volume-label=): for a volume it creates
+  bool shown = true;  // in inspect's Mounts (HostConfig.Tmpfs entries are not, as in dockerd)
   bool operator==(const MountPoint&) const = default;
 };
 std::string_view to_string(MountPoint::Type type);  // "bind", "volume", "tmpfs"
