@@ -36,6 +36,34 @@ using engine::TemplateInfo;
 using engine::TemplatePool;
 using engine::TemplatePoolConfig;
 
+// A NIC kilnd hands to a starting VM: what the guest is told (nic) and the host end (a tap in Kiln's network
+// namespace, attached to the network's bridge, which the monitor takes over).
+struct NicAttachment {
+  VmNic nic;
+  UniqueFd tap;
+};
+struct NetworkAttachment {
+  std::vector<NicAttachment> nics;         // one per VmRecord::networks entry, in order
+  std::vector<PortPublication> published;  // VmRecord::ports, listening, every host_port chosen
+};
+
+// Connects VMs to networks (kilnd's NetworkManager). VmManager calls it from a VM's lock, so calls for one VM
+// never overlap.
+class VmNetworking {
+ public:
+  virtual ~VmNetworking() = default;
+  // Before the VM's monitor starts: an address on each network of vm.networks, a tap on each bridge, and
+  // vm.ports listening (a port in use fails the start with Docker's message). On failure nothing is held.
+  // DNS names on each network: the request's aliases, plus the VM's name for a VM no container owns.
+  virtual Result<NetworkAttachment> attach(const VmRecord& vm) = 0;
+  // The VM stopped (or its start failed after attach): its addresses, names and listening ports are freed.
+  // vm.nics and vm.published say what it held.
+  virtual void detach(const VmRecord& vm) = 0;
+  // kilnd restarted while the VM ran: takes back what vm.nics and vm.published record (addresses, names,
+  // listening ports). The taps survived with the monitor.
+  virtual Result<void> adopt(const VmRecord& vm) = 0;
+};
+
 struct VmManagerConfig {
   std::string root;     // --root: state db, vms/<id>/root.ext4
   std::string run_dir;  // --run-dir: vms/<short id>/ sockets and console logs
@@ -49,6 +77,8 @@ struct VmManagerConfig {
   // Fork templates: container VMs start as clones of a booted template. nullptr: every VM boots cold
   // (kilnd --boot=cold).
   TemplatePool* templates = nullptr;
+  // nullptr: VMs get no NIC (vm.networks is ignored).
+  VmNetworking* networking = nullptr;
 };
 
 // A VM label: "cold" makes the VM boot from its kernel instead of forking (docker run --label

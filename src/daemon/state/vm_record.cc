@@ -21,6 +21,47 @@ constexpr std::pair<RootSource::Kind, std::string_view> kSourceNames[] = {
     {RootSource::Kind::kVm, "vm"},           {RootSource::Kind::kContainer, "container"},
 };
 
+Json strings_json(const std::vector<std::string>& values) {
+  Json out = Json::array();
+  for (const auto& value : values) out.push_back(value);
+  return out;
+}
+
+std::vector<std::string> strings_from(const Json& json, std::string_view key) {
+  std::vector<std::string> out;
+  if (auto values = json.find(key); values != json.end() && values->is_array()) {
+    for (const auto& value : *values) {
+      if (value.is_string()) out.push_back(value.get<std::string>());
+    }
+  }
+  return out;
+}
+
+Json ports_json(const std::vector<PortPublication>& ports) {
+  Json out = Json::array();
+  for (const auto& port : ports) {
+    out.push_back({{"protocol", port.protocol},
+                   {"host_ip", port.host_ip},
+                   {"host_port", port.host_port},
+                   {"guest_port", port.guest_port}});
+  }
+  return out;
+}
+
+std::vector<PortPublication> ports_from(const Json& json, std::string_view key) {
+  std::vector<PortPublication> out;
+  if (auto ports = json.find(key); ports != json.end() && ports->is_array()) {
+    for (const auto& port : *ports) {
+      if (!port.is_object()) continue;
+      out.push_back({.protocol = port.value("protocol", "tcp"),
+                     .host_ip = port.value("host_ip", ""),
+                     .host_port = port.value("host_port", uint16_t{0}),
+                     .guest_port = port.value("guest_port", uint16_t{0})});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string_view to_string(VmState state) {
@@ -50,6 +91,26 @@ std::string_view to_string(RootSource::Kind kind) {
 }
 
 Json to_storage_json(const VmRecord& vm) {
+  Json networks = Json::array();
+  for (const auto& network : vm.networks) {
+    networks.push_back({{"network", network.network},
+                        {"ipv4", network.ipv4},
+                        {"aliases", strings_json(network.aliases)},
+                        {"mac", network.mac}});
+  }
+  Json nics = Json::array();
+  for (const auto& nic : vm.nics) {
+    nics.push_back({{"network_id", nic.network_id},
+                    {"network_name", nic.network_name},
+                    {"endpoint_id", nic.endpoint_id},
+                    {"bridge", nic.bridge},
+                    {"mac", nic.mac},
+                    {"ipv4", nic.ipv4},
+                    {"prefix_length", nic.prefix_length},
+                    {"gateway", nic.gateway},
+                    {"dns", strings_json(nic.dns)},
+                    {"aliases", strings_json(nic.aliases)}});
+  }
   Json folders = Json::array();
   for (const auto& folder : vm.folders) {
     folders.push_back({{"id", folder.id},
@@ -83,6 +144,10 @@ Json to_storage_json(const VmRecord& vm) {
           {"owner", vm.owner},
           {"image_rootfs", vm.image_rootfs},
           {"container_mounts", mounts},
+          {"networks", networks},
+          {"ports", ports_json(vm.ports)},
+          {"nics", nics},
+          {"published", ports_json(vm.published)},
           {"state", to_string(vm.state)},
           {"state_reason", vm.state_reason},
           {"monitor_pid", vm.monitor_pid},
@@ -140,6 +205,32 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
                                      .options = mount.value("options", "")});
     }
   }
+  if (auto networks = json.find("networks"); networks != json.end() && networks->is_array()) {
+    for (const auto& network : *networks) {
+      if (!network.is_object()) continue;
+      vm.networks.push_back({.network = network.value("network", ""),
+                             .ipv4 = network.value("ipv4", ""),
+                             .aliases = strings_from(network, "aliases"),
+                             .mac = network.value("mac", "")});
+    }
+  }
+  vm.ports = ports_from(json, "ports");
+  if (auto nics = json.find("nics"); nics != json.end() && nics->is_array()) {
+    for (const auto& nic : *nics) {
+      if (!nic.is_object()) continue;
+      vm.nics.push_back({.network_id = nic.value("network_id", ""),
+                         .network_name = nic.value("network_name", ""),
+                         .endpoint_id = nic.value("endpoint_id", ""),
+                         .bridge = nic.value("bridge", ""),
+                         .mac = nic.value("mac", ""),
+                         .ipv4 = nic.value("ipv4", ""),
+                         .prefix_length = nic.value("prefix_length", 0),
+                         .gateway = nic.value("gateway", ""),
+                         .dns = strings_from(nic, "dns"),
+                         .aliases = strings_from(nic, "aliases")});
+    }
+  }
+  vm.published = ports_from(json, "published");
   auto state = vm_state_from_string(json.value("state", "error"));
   vm.state = state.value_or(VmState::kError);
   vm.state_reason = json.value("state_reason", "");

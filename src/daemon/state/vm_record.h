@@ -60,6 +60,40 @@ struct ContainerMount {
   bool operator==(const ContainerMount&) const = default;
 };
 
+// A network a VM is connected to while it runs: one NIC per entry, in order (the guest's eth0, eth1...).
+struct VmNetworkRequest {
+  std::string network;               // a network's name or id (kilnd's NetworkManager)
+  std::string ipv4;                  // a fixed address in the network's subnet; empty: the next free one
+  std::vector<std::string> aliases;  // names other VMs on the network resolve to this VM (DNS)
+  std::string mac;                   // empty: derived from the address, as Docker does (02:42:...)
+  bool operator==(const VmNetworkRequest&) const = default;
+};
+
+// A guest port published on the host: kilnd listens on host_ip:host_port and connects to the guest's first
+// NIC's address on guest_port.
+struct PortPublication {
+  std::string protocol = "tcp";  // "tcp" or "udp"
+  std::string host_ip;           // empty: all of the host's addresses (0.0.0.0)
+  uint16_t host_port = 0;        // 0: a free port, chosen at start
+  uint16_t guest_port = 0;
+  bool operator==(const PortPublication&) const = default;
+};
+
+// A running VM's NIC: what its network gave it.
+struct VmNic {
+  std::string network_id;
+  std::string network_name;
+  std::string endpoint_id;  // 64 hex digits, new at every start (Docker's EndpointID)
+  std::string bridge;       // the network's bridge in Kiln's network namespace
+  std::string mac;          // "02:42:ac:11:00:02"
+  std::string ipv4;         // "172.17.0.2"
+  int prefix_length = 0;    // 16
+  std::string gateway;      // "172.17.0.1"; empty on an internal network
+  std::vector<std::string> dns;      // resolvers the guest uses (the network's DNS server)
+  std::vector<std::string> aliases;  // the names it answers to on that network
+  bool operator==(const VmNic&) const = default;
+};
+
 struct VmRecord {
   std::string id;    // 64 hex digits
   std::string name;  // [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}, unique
@@ -77,6 +111,11 @@ struct VmRecord {
   std::string owner;
   std::string image_rootfs;                      // kContainer: the image's EROFS file (read-only disk 0)
   std::vector<ContainerMount> container_mounts;  // kContainer only; fixed at create
+  // Networking: what the VM asks for (changed only while it is not running), and, while it runs, what it got.
+  std::vector<VmNetworkRequest> networks;
+  std::vector<PortPublication> ports;
+  std::vector<VmNic> nics;                   // running: one per request, in order
+  std::vector<PortPublication> published;    // running: `ports` with every host_port chosen
 
   VmState state = VmState::kCreating;
   std::string state_reason;  // why it is in that state (error, died, killed)
