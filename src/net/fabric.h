@@ -73,8 +73,13 @@ class Fabric {
   const FabricConfig& config() const { return config_; }
 
  private:
+  struct Key {};
+
+ public:
+  Fabric(Key /*only open() makes one*/, FabricConfig config);
+
+ private:
   struct Worker;
-  explicit Fabric(FabricConfig config);
   FabricConfig config_;
   std::unique_ptr<Worker> worker_;
 };
