@@ -127,6 +127,13 @@ std::shared_ptr<VmManager::Slot> VmManager::slot_for(const std::string& id) {
 }
 
 Result<void> VmManager::save(VmRecord& vm, VmState state, std::string reason) {
+  // Every way a VM's monitor ends (stop, kill, exit, suspend, a failed start) comes through here: its
+  // addresses, names and published ports go back to its networks with it.
+  if (!has_monitor(state) && (!vm.nics.empty() || !vm.published.empty())) {
+    if (config_.networking) config_.networking->detach(vm);
+    vm.nics.clear();
+    vm.published.clear();
+  }
   vm.state = state;
   vm.state_reason = std::move(reason);
   return store_.update(vm);

@@ -239,6 +239,8 @@ class VmManager {
   Result<void> mount_container_root(Slot& slot, const VmRecord& vm);
   // A forked VM's own clock, hostname, RNG seed, machine id and (container) root, in one agent message.
   Result<void> give_clone_identity(Slot& slot, const VmRecord& vm);
+  // Tells the guest the addresses vm.nics holds (CONFIGURE_NETWORK).
+  Result<void> configure_guest_network(Slot& slot, const VmRecord& vm);
   Result<void> build_container_disks(VmRecord& vm);
   void sync_guest_clock(Slot& slot, const VmRecord& vm);
   void name_guest(Slot& slot, const VmRecord& vm);  // guest hostname = the VM's name
