@@ -699,9 +699,11 @@ static Result<std::vector<InterfaceConfig>> interfaces_from(const Json& object, 
   if (!list->is_array()) return Error::protocol(fmt::format("{}: field \"{}\" must be an array", what, key));
   for (const Json& item : *list) {
     if (!item.is_object()) return Error::protocol(fmt::format("{}: \"{}\" must hold objects", what, key));
-    InterfaceConfig config{.mac = KILN_TRY(c_string_field(item, "mac", true, what)),
-                           .address = KILN_TRY(c_string_field(item, "address", true, what)),
-                           .gateway = KILN_TRY(c_string_field(item, "gateway", false, what))};
+    // One field per statement: an early return out of a half-built aggregate leaks its members (GCC).
+    InterfaceConfig config;
+    config.mac = KILN_TRY(c_string_field(item, "mac", true, what));
+    config.address = KILN_TRY(c_string_field(item, "address", true, what));
+    config.gateway = KILN_TRY(c_string_field(item, "gateway", false, what));
     if (auto mtu = item.find("mtu"); mtu != item.end()) {
       if (!mtu->is_number_unsigned() || mtu->get<uint64_t>() > 65535)
         return Error::invalid_argument(fmt::format("{}: \"mtu\" must be 68-65535", what));
