@@ -37,8 +37,7 @@ sockaddr ipv4_sockaddr(in_addr address) {
 
 Result<void> interface_ioctl(int fd, unsigned long request, ifreq& data, std::string_view what,
                              const std::string& interface) {
-  if (::ioctl(fd, request, &data) != 0)
-    return Error::last_os_error(fmt::format("{} of {}", what, interface));
+  if (::ioctl(fd, request, &data) != 0) return Error::last_os_error(fmt::format("{} of {}", what, interface));
   return ok();
 }
 
@@ -136,7 +135,8 @@ Result<void> configure_interface(const std::string& interface, const InterfaceCo
     while (::ioctl(fd.get(), SIOCDELRT, &old) == 0) {
     }
     if (::ioctl(fd.get(), SIOCADDRT, &route) != 0)
-      return Error::last_os_error(fmt::format("add the default route via {} on {}", config.gateway, interface));
+      return Error::last_os_error(
+          fmt::format("add the default route via {} on {}", config.gateway, interface));
   }
   return ok();
 }
@@ -145,8 +145,8 @@ Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfi
                                                 const std::string& sys_class_net) {
   std::vector<std::string> interfaces = virtio_net_interfaces(sys_class_net);
   if (interfaces.size() < configs.size())
-    return Error::failed_precondition(fmt::format("the guest has {} network interface(s), the host configures {}",
-                                                  interfaces.size(), configs.size()));
+    return Error::failed_precondition(fmt::format(
+        "the guest has {} network interface(s), the host configures {}", interfaces.size(), configs.size()));
   std::vector<std::string> chosen(configs.size());
   std::vector<std::string> unclaimed = interfaces;
   for (size_t i = 0; i < configs.size(); ++i) {
@@ -164,7 +164,8 @@ Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfi
   return chosen;
 }
 
-Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs, const std::string& sys_class_net) {
+Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs,
+                                  const std::string& sys_class_net) {
   std::vector<std::string> chosen = KILN_TRY(interfaces_for(configs, sys_class_net));
   bool routed = false;
   for (size_t i = 0; i < configs.size(); ++i) {

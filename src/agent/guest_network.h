@@ -24,7 +24,8 @@ Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfi
 
 // Configures `interface` as `config` says (down, MAC, MTU, address, up) and, when `default_route`, replaces
 // the default route with one through config.gateway.
-Result<void> configure_interface(const std::string& interface, const InterfaceConfig& config, bool default_route);
+Result<void> configure_interface(const std::string& interface, const InterfaceConfig& config,
+                                 bool default_route);
 
 // The whole request against the guest's virtio-net interfaces.
 Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs,

@@ -53,17 +53,18 @@ TEST(GuestNetwork, ConfigsGoToTheInterfaceWithTheirMacFirstThenInOrder) {
   configs.push_back({.mac = "02:42:ac:14:00:02", .address = "172.20.0.2/16"});
   auto too_many = interfaces_for(configs, root);
   ASSERT_FALSE(too_many);
-  EXPECT_NE(too_many.error().message().find("3 network interface(s), the host configures 4"), std::string::npos);
+  EXPECT_NE(too_many.error().message().find("3 network interface(s), the host configures 4"),
+            std::string::npos);
 }
 
 TEST(GuestNetwork, BadConfigsAreRefusedBeforeAnythingChanges) {
-  for (InterfaceConfig bad : {InterfaceConfig{.mac = "02:42:ac:11:00", .address = "172.17.0.2/16"},
-                              InterfaceConfig{.mac = "03:42:ac:11:00:02", .address = "172.17.0.2/16"},
-                              InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2"},
-                              InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/33"},
-                              InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16",
-                                              .gateway = "10.0.0.1"},
-                              InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .mtu = 20}}) {
+  for (InterfaceConfig bad :
+       {InterfaceConfig{.mac = "02:42:ac:11:00", .address = "172.17.0.2/16"},
+        InterfaceConfig{.mac = "03:42:ac:11:00:02", .address = "172.17.0.2/16"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/33"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .gateway = "10.0.0.1"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .mtu = 20}}) {
     EXPECT_FALSE(configure_interface("lo", bad, false)) << bad.mac << " " << bad.address;
   }
 }

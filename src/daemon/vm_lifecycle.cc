@@ -380,7 +380,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     if (forked) {
       KILN_TRY(give_clone_identity(slot, vm));
     } else if (restoring) {
-      sync_guest_clock(slot, vm);  // its clock stopped when it was saved
+      sync_guest_clock(slot, vm);                   // its clock stopped when it was saved
       KILN_TRY(configure_guest_network(slot, vm));  // its addresses may not be the ones it was saved with
     } else {
       name_guest(slot, vm);

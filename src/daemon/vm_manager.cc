@@ -392,14 +392,15 @@ Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVm
   });
 }
 
-Result<VmRecord> VmManager::set_networking(const std::string& id_or_name, std::vector<VmNetworkRequest> networks,
-                                          std::vector<PortPublication> ports, std::string_view as_owner) {
+Result<VmRecord> VmManager::set_networking(const std::string& id_or_name,
+                                           std::vector<VmNetworkRequest> networks,
+                                           std::vector<PortPublication> ports, std::string_view as_owner) {
   return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
     KILN_TRY(check_owner(vm, as_owner, "reconnect"));
     if (has_monitor(vm.state) || vm.state == VmState::kSuspended) {
-      return Error::failed_precondition(fmt::format(
-          "cannot change the networks of VM {} while it is {}: its NICs are fixed while it runs", vm.name,
-          to_string(vm.state)));
+      return Error::failed_precondition(
+          fmt::format("cannot change the networks of VM {} while it is {}: its NICs are fixed while it runs",
+                      vm.name, to_string(vm.state)));
     }
     vm.networks = std::move(networks);
     vm.ports = std::move(ports);

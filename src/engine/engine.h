@@ -57,12 +57,12 @@ struct ShareSpec {
 };
 
 // A virtio-net NIC whose host end is a tap the caller made (kilnd: in Kiln's network namespace, on the
-// network's bridge). The engine passes the tap to the monitor; the caller may close its copy once the VM runs.
-// A forked guest keeps its template's MAC in the device's saved state, so the guest sets `mac` itself
+// network's bridge). The engine passes the tap to the monitor; the caller may close its copy once the VM
+// runs. A forked guest keeps its template's MAC in the device's saved state, so the guest sets `mac` itself
 // (kilnd's network configuration message) and the engine gives it to the device only at a cold boot.
 struct NicSpec {
-  std::string mac;                       // "02:42:ac:11:00:02"; empty: the monitor's default
-  std::shared_ptr<const UniqueFd> tap;   // opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+  std::string mac;                      // "02:42:ac:11:00:02"; empty: the monitor's default
+  std::shared_ptr<const UniqueFd> tap;  // opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
 };
 
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked

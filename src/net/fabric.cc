@@ -13,7 +13,8 @@ struct Fabric::Worker {
   std::unique_ptr<NamespaceThread> inside;
 };
 
-Fabric::Fabric(Key /*key*/, FabricConfig config) : config_(std::move(config)), worker_(std::make_unique<Worker>()) {}
+Fabric::Fabric(Key /*key*/, FabricConfig config)
+    : config_(std::move(config)), worker_(std::make_unique<Worker>()) {}
 Fabric::~Fabric() = default;
 
 Result<std::unique_ptr<Fabric>> Fabric::open(FabricConfig config) {
@@ -31,7 +32,9 @@ Result<std::unique_ptr<Fabric>> Fabric::open(FabricConfig config) {
   return fabric;
 }
 
-Result<void> Fabric::run_inside(const std::function<Result<void>()>& work) { return worker_->inside->run(work); }
+Result<void> Fabric::run_inside(const std::function<Result<void>()>& work) {
+  return worker_->inside->run(work);
+}
 
 Result<void> Fabric::ensure_bridge(const std::string& name, const std::string& gateway_cidr, bool internal) {
   return run_inside([&]() -> Result<void> {

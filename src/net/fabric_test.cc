@@ -17,7 +17,8 @@ namespace kiln::net {
 namespace {
 
 const LinkInfo* find_link(const std::vector<LinkInfo>& links, const std::string& name) {
-  auto found = std::find_if(links.begin(), links.end(), [&](const LinkInfo& link) { return link.name == name; });
+  auto found =
+      std::find_if(links.begin(), links.end(), [&](const LinkInfo& link) { return link.name == name; });
   return found == links.end() ? nullptr : &*found;
 }
 
@@ -26,7 +27,8 @@ class FabricTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces)";
     dir_.emplace(std::move(*TempDir::create("kiln-fabric")));
-    config_ = {.namespace_path = dir_->path() + "/netns", .state_dir = dir_->path() + "/state", .outbound = false};
+    config_ = {
+        .namespace_path = dir_->path() + "/netns", .state_dir = dir_->path() + "/state", .outbound = false};
   }
   void TearDown() override {
     if (!config_.namespace_path.empty()) (void)::umount2(config_.namespace_path.c_str(), MNT_DETACH);
@@ -104,7 +106,8 @@ TEST_F(FabricTest, ReopeningJoinsThePinnedNamespace) {
   ASSERT_TRUE(links);
   EXPECT_NE(find_link(*links, "kbtest2"), nullptr);
   // And `ip` sees the same namespace through the pin (what tests and operators use).
-  auto listed = run_command_checked({"nsenter", "--net=" + config_.namespace_path, "ip", "-o", "link", "show"});
+  auto listed =
+      run_command_checked({"nsenter", "--net=" + config_.namespace_path, "ip", "-o", "link", "show"});
   ASSERT_TRUE(listed) << listed.error().message();
   EXPECT_NE(listed->find("kbtest2"), std::string::npos);
 }

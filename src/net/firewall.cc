@@ -53,8 +53,9 @@ Result<void> set_up(const std::string& outbound_link) {
   KILN_TRY(write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "0", true));
   KILN_TRY_CONTEXT(run_command_checked({"iptables", "-w", "-P", "FORWARD", "DROP"}),
                    "set the forwarding policy of Kiln's network namespace");
-  KILN_TRY(ensure_rule("filter", "FORWARD",
-                       {"-i", outbound_link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}));
+  KILN_TRY(ensure_rule(
+      "filter", "FORWARD",
+      {"-i", outbound_link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}));
   KILN_TRY(ensure_rule("nat", "POSTROUTING", {"-o", outbound_link, "-j", "MASQUERADE"}));
   return ok();
 }

@@ -2,11 +2,11 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <net/if.h>  // before the linux/ headers, which would define the IFF_ flags a second time
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
+#include <net/if.h>  // before the linux/ headers, which would define the IFF_ flags a second time
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -112,24 +112,28 @@ std::map<unsigned short, std::string_view> attributes(const nlmsghdr& message, s
   int length = static_cast<int>(message.nlmsg_len) - static_cast<int>(NLMSG_LENGTH(header_size));
   for (auto* attribute = reinterpret_cast<const rtattr*>(first); RTA_OK(attribute, length);
        attribute = RTA_NEXT(attribute, length)) {
-    out[attribute->rta_type] = std::string_view(static_cast<const char*>(RTA_DATA(attribute)),
-                                                RTA_PAYLOAD(attribute));
+    out[attribute->rta_type] =
+        std::string_view(static_cast<const char*>(RTA_DATA(attribute)), RTA_PAYLOAD(attribute));
   }
   return out;
 }
 
-std::string c_string(std::string_view bytes) { return std::string(bytes.substr(0, bytes.find('\0'))); }
+std::string c_string(std::string_view bytes) {
+  return std::string(bytes.substr(0, bytes.find('\0')));
+}
 
 }  // namespace
 
 Result<void> validate_name(const std::string& name) {
   if (name.empty() || name.size() >= IFNAMSIZ || name.find_first_of("/ \t\n:") != std::string::npos)
-    return Error::invalid_argument(fmt::format("invalid interface name {:?} (1-15 bytes, no '/', ':' or space)",
-                                               name));
+    return Error::invalid_argument(
+        fmt::format("invalid interface name {:?} (1-15 bytes, no '/', ':' or space)", name));
   return ok();
 }
 
-bool exists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
+bool exists(const std::string& name) {
+  return ::if_nametoindex(name.c_str()) != 0;
+}
 
 Result<void> add_bridge(const std::string& name) {
   KILN_TRY(validate_name(name));
@@ -149,14 +153,17 @@ Result<void> delete_bridge(const std::string& name) {
   return ok();
 }
 
-Result<void> set_up(const std::string& name) { return set_flags(name, IFF_UP, 0); }
+Result<void> set_up(const std::string& name) {
+  return set_flags(name, IFF_UP, 0);
+}
 
 Result<void> set_ipv4(const std::string& name, const std::string& cidr) {
   auto parsed = KILN_TRY(parse_cidr(cidr));
   auto fd = KILN_TRY(control_socket());
   ifreq request = request_for(name);
   request.ifr_addr = ipv4_sockaddr(parsed.address);
-  if (::ioctl(fd.get(), SIOCSIFADDR, &request) != 0) return Error::last_os_error("set the address of " + name);
+  if (::ioctl(fd.get(), SIOCSIFADDR, &request) != 0)
+    return Error::last_os_error("set the address of " + name);
   in_addr mask{};
   mask.s_addr = htonl(parsed.prefix == 0 ? 0 : ~uint32_t{0} << (32 - parsed.prefix));
   request = request_for(name);
@@ -199,7 +206,8 @@ Result<std::vector<LinkInfo>> list() {
     LinkInfo link;
     link.name = c_string(found[IFLA_IFNAME]);
     link.up = (info->ifi_flags & IFF_UP) != 0;
-    if (auto master = found.find(IFLA_MASTER); master != found.end() && master->second.size() >= sizeof(int)) {
+    if (auto master = found.find(IFLA_MASTER);
+        master != found.end() && master->second.size() >= sizeof(int)) {
       int index = 0;
       std::memcpy(&index, master->second.data(), sizeof(index));
       master_of[info->ifi_index] = index;
@@ -209,7 +217,8 @@ Result<std::vector<LinkInfo>> list() {
       for (auto* nested = reinterpret_cast<const rtattr*>(linkinfo->second.data()); RTA_OK(nested, length);
            nested = RTA_NEXT(nested, length)) {
         if (nested->rta_type == IFLA_INFO_KIND)
-          link.kind = c_string(std::string_view(static_cast<const char*>(RTA_DATA(nested)), RTA_PAYLOAD(nested)));
+          link.kind =
+              c_string(std::string_view(static_cast<const char*>(RTA_DATA(nested)), RTA_PAYLOAD(nested)));
       }
     }
     by_index[info->ifi_index] = std::move(link);
@@ -229,7 +238,8 @@ Result<std::vector<LinkInfo>> list() {
   std::vector<LinkInfo> out;
   for (auto& [index, link] : by_index) {
     if (auto master = master_of.find(index); master != master_of.end()) {
-      if (auto bridge = by_index.find(master->second); bridge != by_index.end()) link.master = bridge->second.name;
+      if (auto bridge = by_index.find(master->second); bridge != by_index.end())
+        link.master = bridge->second.name;
     }
     out.push_back(link);
   }

@@ -33,7 +33,8 @@ bool outbound_link_exists(NamespaceThread& inside) {
 Result<std::string> outbound_gateway(const std::string& outbound_cidr) {
   auto slash = outbound_cidr.find('/');
   in_addr network{};
-  if (slash == std::string::npos || ::inet_pton(AF_INET, outbound_cidr.substr(0, slash).c_str(), &network) != 1)
+  if (slash == std::string::npos ||
+      ::inet_pton(AF_INET, outbound_cidr.substr(0, slash).c_str(), &network) != 1)
     return Error::invalid_argument(fmt::format("invalid outbound subnet {:?}", outbound_cidr));
   network.s_addr = htonl(ntohl(network.s_addr) + 2);
   char text[INET_ADDRSTRLEN] = {};
@@ -78,8 +79,8 @@ Result<void> ensure_outbound_nat(NamespaceThread& inside, const FabricConfig& co
   if (!configured) {
     (void)::kill(child.pid(), SIGKILL);
     (void)child.wait();
-    return Error::unavailable(fmt::format("slirp4netns did not configure Kiln's network namespace (see {})",
-                                          log_path));
+    return Error::unavailable(
+        fmt::format("slirp4netns did not configure Kiln's network namespace (see {})", log_path));
   }
   child.detach();  // it runs on; kilnd finds it again by its tap
   return ok();

@@ -447,9 +447,10 @@ Result<void> AgentConnection::clone_init(CloneInitRequest request, std::chrono::
 }
 
 Result<void> AgentConnection::configure_network(const NetworkConfigRequest& request,
-                                               std::chrono::milliseconds timeout) {
+                                                std::chrono::milliseconds timeout) {
   if (!has_capability("network"))
-    return Error::unsupported("the VM's agent cannot configure the guest's network (no \"network\" capability)");
+    return Error::unsupported(
+        "the VM's agent cannot configure the guest's network (no \"network\" capability)");
   for (const auto& config : request.interfaces) KILN_TRY(validate_interface_config(config));
   return this->request(MessageType::kConfigureNetwork, MessageType::kConfigureNetworkReply, encode(request),
                        "CONFIGURE_NETWORK", timeout);

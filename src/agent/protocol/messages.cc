@@ -659,9 +659,9 @@ Result<void> validate_clone_seed(std::string_view seed) {
 Result<void> validate_interface_config(const InterfaceConfig& config) {
   unsigned octets[6];
   char tail = 0;
-  if (config.mac.size() != 17 || std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0],
-                                             &octets[1], &octets[2], &octets[3], &octets[4], &octets[5],
-                                             &tail) != 6)
+  if (config.mac.size() != 17 ||
+      std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0], &octets[1], &octets[2],
+                  &octets[3], &octets[4], &octets[5], &tail) != 6)
     return Error::invalid_argument(fmt::format("invalid MAC address \"{}\"", config.mac));
   if ((octets[0] & 1U) != 0)
     return Error::invalid_argument(fmt::format("MAC address \"{}\" is a multicast address", config.mac));
@@ -692,7 +692,7 @@ Result<void> validate_interface_config(const InterfaceConfig& config) {
 }
 
 static Result<std::vector<InterfaceConfig>> interfaces_from(const Json& object, std::string_view key,
-                                                     std::string_view what) {
+                                                            std::string_view what) {
   std::vector<InterfaceConfig> out;
   auto list = object.find(key);
   if (list == object.end() || list->is_null()) return out;

@@ -225,8 +225,8 @@ struct CloneInitRequest {
   // Random bytes from the host (hex on the wire), kCloneSeedMinBytes..kCloneSeedMaxBytes, credited to the
   // guest kernel's pool (RNDADDENTROPY) before RNDRESEEDCRNG. The host client draws 32 when empty.
   std::string seed;
-  bool reseed = true;                // false: neither step (only for tests that must observe the shared RNG)
-  std::string machine_id;            // 32 lower-case hex digits for /etc/machine-id; empty: leave it
+  bool reseed = true;      // false: neither step (only for tests that must observe the shared RNG)
+  std::string machine_id;  // 32 lower-case hex digits for /etc/machine-id; empty: leave it
   // Since 1.8 (capability "network"): as CONFIGURE_NETWORK, after the machine id, before the mounts.
   std::vector<InterfaceConfig> network;
   std::vector<MountRequest> mounts;  // as MOUNT, in order; a serial: disk's buffers are flushed first

@@ -318,11 +318,10 @@ TEST(CloneInitMessageTest, RoundTripsEveryField) {
 }
 
 TEST(NetworkConfigMessageTest, RoundTripsAndRefusesBadInterfaces) {
-  NetworkConfigRequest request{.interfaces = {{.mac = "02:42:ac:11:00:02",
-                                               .address = "172.17.0.2/16",
-                                               .gateway = "172.17.0.1",
-                                               .mtu = 1400},
-                                              {.mac = "02:42:ac:12:00:09", .address = "172.18.0.9/24"}}};
+  NetworkConfigRequest request{
+      .interfaces = {
+          {.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .gateway = "172.17.0.1", .mtu = 1400},
+          {.mac = "02:42:ac:12:00:09", .address = "172.18.0.9/24"}}};
   auto decoded = decode_network_config_request(encode(request));
   ASSERT_TRUE(decoded) << decoded.error().message();
   EXPECT_EQ(*decoded, request);

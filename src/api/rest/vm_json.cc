@@ -119,7 +119,7 @@ Result<std::vector<daemon::PortPublication>> parse_ports(const Json& body) {
   for (const auto& item : body) {
     if (!item.is_object()) return Error::invalid_argument("each port must be an object");
     static constexpr std::array<std::string_view, 4> kAllowed = {"protocol", "host_ip", "host_port",
-                                                                  "guest_port"};
+                                                                 "guest_port"};
     KILN_TRY(reject_unknown_fields(item, kAllowed));
     daemon::PortPublication port;
     port.protocol = KILN_TRY(optional_string(item, "protocol")).value_or("tcp");
@@ -180,8 +180,8 @@ Result<daemon::SharedFolder> parse_shared_folder(const Json& body) {
 
 Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
   static constexpr std::array<std::string_view, 12> kAllowed = {
-      "name",   "cpus",   "memory_mib",     "disk_mib", "source",   "kernel",
-      "labels", "shared_folders", "tag",    "image",    "networks", "ports"};
+      "name",   "cpus",           "memory_mib", "disk_mib", "source",   "kernel",
+      "labels", "shared_folders", "tag",        "image",    "networks", "ports"};
   KILN_TRY(reject_unknown_fields(body, kAllowed));
   daemon::CreateVmRequest request;
   request.name = KILN_TRY(optional_string(body, "name")).value_or("");

@@ -80,7 +80,8 @@ std::vector<std::string> host_resolver_settings() {
   std::ifstream host("/etc/resolv.conf");
   std::vector<std::string> out;
   for (std::string line; std::getline(host, line);) {
-    if (line.starts_with("search") || line.starts_with("options") || line.starts_with("domain")) out.push_back(line);
+    if (line.starts_with("search") || line.starts_with("options") || line.starts_with("domain"))
+      out.push_back(line);
   }
   return out;
 }

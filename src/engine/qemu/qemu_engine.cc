@@ -160,15 +160,14 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode 
     pass_fds.emplace_back(spec.nics[i].tap->get(), kFirstTapFd + static_cast<int>(i));
   }
   log::debug("launching QEMU", {{"vm", spec.name}, {"accel", to_string(host_.accelerator)}});
-  ChildProcess process = KILN_TRY(ChildProcess::spawn(
-      {.argv = args,
-       .stdin_mode = Stdio::kNull,
-       .stdout_fd = monitor_log.get(),
-       .stderr_fd = monitor_log.get(),
-       .pass_fds = pass_fds,
-       .new_session = true,
-       .kill_with_parent = spec.die_with_launcher,
-       .private_binds = std::move(share_binds)}));
+  ChildProcess process = KILN_TRY(ChildProcess::spawn({.argv = args,
+                                                       .stdin_mode = Stdio::kNull,
+                                                       .stdout_fd = monitor_log.get(),
+                                                       .stderr_fd = monitor_log.get(),
+                                                       .pass_fds = pass_fds,
+                                                       .new_session = true,
+                                                       .kill_with_parent = spec.die_with_launcher,
+                                                       .private_binds = std::move(share_binds)}));
   // Only QEMU holds the listeners now: if it dies, the queued connection is reset instead of hanging.
   qmp_listener.reset();
   agent_listener.reset();

@@ -124,8 +124,7 @@ bool VmShape::operator==(const VmShape& other) const {
   return cpus == other.cpus && memory_mib == other.memory_mib && disks == other.disks &&
          disk_read_only == other.disk_read_only && disk_capacity == other.disk_capacity &&
          root_disk == other.root_disk && same_shares(shares, other.shares) && nics == other.nics &&
-         kernel == other.kernel &&
-         cmdline == other.cmdline;
+         kernel == other.kernel && cmdline == other.cmdline;
 }
 
 VmShape shape_of(const VmSpec& spec, std::string cmdline) {
