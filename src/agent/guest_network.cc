@@ -167,6 +167,17 @@ Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfi
 Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs,
                                   const std::string& sys_class_net) {
   std::vector<std::string> chosen = KILN_TRY(interfaces_for(configs, sys_class_net));
+  for (const auto& config : configs) {
+    if (config.dns.empty()) continue;
+    // The guest's own resolver (a VM booted into its root disk; a container gets its resolv.conf in its
+    // root).
+    std::string text;
+    for (const auto& server : config.dns) text += "nameserver " + server + "\n";
+    std::error_code error;
+    if (std::filesystem::is_directory("/etc", error))
+      KILN_TRY(write_file_atomic("/etc/resolv.conf", text, 0644));
+    break;
+  }
   bool routed = false;
   for (size_t i = 0; i < configs.size(); ++i) {
     bool default_route = !routed && !configs[i].gateway.empty();

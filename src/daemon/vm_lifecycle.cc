@@ -43,7 +43,8 @@ std::vector<agent::InterfaceConfig> guest_interfaces(const VmRecord& vm) {
   for (const auto& nic : vm.nics) {
     out.push_back({.mac = nic.mac,
                    .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
-                   .gateway = nic.gateway});
+                   .gateway = nic.gateway,
+                   .dns = nic.dns});
   }
   return out;
 }

@@ -331,6 +331,7 @@ static Json interfaces_json(const std::vector<InterfaceConfig>& interfaces) {
     Json item{{"mac", config.mac}, {"address", config.address}};
     if (!config.gateway.empty()) item["gateway"] = config.gateway;
     if (config.mtu != 0) item["mtu"] = config.mtu;
+    if (!config.dns.empty()) item["dns"] = config.dns;
     out.push_back(std::move(item));
   }
   return out;
@@ -704,6 +705,15 @@ static Result<std::vector<InterfaceConfig>> interfaces_from(const Json& object, 
     config.mac = KILN_TRY(c_string_field(item, "mac", true, what));
     config.address = KILN_TRY(c_string_field(item, "address", true, what));
     config.gateway = KILN_TRY(c_string_field(item, "gateway", false, what));
+    if (auto dns = item.find("dns"); dns != item.end() && !dns->is_null()) {
+      if (!dns->is_array()) return Error::protocol(fmt::format("{}: \"dns\" must be an array", what));
+      for (const Json& server : *dns) {
+        in_addr parsed{};
+        if (!server.is_string() || ::inet_pton(AF_INET, server.get<std::string>().c_str(), &parsed) != 1)
+          return Error::invalid_argument(fmt::format("{}: \"dns\" must hold IPv4 addresses", what));
+        config.dns.push_back(server.get<std::string>());
+      }
+    }
     if (auto mtu = item.find("mtu"); mtu != item.end()) {
       if (!mtu->is_number_unsigned() || mtu->get<uint64_t>() > 65535)
         return Error::invalid_argument(fmt::format("{}: \"mtu\" must be 68-65535", what));

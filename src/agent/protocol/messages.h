@@ -205,6 +205,8 @@ struct InterfaceConfig {
   std::string address;  // "172.17.0.2/16"
   std::string gateway;  // "172.17.0.1"; empty: no default route through it
   uint32_t mtu = 0;     // 0: leave it
+  // Name servers for the guest's /etc/resolv.conf (the first interface with any writes it); empty: leave it.
+  std::vector<std::string> dns;
   bool operator==(const InterfaceConfig&) const = default;
 };
 struct NetworkConfigRequest {
