@@ -1,0 +1,448 @@
+#include "net/port_proxy.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace kiln::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+Result<UniqueFd> plain_socket(int domain, int type) {
+  UniqueFd fd(::socket(domain, type | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::last_os_error("socket");
+  return fd;
+}
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return address;
+}
+
+uint16_t local_port(int fd) {
+  sockaddr_in address{};
+  socklen_t length = sizeof address;
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  return ntohs(address.sin_port);
+}
+
+void set_timeout(int fd) {
+  timeval tv{.tv_sec = 20, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+UniqueFd connect_to(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  set_timeout(fd.get());
+  auto address = loopback(port);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << errno;
+  return fd;
+}
+
+// Reads until EOF (or error); the bytes read.
+std::string read_all(int fd) {
+  std::string out;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) return out;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// A TCP target on loopback. Per connection: `serve(fd)` on its own thread.
+class TcpServer {
+ public:
+  explicit TcpServer(std::function<void(int)> serve) : serve_(std::move(serve)) {
+    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto address = loopback(0);
+    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    EXPECT_EQ(::listen(listener_.get(), 512), 0);
+    port_ = local_port(listener_.get());
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0 || stopping_) {
+          if (fd >= 0) ::close(fd);
+          return;
+        }
+        accepted_++;
+        std::lock_guard lock(mutex_);
+        workers_.emplace_back([this, fd] {
+          UniqueFd owned(fd);
+          set_timeout(fd);
+          serve_(fd);
+        });
+      }
+    });
+  }
+  ~TcpServer() {
+    stopping_ = true;
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    acceptor_.join();
+    std::lock_guard lock(mutex_);
+    for (auto& worker : workers_) worker.join();
+  }
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_; }
+
+ private:
+  std::function<void(int)> serve_;
+  UniqueFd listener_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> accepted_{0};
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::vector<std::thread> workers_;
+};
+
+// Echoes until EOF, then half-closes.
+void echo(int fd) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    if (!write_all(fd, std::string_view(buffer, static_cast<size_t>(n)))) break;
+  }
+  ::shutdown(fd, SHUT_WR);
+}
+
+std::string random_bytes(size_t size, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+ProxySpec tcp_to(uint16_t target_port, uint16_t host_port = 0) {
+  return ProxySpec{.protocol = "tcp",
+                   .host_ip = "127.0.0.1",
+                   .host_port = host_port,
+                   .target_ip = "127.0.0.1",
+                   .target_port = target_port};
+}
+
+template <typename F>
+bool eventually(F condition) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+TEST(PortProxyTest, BulkTransferBothWaysIsExact) {
+  TcpServer server(echo);
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener) << listener.error().message();
+  UniqueFd client = connect_to((*listener)->port());
+  std::string payload = random_bytes(16 << 20, 1);
+  std::thread writer([&] {
+    EXPECT_TRUE(write_all(client.get(), payload));
+    ::shutdown(client.get(), SHUT_WR);
+  });
+  std::string echoed = read_all(client.get());
+  writer.join();
+  ASSERT_EQ(echoed.size(), payload.size());
+  EXPECT_TRUE(echoed == payload);
+}
+
+TEST(PortProxyTest, HalfCloseReachesTheTargetAndTheReplyStillComesBack) {
+  // The target answers only after the client's EOF: the proxy must pass the half-close on and keep the
+  // other direction open.
+  TcpServer server([](int fd) {
+    std::string request = read_all(fd);
+    std::string reply =
+        "got " + std::to_string(request.size()) + " bytes:" + request + random_bytes(1 << 20, 7);
+    (void)write_all(fd, reply);
+  });
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener);
+  UniqueFd client = connect_to((*listener)->port());
+  ASSERT_TRUE(write_all(client.get(), "hello"));
+  ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
+  std::string reply = read_all(client.get());
+  EXPECT_EQ(reply.size(), std::string("got 5 bytes:hello").size() + (1 << 20));
+  EXPECT_EQ(reply.substr(0, 17), "got 5 bytes:hello");
+  EXPECT_TRUE(eventually([&] { return (*listener)->active() == 0; }));
+}
+
+TEST(PortProxyTest, ManyConcurrentConnections) {
+  TcpServer server(echo);
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener);
+  constexpr int kClients = 64;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(connect_to((*listener)->port()));
+  for (int i = 0; i < kClients; ++i) ASSERT_TRUE(write_all(clients[i].get(), random_bytes(100000, i)));
+  ASSERT_TRUE(eventually([&] { return (*listener)->active() == kClients; }));
+  for (int i = 0; i < kClients; ++i) {
+    ::shutdown(clients[i].get(), SHUT_WR);
+    EXPECT_TRUE(read_all(clients[i].get()) == random_bytes(100000, i)) << i;
+  }
+  EXPECT_TRUE(eventually([&] { return (*listener)->active() == 0; }));
+}
+
+TEST(PortProxyTest, ATargetThatDoesNotReadStopsTheProxyReading) {
+  std::atomic<bool> release{false};
+  TcpServer server([&](int fd) {
+    while (!release) std::this_thread::sleep_for(10ms);
+    (void)read_all(fd);
+  });
+  PortProxy proxy(plain_socket, PortProxyOptions{.buffer_bytes = 64 * 1024});
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener);
+  UniqueFd client = connect_to((*listener)->port());
+  ASSERT_TRUE(set_nonblocking(client.get()));
+  // Write until the chain of buffers (client socket, proxy, target socket) is full: it must fill, which it
+  // never would if the proxy kept reading without bound.
+  std::string chunk(65536, 'x');
+  size_t written = 0;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  int idle_rounds = 0;
+  while (idle_rounds < 20 && std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = ::send(client.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      idle_rounds = 0;
+    } else {
+      ++idle_rounds;
+      pollfd pfd{client.get(), POLLOUT, 0};
+      ::poll(&pfd, 1, 50);
+    }
+  }
+  EXPECT_EQ(idle_rounds, 20) << "the client could write without end: " << written << " bytes";
+  EXPECT_LT(written, size_t{64} << 20);
+  release = true;
+}
+
+TEST(PortProxyTest, AFailedConnectToTheTargetClosesTheClient) {
+  // A port nothing listens on: bind a socket, take its port, close it.
+  uint16_t dead_port;
+  {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto address = loopback(0);
+    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    dead_port = local_port(probe.get());
+  }
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(dead_port));
+  ASSERT_TRUE(listener);
+  UniqueFd client = connect_to((*listener)->port());
+  char byte;
+  EXPECT_LE(::recv(client.get(), &byte, 1, 0), 0);
+  EXPECT_TRUE(eventually([&] { return (*listener)->active() == 0; }));
+}
+
+TEST(PortProxyTest, APortInUseFailsWithDockersText) {
+  UniqueFd taken(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto address = loopback(0);
+  ASSERT_EQ(::bind(taken.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(taken.get(), 1), 0);
+  uint16_t port = local_port(taken.get());
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(1, port));
+  ASSERT_FALSE(listener);
+  EXPECT_EQ(listener.error().message(),
+            "listen tcp4 127.0.0.1:" + std::to_string(port) + ": bind: address already in use");
+
+  UniqueFd taken_udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(taken_udp.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  uint16_t udp_port = local_port(taken_udp.get());
+  auto udp = proxy.listen(
+      ProxySpec{.protocol = "udp", .host_port = udp_port, .target_ip = "127.0.0.1", .target_port = 1});
+  ASSERT_FALSE(udp);
+  EXPECT_EQ(udp.error().message(),
+            "listen udp4 0.0.0.0:" + std::to_string(udp_port) + ": bind: address already in use");
+}
+
+TEST(PortProxyTest, PortZeroPicksFromDockersEphemeralRangeAndSkipsPortsInUse) {
+  PortProxyOptions options{.ephemeral_first = 49153, .ephemeral_last = 60999};
+  PortProxy proxy(plain_socket, options);
+  TcpServer server(echo);
+  auto first = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_GE((*first)->port(), 49153);
+  EXPECT_LE((*first)->port(), 60999);
+  auto second = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(second);
+  EXPECT_NE((*second)->port(), (*first)->port());
+  UniqueFd client = connect_to((*second)->port());
+  ASSERT_TRUE(write_all(client.get(), "ping"));
+  ::shutdown(client.get(), SHUT_WR);
+  EXPECT_EQ(read_all(client.get()), "ping");
+
+  // A one-port range whose port is taken: exhausted.
+  PortProxy narrow(plain_socket,
+                   PortProxyOptions{.ephemeral_first = (*first)->port(), .ephemeral_last = (*first)->port()});
+  auto none = narrow.listen(tcp_to(server.port()));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().message(), "all ports are allocated");
+}
+
+TEST(PortProxyTest, DestroyingTheListenerStopsListeningAndClosesItsConnections) {
+  TcpServer server(echo);
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener);
+  uint16_t port = (*listener)->port();
+  UniqueFd client = connect_to(port);
+  ASSERT_TRUE(write_all(client.get(), "x"));
+  char byte;
+  ASSERT_EQ(::recv(client.get(), &byte, 1, 0), 1);
+  listener->reset();
+  // The open connection ends...
+  EXPECT_LE(::recv(client.get(), &byte, 1, 0), 0);
+  // ...and nothing listens any more.
+  UniqueFd again(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto address = loopback(port);
+  EXPECT_NE(::connect(again.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  EXPECT_EQ(errno, ECONNREFUSED);
+}
+
+TEST(PortProxyTest, ListenersMayOutliveTheProxy) {
+  TcpServer server(echo);
+  std::unique_ptr<ProxyListener> listener;
+  {
+    PortProxy proxy(plain_socket);
+    listener = std::move(*proxy.listen(tcp_to(server.port())));
+  }
+  UniqueFd client = connect_to(listener->port());
+  ASSERT_TRUE(write_all(client.get(), "still here"));
+  ::shutdown(client.get(), SHUT_WR);
+  EXPECT_EQ(read_all(client.get()), "still here");
+}
+
+// A UDP target that answers each datagram with "reply:<datagram>".
+class UdpEcho {
+ public:
+  UdpEcho() {
+    fd_.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    auto address = loopback(0);
+    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    port_ = local_port(fd_.get());
+    thread_ = std::thread([this] {
+      char buffer[65536];
+      for (;;) {
+        sockaddr_in from{};
+        socklen_t length = sizeof from;
+        ssize_t n =
+            ::recvfrom(fd_.get(), buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&from), &length);
+        if (n < 0 || std::string_view(buffer, static_cast<size_t>(n)) == "stop") return;
+        std::string reply = "reply:" + std::string(buffer, static_cast<size_t>(n));
+        ::sendto(fd_.get(), reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), length);
+      }
+    });
+  }
+  ~UdpEcho() {
+    UniqueFd stopper(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    auto address = loopback(port_);
+    ::sendto(stopper.get(), "stop", 4, 0, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  UniqueFd fd_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+UniqueFd udp_client() {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  set_timeout(fd.get());
+  return fd;
+}
+
+std::string udp_round_trip(int fd, uint16_t port, const std::string& message,
+                           uint16_t* reply_port = nullptr) {
+  auto address = loopback(port);
+  ::sendto(fd, message.data(), message.size(), 0, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  char buffer[65536];
+  sockaddr_in from{};
+  socklen_t length = sizeof from;
+  ssize_t n = ::recvfrom(fd, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&from), &length);
+  if (reply_port) *reply_port = ntohs(from.sin_port);
+  return n < 0 ? "" : std::string(buffer, static_cast<size_t>(n));
+}
+
+TEST(PortProxyTest, UdpRepliesGoToTheirOwnClientFromTheListeningPort) {
+  UdpEcho target;
+  PortProxy proxy(plain_socket);
+  auto listener = proxy.listen(ProxySpec{
+      .protocol = "udp", .host_ip = "127.0.0.1", .target_ip = "127.0.0.1", .target_port = target.port()});
+  ASSERT_TRUE(listener) << listener.error().message();
+  uint16_t port = (*listener)->port();
+  UniqueFd a = udp_client();
+  UniqueFd b = udp_client();
+  uint16_t from = 0;
+  EXPECT_EQ(udp_round_trip(a.get(), port, "from a", &from), "reply:from a");
+  EXPECT_EQ(from, port);
+  EXPECT_EQ(udp_round_trip(b.get(), port, "from b"), "reply:from b");
+  EXPECT_EQ(udp_round_trip(a.get(), port, "again a"), "reply:again a");
+  EXPECT_EQ((*listener)->active(), 2u);
+}
+
+TEST(PortProxyTest, IdleUdpFlowsExpire) {
+  UdpEcho target;
+  PortProxy proxy(plain_socket, PortProxyOptions{.udp_idle_timeout = 200ms});
+  auto listener = proxy.listen(ProxySpec{
+      .protocol = "udp", .host_ip = "127.0.0.1", .target_ip = "127.0.0.1", .target_port = target.port()});
+  ASSERT_TRUE(listener);
+  UniqueFd a = udp_client();
+  EXPECT_EQ(udp_round_trip(a.get(), (*listener)->port(), "x"), "reply:x");
+  EXPECT_TRUE(eventually([&] { return (*listener)->active() == 0; }));
+  // A new flow starts on the next datagram.
+  EXPECT_EQ(udp_round_trip(a.get(), (*listener)->port(), "y"), "reply:y");
+}
+
+TEST(PortProxyTest, TargetSocketsComeFromTheFactory) {
+  TcpServer server(echo);
+  std::atomic<int> made{0};
+  PortProxy proxy([&](int domain, int type) {
+    made++;
+    return plain_socket(domain, type);
+  });
+  auto listener = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(listener);
+  UniqueFd client = connect_to((*listener)->port());
+  ::shutdown(client.get(), SHUT_WR);
+  EXPECT_EQ(read_all(client.get()), "");
+  EXPECT_EQ(made, 1);
+
+  PortProxy failing([](int, int) -> Result<UniqueFd> { return Error::unavailable("no namespace"); });
+  auto refused = failing.listen(tcp_to(server.port()));
+  ASSERT_TRUE(refused);
+  UniqueFd closed = connect_to((*refused)->port());
+  char byte;
+  EXPECT_LE(::recv(closed.get(), &byte, 1, 0), 0);
+}
+
+TEST(PortProxyTest, BadSpecsAreRefused) {
+  PortProxy proxy(plain_socket);
+  EXPECT_FALSE(proxy.listen(ProxySpec{.protocol = "sctp", .target_ip = "127.0.0.1", .target_port = 1}));
+  EXPECT_FALSE(proxy.listen(ProxySpec{.protocol = "tcp", .host_ip = "nope", .target_ip = "127.0.0.1"}));
+  EXPECT_FALSE(proxy.listen(ProxySpec{.protocol = "tcp", .target_ip = "1.2.3"}));
+}
+
+}  // namespace
+}  // namespace kiln::net
