@@ -16,6 +16,7 @@
 #include "common/errno_text.h"
 #include "common/log.h"
 #include "net/event_loop.h"
+#include "net/socket_address.h"
 
 namespace kiln::net {
 
@@ -23,55 +24,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family() const { return storage.ss_family; }
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-  void set_port(uint16_t port) {
-    if (family() == AF_INET)
-      reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(port);
-    else
-      reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port = htons(port);
-  }
-};
-
-// "1.2.3.4", "::1" or "[::1]"; "" is `empty_means`.
-Result<SocketAddress> parse_address(std::string_view text, uint16_t port) {
-  std::string ip(text);
-  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  SocketAddress address;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&address.storage);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
-  if (::inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    address.length = sizeof(sockaddr_in);
-    return address;
-  }
-  if (::inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    address.length = sizeof(sockaddr_in6);
-    return address;
-  }
-  return Error::invalid_argument(fmt::format("invalid IP address: {:?}", std::string(text)));
-}
-
 // Go's net error text, which dockerd passes on: "listen tcp4 0.0.0.0:8080: bind: address already in use".
-std::string go_listen_error(const std::string& protocol, const SocketAddress& address, uint16_t port,
+std::string go_listen_error(const std::string& protocol, SocketAddress address, uint16_t port,
                             std::string_view call, int errnum) {
-  char ip[INET6_ADDRSTRLEN] = "";
-  bool v4 = address.family() == AF_INET;
-  if (v4)
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr, ip, sizeof ip);
-  else
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr, ip, sizeof ip);
+  address.set_port(port);
   std::string text = errno_text(errnum);
   // Go's errno strings are strerror's, lowercased at the start.
   if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return fmt::format("listen {}{} {}:{}: {}: {}", protocol, v4 ? "4" : "6",
-                     v4 ? std::string(ip) : "[" + std::string(ip) + "]", port, call, text);
+  return fmt::format("listen {}{} {}: {}: {}", protocol, address.family() == AF_INET ? "4" : "6",
+                     address.to_string(), call, text);
 }
 
 // A fixed-size byte queue for one direction of a TCP relay: its capacity is the backpressure bound.
@@ -403,8 +364,8 @@ class ProxyCore {
     bool tcp = spec.protocol == "tcp";
     if (!tcp && spec.protocol != "udp")
       return Error::invalid_argument(fmt::format("unsupported protocol {:?}", spec.protocol));
-    SocketAddress host = KILN_TRY(parse_address(spec.host_ip.empty() ? "0.0.0.0" : spec.host_ip, 0));
-    SocketAddress target = KILN_TRY(parse_address(spec.target_ip, spec.target_port));
+    SocketAddress host = KILN_TRY(parse_ip(spec.host_ip.empty() ? "0.0.0.0" : spec.host_ip, 0));
+    SocketAddress target = KILN_TRY(parse_ip(spec.target_ip, spec.target_port));
     UniqueFd listener(
         ::socket(host.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!listener) return Error::last_os_error("socket");
