@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "common/errno_text.h"
@@ -24,15 +27,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Go's net error text, which dockerd passes on: "listen tcp4 0.0.0.0:8080: bind: address already in use".
+// dockerd's text when its userland proxy cannot listen (Go's net error inside): "Error starting userland
+// proxy: listen tcp4 0.0.0.0:8080: bind: address already in use".
 std::string go_listen_error(const std::string& protocol, SocketAddress address, uint16_t port,
                             std::string_view call, int errnum) {
   address.set_port(port);
   std::string text = errno_text(errnum);
   // Go's errno strings are strerror's, lowercased at the start.
   if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return fmt::format("listen {}{} {}: {}: {}", protocol, address.family() == AF_INET ? "4" : "6",
-                     address.to_string(), call, text);
+  return fmt::format("Error starting userland proxy: listen {}{} {}: {}: {}", protocol,
+                     address.family() == AF_INET ? "4" : "6", address.to_string(), call, text);
 }
 
 // A fixed-size byte queue for one direction of a TCP relay: its capacity is the backpressure bound.
@@ -65,6 +69,19 @@ class RelayBuffer {
   size_t begin_ = 0;
   size_t end_ = 0;
 };
+
+// dockerd's portallocator: the kernel's ip_local_port_range, else 49153-60999.
+std::pair<uint16_t, uint16_t> ephemeral_range(const PortProxyOptions& options) {
+  if (options.ephemeral_first != 0 && options.ephemeral_last >= options.ephemeral_first)
+    return {options.ephemeral_first, options.ephemeral_last};
+  std::pair<uint16_t, uint16_t> fallback{49153, 60999};
+  auto text = read_file("/proc/sys/net/ipv4/ip_local_port_range", 4096);
+  if (!text) return fallback;
+  unsigned first = 0, last = 0;
+  if (std::sscanf(text->c_str(), "%u %u", &first, &last) != 2 || first == 0 || last > 65535 || last < first)
+    return fallback;
+  return {static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
+}
 
 bool transient(int errnum) {
   return errnum == EAGAIN || errnum == EWOULDBLOCK || errnum == EINTR;
@@ -350,7 +367,11 @@ class UdpForward : public Forward {
 class ProxyCore {
  public:
   ProxyCore(SocketFactory factory, PortProxyOptions options, std::unique_ptr<EventLoop> loop)
-      : factory_(std::move(factory)), options_(options), loop_(std::move(loop)) {
+      : factory_(std::move(factory)),
+        options_(options),
+        loop_(std::move(loop)),
+        ephemeral_first_(ephemeral_range(options).first),
+        ephemeral_last_(ephemeral_range(options).second) {
     auto interval = std::clamp(options_.udp_idle_timeout / 4, std::chrono::milliseconds(10),
                                std::chrono::milliseconds(1000));
     loop_->run_sync([&] { loop_->set_tick(interval, [this] { tick(); }); });
@@ -375,6 +396,13 @@ class ProxyCore {
     if (tcp) (void)::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (host.family() == AF_INET6)
       (void)::setsockopt(listener.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (spec.host_port != 0 && spec.host_port_last <= spec.host_port) {
+      std::lock_guard lock(cursor_mutex_);
+      if (held_.count({spec.protocol, host.ip(), spec.host_port}))
+        // dockerd's allocator's text: the same address and port is already one of its own forwards.
+        return Error(ErrorCategory::kIo, fmt::format("Bind for {}:{} failed: port is already allocated",
+                                                     host.ip(), spec.host_port));
+    }
     uint16_t port = KILN_TRY(bind_port(listener.get(), host, spec));
     if (tcp && ::listen(listener.get(), SOMAXCONN) != 0)
       return Error(ErrorCategory::kIo, go_listen_error(spec.protocol, host, port, "listen", errno));
@@ -402,11 +430,20 @@ class ProxyCore {
       forwards_.emplace(new_id, std::move(forward));
       id = new_id;
     });
-    return std::pair{KILN_TRY(std::move(id)), port};
+    uint64_t new_id = KILN_TRY(std::move(id));
+    std::lock_guard lock(cursor_mutex_);
+    held_by_id_[new_id] = {spec.protocol, host.ip(), port};
+    held_.insert({spec.protocol, host.ip(), port});
+    return std::pair{new_id, port};
   }
 
   void remove(uint64_t id) {
     loop_->run_sync([&] { forwards_.erase(id); });
+    std::lock_guard lock(cursor_mutex_);
+    if (auto it = held_by_id_.find(id); it != held_by_id_.end()) {
+      held_.erase(it->second);
+      held_by_id_.erase(it);
+    }
   }
 
   size_t active(uint64_t id) {
@@ -418,19 +455,24 @@ class ProxyCore {
   }
 
  private:
-  // Binds `spec.host_port`, or with 0 the next free port of the ephemeral range after the last one given
-  // (dockerd's allocator walks its range the same way rather than reusing the lowest port).
+  // Binds `spec.host_port` (or the first free port up to host_port_last), or with 0 the next free port of
+  // the ephemeral range after the last one given (dockerd's allocator walks its range the same way rather
+  // than reusing the lowest port).
   Result<uint16_t> bind_port(int fd, SocketAddress host, const ProxySpec& spec) {
     if (spec.host_port != 0) {
-      host.set_port(spec.host_port);
-      if (::bind(fd, host.get(), host.length) != 0)
-        return Error(ErrorCategory::kIo, go_listen_error(spec.protocol, host, spec.host_port, "bind", errno));
-      return spec.host_port;
+      uint16_t last = std::max(spec.host_port, spec.host_port_last);
+      for (uint32_t port = spec.host_port;; ++port) {
+        host.set_port(static_cast<uint16_t>(port));
+        if (::bind(fd, host.get(), host.length) == 0) return static_cast<uint16_t>(port);
+        if (errno != EADDRINUSE || port == last)
+          return Error(ErrorCategory::kIo,
+                       go_listen_error(spec.protocol, host, static_cast<uint16_t>(port), "bind", errno));
+      }
     }
     std::lock_guard lock(cursor_mutex_);
     uint16_t& cursor = spec.protocol == "tcp" ? tcp_cursor_ : udp_cursor_;
-    uint32_t first = options_.ephemeral_first;
-    uint32_t span = options_.ephemeral_last - options_.ephemeral_first + 1u;
+    uint32_t first = ephemeral_first_;
+    uint32_t span = ephemeral_last_ - ephemeral_first_ + 1u;
     for (uint32_t i = 0; i < span; ++i) {
       auto port = static_cast<uint16_t>(first + (cursor - first + i) % span);
       host.set_port(port);
@@ -453,9 +495,15 @@ class ProxyCore {
   SocketFactory factory_;
   PortProxyOptions options_;
   std::unique_ptr<EventLoop> loop_;
-  std::mutex cursor_mutex_;
-  uint16_t tcp_cursor_ = options_.ephemeral_first;
-  uint16_t udp_cursor_ = options_.ephemeral_first;
+  uint16_t ephemeral_first_;
+  uint16_t ephemeral_last_;
+  std::mutex cursor_mutex_;  // guards the cursors and what is held
+  // (protocol, ip, port) of every live listener, to answer a second claim with dockerd's own text.
+  using Held = std::tuple<std::string, std::string, uint16_t>;
+  std::set<Held> held_;
+  std::unordered_map<uint64_t, Held> held_by_id_;
+  uint16_t tcp_cursor_ = ephemeral_first_;
+  uint16_t udp_cursor_ = ephemeral_first_;
   // Loop thread only:
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Forward>> forwards_;

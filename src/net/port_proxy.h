@@ -25,6 +25,7 @@ struct ProxySpec {
   std::string protocol = "tcp";  // "tcp" or "udp"
   std::string host_ip;           // "" = 0.0.0.0
   uint16_t host_port = 0;        // 0 = a free port of Docker's ephemeral range
+  uint16_t host_port_last = 0;   // > host_port: the first free port of host_port..host_port_last
   std::string target_ip;
   uint16_t target_port = 0;
 };
@@ -33,9 +34,10 @@ struct PortProxyOptions {
   std::chrono::milliseconds udp_idle_timeout{90'000};  // docker-proxy's UDPConnTrackTimeout
   size_t buffer_bytes = 64 * 1024;                     // per direction of a TCP connection
   size_t max_udp_flows = 1024;                         // per UDP forward; more clients are dropped
-  // The range host_port 0 picks from (dockerd's port allocator: 49153-60999).
-  uint16_t ephemeral_first = 49153;
-  uint16_t ephemeral_last = 60999;
+  // The range host_port 0 picks from. 0: as dockerd's port allocator, the kernel's ip_local_port_range
+  // (32768-60999 by default), or 49153-60999 if it cannot be read.
+  uint16_t ephemeral_first = 0;
+  uint16_t ephemeral_last = 0;
 };
 
 class PortProxy;
@@ -71,8 +73,11 @@ class PortProxy {
   PortProxy(const PortProxy&) = delete;
   PortProxy& operator=(const PortProxy&) = delete;
 
-  // Binds and listens now: a port in use fails here with Go's text as dockerd reports it ("listen tcp4
-  // 0.0.0.0:8080: bind: address already in use").
+  // Binds and listens now. A port in use fails here with dockerd's text (after its "driver failed
+  // programming external connectivity on endpoint NAME (ID): "): "Bind for 0.0.0.0:8080 failed: port is
+  // already allocated" when one of this proxy's forwards holds the same protocol, address and port, else
+  // "Error starting userland proxy: listen tcp4 0.0.0.0:8080: bind: address already in use" (kIo: HTTP 500 as
+  // dockerd). Invalid specs are kInvalidArgument.
   Result<std::unique_ptr<ProxyListener>> listen(const ProxySpec& spec);
 
  private:

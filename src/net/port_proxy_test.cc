@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <random>
 #include <thread>
 #include <vector>
@@ -262,8 +263,8 @@ TEST(PortProxyTest, APortInUseFailsWithDockersText) {
   PortProxy proxy(plain_socket);
   auto listener = proxy.listen(tcp_to(1, port));
   ASSERT_FALSE(listener);
-  EXPECT_EQ(listener.error().message(),
-            "listen tcp4 127.0.0.1:" + std::to_string(port) + ": bind: address already in use");
+  EXPECT_EQ(listener.error().message(), "Error starting userland proxy: listen tcp4 127.0.0.1:" +
+                                            std::to_string(port) + ": bind: address already in use");
 
   UniqueFd taken_udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ASSERT_EQ(::bind(taken_udp.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
@@ -271,32 +272,94 @@ TEST(PortProxyTest, APortInUseFailsWithDockersText) {
   auto udp = proxy.listen(
       ProxySpec{.protocol = "udp", .host_port = udp_port, .target_ip = "127.0.0.1", .target_port = 1});
   ASSERT_FALSE(udp);
-  EXPECT_EQ(udp.error().message(),
-            "listen udp4 0.0.0.0:" + std::to_string(udp_port) + ": bind: address already in use");
+  EXPECT_EQ(udp.error().message(), "Error starting userland proxy: listen udp4 0.0.0.0:" +
+                                       std::to_string(udp_port) + ": bind: address already in use");
 }
 
-TEST(PortProxyTest, PortZeroPicksFromDockersEphemeralRangeAndSkipsPortsInUse) {
-  PortProxyOptions options{.ephemeral_first = 49153, .ephemeral_last = 60999};
-  PortProxy proxy(plain_socket, options);
+TEST(PortProxyTest, APortHeldByAnotherForwardIsAlreadyAllocatedAsDockerdSays) {
+  // dockerd 20.10: `docker run -p 18200:80` twice: "Bind for 0.0.0.0:18200 failed: port is already
+  // allocated"; with 127.0.0.1:18200 the second time, its allocator sees another address and the proxy's bind
+  // fails.
   TcpServer server(echo);
-  auto first = proxy.listen(tcp_to(server.port()));
-  ASSERT_TRUE(first) << first.error().message();
-  EXPECT_GE((*first)->port(), 49153);
-  EXPECT_LE((*first)->port(), 60999);
-  auto second = proxy.listen(tcp_to(server.port()));
-  ASSERT_TRUE(second);
-  EXPECT_NE((*second)->port(), (*first)->port());
-  UniqueFd client = connect_to((*second)->port());
+  PortProxy proxy(plain_socket);
+  auto first =
+      proxy.listen(ProxySpec{.protocol = "tcp", .target_ip = "127.0.0.1", .target_port = server.port()});
+  ASSERT_TRUE(first);
+  uint16_t port = (*first)->port();
+  auto again = proxy.listen(
+      ProxySpec{.protocol = "tcp", .host_port = port, .target_ip = "127.0.0.1", .target_port = 1});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message(),
+            "Bind for 0.0.0.0:" + std::to_string(port) + " failed: port is already allocated");
+  auto other_ip = proxy.listen(ProxySpec{.protocol = "tcp",
+                                         .host_ip = "127.0.0.1",
+                                         .host_port = port,
+                                         .target_ip = "127.0.0.1",
+                                         .target_port = 1});
+  ASSERT_FALSE(other_ip);
+  EXPECT_EQ(other_ip.error().message(), "Error starting userland proxy: listen tcp4 127.0.0.1:" +
+                                            std::to_string(port) + ": bind: address already in use");
+  // UDP on the same number is another port; and once the first forward is gone the port is free again.
+  EXPECT_TRUE(proxy.listen(
+      ProxySpec{.protocol = "udp", .host_port = port, .target_ip = "127.0.0.1", .target_port = 1}));
+  first->reset();
+  EXPECT_TRUE(proxy.listen(
+      ProxySpec{.protocol = "tcp", .host_port = port, .target_ip = "127.0.0.1", .target_port = 1}));
+}
+
+TEST(PortProxyTest, PortZeroPicksFromTheKernelsEphemeralRangeAsDockerd) {
+  // dockerd 20.10 gave 32768, 32769... here: its allocator takes /proc/sys/net/ipv4/ip_local_port_range.
+  unsigned first = 49153, last = 60999;
+  if (auto text = read_file("/proc/sys/net/ipv4/ip_local_port_range")) {
+    ASSERT_EQ(std::sscanf(text->c_str(), "%u %u", &first, &last), 2);
+  }
+  PortProxy proxy(plain_socket);
+  TcpServer server(echo);
+  auto one = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(one) << one.error().message();
+  EXPECT_GE((*one)->port(), first);
+  EXPECT_LE((*one)->port(), last);
+  auto two = proxy.listen(tcp_to(server.port()));
+  ASSERT_TRUE(two);
+  EXPECT_NE((*two)->port(), (*one)->port());
+  UniqueFd client = connect_to((*two)->port());
   ASSERT_TRUE(write_all(client.get(), "ping"));
   ::shutdown(client.get(), SHUT_WR);
   EXPECT_EQ(read_all(client.get()), "ping");
+}
 
-  // A one-port range whose port is taken: exhausted.
-  PortProxy narrow(plain_socket,
-                   PortProxyOptions{.ephemeral_first = (*first)->port(), .ephemeral_last = (*first)->port()});
+TEST(PortProxyTest, PortZeroSkipsPortsInUseAndFailsWhenTheRangeIsFull) {
+  TcpServer server(echo);
+  UniqueFd taken(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto address = loopback(0);
+  ASSERT_EQ(::bind(taken.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(taken.get(), 1), 0);
+  uint16_t port = local_port(taken.get());
+  PortProxy narrow(plain_socket, PortProxyOptions{.ephemeral_first = port, .ephemeral_last = port});
   auto none = narrow.listen(tcp_to(server.port()));
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().message(), "all ports are allocated");
+
+  // A host port range (docker run -p 18100-18110:80): the first free one.
+  PortProxy proxy(plain_socket);
+  auto ranged = proxy.listen(ProxySpec{.protocol = "tcp",
+                                       .host_ip = "127.0.0.1",
+                                       .host_port = port,
+                                       .host_port_last = static_cast<uint16_t>(port + 20),
+                                       .target_ip = "127.0.0.1",
+                                       .target_port = server.port()});
+  ASSERT_TRUE(ranged) << ranged.error().message();
+  EXPECT_GT((*ranged)->port(), port);
+  EXPECT_LE((*ranged)->port(), port + 20);
+  auto full = proxy.listen(ProxySpec{.protocol = "tcp",
+                                     .host_ip = "127.0.0.1",
+                                     .host_port = port,
+                                     .host_port_last = port,
+                                     .target_ip = "127.0.0.1",
+                                     .target_port = 1});
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().message(), "Error starting userland proxy: listen tcp4 127.0.0.1:" +
+                                        std::to_string(port) + ": bind: address already in use");
 }
 
 TEST(PortProxyTest, DestroyingTheListenerStopsListeningAndClosesItsConnections) {
