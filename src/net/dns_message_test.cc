@@ -112,7 +112,7 @@ TEST(DnsMessageTest, RandomBytesNeverCrashTheParser) {
       for (auto& c : m) c = static_cast<char>(rng());
     } else {
       m = base;
-      for (int flips = 1 + rng() % 4; flips > 0; --flips) m[rng() % m.size()] = static_cast<char>(rng());
+      for (auto flips = 1 + rng() % 4; flips > 0; --flips) m[rng() % m.size()] = static_cast<char>(rng());
       m.resize(rng() % (m.size() + 1));
     }
     auto query = parse_query(m);

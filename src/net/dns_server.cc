@@ -260,8 +260,9 @@ class Zone {
       if (n < 0) return;
       std::string_view raw(buffer, static_cast<size_t>(n));
       auto reply = handle(raw, from, 0);
-      if (reply)
-        (void)::sendto(udp_.get(), reply->data(), reply->size(), MSG_NOSIGNAL, from.get(), from.length);
+      if (!reply) continue;
+      const std::string& bytes = *reply;
+      (void)::sendto(udp_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL, from.get(), from.length);
     }
   }
 

@@ -242,6 +242,14 @@ UniqueFd tcp_connect(uint16_t port) {
   return fd;
 }
 
+std::string read_frame(int fd) {
+  char length_bytes[2];
+  if (!read_exact(fd, length_bytes)) return "";
+  std::string reply(read16(std::string_view(length_bytes, 2), 0), '\0');
+  if (!read_exact(fd, reply)) return "";
+  return reply;
+}
+
 std::string ask_tcp(int fd, std::string_view query) {
   std::string out;
   put16(out, static_cast<uint16_t>(query.size()));
@@ -382,16 +390,26 @@ TEST(DnsServerTest, MalformedQueriesGetFormerrOrNothingAndTheServerKeepsServing)
       for (auto& c : m) c = static_cast<char>(rng());
     } else {
       m = base;
-      for (int flips = 1 + rng() % 4; flips > 0; --flips) m[rng() % m.size()] = static_cast<char>(rng());
+      for (auto flips = 1 + rng() % 4; flips > 0; --flips) m[rng() % m.size()] = static_cast<char>(rng());
     }
     ::sendto(fd.get(), m.data(), m.size(), 0, reinterpret_cast<sockaddr*>(&address), sizeof address);
   }
-  // Garbage over TCP too: a length prefix then random bytes, then a hang-up.
+  // Garbage over TCP too: a frame of random bytes, then a real query on the same connection (answered: the
+  // framing survives the garbage), then a frame cut short and a hang-up.
   {
     UniqueFd client = tcp_connect(zone.udp_port);
-    std::string junk = "\x00\x20";
+    std::string junk("\x00\x20", 2);
     for (int i = 0; i < 32; ++i) junk.push_back(static_cast<char>(rng()));
-    (void)write_all(client.get(), junk + "\xff\xff" + "partial");
+    ASSERT_TRUE(write_all(client.get(), junk));
+    Reply answer;
+    for (int frames = 0; frames < 2 && answer.id != 20; ++frames) {
+      std::string reply =
+          frames == 0 ? ask_tcp(client.get(), make_query(20, "db", dns::kTypeA)) : read_frame(client.get());
+      answer = parse_reply(reply);
+    }
+    EXPECT_EQ(answer.id, 20);
+    EXPECT_EQ(answer.rdata, std::vector<std::string>{"172.18.0.4"});
+    (void)write_all(client.get(), "\xff\xffpartial");
   }
   // The flood may have filled the socket's buffer, which drops datagrams as a network would: ask again as a
   // resolver does.
