@@ -27,22 +27,26 @@ Error malformed(std::string_view why) {
 }
 
 // Reads the name at `*at` (following compression pointers, RFC 1035 §4.1.4), leaves `*at` past it in the
-// message. Names are at most 255 bytes on the wire; pointers must go strictly backwards, so they cannot loop.
+// message. What a pointer leads to must lie wholly before that pointer (and past the header): a name only
+// reuses what precedes it, the positions read strictly decrease from pointer to pointer, so no input loops,
+// and a reply that copies the question section reads the same name. At most 255 bytes on the wire.
 Result<void> read_name(std::string_view m, size_t* at, Question* into) {
   size_t pos = *at;
-  size_t resume = 0;  // where the caller continues, once a pointer has been followed
+  size_t limit = m.size();  // bytes at or past this may not be read: the last pointer followed
+  size_t resume = 0;        // where the caller continues, once a pointer has been followed
   size_t wire_length = 1;
-  size_t limit = pos;  // a pointer must point before the label that holds it
   std::string name;
   for (;;) {
-    if (pos >= m.size()) return malformed("name runs past the end");
+    if (pos >= limit) return malformed("name runs past the end");
     auto length = static_cast<uint8_t>(m[pos]);
     if ((length & 0xC0) == 0xC0) {
-      if (pos + 1 >= m.size()) return malformed("truncated pointer");
+      if (pos + 1 >= limit) return malformed("truncated pointer");
       size_t target = ((length & 0x3F) << 8) | static_cast<uint8_t>(m[pos + 1]);
-      if (target >= limit) return malformed("forward or looping name pointer");
+      if (target >= pos) return malformed("forward or looping name pointer");
+      if (target < kHeaderSize) return malformed("name pointer into the header");
       if (resume == 0) resume = pos + 2;
-      pos = limit = target;
+      limit = pos;
+      pos = target;
       continue;
     }
     if (length & 0xC0) return malformed("unknown label type");
@@ -52,7 +56,7 @@ Result<void> read_name(std::string_view m, size_t* at, Question* into) {
     }
     wire_length += length + 1u;
     if (wire_length > 255) return malformed("name longer than 255 bytes");
-    if (pos + 1 + length > m.size()) return malformed("label runs past the end");
+    if (pos + 1 + length > limit) return malformed("label runs past the end");
     if (!name.empty()) name.push_back('.');
     for (size_t i = 0; i < length; ++i) {
       char c = m[pos + 1 + i];
@@ -61,7 +65,6 @@ Result<void> read_name(std::string_view m, size_t* at, Question* into) {
       name.push_back(c);
     }
     pos += 1 + length;
-    if (resume == 0) limit = pos;
   }
   *at = resume ? resume : pos;
   into->name = std::move(name);

@@ -44,6 +44,12 @@ TEST(DnsMessageTest, RefusesMalformedNames) {
   // A pointer to itself, and a forward pointer.
   EXPECT_FALSE(parse_query(header(1, 0, 1) + std::string("\xC0\x0C\x00\x01\x00\x01", 6)));
   EXPECT_FALSE(parse_query(header(1, 0, 1) + std::string("\xC0\x20\x00\x01\x00\x01", 6)));
+  // A pointer to a label that runs past the pointer (found by the fuzzer).
+  EXPECT_FALSE(parse_query(header(1, 0, 1) + std::string("\x02\x05"
+                                                         "a\xC0\x0D\x00\x01\x00\x01",
+                                                         9)));
+  // A pointer into the header.
+  EXPECT_FALSE(parse_query(header(1, 0, 1) + std::string("\xC0\x04\x00\x01\x00\x01", 6)));
   // A label past the end, a name over 255 bytes.
   EXPECT_FALSE(parse_query(header(1, 0, 1) + std::string("\x05"
                                                          "ab",
@@ -67,6 +73,27 @@ TEST(DnsMessageTest, BackwardPointersAreFollowed) {
   auto query = parse_query(m);
   ASSERT_TRUE(query) << query.error().message();
   EXPECT_EQ(query->question.name, "a.b");
+}
+
+TEST(DnsMessageTest, APointerIntoAnEarlierPartOfTheSameNameIsFollowed) {
+  // Found by the fuzzer: a label, then a pointer to a byte inside that label that reads as the root. Legal;
+  // and the reply, whose answer points at this name, must parse too.
+  std::string raw = header(1, 0x0100, 1) + std::string(
+                                               "\x03"
+                                               "a\x00"
+                                               "b\xC0\x0E\x00\x01\x00\x01",
+                                               10);
+  auto query = parse_query(raw);
+  ASSERT_TRUE(query) << query.error().message();
+  EXPECT_EQ(query->question.name, std::string("a\0b", 3));
+  EXPECT_FALSE(query->question.plain);
+  EXPECT_TRUE(parse_query(make_reply(*query, raw, Rcode::kNoError, {{kTypeA, 600, std::string(4, '\1')}})));
+  // A backward pointer whose labels run into the pointer itself (a loop): refused.
+  std::string loop = header(1, 0, 1) + std::string(
+                                           "\x01"
+                                           "a\xC0\x0C",
+                                           4);
+  EXPECT_FALSE(parse_query(loop));
 }
 
 TEST(DnsMessageTest, LabelsWithDotsAreNotPlain) {
