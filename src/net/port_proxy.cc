@@ -116,8 +116,8 @@ class TcpConnection {
 
   // Registers both fds; `on_event(is_client, events)` is called for each readiness.
   Result<void> start(const std::function<void(bool, uint32_t)>& on_event) {
-    client_token_ = KILN_TRY(loop_.watch(client_.get(), 0, [on_event](uint32_t e) { on_event(true, e); }));
-    target_token_ = KILN_TRY(loop_.watch(target_.get(), 0, [on_event](uint32_t e) { on_event(false, e); }));
+    client_handler_ = [on_event](uint32_t e) { on_event(true, e); };
+    target_handler_ = [on_event](uint32_t e) { on_event(false, e); };
     return update_interest() ? ok() : Result<void>(Error::internal("connection ended at start"));
   }
 
@@ -132,6 +132,7 @@ class TcpConnection {
       connecting_ = false;
       return update_interest();
     }
+    if (events & EPOLLHUP) (is_client ? client_hup_ : target_hup_) = true;
     int fd = is_client ? client_.get() : target_.get();
     RelayBuffer& inbound = is_client ? to_target_ : to_client_;   // what this fd gives
     RelayBuffer& outbound = is_client ? to_client_ : to_target_;  // what this fd takes
@@ -144,8 +145,6 @@ class TcpConnection {
       if (n == 0) eof = true;
       if (n < 0 && !transient(errno)) return false;
     }
-    // A peer that closed both ways keeps reporting EPOLLHUP (epoll cannot mask it) while its last bytes wait
-    // for room in a full buffer; that lasts until the other side drains it, which ends the connection.
     return update_interest();
   }
 
@@ -173,16 +172,39 @@ class TcpConnection {
       if (!target_eof_ && !to_client_.full()) target_events |= EPOLLIN;
       if (!to_target_.empty()) target_events |= EPOLLOUT;
     }
-    loop_.modify(client_token_, client_events);
-    loop_.modify(target_token_, target_events);
+    return set_interest(client_.get(), client_handler_, client_hup_, client_events, &client_token_) &&
+           set_interest(target_.get(), target_handler_, target_hup_, target_events, &target_token_);
+  }
+
+  // A peer that closed both ways makes epoll report EPOLLHUP whatever the interest: while nothing is wanted
+  // from its fd (its last bytes wait for room in a full buffer), the fd leaves the epoll set instead of
+  // waking the loop without end, and comes back once something is wanted again.
+  bool set_interest(int fd, const EventLoop::Handler& handler, bool hup, uint32_t events,
+                    EventLoop::Token* token) {
+    if (hup && events == 0) {
+      loop_.unwatch(*token);
+      *token = 0;
+      return true;
+    }
+    if (*token == 0) {
+      auto watched = loop_.watch(fd, events, handler);
+      if (!watched) return false;
+      *token = *watched;
+      return true;
+    }
+    loop_.modify(*token, events);
     return true;
   }
 
   EventLoop& loop_;
   UniqueFd client_;
   UniqueFd target_;
-  EventLoop::Token client_token_ = 0;
+  EventLoop::Handler client_handler_;
+  EventLoop::Handler target_handler_;
+  EventLoop::Token client_token_ = 0;  // 0: not in the epoll set
   EventLoop::Token target_token_ = 0;
+  bool client_hup_ = false;
+  bool target_hup_ = false;
   RelayBuffer to_target_;
   RelayBuffer to_client_;
   bool connecting_ = true;
