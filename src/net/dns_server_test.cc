@@ -9,6 +9,7 @@
 #include <atomic>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "net/dns_message.h"
 
@@ -40,6 +41,21 @@ UniqueFd bound(int type, uint16_t port = 0) {
     EXPECT_EQ(::listen(fd.get(), 64), 0);
   }
   return fd;
+}
+
+// A UDP socket and a listening TCP socket on one port number, as a DNS server has: the kernel picks the UDP
+// port, which may be taken for TCP (another test's connection); then another is picked.
+std::pair<UniqueFd, UniqueFd> bound_pair() {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    UniqueFd udp = bound(SOCK_DGRAM);
+    UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto address = loopback(local_port(udp.get()));
+    if (::bind(tcp.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+        ::listen(tcp.get(), 64) == 0)
+      return {std::move(udp), std::move(tcp)};
+  }
+  ADD_FAILURE() << "no port free for both UDP and TCP";
+  return {};
 }
 
 void put16(std::string& out, uint16_t v) {
@@ -116,7 +132,8 @@ Reply parse_reply(std::string_view m) {
 // "slow.example" is never answered. Counts what it gets over each transport.
 class FakeUpstream {
  public:
-  FakeUpstream() : udp_(bound(SOCK_DGRAM)), tcp_(bound(SOCK_STREAM, local_port(udp_.get()))) {
+  FakeUpstream() {
+    std::tie(udp_, tcp_) = bound_pair();
     port_ = local_port(udp_.get());
     thread_ = std::thread([this] { run(); });
   }
@@ -211,9 +228,8 @@ NameLookup test_network() {
 // A zone on loopback ports.
 struct TestZone {
   explicit TestZone(DnsServer& server, NameLookup lookup = test_network()) {
-    UniqueFd udp = bound(SOCK_DGRAM);
+    auto [udp, tcp] = bound_pair();
     udp_port = local_port(udp.get());
-    UniqueFd tcp = bound(SOCK_STREAM, udp_port);
     auto served = server.serve(std::move(udp), std::move(tcp), std::move(lookup));
     EXPECT_TRUE(served) << served.error().message();
     zone = std::move(*served);
