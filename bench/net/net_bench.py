@@ -22,6 +22,10 @@ docs/benchmarks.md records. Per-run figures go to stderr, the summary table to s
   4. connections: --connections HTTP/1.0 GETs (connect, request, read to EOF), by --parallel clients;
      connections per second of wall time, and the median / p99 time of one.
 
+  --proxies: the proxies alone, in the host's namespace on loopback, no container: a sink (a process of this
+     program) and busybox httpd on 127.0.0.1, reached directly, through docker-proxy, and through Kiln's
+     PortProxy (kiln_port_proxy_tool, bench/net/port_proxy_tool.cc; use a release build: --proxy-tool).
+
 Every daemon and container this program starts is removed at exit, also on failure or SIGINT/SIGTERM. Needs
 root, Debian's docker.io 20.10, busybox-static. Python 3 stdlib only.
 """
@@ -29,8 +33,11 @@ import argparse
 import concurrent.futures
 import json
 import os
+import multiprocessing
+import shutil
 import signal
 import socket
+import tempfile
 import statistics
 import subprocess
 import sys
@@ -102,6 +109,96 @@ def _answers(host, port):
         return True
     except OSError:
         return False
+
+
+def sink_server(listener):
+    """Reads each connection to EOF, then closes it (a process of its own: the client's GIL is not its)."""
+    buffer = bytearray(1 << 20)
+    while True:
+        connection, _ = listener.accept()
+        with connection:
+            while connection.recv_into(buffer):
+                pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port):
+    def connects():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return True
+        except OSError:
+            return False
+    wait_until(connects, f"a listener on 127.0.0.1:{port}", 30)
+
+
+def start_docker_proxy(port, target):
+    """docker-proxy as dockerd 20.10 starts it: it reports "0\n" (or "1\n" and the error) on fd 3, then
+    closes it, so fd 3 must be that pipe."""
+    read_end, write_end = os.pipe()
+
+    def as_fd_3():
+        os.dup2(write_end, 3)
+    process = subprocess.Popen(["/usr/sbin/docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.1", "-host-port",
+                                str(port), "-container-ip", "127.0.0.1", "-container-port", str(target)],
+                               preexec_fn=as_fd_3, pass_fds=(3,))  # closing the others comes after preexec_fn
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as signal_pipe:
+        status = signal_pipe.read()
+    if not status.startswith(b"0"):
+        raise RuntimeError(f"docker-proxy: {status.decode(errors='replace')}")
+    return process
+
+
+def measure_proxies(args):
+    """direct / docker-proxy / Kiln's PortProxy, each to the same loopback sink and httpd."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    sink_port = listener.getsockname()[1]
+    sink = multiprocessing.Process(target=sink_server, args=(listener,), daemon=True)
+    sink.start()
+    www = tempfile.mkdtemp(prefix="knb-www-")
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write("ok\n")
+    web_port = free_port()
+    processes = [subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{web_port}", "-h", www])]
+    try:
+        wait_listening(web_port)
+        routes = {"direct": (sink_port, web_port)}
+        for name in ("docker-proxy", "kiln-proxy"):
+            ports = []
+            for target in (sink_port, web_port):
+                if name == "docker-proxy":
+                    port = free_port()
+                    processes.append(start_docker_proxy(port, target))
+                else:
+                    tool = subprocess.Popen([args.proxy_tool, "tcp", "127.0.0.1", "127.0.0.1", str(target)],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    processes.append(tool)
+                    port = int(tool.stdout.readline())
+                wait_listening(port)
+                ports.append(port)
+            routes[name] = tuple(ports)
+        results = {}
+        for name, (sink_at, web_at) in routes.items():
+            log(f"{name}: throughput to 127.0.0.1:{sink_at}, connections to 127.0.0.1:{web_at}")
+            results[name] = {"proxy MB/s": client_throughput("127.0.0.1", sink_at, args.mib << 20, args.runs),
+                             "connections": client_connections("127.0.0.1", web_at, args.connections,
+                                                               args.parallel)}
+            log(f"{name}: {results[name]}")
+        return results
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait()
+        sink.terminate()
+        shutil.rmtree(www, ignore_errors=True)
 
 
 def run_client(prefix, *args):
@@ -211,6 +308,11 @@ def main():
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--kilnd-socket", help="the Docker API socket of a running kilnd to measure as well")
     parser.add_argument("--no-runc", action="store_true", help="measure only the kilnd of --kilnd-socket")
+    parser.add_argument("--proxies", action="store_true",
+                        help="only the proxies on loopback: direct, docker-proxy, Kiln's PortProxy")
+    parser.add_argument("--proxy-tool",
+                        default=os.path.join(docker_daemons.REPO, "build/release/bin/kiln_port_proxy_tool"),
+                        help="kiln_port_proxy_tool (a release build: the dev build has sanitizers)")
     parser.add_argument("--client", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -219,6 +321,17 @@ def main():
             print(json.dumps(client_throughput(host, int(port), int(rest[0]), int(rest[1]))))
         else:
             print(json.dumps(client_connections(host, int(port), int(rest[0]), int(rest[1]))))
+        return
+
+    if args.proxies:
+        results = measure_proxies(args)
+        print(f"# bench/net --proxies: loopback, {args.runs} x {args.mib} MiB, {args.connections} connections by "
+              f"{args.parallel} clients; {os.uname().release}, {os.cpu_count()} CPUs")
+        print(f"{'path':<14} {'MB/s median':>12} {'min':>8} {'max':>8} {'conn/s':>8} {'median ms':>10} {'p99 ms':>8}")
+        for name, figures in results.items():
+            runs, connections = figures["proxy MB/s"], figures["connections"]
+            print(f"{name:<14} {statistics.median(runs):>12.0f} {min(runs):>8.0f} {max(runs):>8.0f} "
+                  f"{connections['per_second']:>8.0f} {connections['median_ms']:>10.2f} {connections['p99_ms']:>8.2f}")
         return
 
     daemons = {}
