@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "cli/vm_client.h"
+#include "cli/vm_networking.h"
 #include "common/units.h"
 
 namespace kiln::cli {
@@ -22,6 +23,8 @@ struct CreateOptions {
   std::string kernel;
   std::vector<std::string> labels;
   std::vector<std::string> volumes;
+  std::vector<std::string> networks;  // --network NAME[:IPV4] or none; none given: kilnd's default network
+  std::vector<std::string> publish;   // -p [HOST_IP:][HOST_PORT:]GUEST_PORT[/tcp|udp]
   bool start = false;
 };
 
@@ -80,6 +83,16 @@ Result<Json> create_body(const CreateOptions& options) {
     for (const auto& volume : options.volumes) folders.push_back(KILN_TRY(shared_folder(volume)));
     body["shared_folders"] = folders;
   }
+  if (!options.networks.empty()) body["networks"] = KILN_TRY(networks_json(options.networks));
+  if (!options.publish.empty()) {
+    Json ports = Json::array();
+    for (const auto& spec : options.publish) ports.push_back(KILN_TRY(publication_json(spec)));
+    if (body.contains("networks") && body["networks"].empty()) {
+      return Error::invalid_argument(
+          "-p needs a network: a VM created with --network none has no NIC to publish");
+    }
+    body["ports"] = ports;
+  }
   return body;
 }
 
@@ -114,6 +127,13 @@ void register_vm_create_command(CLI::App& vm, std::shared_ptr<DaemonAddress> add
   cmd->add_option("-l,--label", options->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
   cmd->add_option("-v,--volume", options->volumes,
                   "Share a host directory: HOSTDIR:GUESTPATH[:ro] (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--network", options->networks,
+                  "Join a network: NAME or NAME:IPV4 (repeatable; none: no NIC; default: bridge)")
+      ->allow_extra_args(false);
+  cmd->add_option("-p,--publish", options->publish,
+                  "Publish a guest port on the host: [HOST_IP:][HOST_PORT:]GUEST_PORT[/tcp|udp] "
+                  "(repeatable; no HOST_PORT: any free port)")
       ->allow_extra_args(false);
   cmd->add_flag("--start", options->start, "Start the VM once created");
   cmd->callback([options, address, &chosen] {

@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "cli/vm_client.h"
+#include "cli/vm_networking.h"
 #include "cli/vm_table.h"
 #include "common/unique_fd.h"
 
@@ -103,14 +104,21 @@ Result<int> show_console(const VmApi& api, const std::string& name, bool follow,
   return output_ok ? 0 : 1;
 }
 
+// One address per line (one per NIC); none: the VM itself says why (stopped, on no network, or no NIC).
 Result<int> show_addresses(const VmApi& api, const std::string& name) {
   Json reply = KILN_TRY(api.call("GET", vm_target(name, "ip")));
-  auto addresses = reply.find("addresses");
-  if (addresses == reply.end() || !addresses->is_array() || addresses->empty()) {
-    return Error::not_found(fmt::format("VM {} has no IP address yet", name));
+  std::vector<std::string> found;
+  if (auto addresses = reply.find("addresses"); addresses != reply.end() && addresses->is_array()) {
+    for (const auto& address : *addresses) {
+      if (address.is_string() && !address.get<std::string>().empty())
+        found.push_back(address.get<std::string>());
+    }
   }
-  for (const auto& address : *addresses)
-    fmt::print("{}\n", address.is_string() ? address.get<std::string>() : address.dump());
+  if (found.empty()) {
+    Json vm = KILN_TRY(api.call("GET", vm_target(name)));
+    return Error::failed_precondition(no_address_reason(vm));
+  }
+  for (const auto& address : found) fmt::print("{}\n", address);
   return 0;
 }
 
@@ -199,7 +207,7 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     });
   }
   {
-    auto* cmd = vm.add_subcommand("ip", "Print a VM's IP addresses");
+    auto* cmd = vm.add_subcommand("ip", "Print a VM's IPv4 addresses, one per NIC (exit 1 when it has none)");
     cmd->fallthrough();
     auto name = std::make_shared<std::string>();
     cmd->add_option("vm", *name, "VM name or id")->required();

@@ -13,8 +13,8 @@ namespace kiln::cli {
 namespace {
 
 constexpr size_t kShortIdLength = 12;
-constexpr std::array<std::string_view, 7> kHeaders = {"NAME",   "ID",   "STATE",  "CPUS",
-                                                      "MEMORY", "DISK", "CREATED"};
+constexpr std::array<std::string_view, 8> kHeaders = {"NAME", "ID",     "STATE", "IP",
+                                                      "CPUS", "MEMORY", "DISK",  "CREATED"};
 using Row = std::array<std::string, kHeaders.size()>;
 
 std::string string_field(const Json& vm, const char* key) {
@@ -33,10 +33,21 @@ std::string plural(int64_t count, std::string_view unit) {
   return fmt::format("{} {}{} ago", count, unit, count == 1 ? "" : "s");
 }
 
+// The first NIC's address: the one a person connects to (docker ps shows none; multipass list shows this).
+std::string first_address(const Json& vm) {
+  auto addresses = vm.find("addresses");
+  if (addresses == vm.end() || !addresses->is_array()) return "";
+  for (const auto& address : *addresses) {
+    if (address.is_string() && !address.get<std::string>().empty()) return address.get<std::string>();
+  }
+  return "";
+}
+
 Row row_for(const Json& vm, std::time_t now) {
   return {string_field(vm, "name"),
           string_field(vm, "id").substr(0, kShortIdLength),
           string_field(vm, "state"),
+          first_address(vm),
           std::to_string(number_field(vm, "cpus")),
           format_mib(number_field(vm, "memory_mib")),
           format_mib(number_field(vm, "disk_mib")),

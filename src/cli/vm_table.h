@@ -12,7 +12,8 @@
 
 namespace kiln::cli {
 
-// NAME, ID (12 characters), STATE, CPUS, MEMORY, DISK, CREATED; one line per VM of the array `vms`.
+// NAME, ID (12 characters), STATE, IP (the first NIC's address; empty while stopped or without a network),
+// CPUS, MEMORY, DISK, CREATED; one line per VM of the array `vms`.
 std::string format_vm_table(const Json& vms, std::time_t now);
 
 // 512 -> "512M", 2048 -> "2G", 1536 -> "1.5G".

@@ -28,6 +28,7 @@ TEST(VmTable, ColumnsAlignOnTheWidestCell) {
   Json vms = Json::array({{{"name", "a-much-longer-name"},
                            {"id", "0123456789abcdef0123"},
                            {"state", "running"},
+                           {"addresses", {"10.88.0.5", "172.30.0.2"}},
                            {"cpus", 2},
                            {"memory_mib", 512},
                            {"disk_mib", 1024},
@@ -35,15 +36,17 @@ TEST(VmTable, ColumnsAlignOnTheWidestCell) {
                           {{"name", "b"},
                            {"id", "fedcba9876543210"},
                            {"state", "stopped"},
+                           {"addresses", Json::array()},
                            {"cpus", 1},
                            {"memory_mib", 2048},
                            {"disk_mib", 4096},
                            {"created_at", "2023-11-14T22:13:20Z"}}});
   std::string table = format_vm_table(vms, 1700000000 + 120);
-  EXPECT_EQ(table,
-            "NAME                 ID             STATE     CPUS   MEMORY   DISK   CREATED\n"
-            "a-much-longer-name   0123456789ab   running   2      512M     1G     2 minutes ago\n"
-            "b                    fedcba987654   stopped   1      2G       4G     2 minutes ago\n");
+  EXPECT_EQ(
+      table,
+      "NAME                 ID             STATE     IP          CPUS   MEMORY   DISK   CREATED\n"
+      "a-much-longer-name   0123456789ab   running   10.88.0.5   2      512M     1G     2 minutes ago\n"
+      "b                    fedcba987654   stopped               1      2G       4G     2 minutes ago\n");
 }
 
 }  // namespace
