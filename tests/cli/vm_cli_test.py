@@ -113,6 +113,19 @@ class DaemonCase(unittest.TestCase):
         finally:
             connection.close()
 
+    def table(self, *filters):
+        """`kiln vm ls` rows as {name: {column: cell}}, cut at the header's column starts (cells may be empty)."""
+        lines = self.ok("vm", "ls", *filters).splitlines()
+        header = lines[0]
+        starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+        columns = header.split()
+        self.assertEqual(len(starts), len(columns), header)
+        rows = {}
+        for line in lines[1:]:
+            cells = [line[start:end].strip() for start, end in zip(starts, starts[1:] + [len(line)])]
+            rows[cells[0]] = dict(zip(columns, cells))
+        return columns, rows
+
     def names(self):
         return sorted(vm["name"] for vm in json.loads(self.ok("vm", "ls", "--format", "json")))
 
@@ -130,12 +143,12 @@ class VmCreateListTest(DaemonCase):
         db_id = self.ok("vm", "create", "db", "-l", "team=b").strip()
 
         # Other cases of this class may share the daemon: look only at this case's VMs (label "team").
-        table = self.ok("vm", "ls").splitlines()
-        self.assertEqual(table[0].split(), ["NAME", "ID", "STATE", "CPUS", "MEMORY", "DISK", "CREATED"])
-        rows = {line.split()[0]: line.split() for line in table[1:]}
+        columns, rows = self.table()
+        self.assertEqual(columns, ["NAME", "ID", "STATE", "IP", "CPUS", "MEMORY", "DISK", "CREATED"])
         self.assertLessEqual({"db", "web"}, set(rows))
-        self.assertEqual(rows["web"][1:6], [web_id[:12], "stopped", "1", "128M", "256M"])
-        self.assertIn("ago", table[1])
+        web = rows["web"]
+        self.assertEqual([web[c] for c in columns[1:7]], [web_id[:12], "stopped", "", "1", "128M", "256M"])
+        self.assertIn("ago", web["CREATED"])
 
         listed = json.loads(self.ok("vm", "ls", "--format", "json", "--filter", "label=team"))
         self.assertEqual(sorted(vm["id"] for vm in listed), sorted([web_id, db_id]))
@@ -183,6 +196,54 @@ class VmCreateListTest(DaemonCase):
         self.assertOneLineError(self.kiln("vm", "create", "x", "--from-dir", "/a", "--image", "b"), code=2)
         self.assertOneLineError(self.kiln("vm", "create", "x", "-v", "nocolon"))
         self.assertEqual(self.names(), sorted(before + ["only"]))
+
+    def test_networks_and_published_ports(self):
+        # What create stores; no VM runs, so no address, no chosen host port and no kilnd networking needed.
+        self.ok("vm", "create", "island", "--network", "none")
+        self.ok("vm", "create", "published", "--network", "bridge", "-p", "8080:80", "--publish",
+                "127.0.0.1::53/udp", "-p", "[::1]:8443:443/TCP")
+        island, published = json.loads(self.ok("vm", "inspect", "island", "published"))
+        self.assertEqual((island["networks"], island["ports"], island["addresses"]), ([], [], []))
+        self.assertEqual(published["networks"], [{"network": "bridge"}])
+        self.assertEqual(published["ports"], [
+            {"protocol": "tcp", "host_ip": "0.0.0.0", "host_port": 8080, "guest_port": 80},
+            {"protocol": "udp", "host_ip": "127.0.0.1", "host_port": 0, "guest_port": 53},
+            {"protocol": "tcp", "host_ip": "::1", "host_port": 8443, "guest_port": 443}])
+        self.assertEqual(published["addresses"], [])
+
+        _, rows = self.table()
+        self.assertEqual((rows["island"]["IP"], rows["published"]["IP"]), ("", ""))
+        # kiln vm ip: one line saying why there is no address.
+        err = self.assertOneLineError(self.kiln("vm", "ip", "island"))
+        self.assertEqual(err, "kiln: VM island has no IP address: it is on no network")
+        err = self.assertOneLineError(self.kiln("vm", "ip", "published"))
+        self.assertEqual(err, "kiln: VM published is stopped: it has an IP address only while it runs")
+        self.ok("vm", "rm", "island", "published")
+
+    def test_bad_network_flags_are_refused_before_any_request(self):
+        # Against an address where no kilnd listens: the flag's own error comes first, not "cannot connect".
+        missing = "unix://" + os.path.join(self.scratch, "no-kilnd-here.sock")
+        cases = [(["-p", "web:80"], "kiln: -p web:80: invalid hostPort: web"),
+                 (["-p", "8000-8010:80"], "kiln: -p 8000-8010:80: port ranges are not supported: 8000-8010"),
+                 (["-p", "80/sctp"], "kiln: -p 80/sctp: invalid proto: sctp"),
+                 (["-p", "8080:0"], "kiln: -p 8080:0: invalid containerPort: 0"),
+                 (["-p", "1.2.3:80:80"], "kiln: -p 1.2.3:80:80: invalid IP address: 1.2.3"),
+                 (["-p", "8080:"], "kiln: -p 8080:: no port specified"),
+                 (["--network", "none", "--network", "bridge"],
+                  "kiln: --network none (no NIC) cannot be combined with other networks"),
+                 (["--network", "bridge:10.0.0"], 'kiln: --network bridge:10.0.0: "10.0.0" is not an IPv4 address'),
+                 (["--network", ":10.0.0.2"], "kiln: --network :10.0.0.2: expected NAME[:IPV4]"),
+                 (["--network", "none", "-p", "80"], "kiln: -p needs a network")]
+        for args, message in cases:
+            result = subprocess.run([KILN, "-H", missing, "vm", "create", "nope", *args], capture_output=True,
+                                    env=self.env, timeout=TIMEOUT)
+            err = self.assertOneLineError(result)
+            self.assertTrue(err.startswith(message), f"{args}: {err}")
+        # The same against kilnd: nothing is created.
+        before = self.names()
+        for args, _ in cases:
+            self.assertOneLineError(self.kiln("vm", "create", "nope", *args))
+        self.assertEqual(self.names(), before)
 
     def test_unknown_vm_for_every_command(self):
         for args in (["inspect"], ["start"], ["stop"], ["stop", "-t", "1"], ["kill"], ["restart"], ["pause"],
@@ -342,8 +403,16 @@ class VmExecTest(DaemonCase):
         self.assertLessEqual(len(tail.splitlines()), 2)
         self.assertIn(tail, console)
         self.assertNotIn("kiln-agent starting", tail)
-        err = self.assertOneLineError(self.kiln("vm", "ip", "box"))
-        self.assertEqual(err, "kiln: VM box has no IP address yet")
+        # box is on kilnd's default network: an address when kilnd's guest networking is on, else a NIC-less VM.
+        ip = self.kiln("vm", "ip", "box")
+        if ip.returncode == 0:
+            self.assertRegex(ip.stdout.decode(), r"^(\d+\.\d+\.\d+\.\d+\n)+$")
+            self.assertIn(ip.stdout.decode().split()[0], self.ok("vm", "ls"))
+        else:
+            err = self.assertOneLineError(ip)
+            self.assertIn(err, ["kiln: VM box has no IP address: it is on no network",
+                                "kiln: VM box has no IP address: it runs without a NIC "
+                                "(kilnd's guest networking is off)"])
 
 
 class VmLifecycleTest(DaemonCase):
