@@ -25,7 +25,7 @@ KILND = os.path.join(BIN_DIR, "kilnd")
 TIMEOUT = 240
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
-from kiln_test_support import PtyReader, qemu_pids_naming  # noqa: E402
+from kiln_test_support import PtyReader, qemu_pids_naming, release_kiln_network  # noqa: E402
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -78,6 +78,7 @@ class DaemonCase(unittest.TestCase):
                 cls.daemon.kill()
                 cls.daemon.wait()
         kill_leftover_qemus(cls.scratch)
+        release_kiln_network(cls.run_dir)  # kilnd's namespace and slirp4netns outlive it, as VMs do
         cls.log.close()
         shutil.rmtree(cls.scratch, ignore_errors=True)
 
