@@ -20,6 +20,7 @@
 #include "common/temp_dir.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
+#include "daemon/networks/network_manager.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
@@ -125,6 +126,11 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
   // Docker volumes: <root>/volumes/<name>/_data, as dockerd's local driver lays them out.
   auto volumes =
       KILN_TRY(volumes::VolumeManager::open(store->database(), options.root + "/volumes", &events));
+  // Docker networks. Records only (VMs get no NIC) until Kiln's network namespace is wired in: then the
+  // config takes networks::FabricAdapter over the net::Fabric, the DNS server and the port proxy, and the
+  // manager becomes VmManagerConfig::networking.
+  auto network_manager =
+      KILN_TRY(networks::NetworkManager::open(store->database(), {.events = &events}, store.get()));
   auto engine = KILN_TRY(
       engine::make_engine({.qemu_binary = options.qemu, .tcg_code_cache_mib = options.tcg_code_cache_mib}));
   guest::GuestKit kit = KILN_TRY(guest::resolve_guest_kit({.kernel = options.kernel}));
@@ -209,7 +215,9 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                             .guest_kernel_release = guest_kernel_release,
                                             .daemon_id = KILN_TRY(daemon_id(options.root)),
                                             .host_cpus = cpus,
-                                            .host_memory_bytes = host_memory_mib() << 20};
+                                            .host_memory_bytes = host_memory_mib() << 20,
+                                            .networks = network_manager.get(),
+                                            .vms = vms.get()};
   auto docker_server = KILN_TRY(api::http::Server::create(api::docker::make_docker_router(docker_context)));
   std::vector<std::string> docker_hosts = options.docker_hosts;
   if (docker_hosts.empty()) docker_hosts.push_back("unix://" + options.run_dir + "/docker.sock");
