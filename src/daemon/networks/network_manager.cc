@@ -26,9 +26,9 @@ Error pool_overlap() {
   return Error(ErrorCategory::kPermissionDenied, "Pool overlaps with other one on this address space");
 }
 
+// dockerd answers these with 500: libnetwork's error carries no kind, and so Kiln's is kInternal.
 Error gateway_error(std::string_view gateway, std::string_view why) {
-  return Error(ErrorCategory::kPermissionDenied,
-               fmt::format("failed to allocate gateway ({}): {}", gateway, why));
+  return Error(ErrorCategory::kInternal, fmt::format("failed to allocate gateway ({}): {}", gateway, why));
 }
 
 Error ipv6_unsupported() {

@@ -278,11 +278,10 @@ TEST_F(NetworkManagerTest, BadInputInDockerdsWordsAndNothingHalfCreated) {
          "Pool overlaps with other one on this address space");
   expect({.name = "x", .ipam = {{.subnet = "bad"}}}, ErrorCategory::kInvalidArgument,
          "Invalid subnet bad : invalid CIDR address: bad");
-  expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .gateway = "10.2.0.1"}}},
-         ErrorCategory::kPermissionDenied,
+  expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .gateway = "10.2.0.1"}}}, ErrorCategory::kInternal,
          "failed to allocate gateway (10.2.0.1): Requested address is out of range");
-  expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .gateway = "10.9.0.0"}}},
-         ErrorCategory::kPermissionDenied, "failed to allocate gateway (10.9.0.0): Address already in use");
+  expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .gateway = "10.9.0.0"}}}, ErrorCategory::kInternal,
+         "failed to allocate gateway (10.9.0.0): Address already in use");
   expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .ip_range = "10.6.0.0/25"}}},
          ErrorCategory::kInvalidArgument, "no matching subnet for range 10.6.0.0/25");
   expect({.name = "x", .ipam = {{.subnet = "10.11.0.0/24"}, {.subnet = "10.12.0.0/24"}}},
