@@ -168,7 +168,14 @@ Result<ContainerNetworking> parse_container_networking(const Json& host_config, 
   }
 
   for (NetworkEndpointConfig& endpoint : endpoints) {
-    NetworkRecord network = KILN_TRY(networks.get(endpoint.network));
+    auto found = networks.get(endpoint.network);
+    if (!found && found.error().category() == ErrorCategory::kNotFound) {
+      // As dockerd 20.10: recorded by name, and the start fails with "network X not found". (A 404 here
+      // would make the docker CLI take it for a missing image and try to pull it.)
+      parsed.networks.push_back(endpoint);
+      continue;
+    }
+    NetworkRecord network = KILN_TRY(std::move(found));
     KILN_TRY(check_endpoint(network, endpoint));
     endpoint.network_id = network.id;
     if (network.name == kNoneNetwork) continue;  // no NIC

@@ -29,7 +29,8 @@ struct ContainerNetworking {
 };
 
 // `host_config` and `networking_config` are the request's objects as sent (either may be null or {}).
-// kInvalidArgument for "host", "container:..." and bad endpoint settings; kNotFound "network X not found".
+// kInvalidArgument for "host", "container:..." and bad endpoint settings. A network that does not exist is
+// recorded by name (its start fails, as dockerd 20.10's does).
 Result<ContainerNetworking> parse_container_networking(const Json& host_config, const Json& networking_config,
                                                        daemon::networks::NetworkManager& networks);
 

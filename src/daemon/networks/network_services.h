@@ -34,7 +34,8 @@ class NetworkFabric {
   virtual Result<std::vector<std::string>> bridges() = 0;
 };
 
-// Whatever keeps a DNS zone or a published port alive: dropping the last copy stops it. Must not be dropped
+// Whatever keeps a DNS zone or a published port alive: dropping the last copy stops it, and once that
+// returns no lookup of that zone runs any more (NetworkManager's lookups capture the manager). Never dropped
 // while holding a lock that a name lookup takes (NetworkManager never does).
 using ServiceHandle = std::shared_ptr<void>;
 
