@@ -194,26 +194,6 @@ void apply_container_networking(ContainerNetworking networking, daemon::containe
   networks = std::move(networking.networks);
 }
 
-std::vector<daemon::VmNetworkRequest> vm_network_requests(const ContainerRecord& container) {
-  std::vector<daemon::VmNetworkRequest> requests;
-  for (const NetworkEndpointConfig& endpoint : container.networks) {
-    daemon::VmNetworkRequest request{
-        .network = endpoint.network_id.empty() ? endpoint.network : endpoint.network_id,
-        .ipv4 = endpoint.ipv4,
-        .aliases = {},
-        .mac = endpoint.mac};
-    if (endpoint.network != kDefaultNetwork) {
-      request.aliases = {container.name, short_id(container)};
-      for (const std::string& alias : endpoint.aliases) {
-        if (std::find(request.aliases.begin(), request.aliases.end(), alias) == request.aliases.end())
-          request.aliases.push_back(alias);
-      }
-    }
-    requests.push_back(std::move(request));
-  }
-  return requests;
-}
-
 std::string nics_fixed_while_running_message(const ContainerRecord& container) {
   return fmt::format(
       "container {} is running: Kiln cannot change a running container's networks, because its virtual "
@@ -299,25 +279,6 @@ Json container_network_settings_json(const ContainerRecord& container, const dae
           {"IPv6Gateway", ""},
           {"MacAddress", bridge != nullptr ? bridge->mac : ""},
           {"Networks", container_networks_json(container, vm)}};
-}
-
-Result<std::vector<std::string>> extra_hosts_lines(const std::vector<std::string>& extra_hosts,
-                                                   const std::string& host_gateway_ip) {
-  std::vector<std::string> lines;
-  for (const std::string& entry : extra_hosts) {
-    // NAME:IP, where an IPv6 address has colons of its own: the name ends at the first one.
-    size_t colon = entry.find(':');
-    std::string name = colon == std::string::npos ? entry : entry.substr(0, colon);
-    std::string address = colon == std::string::npos ? "" : entry.substr(colon + 1);
-    if (address == "host-gateway") {
-      address = host_gateway_ip;
-    } else if (!daemon::networks::parse_ipv4(address) && !daemon::networks::looks_like_ipv6(address)) {
-      return Error::invalid_argument(fmt::format("invalid IP address in add-host: \"{}\"", address));
-    }
-    if (name.empty()) return Error::invalid_argument(fmt::format("bad format for add-host: \"{}\"", entry));
-    lines.push_back(fmt::format("{}\t{}", address, name));
-  }
-  return lines;
 }
 
 }  // namespace kiln::api::docker

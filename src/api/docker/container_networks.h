@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/json.h"
 #include "daemon/containers/container_record.h"
+#include "daemon/networks/container_networking.h"
 #include "daemon/networks/network_manager.h"
 #include "daemon/state/vm_record.h"
 
@@ -38,10 +39,10 @@ Result<ContainerNetworking> parse_container_networking(const Json& host_config, 
 void apply_container_networking(ContainerNetworking networking, daemon::containers::HostConfig& host_config,
                                 std::vector<NetworkEndpointConfig>& networks);
 
-// What a starting container's VM asks for, one entry per network in order. On user-defined networks the
-// container answers (DNS) to its name, its short id and its aliases, as Docker's embedded DNS does; the
-// default network resolves no names.
-std::vector<daemon::VmNetworkRequest> vm_network_requests(const ContainerRecord& container);
+// What a starting container's VM asks for, and its --add-host lines: the daemon's (ContainerManager calls
+// them at start).
+using daemon::networks::extra_hosts_lines;
+using daemon::networks::vm_network_requests;
 
 // The message for connect/disconnect on a running container: its VM's NICs are fixed while it runs.
 std::string nics_fixed_while_running_message(const ContainerRecord& container);
@@ -59,10 +60,5 @@ Json container_network_settings_json(const ContainerRecord& container, const dae
                                      Json ports = Json::object());
 // NetworkSettings.Networks alone (GET /containers/json).
 Json container_networks_json(const ContainerRecord& container, const daemon::VmRecord* vm);
-
-// The lines --add-host puts in /etc/hosts ("IP\tNAME"), "host-gateway" replaced by `host_gateway_ip` (the
-// address at which a guest reaches the host). kInvalidArgument for an entry that is not NAME:IP.
-Result<std::vector<std::string>> extra_hosts_lines(const std::vector<std::string>& extra_hosts,
-                                                   const std::string& host_gateway_ip);
 
 }  // namespace kiln::api::docker
