@@ -504,6 +504,12 @@ std::vector<std::string> NetworkManager::lookup_name(const std::string& network_
   std::vector<std::string> addresses;
   auto it = networks_.find(network_id);
   if (it == networks_.end()) return addresses;
+  // "web.", and "web.NETWORK" as Docker's DNS also answers.
+  if (name.ends_with('.')) name.remove_suffix(1);
+  std::string_view network_name = it->second->record.name;
+  if (name.size() > network_name.size() + 1 && name[name.size() - network_name.size() - 1] == '.' &&
+      equal_ignoring_case(name.substr(name.size() - network_name.size()), network_name))
+    name.remove_suffix(network_name.size() + 1);
   for (const auto& [vm, endpoint] : it->second->endpoints) {
     bool named = std::any_of(endpoint.names.begin(), endpoint.names.end(),
                              [name](const std::string& own) { return equal_ignoring_case(own, name); });

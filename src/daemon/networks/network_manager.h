@@ -95,7 +95,8 @@ class NetworkManager final : public VmNetworking {
 
   // Running VMs on the network, by VM id.
   std::vector<NetworkEndpoint> endpoints(const std::string& network_id) const;
-  // The network's name table (what its DNS zone answers): a name's addresses (any case), an address's names.
+  // The network's name table (what its DNS zone answers): a name's addresses (any case; "NAME.NETWORK" and a
+  // trailing dot too, as Docker's DNS), an address's names.
   std::vector<std::string> lookup_name(const std::string& network_id, std::string_view name) const;
   std::vector<std::string> lookup_address(const std::string& network_id, std::string_view ipv4) const;
 

@@ -373,6 +373,9 @@ TEST_F(NetworkManagerTest, AttachGivesAddressesTapsNamesAndDns) {
   EXPECT_EQ(manager_->lookup_name(net_id, "WEB"), std::vector<std::string>{"10.9.0.2"});
   EXPECT_EQ(manager_->lookup_address(net_id, "10.9.0.2"), (std::vector<std::string>{"web", "c1"}));
   EXPECT_TRUE(manager_->lookup_name(net_id, "nobody").empty());
+  EXPECT_EQ(manager_->lookup_name(net_id, "web.net."), std::vector<std::string>{"10.9.0.2"});
+  EXPECT_EQ(manager_->lookup_name(net_id, "c1.NET"), std::vector<std::string>{"10.9.0.2"});
+  EXPECT_TRUE(manager_->lookup_name(net_id, "web.other").empty());
   // The zones answer through the same table; the default network's answers no names.
   ASSERT_EQ(dns_.lookups.size(), 2u);
   EXPECT_TRUE(dns_.lookups[0].forward("vm-v1").empty());
