@@ -133,6 +133,9 @@ class NetworkCliTest(NetworkCase):
                  "failed to allocate gateway (10.3.0.0): Address already in use"),
                 ({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.3.0.0/24"}, {"Subnet": "10.4.0.0/24"}]}}, 403,
                  "bridge driver doesn't support multiple subnets"),
+                ({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.3.0.0/33"}]}}, 500,
+                 "Invalid subnet 10.3.0.0/33 : invalid CIDR address: 10.3.0.0/33"),
+                ({"Name": ""}, 500, "invalid name: "),
                 ({"Name": "x", "Driver": "foo"}, 404, 'plugin "foo" not found'),
                 ({"Name": "x", "Ingress": True}, 403, "Ingress network can only be global scope network")):
             with self.subTest(body=body):

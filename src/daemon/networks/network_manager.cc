@@ -26,9 +26,13 @@ Error pool_overlap() {
   return Error(ErrorCategory::kPermissionDenied, "Pool overlaps with other one on this address space");
 }
 
-// dockerd answers these with 500: libnetwork's error carries no kind, and so Kiln's is kInternal.
+// Bad input that dockerd answers with 500, its error carrying no kind: kInternal keeps the status the same.
+Error unkinded_error(std::string message) {
+  return Error(ErrorCategory::kInternal, std::move(message));
+}
+
 Error gateway_error(std::string_view gateway, std::string_view why) {
-  return Error(ErrorCategory::kInternal, fmt::format("failed to allocate gateway ({}): {}", gateway, why));
+  return unkinded_error(fmt::format("failed to allocate gateway ({}): {}", gateway, why));
 }
 
 Error ipv6_unsupported() {
@@ -271,7 +275,7 @@ Result<IpamConfig> NetworkManager::plan_ipam(const CreateNetwork& request) {
     bool host_bits = false;
     auto parsed = parse_subnet(given.subnet, &host_bits);
     if (!parsed) {
-      return Error::invalid_argument(
+      return unkinded_error(
           fmt::format("Invalid subnet {} : invalid CIDR address: {}", given.subnet, given.subnet));
     }
     // dockerd keeps "10.1.0.5/24" as given and then finds it overlapping its own canonical form.
@@ -284,7 +288,7 @@ Result<IpamConfig> NetworkManager::plan_ipam(const CreateNetwork& request) {
     planned.subnet = subnet.to_string();
     planned.subnet_given = true;
   } else {
-    if (!given.gateway.empty()) return Error::invalid_argument("Invalid subnet  : invalid CIDR address: ");
+    if (!given.gateway.empty()) return unkinded_error("Invalid subnet  : invalid CIDR address: ");
     const std::vector<Subnet>& pools = default_pools();
     std::optional<size_t> found;
     for (size_t step = 0; step < pools.size() && !found; ++step) {
@@ -306,7 +310,7 @@ Result<IpamConfig> NetworkManager::plan_ipam(const CreateNetwork& request) {
   if (!given.ip_range.empty()) {
     auto range = parse_subnet(given.ip_range);
     if (!range) {
-      return Error::invalid_argument(
+      return unkinded_error(
           fmt::format("Invalid ip range {} : invalid CIDR address: {}", given.ip_range, given.ip_range));
     }
     if (!subnet.contains(*range))
@@ -346,7 +350,7 @@ Result<NetworkRecord> NetworkManager::create_locked(const CreateNetwork& request
     return Error(ErrorCategory::kPermissionDenied,
                  fmt::format("operation is not permitted on predefined {} network ", request.name));
   }
-  if (request.name.empty()) return Error::invalid_argument("invalid name: ");
+  if (request.name.empty()) return unkinded_error("invalid name: ");
   if (driver == "host" || driver == "null")
     return Error(ErrorCategory::kPermissionDenied,
                  fmt::format("only one instance of \"{}\" network is allowed", driver));

@@ -276,7 +276,7 @@ TEST_F(NetworkManagerTest, BadInputInDockerdsWordsAndNothingHalfCreated) {
          "Pool overlaps with other one on this address space");  // over the outbound NAT's 10.0.2.0/24 too
   expect({.name = "x", .ipam = {{.subnet = "10.9.0.5/24"}}}, ErrorCategory::kPermissionDenied,
          "Pool overlaps with other one on this address space");
-  expect({.name = "x", .ipam = {{.subnet = "bad"}}}, ErrorCategory::kInvalidArgument,
+  expect({.name = "x", .ipam = {{.subnet = "bad"}}}, ErrorCategory::kInternal,
          "Invalid subnet bad : invalid CIDR address: bad");
   expect({.name = "x", .ipam = {{.subnet = "10.9.0.0/24", .gateway = "10.2.0.1"}}}, ErrorCategory::kInternal,
          "failed to allocate gateway (10.2.0.1): Requested address is out of range");
@@ -292,7 +292,7 @@ TEST_F(NetworkManagerTest, BadInputInDockerdsWordsAndNothingHalfCreated) {
   expect({.name = "x", .ipam_driver = "foo"}, ErrorCategory::kNotFound, "plugin \"foo\" not found");
   expect({.name = "x", .ingress = true}, ErrorCategory::kPermissionDenied,
          "Ingress network can only be global scope network");
-  expect({.name = ""}, ErrorCategory::kInvalidArgument, "invalid name: ");
+  expect({.name = ""}, ErrorCategory::kInternal, "invalid name: ");
   EXPECT_NE(create_error({.name = "x", .enable_ipv6 = true}).message().find("IPv6 is not supported"),
             std::string::npos);
   EXPECT_NE(
