@@ -244,9 +244,13 @@ Result<void> NetworkManager::bring_up(Live& live) {
   lookup.forward = [this, id, names](std::string_view name) {
     return names ? lookup_name(id, name) : std::vector<std::string>();
   };
-  lookup.reverse = [this, id, names](std::string_view ipv4) {
-    return names ? lookup_address(id, ipv4) : std::vector<std::string>();
+  // A PTR answers the first name with the network's: "web.mynet", as Docker's.
+  lookup.reverse = [this, id, names, network = live.record.name](std::string_view ipv4) {
+    std::vector<std::string> found = names ? lookup_address(id, ipv4) : std::vector<std::string>();
+    return found.empty() ? std::optional<std::string>()
+                         : std::optional<std::string>(found.front() + "." + network);
   };
+  if (names) lookup.network_name = live.record.name;
   live.dns = KILN_TRY(config_.dns->serve(std::move(udp), std::move(tcp), std::move(lookup)));
   return ok();
 }
@@ -631,8 +635,7 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm) {
     if (!listener) {
       return failed(
           Error(listener.error().category(),
-                fmt::format("driver failed programming external connectivity on endpoint {} ({}): Error "
-                            "starting userland proxy: {}",
+                fmt::format("driver failed programming external connectivity on endpoint {} ({}): {}",
                             vm.name, target.endpoint_id, listener.error().message())));
     }
     PortPublication published = port;

@@ -86,8 +86,10 @@ class FakeProxy : public PortPublisher {
     std::lock_guard lock(mutex);
     uint16_t port = spec.host_port == 0 ? next_free++ : spec.host_port;
     if (in_use.contains(port) && !listeners[port].expired())
-      return Error(ErrorCategory::kIo,
-                   fmt::format("listen tcp4 0.0.0.0:{}: bind: address already in use", port));
+      return Error(
+          ErrorCategory::kIo,
+          fmt::format("Error starting userland proxy: listen tcp4 0.0.0.0:{}: bind: address already in use",
+                      port));
     auto handle = std::make_shared<ProxySpec>(spec);
     listeners[port] = handle;
     in_use.insert(port);
@@ -379,6 +381,10 @@ TEST_F(NetworkManagerTest, AttachGivesAddressesTapsNamesAndDns) {
   // The zones answer through the same table; the default network's answers no names.
   ASSERT_EQ(dns_.lookups.size(), 2u);
   EXPECT_TRUE(dns_.lookups[0].forward("vm-v1").empty());
+  EXPECT_FALSE(dns_.lookups[0].reverse("172.17.0.2"));
+  EXPECT_EQ(dns_.lookups[0].network_name, "");
+  EXPECT_EQ(dns_.lookups[1].reverse("10.9.0.2"), "web.net");
+  EXPECT_EQ(dns_.lookups[1].network_name, "net");
   EXPECT_EQ(dns_.lookups[1].forward("web"), std::vector<std::string>{"10.9.0.2"});
   EXPECT_EQ(manager_->endpoints(net_id).size(), 4u);
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,11 +40,12 @@ class NetworkFabric {
 // while holding a lock that a name lookup takes (NetworkManager never does).
 using ServiceHandle = std::shared_ptr<void>;
 
-// The names a network's DNS server answers: a name's IPv4 addresses, and an address's names (PTR). Called
-// from the DNS server's threads.
+// The names a network's DNS server answers, field for field net::NameLookup (src/net/dns_server.h): a name's
+// IPv4 addresses, and an address's PTR name ("web.mynet"). Called from the DNS server's thread.
 struct NameLookup {
   std::function<std::vector<std::string>(std::string_view name)> forward;
-  std::function<std::vector<std::string>(std::string_view ipv4)> reverse;
+  std::function<std::optional<std::string>(std::string_view ipv4)> reverse;
+  std::string network_name;  // "web.mynet" is also asked as "web"; empty: off
 };
 
 // The embedded DNS server (net::DnsServer): answers `lookup`'s names on the two sockets (made with
@@ -69,7 +71,8 @@ struct ProxyListener {
 };
 
 // The port proxy (net::PortProxy): listens on the host and connects into Kiln's namespace. The error of a
-// port in use is the OS's ("listen tcp4 0.0.0.0:8080: bind: address already in use").
+// port in use is dockerd's text after its endpoint prefix ("Error starting userland proxy: listen tcp4
+// 0.0.0.0:8080: bind: address already in use"), which attach() puts in front.
 class PortPublisher {
  public:
   virtual ~PortPublisher() = default;
