@@ -16,6 +16,8 @@ packages=(
   qemu-system-x86 qemu-utils erofs-utils e2fsprogs busybox-static cpio socat
   # guest kernel source and its build dependencies
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils dwarves python3
+  # guest networking: Kiln's namespace (iproute2 for tests), its rules, its outbound user-mode NAT
+  iproute2 iptables slirp4netns curl
   # image fixtures and the registry used by tests
   docker-registry skopeo umoci apache2-utils debootstrap
   # OpenAPI document checks (scripts/validate-openapi.py): the OAS 3.0 JSON schema, YAML and JSON Schema

@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "agent/guest_mounts.h"
+#include "agent/guest_network.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 
@@ -75,6 +76,7 @@ Result<void> apply_clone_init(const CloneInitRequest& request) {
   if (request.reseed) KILN_TRY_CONTEXT(reseed_kernel_rng(request.seed, "/dev/urandom"), "CLONE_INIT");
   if (!request.machine_id.empty())
     KILN_TRY_CONTEXT(write_machine_id(request.machine_id, "/etc"), "CLONE_INIT");
+  if (!request.network.empty()) KILN_TRY_CONTEXT(apply_network_config(request.network), "CLONE_INIT");
   for (size_t i = 0; i < request.mounts.size(); ++i) {
     const MountRequest& mount = request.mounts[i];
     // The template may hold cached blocks of the placeholder disk that sat in this slot before the fork.

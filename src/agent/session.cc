@@ -7,6 +7,7 @@
 
 #include "agent/guest_identity.h"
 #include "agent/guest_mounts.h"
+#include "agent/guest_network.h"
 #include "common/log.h"
 #include "kiln/version.h"
 
@@ -147,6 +148,8 @@ void Session::handle(Frame frame) {
       return handle_set_hostname(frame);
     case MessageType::kCloneInit:
       return handle_clone_init(frame);
+    case MessageType::kConfigureNetwork:
+      return handle_configure_network(frame);
     case MessageType::kReattach:
       return handle_reattach(frame);
     case MessageType::kStdin:
@@ -190,7 +193,7 @@ void Session::handle_hello(const Frame& frame) {
                    fmt::format("kiln-agent {}", kVersion),
                    {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
                     "container", "mount_serial", "container_files", "container_join", "reattach",
-                    "container_init", "clone_init", "mount_in_root", "file_builtins"},
+                    "container_init", "clone_init", "mount_in_root", "file_builtins", "network"},
                    config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);
@@ -318,6 +321,23 @@ void Session::handle_clone_init(const Frame& frame) {
     return send_error(frame.stream, handled.error());
   }
   outbound_.push(MessageType::kCloneInitReply, frame.stream, "{}");
+}
+
+void Session::handle_configure_network(const Frame& frame) {
+  auto handled = [&]() -> Result<void> {
+    KILN_TRY(check_request_id(frame));
+    NetworkConfigRequest request = KILN_TRY(decode_network_config_request(frame.payload));
+    if (!config_.guest_system) {
+      return Error::unsupported(
+          "CONFIGURE_NETWORK: this agent is not PID 1 of a guest, so it leaves the network alone");
+    }
+    return apply_network_config(request.interfaces);
+  }();
+  if (!handled) {
+    log::info("network configuration failed", {{"id", frame.stream}, {"error", handled.error().message()}});
+    return send_error(frame.stream, handled.error());
+  }
+  outbound_.push(MessageType::kConfigureNetworkReply, frame.stream, "{}");
 }
 
 void Session::handle_process_frame(const Frame& frame, SupervisedProcess& process) {

@@ -65,6 +65,7 @@ class Session {
   void handle_set_clock(const Frame& frame);
   void handle_set_hostname(const Frame& frame);
   void handle_clone_init(const Frame& frame);
+  void handle_configure_network(const Frame& frame);
   void handle_reattach(const Frame& frame);
   // A MOUNT/UNMOUNT id must be a fresh one: not 0, not a running process's.
   Result<void> check_request_id(const Frame& frame) const;

@@ -35,10 +35,13 @@ struct ChildSetup {
   std::vector<char*> argv;
   std::vector<char*> envp;  // empty: inherit
   int stdio_fds[3] = {-1, -1, -1};
+  // Where the child first copies each pass_fds descriptor (allocated before fork: the child may not).
+  std::vector<int> staged;
+  int stage_base = 3;  // above every child fd number, so staging never lands on a target
 };
 
 // Runs in the forked child: only async-signal-safe calls. Reports a failure's errno on `error_fd`.
-[[noreturn]] void exec_child(const SpawnOptions& options, const ChildSetup& setup, int error_fd) {
+[[noreturn]] void exec_child(const SpawnOptions& options, ChildSetup& setup, int error_fd) {
   // `item`: which private bind failed, for the parent's message.
   auto fail = [error_fd](int stage, int item = 0) {
     int report[3] = {stage, errno, item};
@@ -59,12 +62,14 @@ struct ChildSetup {
   for (int i = 0; i < 3; ++i) {
     if (setup.stdio_fds[i] >= 0 && ::dup2(setup.stdio_fds[i], i) < 0) fail(4);
   }
-  for (auto [parent_fd, child_fd] : options.pass_fds) {
-    if (parent_fd == child_fd) {
-      if (::fcntl(child_fd, F_SETFD, 0) < 0) fail(5);
-    } else if (::dup2(parent_fd, child_fd) < 0) {
-      fail(5);
-    }
+  // In two steps: a descriptor that is both one entry's source and another's target (the parent's fd 5 is
+  // to become the child's 3 while the parent's 3 becomes its 5) must be read before it is overwritten.
+  for (size_t i = 0; i < options.pass_fds.size(); ++i) {
+    setup.staged[i] = ::fcntl(options.pass_fds[i].first, F_DUPFD_CLOEXEC, setup.stage_base);
+    if (setup.staged[i] < 0) fail(5);
+  }
+  for (size_t i = 0; i < options.pass_fds.size(); ++i) {
+    if (::dup2(setup.staged[i], options.pass_fds[i].second) < 0) fail(5);  // the copy is not close-on-exec
   }
   if (!options.private_binds.empty()) {
     if (::unshare(CLONE_NEWNS) != 0) fail(8);
@@ -127,13 +132,15 @@ Result<UniqueFd> open_dev_null(int flags) {
 
 Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   if (options.argv.empty()) return Error::invalid_argument("spawn: empty argv");
+  ChildSetup setup;
   for (auto [parent_fd, child_fd] : options.pass_fds) {
     if (child_fd < 3 || parent_fd < 0) return Error::invalid_argument("spawn: bad pass_fds entry");
+    setup.stage_base = std::max(setup.stage_base, child_fd + 1);
   }
+  setup.staged.resize(options.pass_fds.size(), -1);
 
   // Everything the child needs is prepared before fork: the child may not allocate.
   std::vector<std::string> env_copy = options.env.value_or(std::vector<std::string>{});
-  ChildSetup setup;
   for (const auto& arg : options.argv) setup.argv.push_back(const_cast<char*>(arg.c_str()));
   setup.argv.push_back(nullptr);
   if (options.env) {

@@ -136,6 +136,24 @@ TEST(ChildProcess, PassesChosenDescriptors) {
   EXPECT_TRUE(child->wait()->success());
 }
 
+// Two descriptors that swap numbers: each entry's source is the other's target.
+TEST(ChildProcess, PassedDescriptorsMayTradePlaces) {
+  auto first = make_pipe();
+  auto second = make_pipe();
+  ASSERT_TRUE(first && second);
+  int a = first->write_end.get();
+  int b = second->write_end.get();
+  auto child =
+      ChildProcess::spawn({.argv = {"sh", "-c", fmt::format("echo to-first >&{}; echo to-second >&{}", b, a)},
+                           .pass_fds = {{a, b}, {b, a}}});
+  ASSERT_TRUE(child) << child.error().message();
+  first->write_end.reset();
+  second->write_end.reset();
+  EXPECT_EQ(*read_to_end(first->read_end.get()), "to-first\n");
+  EXPECT_EQ(*read_to_end(second->read_end.get()), "to-second\n");
+  EXPECT_TRUE(child->wait()->success());
+}
+
 TEST(ChildProcess, EnvironmentAndWorkingDirectory) {
   auto dir = TempDir::create();
   ASSERT_TRUE(dir);

@@ -30,6 +30,7 @@
 #include "guest/kernel_version.h"
 #include "image/image_store.h"
 #include "kiln/version.h"
+#include "net/fabric.h"
 
 namespace kiln::daemon {
 namespace {
@@ -147,12 +148,27 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                          .attributes = {{"name", event.name.empty() ? event.id : event.name}}});
        }}));
 
+  // Guest networking: every network lives in Kiln's own network namespace, pinned under the run dir so it
+  // (and the VMs' taps in it) outlives a kilnd restart (docs/networking.md). Without it VMs get no NIC.
+  std::unique_ptr<net::Fabric> fabric;
+  if (options.network == "on") {
+    auto opened = net::Fabric::open({.namespace_path = options.run_dir + "/net/netns",
+                                     .host_loopback = options.host_loopback,
+                                     .state_dir = options.run_dir + "/net"});
+    if (opened) {
+      fabric = std::move(*opened);
+    } else {
+      log::warn("guest networking is off (VMs get no NIC)", {{"error", opened.error().message()}});
+    }
+  }
+
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   std::unique_ptr<TemplatePool> templates;
   if (options.boot == "fork") {
-    templates = std::make_unique<TemplatePool>(
-        TemplatePoolConfig{.dir = options.root + "/templates", .run_dir = options.run_dir + "/templates"},
-        *engine);
+    TemplatePoolConfig pool{.dir = options.root + "/templates", .run_dir = options.run_dir + "/templates"};
+    // A template's NIC slots get taps attached to nothing: its guest never sends anything that matters.
+    if (fabric) pool.scratch_tap = [&fabric] { return fabric->open_detached_tap(); };
+    templates = std::make_unique<TemplatePool>(std::move(pool), *engine);
   }
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
                                          .run_dir = options.run_dir,

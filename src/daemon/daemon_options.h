@@ -25,6 +25,11 @@ struct DaemonOptions {
   std::string boot = "fork";
   unsigned tcg_code_cache_mib = 0;   // --tcg-code-cache: engine_factory.h
   int max_concurrent_downloads = 3;  // layers one pull downloads at once (dockerd's option of the same name)
+  // Guest networking (docs/networking.md): "on" (Kiln's network namespace; needs root and slirp4netns) or
+  // "none" (VMs get no NIC).
+  std::string network = "on";
+  // Guests reach the host's loopback through the outbound NAT's gateway (`host-gateway`).
+  bool host_loopback = true;
 };
 
 }  // namespace kiln::daemon

@@ -95,6 +95,13 @@ int main(int argc, char** argv) {
          "Under TCG (no hardware virtualization): each VM's translated-code cache in MiB; small saves "
          "memory per idle VM and costs CPU in busy ones (default: QEMU's, up to 1 GiB)")
       ->check(CLI::Range(1u, 1024u));
+  app.add_option(
+         "--network", options.network,
+         "Guest networking: on (networks in Kiln's own network namespace; needs root and slirp4netns) or "
+         "none (VMs get no NIC)")
+      ->check(CLI::IsMember({"on", "none"}));
+  app.add_flag("!--no-host-loopback", options.host_loopback,
+               "Guests cannot reach the host's loopback through their gateway (host-gateway)");
   app.add_option("--qemu", options.qemu, "QEMU binary (default: $KILN_QEMU, then qemu-system-x86_64)");
   app.add_option("--insecure-registry", options.insecure_registries,
                  "Registry reached over plain HTTP (repeatable)");

@@ -37,6 +37,18 @@ std::string timings_text(const VmRecord& vm) {
 }
 
 // By position: folder ids may be long or odd, and a 9p mount tag must be short.
+// What the agent is told about the VM's NICs; the first network with a gateway routes by default.
+std::vector<agent::InterfaceConfig> guest_interfaces(const VmRecord& vm) {
+  std::vector<agent::InterfaceConfig> out;
+  for (const auto& nic : vm.nics) {
+    out.push_back({.mac = nic.mac,
+                   .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
+                   .gateway = nic.gateway,
+                   .dns = nic.dns});
+  }
+  return out;
+}
+
 std::string share_tag(size_t index) {
   return "kilnshare" + std::to_string(index);
 }
@@ -70,6 +82,9 @@ engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
     spec.disks = {{.path = vm_dir(vm.id) + "/root.ext4"}};
     spec.root_disk = 0;
   }
+  // One NIC per network (their taps come from the networks at start): the count is part of the VM's
+  // hardware, so of its template too.
+  if (config_.networking) spec.nics.resize(vm.networks.size());
   if (vm.folders_enabled) {
     for (size_t i = 0; i < vm.folders.size(); ++i) {
       const auto& folder = vm.folders[i];
@@ -206,10 +221,21 @@ Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
   return ok();
 }
 
+Result<void> VmManager::configure_guest_network(Slot& slot, const VmRecord& vm) {
+  if (vm.nics.empty()) return ok();
+  agent::NetworkConfigRequest request{.interfaces = guest_interfaces(vm)};
+  KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
+    return connection.configure_network(request);
+  }),
+                   "configure the guest's network");
+  return ok();
+}
+
 Result<void> VmManager::give_clone_identity(Slot& slot, const VmRecord& vm) {
   // One message: the template's clock, name, RNG state and machine id are every clone's until this.
   agent::CloneInitRequest request{.hostname = vm.name, .machine_id = vm.id.substr(0, 32)};
   if (vm.source.kind == RootSource::Kind::kContainer) request.mounts = container_root_mounts(vm);
+  request.network = guest_interfaces(vm);
   KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
     return connection.clone_init(request, kMountTimeout);
   }),
@@ -306,6 +332,17 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 
   bool restoring = vm.state == VmState::kSuspended;
   engine::VmSpec spec = spec_for(vm);
+  if (config_.networking && (!vm.networks.empty() || !vm.ports.empty())) {
+    // Before anything starts: a published port in use fails the start with nothing to undo.
+    NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm));
+    vm.nics.clear();
+    for (size_t i = 0; i < attachment.nics.size() && i < spec.nics.size(); ++i) {
+      vm.nics.push_back(attachment.nics[i].nic);
+      spec.nics[i] = {.mac = attachment.nics[i].nic.mac,
+                      .tap = std::make_shared<const UniqueFd>(std::move(attachment.nics[i].tap))};
+    }
+    vm.published = std::move(attachment.published);
+  }
   if (restoring) {
     spec.restore_from = suspend_dir(vm.id);
   } else {
@@ -344,9 +381,11 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     if (forked) {
       KILN_TRY(give_clone_identity(slot, vm));
     } else if (restoring) {
-      sync_guest_clock(slot, vm);  // its clock stopped when it was saved
+      sync_guest_clock(slot, vm);                   // its clock stopped when it was saved
+      KILN_TRY(configure_guest_network(slot, vm));  // its addresses may not be the ones it was saved with
     } else {
       name_guest(slot, vm);
+      KILN_TRY(configure_guest_network(slot, vm));
       KILN_TRY(mount_folders(slot, vm));
       KILN_TRY(mount_container_root(slot, vm));
     }

@@ -127,6 +127,13 @@ std::shared_ptr<VmManager::Slot> VmManager::slot_for(const std::string& id) {
 }
 
 Result<void> VmManager::save(VmRecord& vm, VmState state, std::string reason) {
+  // Every way a VM's monitor ends (stop, kill, exit, suspend, a failed start) comes through here: its
+  // addresses, names and published ports go back to its networks with it.
+  if (!has_monitor(state) && (!vm.nics.empty() || !vm.published.empty())) {
+    if (config_.networking) config_.networking->detach(vm);
+    vm.nics.clear();
+    vm.published.clear();
+  }
   vm.state = state;
   vm.state_reason = std::move(reason);
   return store_.update(vm);
@@ -226,6 +233,20 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
   vm.disk_mib = request.disk_mib.value_or(container ? kDefaultContainerLayerMib : kDefaultDiskMib);
   vm.owner = request.owner;
   vm.container_mounts = request.container_mounts;
+  if (request.networks) {
+    vm.networks = *request.networks;
+  } else if (config_.networking && !container) {
+    vm.networks = {{.network = std::string(kDefaultNetwork)}};
+  }
+  vm.ports = request.ports;
+  for (const auto& port : vm.ports) {
+    if (port.guest_port == 0)
+      return Error::invalid_argument("a published port needs the guest port it forwards to");
+    if (port.protocol != "tcp" && port.protocol != "udp")
+      return Error::invalid_argument(fmt::format("unsupported protocol {:?}: tcp or udp", port.protocol));
+  }
+  if (!vm.ports.empty() && vm.networks.empty())
+    return Error::invalid_argument("a VM without a network cannot publish ports");
   vm.source = request.source;
   vm.kernel = request.kernel;
   vm.labels = request.labels;
@@ -367,6 +388,23 @@ Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVm
     if (request.memory_mib) vm.memory_mib = *request.memory_mib;
     KILN_TRY(store_.update(vm));
     publish(vm, "updated");
+    return ok();
+  });
+}
+
+Result<VmRecord> VmManager::set_networking(const std::string& id_or_name,
+                                           std::vector<VmNetworkRequest> networks,
+                                           std::vector<PortPublication> ports, std::string_view as_owner) {
+  return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
+    KILN_TRY(check_owner(vm, as_owner, "reconnect"));
+    if (has_monitor(vm.state) || vm.state == VmState::kSuspended) {
+      return Error::failed_precondition(
+          fmt::format("cannot change the networks of VM {} while it is {}: its NICs are fixed while it runs",
+                      vm.name, to_string(vm.state)));
+    }
+    vm.networks = std::move(networks);
+    vm.ports = std::move(ports);
+    KILN_TRY(store_.update(vm));
     return ok();
   });
 }

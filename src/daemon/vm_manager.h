@@ -81,6 +81,9 @@ struct VmManagerConfig {
   VmNetworking* networking = nullptr;
 };
 
+// The network a plain VM joins unless told otherwise (Docker's default bridge network).
+inline constexpr std::string_view kDefaultNetwork = "bridge";
+
 // A VM label: "cold" makes the VM boot from its kernel instead of forking (docker run --label
 // kiln.boot=cold).
 inline constexpr std::string_view kBootLabel = "kiln.boot";
@@ -113,6 +116,10 @@ struct CreateVmRequest {
   // size of its sparse writable layer.
   std::string owner;
   std::vector<ContainerMount> container_mounts;  // kContainer only
+  // Networks the VM's NICs join while it runs. Unset: a plain VM joins the default network (kDefaultNetwork)
+  // when kilnd has networking; a container's VM none (its owner sets them with set_networking).
+  std::optional<std::vector<VmNetworkRequest>> networks;
+  std::vector<PortPublication> ports;
 };
 
 struct UpdateVmRequest {
@@ -168,6 +175,10 @@ class VmManager {
   Result<VmRecord> inspect(const std::string& id_or_name);
   Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request,
                           std::string_view as_owner = {});
+  // Replaces the networks and published ports the VM gets at its next start. kFailedPrecondition while it
+  // has a monitor (a VM's NICs are fixed while it runs).
+  Result<VmRecord> set_networking(const std::string& id_or_name, std::vector<VmNetworkRequest> networks,
+                                  std::vector<PortPublication> ports, std::string_view as_owner = {});
   Result<void> remove(const std::string& id_or_name, bool force, std::string_view as_owner = {});
 
   Result<VmRecord> start(const std::string& id_or_name, std::string_view as_owner = {});
@@ -239,6 +250,8 @@ class VmManager {
   Result<void> mount_container_root(Slot& slot, const VmRecord& vm);
   // A forked VM's own clock, hostname, RNG seed, machine id and (container) root, in one agent message.
   Result<void> give_clone_identity(Slot& slot, const VmRecord& vm);
+  // Tells the guest the addresses vm.nics holds (CONFIGURE_NETWORK).
+  Result<void> configure_guest_network(Slot& slot, const VmRecord& vm);
   Result<void> build_container_disks(VmRecord& vm);
   void sync_guest_clock(Slot& slot, const VmRecord& vm);
   void name_guest(Slot& slot, const VmRecord& vm);  // guest hostname = the VM's name

@@ -55,6 +55,12 @@ Result<void> VmManager::recover() {
                   {{"vm", vm.name}, {"error", connected.error().message()}});
       }
     }
+    if (config_.networking && (!vm.nics.empty() || !vm.published.empty())) {
+      if (auto adopted_network = config_.networking->adopt(vm); !adopted_network) {
+        log::warn("adopted VM's network could not be taken back",
+                  {{"vm", vm.name}, {"error", adopted_network.error().message()}});
+      }
+    }
     watch(vm.id, *slot->running->instance);
     KILN_TRY(save(vm, state, vm.state_reason));
     log::info("re-attached to a running VM", {{"vm", vm.name}, {"state", to_string(state)}});

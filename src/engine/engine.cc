@@ -64,6 +64,8 @@ Result<void> Engine::check_forkable(const VmTemplate& from, const VmSpec& spec) 
           fmt::format("disk {} ({}) is {} bytes, larger than the slot's {}", i, path, st.st_size, capacity));
     }
   }
+  if (from.nics() != spec.nics.size())
+    differences.push_back(fmt::format("NICs {} vs {}", from.nics(), spec.nics.size()));
   if (from.shares() != spec.shares.size())
     differences.push_back(fmt::format("shares {} vs {}", from.shares(), spec.shares.size()));
   if (differences.empty()) return ok();

@@ -56,6 +56,15 @@ struct ShareSpec {
   std::vector<ShareEntry> entries;
 };
 
+// A virtio-net NIC whose host end is a tap the caller made (kilnd: in Kiln's network namespace, on the
+// network's bridge). The engine passes the tap to the monitor; the caller may close its copy once the VM
+// runs. A forked guest keeps its template's MAC in the device's saved state, so the guest sets `mac` itself
+// (kilnd's network configuration message) and the engine gives it to the device only at a cold boot.
+struct NicSpec {
+  std::string mac;                      // "02:42:ac:11:00:02"; empty: the monitor's default
+  std::shared_ptr<const UniqueFd> tap;  // opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+};
+
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked
 // copy-on-write (see NORTHSTAR "Designed for fork").
 struct MemoryBacking {
@@ -77,6 +86,7 @@ struct VmSpec {
   // initramfs.
   int root_disk = -1;
   std::vector<ShareSpec> shares;
+  std::vector<NicSpec> nics;  // the guest's eth0, eth1... in order
   MemoryBacking memory;
   // The monitor dies with the thread that launched it (for `kiln vm run`); off for daemon-managed VMs.
   bool die_with_launcher = true;
@@ -109,6 +119,7 @@ struct TemplateFacts {
   std::vector<bool> disk_read_only;
   std::vector<uint64_t> disk_capacity;
   size_t shares = 0;
+  size_t nics = 0;
 };
 
 // A booted guest saved so that VMs can be forked from it: its RAM in a file and its device state. Only an
@@ -126,6 +137,7 @@ class VmTemplate {
   const std::vector<bool>& disk_read_only() const { return facts_.disk_read_only; }
   const std::vector<uint64_t>& disk_capacity() const { return facts_.disk_capacity; }
   size_t shares() const { return facts_.shares; }
+  size_t nics() const { return facts_.nics; }
 
  private:
   friend class Engine;

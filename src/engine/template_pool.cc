@@ -124,6 +124,18 @@ Result<VmTemplate> TemplatePool::build(const VmSpec& spec, const std::string& ke
     }
   }
   for (auto& share : booted.shares) share = {.tag = share.tag, .host_path = empty_share};
+  for (auto& nic : booted.nics) {
+    if (!config_.scratch_tap) {
+      cleanup();
+      return Error::unsupported("templates of VMs with NICs need taps (kilnd's network namespace)");
+    }
+    auto tap = config_.scratch_tap();
+    if (!tap) {
+      cleanup();
+      return tap.error().with_context("a tap for the template's NIC");
+    }
+    nic = {.tap = std::make_shared<const UniqueFd>(std::move(*tap))};
+  }
 
   auto started = Clock::now();
   log::info("building a VM template",

@@ -28,6 +28,9 @@ struct TemplatePoolConfig {
   std::chrono::milliseconds agent_timeout = std::chrono::seconds(90);
   // Unused templates older than this are removed by prune() (their inputs changed, or nothing needs them).
   std::chrono::hours keep_unused = std::chrono::hours(24 * 7);
+  // A tap attached to nothing, for each NIC slot of a template (its guest never sends a packet that matters;
+  // clones bring their own taps). Unset: VMs with NICs cannot have templates and boot cold.
+  std::function<Result<UniqueFd>()> scratch_tap;
 };
 
 // One template on disk, for listings.

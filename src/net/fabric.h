@@ -2,8 +2,8 @@
 // namespace that kilnd creates and pins on a file (so it outlives kilnd and the VMs' taps stay on their
 // bridges across a restart); each VM NIC is a tap on its network's bridge. Nothing is ever configured in the
 // host's own namespace and the host's firewall is never touched: the only way out of Kiln's namespace is a
-// user-mode NAT (slirp4netns) that makes the guests' outbound connections as ordinary sockets of the host, and
-// the only way in is kilnd's port proxy, whose sockets are made here by socket().
+// user-mode NAT (slirp4netns) that makes the guests' outbound connections as ordinary sockets of the host,
+// and the only way in is kilnd's port proxy, whose sockets are made here by socket().
 //
 // Thread-safe: calls run on one thread that has joined the namespace (setns is per thread, so no other kilnd
 // thread ever changes namespace).
@@ -73,8 +73,13 @@ class Fabric {
   const FabricConfig& config() const { return config_; }
 
  private:
+  struct Key {};
+
+ public:
+  Fabric(Key /*only open() makes one*/, FabricConfig config);
+
+ private:
   struct Worker;
-  explicit Fabric(FabricConfig config);
   FabricConfig config_;
   std::unique_ptr<Worker> worker_;
 };

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
-from kiln_test_support import qemu_pids_naming  # noqa: E402
+from kiln_test_support import qemu_pids_naming, release_kiln_network  # noqa: E402
 
 BIN_DIR = os.environ.get("KILN_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev/bin"))
 KILND = os.path.join(BIN_DIR, "kilnd")
@@ -117,6 +117,7 @@ class Kilnd:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        release_kiln_network(self.run_dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- HTTP ---------------------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ IMAGE = "busybox:latest"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 APPLETS = ("sh", "ls", "cat", "echo", "sha256sum", "true", "false", "sleep", "id", "hostname", "env", "pwd",
            "wc", "head", "tail", "seq", "kill", "uname", "ps", "mkdir", "touch", "date", "printf", "tr",
-           "grep", "sed", "test", "yes", "stat", "whoami", "nproc", "ln", "rm", "mv")
+           "grep", "sed", "test", "yes", "stat", "whoami", "nproc", "ln", "rm", "mv",
+           # networking (connectivity_test.py)
+           "ping", "wget", "nc", "httpd", "nslookup", "ip", "ifconfig", "route")
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$")
 
 

@@ -2,6 +2,7 @@
 processes a test started, and reading a pseudo-terminal until some output appears."""
 import os
 import select
+import subprocess
 import time
 
 
@@ -19,6 +20,28 @@ def qemu_pids_naming(marker):
         if b"qemu-system" in cmdline and marker.encode() in cmdline:
             pids.append(int(pid))
     return pids
+
+
+def release_kiln_network(run_dir):
+    """Ends what a test kilnd's networking leaves on purpose (it outlives kilnd, as the VMs do): the outbound
+    NAT (slirp4netns) of its network namespace, and the namespace's pin under `run_dir`/net."""
+    marker = os.path.join(run_dir, "net").encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"slirp4netns" in cmdline and marker in cmdline:
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+    pin = os.path.join(run_dir, "net", "netns")
+    if os.path.ismount(pin) or os.path.exists(pin):
+        subprocess.run(["umount", "-l", pin], stderr=subprocess.DEVNULL, check=False)
 
 
 class PtyReader:

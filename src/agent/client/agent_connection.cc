@@ -446,6 +446,16 @@ Result<void> AgentConnection::clone_init(CloneInitRequest request, std::chrono::
                        timeout);
 }
 
+Result<void> AgentConnection::configure_network(const NetworkConfigRequest& request,
+                                                std::chrono::milliseconds timeout) {
+  if (!has_capability("network"))
+    return Error::unsupported(
+        "the VM's agent cannot configure the guest's network (no \"network\" capability)");
+  for (const auto& config : request.interfaces) KILN_TRY(validate_interface_config(config));
+  return this->request(MessageType::kConfigureNetwork, MessageType::kConfigureNetworkReply, encode(request),
+                       "CONFIGURE_NETWORK", timeout);
+}
+
 Result<void> AgentConnection::ping(std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
   uint64_t number = ++pings_sent_;

@@ -97,6 +97,11 @@ class AgentConnection {
   Result<void> clone_init(CloneInitRequest request,
                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  // Configures the guest's NICs (capability "network"; kUnsupported, with nothing sent, from older agents).
+  // Bad values are refused here (kInvalidArgument) before anything is sent.
+  Result<void> configure_network(const NetworkConfigRequest& request,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
   // Round trip to the agent.
   Result<void> ping(std::chrono::milliseconds timeout);
   // Asks the agent to kill every process, sync and power off (or reboot); returns once it acknowledged.

@@ -63,6 +63,8 @@ bool is_known_message_type(uint8_t type) {
     case MessageType::kSetHostnameReply:
     case MessageType::kCloneInit:
     case MessageType::kCloneInitReply:
+    case MessageType::kConfigureNetwork:
+    case MessageType::kConfigureNetworkReply:
       return true;
   }
   return false;
@@ -126,6 +128,10 @@ std::string_view to_string(MessageType type) {
       return "CLONE_INIT";
     case MessageType::kCloneInitReply:
       return "CLONE_INIT_REPLY";
+    case MessageType::kConfigureNetwork:
+      return "CONFIGURE_NETWORK";
+    case MessageType::kConfigureNetworkReply:
+      return "CONFIGURE_NETWORK_REPLY";
   }
   return "UNKNOWN";
 }

@@ -62,6 +62,9 @@ enum class MessageType : uint8_t {
   // A VM forked from a template takes its own identity (stream = a request id). Capability "clone_init".
   kCloneInit = 0x38,       // host -> agent, JSON CloneInitRequest
   kCloneInitReply = 0x39,  // agent -> host, JSON {} once clock, hostname, RNG, machine id and mounts are done
+  // The guest's NICs (stream = a request id). Capability "network".
+  kConfigureNetwork = 0x3a,       // host -> agent, JSON NetworkConfigRequest
+  kConfigureNetworkReply = 0x3b,  // agent -> host, JSON {} once every interface is configured
 };
 
 // Known types only; anything else is a protocol error.

@@ -1,9 +1,12 @@
 #include "agent/protocol/messages.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <cstdio>
 #include <limits>
 
 #include "common/json.h"
@@ -322,11 +325,28 @@ std::string encode(const SetHostnameRequest& message) {
   return dump(Json{{"hostname", message.hostname}});
 }
 
+static Json interfaces_json(const std::vector<InterfaceConfig>& interfaces) {
+  Json out = Json::array();
+  for (const auto& config : interfaces) {
+    Json item{{"mac", config.mac}, {"address", config.address}};
+    if (!config.gateway.empty()) item["gateway"] = config.gateway;
+    if (config.mtu != 0) item["mtu"] = config.mtu;
+    if (!config.dns.empty()) item["dns"] = config.dns;
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+std::string encode(const NetworkConfigRequest& message) {
+  return dump(Json{{"interfaces", interfaces_json(message.interfaces)}});
+}
+
 std::string encode(const CloneInitRequest& message) {
   Json out{{"unix_nanos", message.unix_nanos}, {"reseed", message.reseed}};
   if (!message.hostname.empty()) out["hostname"] = message.hostname;
   if (!message.seed.empty()) out["seed"] = to_hex(message.seed);
   if (!message.machine_id.empty()) out["machine_id"] = message.machine_id;
+  if (!message.network.empty()) out["network"] = interfaces_json(message.network);
   if (!message.mounts.empty()) {
     Json mounts = Json::array();
     for (const MountRequest& mount : message.mounts) mounts.push_back(mount_json(mount));
@@ -637,6 +657,80 @@ Result<void> validate_clone_seed(std::string_view seed) {
   return ok();
 }
 
+Result<void> validate_interface_config(const InterfaceConfig& config) {
+  unsigned octets[6];
+  char tail = 0;
+  if (config.mac.size() != 17 ||
+      std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0], &octets[1], &octets[2],
+                  &octets[3], &octets[4], &octets[5], &tail) != 6)
+    return Error::invalid_argument(fmt::format("invalid MAC address \"{}\"", config.mac));
+  if ((octets[0] & 1U) != 0)
+    return Error::invalid_argument(fmt::format("MAC address \"{}\" is a multicast address", config.mac));
+  auto slash = config.address.find('/');
+  in_addr address{};
+  int prefix = -1;
+  if (slash != std::string::npos) {
+    std::string_view digits = std::string_view(config.address).substr(slash + 1);
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+    if (error != std::errc() || end != digits.data() + digits.size()) prefix = -1;
+  }
+  if (slash == std::string::npos || prefix < 1 || prefix > 32 ||
+      ::inet_pton(AF_INET, config.address.substr(0, slash).c_str(), &address) != 1)
+    return Error::invalid_argument(
+        fmt::format("invalid interface address \"{}\": want IPv4 address/prefix", config.address));
+  if (!config.gateway.empty()) {
+    in_addr gateway{};
+    if (::inet_pton(AF_INET, config.gateway.c_str(), &gateway) != 1)
+      return Error::invalid_argument(fmt::format("invalid gateway \"{}\"", config.gateway));
+    uint32_t mask = prefix == 32 ? ~0U : ~(~0U >> prefix);
+    if ((ntohl(gateway.s_addr) & mask) != (ntohl(address.s_addr) & mask))
+      return Error::invalid_argument(
+          fmt::format("gateway {} is outside the interface's subnet {}", config.gateway, config.address));
+  }
+  if (config.mtu != 0 && (config.mtu < 68 || config.mtu > 65535))
+    return Error::invalid_argument(fmt::format("invalid MTU {}", config.mtu));
+  return ok();
+}
+
+static Result<std::vector<InterfaceConfig>> interfaces_from(const Json& object, std::string_view key,
+                                                            std::string_view what) {
+  std::vector<InterfaceConfig> out;
+  auto list = object.find(key);
+  if (list == object.end() || list->is_null()) return out;
+  if (!list->is_array()) return Error::protocol(fmt::format("{}: field \"{}\" must be an array", what, key));
+  for (const Json& item : *list) {
+    if (!item.is_object()) return Error::protocol(fmt::format("{}: \"{}\" must hold objects", what, key));
+    // One field per statement: an early return out of a half-built aggregate leaks its members (GCC).
+    InterfaceConfig config;
+    config.mac = KILN_TRY(c_string_field(item, "mac", true, what));
+    config.address = KILN_TRY(c_string_field(item, "address", true, what));
+    config.gateway = KILN_TRY(c_string_field(item, "gateway", false, what));
+    if (auto dns = item.find("dns"); dns != item.end() && !dns->is_null()) {
+      if (!dns->is_array()) return Error::protocol(fmt::format("{}: \"dns\" must be an array", what));
+      for (const Json& server : *dns) {
+        in_addr parsed{};
+        if (!server.is_string() || ::inet_pton(AF_INET, server.get<std::string>().c_str(), &parsed) != 1)
+          return Error::invalid_argument(fmt::format("{}: \"dns\" must hold IPv4 addresses", what));
+        config.dns.push_back(server.get<std::string>());
+      }
+    }
+    if (auto mtu = item.find("mtu"); mtu != item.end()) {
+      if (!mtu->is_number_unsigned() || mtu->get<uint64_t>() > 65535)
+        return Error::invalid_argument(fmt::format("{}: \"mtu\" must be 68-65535", what));
+      config.mtu = mtu->get<uint32_t>();
+    }
+    KILN_TRY_CONTEXT(validate_interface_config(config), fmt::format("{} interface {}", what, out.size()));
+    out.push_back(std::move(config));
+  }
+  return out;
+}
+
+Result<NetworkConfigRequest> decode_network_config_request(std::string_view payload) {
+  constexpr std::string_view kWhat = "CONFIGURE_NETWORK";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  return NetworkConfigRequest{.interfaces = KILN_TRY(interfaces_from(object, "interfaces", kWhat))};
+}
+
 Result<CloneInitRequest> decode_clone_init_request(std::string_view payload) {
   constexpr std::string_view kWhat = "CLONE_INIT";
   Json object = KILN_TRY(parse_object(payload, kWhat));
@@ -660,6 +754,7 @@ Result<CloneInitRequest> decode_clone_init_request(std::string_view payload) {
   }
   request.machine_id = KILN_TRY(c_string_field(object, "machine_id", false, kWhat));
   if (!request.machine_id.empty()) KILN_TRY(validate_machine_id(request.machine_id));
+  request.network = KILN_TRY(interfaces_from(object, "network", kWhat));
   if (auto mounts = object.find("mounts"); mounts != object.end() && !mounts->is_null()) {
     if (!mounts->is_array()) return Error::protocol("CLONE_INIT: field \"mounts\" must be an array");
     for (const Json& mount : *mounts) {

@@ -29,8 +29,8 @@ struct ProtocolVersion {
 // "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
 // "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init"). 1.7
 // added RUN's "builtin" (capability "file_builtins") and MOUNT in a container's root (capability
-// "mount_in_root").
-inline constexpr ProtocolVersion kProtocolVersion{1, 7};
+// "mount_in_root"). 1.8 added CONFIGURE_NETWORK and CLONE_INIT's "network" (capability "network").
+inline constexpr ProtocolVersion kProtocolVersion{1, 8};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -196,6 +196,24 @@ struct SetHostnameRequest {
   std::string hostname;  // 1-64 bytes of letters, digits, '-', '_' and '.' (Linux allows 64)
 };
 
+// CONFIGURE_NETWORK (since 1.8, capability "network"): the guest's NICs as the host's network gave them.
+// Interface i is the guest's i-th virtio-net interface (eth0, eth1... in name order); one whose MAC already
+// is `mac` is taken first (a cold-booted VM got its MAC from the device). Each is taken down, given its
+// MAC, MTU and address, and brought up; the first with a gateway gets the default route. Idempotent.
+struct InterfaceConfig {
+  std::string mac;      // "02:42:ac:11:00:02"
+  std::string address;  // "172.17.0.2/16"
+  std::string gateway;  // "172.17.0.1"; empty: no default route through it
+  uint32_t mtu = 0;     // 0: leave it
+  // Name servers for the guest's /etc/resolv.conf (the first interface with any writes it); empty: leave it.
+  std::vector<std::string> dns;
+  bool operator==(const InterfaceConfig&) const = default;
+};
+struct NetworkConfigRequest {
+  std::vector<InterfaceConfig> interfaces;
+  bool operator==(const NetworkConfigRequest&) const = default;
+};
+
 // CLONE_INIT (since 1.6, capability "clone_init"): the identity of a VM forked from a template, which woke
 // with the template's wall clock, hostname, kernel RNG state and machine id. Applied in field order; the
 // first failure ends it (what was done stays done). The kernel has no VM generation id to tell it that it
@@ -209,8 +227,10 @@ struct CloneInitRequest {
   // Random bytes from the host (hex on the wire), kCloneSeedMinBytes..kCloneSeedMaxBytes, credited to the
   // guest kernel's pool (RNDADDENTROPY) before RNDRESEEDCRNG. The host client draws 32 when empty.
   std::string seed;
-  bool reseed = true;                // false: neither step (only for tests that must observe the shared RNG)
-  std::string machine_id;            // 32 lower-case hex digits for /etc/machine-id; empty: leave it
+  bool reseed = true;      // false: neither step (only for tests that must observe the shared RNG)
+  std::string machine_id;  // 32 lower-case hex digits for /etc/machine-id; empty: leave it
+  // Since 1.8 (capability "network"): as CONFIGURE_NETWORK, after the machine id, before the mounts.
+  std::vector<InterfaceConfig> network;
   std::vector<MountRequest> mounts;  // as MOUNT, in order; a serial: disk's buffers are flushed first
   bool operator==(const CloneInitRequest&) const = default;
 };
@@ -239,6 +259,7 @@ std::string encode(const ReattachRequest& message);
 std::string encode(const SetClockRequest& message);
 std::string encode(const SetHostnameRequest& message);
 std::string encode(const CloneInitRequest& message);
+std::string encode(const NetworkConfigRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
 Result<HelloReply> decode_hello_reply(std::string_view payload);
@@ -258,6 +279,9 @@ Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload)
 // Bad values (a short or non-hex seed, a malformed machine id or hostname) are kInvalidArgument; a payload
 // of the wrong shape is kProtocol.
 Result<CloneInitRequest> decode_clone_init_request(std::string_view payload);
+Result<NetworkConfigRequest> decode_network_config_request(std::string_view payload);
+// A MAC ("xx:xx:xx:xx:xx:xx", hex), an IPv4 address with prefix, a gateway inside it.
+Result<void> validate_interface_config(const InterfaceConfig& config);
 // kInvalidArgument unless `machine_id` is 32 lower-case hex digits (systemd's machine-id(5) format).
 Result<void> validate_machine_id(std::string_view machine_id);
 // kInvalidArgument unless `seed` has kCloneSeedMinBytes..kCloneSeedMaxBytes bytes.

@@ -314,7 +314,35 @@ TEST(CloneInitMessageTest, RoundTripsEveryField) {
   EXPECT_EQ(to_string(MessageType::kCloneInitReply), "CLONE_INIT_REPLY");
   EXPECT_TRUE(is_known_message_type(0x38));
   EXPECT_TRUE(is_known_message_type(0x39));
-  EXPECT_FALSE(is_known_message_type(0x3a));
+  EXPECT_FALSE(is_known_message_type(0x3c));
+}
+
+TEST(NetworkConfigMessageTest, RoundTripsAndRefusesBadInterfaces) {
+  NetworkConfigRequest request{
+      .interfaces = {
+          {.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .gateway = "172.17.0.1", .mtu = 1400},
+          {.mac = "02:42:ac:12:00:09", .address = "172.18.0.9/24"}}};
+  auto decoded = decode_network_config_request(encode(request));
+  ASSERT_TRUE(decoded) << decoded.error().message();
+  EXPECT_EQ(*decoded, request);
+  EXPECT_EQ(to_string(MessageType::kConfigureNetwork), "CONFIGURE_NETWORK");
+  EXPECT_TRUE(is_known_message_type(0x3b));
+
+  CloneInitRequest clone = full_clone_init();
+  clone.network = request.interfaces;
+  auto clone_decoded = decode_clone_init_request(encode(clone));
+  ASSERT_TRUE(clone_decoded) << clone_decoded.error().message();
+  EXPECT_EQ(clone_decoded->network, request.interfaces);
+
+  for (std::string_view bad : {
+           R"({"interfaces":[{"mac":"02:42:ac:11:00:02"}]})",
+           R"({"interfaces":[{"mac":"zz:42:ac:11:00:02","address":"172.17.0.2/16"}]})",
+           R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","gateway":"10.1.1.1"}]})",
+           R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","mtu":-1}]})",
+           R"({"interfaces":{}})",
+       }) {
+    EXPECT_FALSE(decode_network_config_request(bad)) << bad;
+  }
 }
 
 TEST(CloneInitMessageTest, RefusesBadValuesAsInvalidArgument) {

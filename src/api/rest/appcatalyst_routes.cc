@@ -152,8 +152,11 @@ void add_appcatalyst_routes(http::Router& router, ApiContext& context) {
                  return Error::failed_precondition(
                      fmt::format("VM {} is {}: it has no IP address", vm.name, power_message(vm.state)));
                }
-               return Error::unavailable(
-                   fmt::format("VM {} has no IP address yet (Kiln VM networking is not built yet)", vm.name));
+               if (vm.nics.empty()) {
+                 return Error::unavailable(fmt::format(
+                     "VM {} has no IP address: it is on no network (create it with a network)", vm.name));
+               }
+               return message_reply(vm.nics.front().ipv4);
              }));
 
   router.add("GET", "/api/vms/{id}/folders", shaped([&vms](Request& request) -> Result<Reply> {

@@ -77,7 +77,65 @@ Json start_json(const daemon::VmRecord& vm) {
   return start;
 }
 
+Json ports_json(const std::vector<daemon::PortPublication>& ports) {
+  Json out = Json::array();
+  for (const auto& port : ports) {
+    out.push_back({{"protocol", port.protocol},
+                   {"host_ip", port.host_ip.empty() ? "0.0.0.0" : port.host_ip},
+                   {"host_port", port.host_port},
+                   {"guest_port", port.guest_port}});
+  }
+  return out;
+}
+
+Json networks_json(const daemon::VmRecord& vm) {
+  Json out = Json::array();
+  for (size_t i = 0; i < vm.networks.size(); ++i) {
+    Json item = {{"network", vm.networks[i].network}};
+    if (i < vm.nics.size()) {
+      const daemon::VmNic& nic = vm.nics[i];
+      item["network_id"] = nic.network_id;
+      item["ipv4"] = nic.ipv4;
+      item["prefix_length"] = nic.prefix_length;
+      item["gateway"] = nic.gateway;
+      item["mac"] = nic.mac;
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
 }  // namespace
+
+Json addresses_json(const daemon::VmRecord& vm) {
+  Json out = Json::array();
+  for (const auto& nic : vm.nics) out.push_back(nic.ipv4);
+  return out;
+}
+
+Result<std::vector<daemon::PortPublication>> parse_ports(const Json& body) {
+  std::vector<daemon::PortPublication> out;
+  if (!body.is_array()) return Error::invalid_argument("ports must be an array");
+  for (const auto& item : body) {
+    if (!item.is_object()) return Error::invalid_argument("each port must be an object");
+    static constexpr std::array<std::string_view, 4> kAllowed = {"protocol", "host_ip", "host_port",
+                                                                 "guest_port"};
+    KILN_TRY(reject_unknown_fields(item, kAllowed));
+    daemon::PortPublication port;
+    port.protocol = KILN_TRY(optional_string(item, "protocol")).value_or("tcp");
+    if (port.protocol != "tcp" && port.protocol != "udp")
+      return Error::invalid_argument(fmt::format("port protocol {:?}: tcp or udp", port.protocol));
+    port.host_ip = KILN_TRY(optional_string(item, "host_ip")).value_or("");
+    auto guest = KILN_TRY(optional_count(item, "guest_port", 1));
+    if (!guest || *guest > 65535) return Error::invalid_argument("guest_port must be 1-65535");
+    port.guest_port = static_cast<uint16_t>(*guest);
+    auto host = KILN_TRY(optional_count(item, "host_port", 0)).value_or(0);
+    if (host > 65535) return Error::invalid_argument("host_port must be 0-65535 (0: any free port)");
+    port.host_port = static_cast<uint16_t>(host);
+    out.push_back(port);
+  }
+  return out;
+}
 
 Json vm_to_json(const daemon::VmRecord& vm) {
   Json folders = Json::array();
@@ -98,7 +156,11 @@ Json vm_to_json(const daemon::VmRecord& vm) {
           {"tag", vm.tag},
           {"shared_folders", folders},
           {"shared_folders_enabled", vm.folders_enabled},
-          {"addresses", Json::array()},
+          {"addresses", addresses_json(vm)},
+          {"networks", networks_json(vm)},
+          {"ports", ports_json(vm.state == daemon::VmState::kRunning || vm.state == daemon::VmState::kPaused
+                                   ? vm.published
+                                   : vm.ports)},
           {"monitor_pid", vm.monitor_pid},
           {"created_at", vm.created_at},
           {"started_at", vm.started_at},
@@ -117,9 +179,9 @@ Result<daemon::SharedFolder> parse_shared_folder(const Json& body) {
 }
 
 Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
-  static constexpr std::array<std::string_view, 10> kAllowed = {
-      "name",   "cpus",   "memory_mib",     "disk_mib", "source",
-      "kernel", "labels", "shared_folders", "tag",      "image"};
+  static constexpr std::array<std::string_view, 12> kAllowed = {
+      "name",   "cpus",           "memory_mib", "disk_mib", "source",   "kernel",
+      "labels", "shared_folders", "tag",        "image",    "networks", "ports"};
   KILN_TRY(reject_unknown_fields(body, kAllowed));
   daemon::CreateVmRequest request;
   request.name = KILN_TRY(optional_string(body, "name")).value_or("");
@@ -147,6 +209,25 @@ Result<daemon::CreateVmRequest> parse_create_vm(const Json& body) {
     for (const auto& folder : *folders) request.folders.push_back(KILN_TRY(parse_shared_folder(folder)));
   }
   request.tag = KILN_TRY(optional_string(body, "tag")).value_or("");
+  // "networks": names (or {"network", "ipv4"}) of the networks the VM's NICs join; [] for none.
+  if (auto networks = body.find("networks"); networks != body.end() && !networks->is_null()) {
+    if (!networks->is_array()) return Error::invalid_argument("networks must be an array");
+    std::vector<daemon::VmNetworkRequest> list;
+    for (const auto& item : *networks) {
+      if (item.is_string()) {
+        list.push_back({.network = item.get<std::string>()});
+        continue;
+      }
+      if (!item.is_object()) return Error::invalid_argument("each network is a name or an object");
+      static constexpr std::array<std::string_view, 2> kNetworkFields = {"network", "ipv4"};
+      KILN_TRY(reject_unknown_fields(item, kNetworkFields));
+      list.push_back({.network = KILN_TRY(required_string(item, "network")),
+                      .ipv4 = KILN_TRY(optional_string(item, "ipv4")).value_or("")});
+    }
+    request.networks = std::move(list);
+  }
+  if (auto ports = body.find("ports"); ports != body.end() && !ports->is_null())
+    request.ports = KILN_TRY(parse_ports(*ports));
   return request;
 }
 

@@ -9,6 +9,9 @@
 namespace kiln::api::rest {
 
 Json vm_to_json(const daemon::VmRecord& vm);
+// The IPv4 addresses a running VM holds, one per NIC (empty when it runs on no network or is stopped).
+Json addresses_json(const daemon::VmRecord& vm);
+Result<std::vector<daemon::PortPublication>> parse_ports(const Json& body);
 Json folder_to_json(const daemon::SharedFolder& folder);
 
 Result<daemon::CreateVmRequest> parse_create_vm(const Json& body);

@@ -99,7 +99,7 @@ void add_vm_routes(http::Router& router, ApiContext& context) {
 
   router.add("GET", "/v1/vms/{id}/ip", [&vms](Request& request) -> Result<Reply> {
     auto vm = KILN_TRY(vms.inspect(std::string(request.param("id"))));
-    return Reply(http::json_response(200, {{"id", vm.id}, {"addresses", Json::array()}}));
+    return Reply(http::json_response(200, {{"id", vm.id}, {"addresses", addresses_json(vm)}}));
   });
 
   router.add("GET", "/v1/vms/{id}/folders", [&vms](Request& request) -> Result<Reply> {

@@ -75,9 +75,20 @@ constexpr std::string_view kEtcHosts =
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
+// The host's resolv.conf lines other than its name servers (search domains, options).
+std::vector<std::string> host_resolver_settings() {
+  std::ifstream host("/etc/resolv.conf");
+  std::vector<std::string> out;
+  for (std::string line; std::getline(host, line);) {
+    if (line.starts_with("search") || line.starts_with("options") || line.starts_with("domain"))
+      out.push_back(line);
+  }
+  return out;
+}
+
 // The host's resolv.conf without loopback name servers (unreachable from the container), as dockerd filters
-// it.
-std::string container_resolv_conf() {
+// it: what a container with no network resolver of its own gets.
+std::string host_resolv_conf() {
   std::ifstream host("/etc/resolv.conf");
   std::string out;
   for (std::string line; std::getline(host, line);) {
@@ -90,11 +101,29 @@ std::string container_resolv_conf() {
   return out;
 }
 
+// The container's resolv.conf: its network's DNS server (kilnd's, on the network's gateway: it answers the
+// names of the network's containers and forwards the rest to the host's resolvers) with the host's search
+// domains and options.
+std::string container_resolv_conf(const VmRecord& vm) {
+  if (vm.nics.empty() || vm.nics.front().dns.empty()) return host_resolv_conf();
+  std::string out;
+  for (const auto& server : vm.nics.front().dns) out += "nameserver " + server + "\n";
+  for (const auto& line : host_resolver_settings()) out += line + "\n";
+  return out;
+}
+
+// Docker's /etc/hosts: the loopback names, then the container's own address under its hostname.
+std::string container_hosts(const ContainerRecord& container, const VmRecord& vm) {
+  std::string out(kEtcHosts);
+  for (const auto& nic : vm.nics) out += fmt::format("{}\t{}\n", nic.ipv4, container.config.hostname);
+  return out;
+}
+
 // /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker gives every container.
-std::map<std::string, std::string> container_etc_files(const ContainerRecord& container) {
+std::map<std::string, std::string> container_etc_files(const ContainerRecord& container, const VmRecord& vm) {
   return {{"etc/hostname", container.config.hostname + "\n"},
-          {"etc/hosts", std::string(kEtcHosts)},
-          {"etc/resolv.conf", container_resolv_conf()}};
+          {"etc/hosts", container_hosts(container, vm)},
+          {"etc/resolv.conf", container_resolv_conf(vm)}};
 }
 
 }  // namespace
@@ -135,7 +164,6 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
                                         .privileged = container.host_config.privileged,
                                         .read_only_root = container.host_config.read_only_root,
                                         .user = config.user,
-                                        .files = container_etc_files(container),
                                         .init = container.host_config.init};
 
   // `docker run -v /missing:/x` makes /missing on the host, as dockerd does (`--mount` refused it at create).
@@ -150,6 +178,8 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
   }
 
   VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
+  // Written once the VM holds its addresses.
+  spec.container->files = container_etc_files(container, vm);
 
   // Output is captured from the first byte: the log is open before the process exists.
   RunIo run_io = KILN_TRY(open_run_io(container));

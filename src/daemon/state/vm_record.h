@@ -83,12 +83,12 @@ struct PortPublication {
 struct VmNic {
   std::string network_id;
   std::string network_name;
-  std::string endpoint_id;  // 64 hex digits, new at every start (Docker's EndpointID)
-  std::string bridge;       // the network's bridge in Kiln's network namespace
-  std::string mac;          // "02:42:ac:11:00:02"
-  std::string ipv4;         // "172.17.0.2"
-  int prefix_length = 0;    // 16
-  std::string gateway;      // "172.17.0.1"; empty on an internal network
+  std::string endpoint_id;           // 64 hex digits, new at every start (Docker's EndpointID)
+  std::string bridge;                // the network's bridge in Kiln's network namespace
+  std::string mac;                   // "02:42:ac:11:00:02"
+  std::string ipv4;                  // "172.17.0.2"
+  int prefix_length = 0;             // 16
+  std::string gateway;               // "172.17.0.1"; empty on an internal network
   std::vector<std::string> dns;      // resolvers the guest uses (the network's DNS server)
   std::vector<std::string> aliases;  // the names it answers to on that network
   bool operator==(const VmNic&) const = default;
@@ -114,8 +114,8 @@ struct VmRecord {
   // Networking: what the VM asks for (changed only while it is not running), and, while it runs, what it got.
   std::vector<VmNetworkRequest> networks;
   std::vector<PortPublication> ports;
-  std::vector<VmNic> nics;                   // running: one per request, in order
-  std::vector<PortPublication> published;    // running: `ports` with every host_port chosen
+  std::vector<VmNic> nics;                 // running: one per request, in order
+  std::vector<PortPublication> published;  // running: `ports` with every host_port chosen
 
   VmState state = VmState::kCreating;
   std::string state_reason;  // why it is in that state (error, died, killed)

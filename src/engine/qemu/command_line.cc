@@ -146,6 +146,17 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
                      share.entries.empty() ? "" : ",multidevs=remap", share.read_only ? ",readonly=on" : ""),
          "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
   }
+  for (size_t i = 0; i < spec.nics.size(); ++i) {
+    // The tap is opened with a virtio-net header (QEMU reads that off the fd), so checksum and segmentation
+    // offloads reach the host; a template and its clones agree on it, as the guest negotiated those
+    // features before the save.
+    args.insert(
+        args.end(),
+        {"-netdev", fmt::format("tap,id=net{},fd={}", i, kFirstTapFd + static_cast<int>(i)), "-device",
+         fmt::format(
+             "virtio-net-device,netdev=net{}{}", i,
+             spec.nics[i].mac.empty() || mode == StartMode::kIncoming ? "" : ",mac=" + spec.nics[i].mac)});
+  }
   return args;
 }
 

@@ -25,6 +25,8 @@ VmPaths paths_for(const std::string& runtime_dir);
 // the socket, and QEMU's greeting is the event that says its monitor is ready.
 inline constexpr int kQmpListenFd = 3;
 inline constexpr int kAgentListenFd = 4;
+// NIC i's tap is descriptor kFirstTapFd + i in QEMU.
+inline constexpr int kFirstTapFd = 5;
 
 struct HostFacts {
   Accelerator accelerator = Accelerator::kTcg;

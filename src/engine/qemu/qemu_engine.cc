@@ -96,6 +96,7 @@ VmSpec normalized_for_key(const VmSpec& spec) {
     normal.shares[i].guest_ownership = false;
     normal.shares[i].entries.clear();
   }
+  for (auto& nic : normal.nics) nic = {};  // the template's taps and MACs are not the clone's
   return normal;
 }
 
@@ -151,16 +152,22 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode 
   UniqueFd qmp_connection = KILN_TRY(connect_unix_socket(paths.qmp_socket, "the VM's monitor"));
 
   std::vector<std::string> args = qemu_arguments(binary_, spec, host_, mode);
+  std::vector<std::pair<int, int>> pass_fds = {{qmp_listener.get(), kQmpListenFd},
+                                               {agent_listener.get(), kAgentListenFd}};
+  for (size_t i = 0; i < spec.nics.size(); ++i) {
+    if (!spec.nics[i].tap || !*spec.nics[i].tap)
+      return Error::invalid_argument(fmt::format("NIC {} has no tap", i));
+    pass_fds.emplace_back(spec.nics[i].tap->get(), kFirstTapFd + static_cast<int>(i));
+  }
   log::debug("launching QEMU", {{"vm", spec.name}, {"accel", to_string(host_.accelerator)}});
-  ChildProcess process = KILN_TRY(ChildProcess::spawn(
-      {.argv = args,
-       .stdin_mode = Stdio::kNull,
-       .stdout_fd = monitor_log.get(),
-       .stderr_fd = monitor_log.get(),
-       .pass_fds = {{qmp_listener.get(), kQmpListenFd}, {agent_listener.get(), kAgentListenFd}},
-       .new_session = true,
-       .kill_with_parent = spec.die_with_launcher,
-       .private_binds = std::move(share_binds)}));
+  ChildProcess process = KILN_TRY(ChildProcess::spawn({.argv = args,
+                                                       .stdin_mode = Stdio::kNull,
+                                                       .stdout_fd = monitor_log.get(),
+                                                       .stderr_fd = monitor_log.get(),
+                                                       .pass_fds = pass_fds,
+                                                       .new_session = true,
+                                                       .kill_with_parent = spec.die_with_launcher,
+                                                       .private_binds = std::move(share_binds)}));
   // Only QEMU holds the listeners now: if it dies, the queued connection is reset instead of hanging.
   qmp_listener.reset();
   agent_listener.reset();
@@ -267,7 +274,8 @@ Result<VmTemplate> QemuEngine::open_template(const std::string& dir) {
                         .memory_mib = manifest.vm.memory_mib,
                         .disk_read_only = manifest.vm.disk_read_only,
                         .disk_capacity = manifest.vm.disk_capacity,
-                        .shares = manifest.vm.shares.size()});
+                        .shares = manifest.vm.shares.size(),
+                        .nics = manifest.vm.nics});
 }
 
 Result<std::unique_ptr<VmInstance>> QemuEngine::fork(const VmTemplate& from, const VmSpec& spec) {

@@ -51,6 +51,7 @@ Json shape_to_json(const VmShape& vm) {
           {"disk_capacity", vm.disk_capacity},
           {"root_disk", vm.root_disk},
           {"shares", shares},
+          {"nics", vm.nics},
           {"kernel", vm.kernel},
           {"cmdline", vm.cmdline}};
 }
@@ -90,6 +91,11 @@ Result<VmShape> shape_from_json(const Json& json) {
                          .host_path = KILN_TRY(field_string(share, "host_path")),
                          .read_only = read_only->get<bool>()});
   }
+  // Absent in manifests from before NICs existed: those VMs had none.
+  if (auto nics = json.find("nics"); nics != json.end()) {
+    if (!nics->is_number_unsigned()) return malformed("\"nics\" must be a count");
+    vm.nics = nics->get<size_t>();
+  }
   vm.kernel = KILN_TRY(field_string(json, "kernel"));
   vm.cmdline = KILN_TRY(field_string(json, "cmdline"));
   return vm;
@@ -117,8 +123,8 @@ bool VmShape::operator==(const VmShape& other) const {
   };
   return cpus == other.cpus && memory_mib == other.memory_mib && disks == other.disks &&
          disk_read_only == other.disk_read_only && disk_capacity == other.disk_capacity &&
-         root_disk == other.root_disk && same_shares(shares, other.shares) && kernel == other.kernel &&
-         cmdline == other.cmdline;
+         root_disk == other.root_disk && same_shares(shares, other.shares) && nics == other.nics &&
+         kernel == other.kernel && cmdline == other.cmdline;
 }
 
 VmShape shape_of(const VmSpec& spec, std::string cmdline) {
@@ -126,6 +132,7 @@ VmShape shape_of(const VmSpec& spec, std::string cmdline) {
              .memory_mib = spec.memory_mib,
              .root_disk = spec.root_disk,
              .shares = spec.shares,
+             .nics = spec.nics.size(),
              .kernel = spec.kernel,
              .cmdline = std::move(cmdline)};
   for (const auto& disk : spec.disks) {
@@ -243,6 +250,8 @@ Result<void> check_restorable(const Manifest& manifest, const VmSpec& spec, std:
   if (saved_shares != wanted_shares) {
     differences.push_back(fmt::format("shares {} (saved) vs {}", list(saved_shares), list(wanted_shares)));
   }
+  if (saved.nics != wanted.nics)
+    differences.push_back(fmt::format("NICs {} (saved) vs {}", saved.nics, wanted.nics));
   if (differences.empty()) return ok();
   return Error::failed_precondition(
       fmt::format("snapshot does not match the VM's hardware (restoring onto different "

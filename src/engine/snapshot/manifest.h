@@ -36,6 +36,7 @@ struct VmShape {
   std::vector<uint64_t> disk_capacity;
   int root_disk = -1;
   std::vector<ShareSpec> shares;
+  size_t nics = 0;  // virtio-net devices (their taps are the VM's own, not part of the snapshot)
   std::string kernel;
   std::string cmdline;  // the kernel command line the guest booted with
 

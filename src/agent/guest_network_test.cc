@@ -1,0 +1,117 @@
+#include "agent/guest_network.h"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/child_process.h"
+#include "common/temp_dir.h"
+
+namespace kiln::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A /sys/class/net look-alike: each interface with its MAC and driver.
+void add_fake_interface(const std::string& root, const std::string& name, const std::string& mac,
+                        const std::string& driver) {
+  fs::create_directories(root + "/drivers/" + driver);
+  fs::create_directories(root + "/" + name + "/device");
+  std::ofstream(root + "/" + name + "/address") << mac << "\n";
+  fs::create_directory_symlink(root + "/drivers/" + driver, root + "/" + name + "/device/driver");
+}
+
+TEST(GuestNetwork, VirtioInterfacesInNaturalOrderOthersIgnored) {
+  auto dir = TempDir::create("kiln-sysnet");
+  ASSERT_TRUE(dir);
+  std::string root = dir->path() + "/net";
+  add_fake_interface(root, "eth10", "52:54:00:12:34:60", "virtio_net");
+  add_fake_interface(root, "eth2", "52:54:00:12:34:58", "virtio_net");
+  add_fake_interface(root, "eth0", "52:54:00:12:34:56", "virtio_net");
+  add_fake_interface(root, "dummy0", "aa:bb:cc:dd:ee:ff", "dummy");
+  EXPECT_EQ(virtio_net_interfaces(root), (std::vector<std::string>{"eth0", "eth2", "eth10"}));
+}
+
+TEST(GuestNetwork, ConfigsGoToTheInterfaceWithTheirMacFirstThenInOrder) {
+  auto dir = TempDir::create("kiln-sysnet");
+  ASSERT_TRUE(dir);
+  std::string root = dir->path() + "/net";
+  add_fake_interface(root, "eth0", "52:54:00:12:34:56", "virtio_net");
+  add_fake_interface(root, "eth1", "02:42:AC:12:00:05", "virtio_net");
+  add_fake_interface(root, "eth2", "52:54:00:12:34:58", "virtio_net");
+  std::vector<InterfaceConfig> configs = {{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16"},
+                                          {.mac = "02:42:ac:12:00:05", .address = "172.18.0.5/16"}};
+  auto chosen = interfaces_for(configs, root);
+  ASSERT_TRUE(chosen) << chosen.error().message();
+  EXPECT_EQ(*chosen, (std::vector<std::string>{"eth0", "eth1"}));
+
+  configs.push_back({.mac = "02:42:ac:13:00:02", .address = "172.19.0.2/16"});
+  configs.push_back({.mac = "02:42:ac:14:00:02", .address = "172.20.0.2/16"});
+  auto too_many = interfaces_for(configs, root);
+  ASSERT_FALSE(too_many);
+  EXPECT_NE(too_many.error().message().find("3 network interface(s), the host configures 4"),
+            std::string::npos);
+}
+
+TEST(GuestNetwork, BadConfigsAreRefusedBeforeAnythingChanges) {
+  for (InterfaceConfig bad :
+       {InterfaceConfig{.mac = "02:42:ac:11:00", .address = "172.17.0.2/16"},
+        InterfaceConfig{.mac = "03:42:ac:11:00:02", .address = "172.17.0.2/16"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/33"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .gateway = "10.0.0.1"},
+        InterfaceConfig{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .mtu = 20}}) {
+    EXPECT_FALSE(configure_interface("lo", bad, false)) << bad.mac << " " << bad.address;
+  }
+}
+
+// The real ioctls, on a veth interface in a network namespace of the test's own (never the host's).
+TEST(GuestNetwork, ConfiguresMacAddressMtuAndDefaultRoute) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespace)";
+  std::string failure;
+  std::string addresses;
+  std::string routes;
+  std::string link;
+  std::thread inside([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      failure = "unshare";
+      return;
+    }
+    // Processes spawned from this thread are in its namespace.
+    if (!run_command_checked({"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"}) ||
+        !run_command_checked({"ip", "link", "set", "peer0", "up"})) {
+      failure = "ip link add";
+      return;
+    }
+    InterfaceConfig config{
+        .mac = "02:42:ac:11:00:07", .address = "172.17.0.7/16", .gateway = "172.17.0.1", .mtu = 1400};
+    auto done = configure_interface("eth0", config, true);
+    if (!done) {
+      failure = done.error().message();
+      return;
+    }
+    // Twice: a reconfiguration replaces the default route instead of failing on it.
+    done = configure_interface("eth0", config, true);
+    if (!done) {
+      failure = "again: " + done.error().message();
+      return;
+    }
+    addresses = run_command_checked({"ip", "-o", "-4", "addr", "show", "eth0"}).value_or("");
+    routes = run_command_checked({"ip", "route"}).value_or("");
+    link = run_command_checked({"ip", "-o", "link", "show", "eth0"}).value_or("");
+  });
+  inside.join();
+  ASSERT_EQ(failure, "");
+  EXPECT_NE(addresses.find("inet 172.17.0.7/16"), std::string::npos) << addresses;
+  EXPECT_NE(routes.find("default via 172.17.0.1 dev eth0"), std::string::npos) << routes;
+  EXPECT_NE(link.find("link/ether 02:42:ac:11:00:07"), std::string::npos) << link;
+  EXPECT_NE(link.find("mtu 1400"), std::string::npos) << link;
+  EXPECT_NE(link.find("UP"), std::string::npos) << link;
+}
+
+}  // namespace
+}  // namespace kiln::agent

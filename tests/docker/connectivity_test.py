@@ -1,0 +1,187 @@
+"""Traffic between containers, to published ports and out of Kiln (issue 13) through the real docker CLI. Each
+container is a VM whose NIC is a tap on its network's bridge inside Kiln's own network namespace; names are
+answered by kilnd's DNS server on the network's gateway; published ports by kilnd's proxy on the host. Traffic
+goes only to the host's loopback and to addresses inside Kiln's namespace.
+
+The expectations are dockerd's (KILN_DOCKER_ORACLE=unix:///path/dockerd.sock checks them against one started
+in a network namespace of its own); cases that look into Kiln's namespace or reach the host's loopback from a
+container are Kiln-only."""
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import unittest
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from container_cli_test import IMAGE, ORACLE, ContainerCase, wait_until  # noqa: E402
+
+# A web server in the container: /index.html says `text`.
+def httpd_script(text, port=80):
+    return f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p {port} -h /www"
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+class NetworkCase(ContainerCase):
+    def network(self, *options):
+        name = "net-" + uuid.uuid4().hex[:8]
+        self.docker("network", "create", *options, name)
+        self.addCleanup(lambda: self.run_docker("network", "rm", name))
+        return name
+
+    def kiln_namespace(self):
+        return os.path.join(self.kilnd.run_dir, "net", "netns")
+
+    def namespace_links(self):
+        out = subprocess.run(["nsenter", f"--net={self.kiln_namespace()}", "ip", "-o", "link", "show"],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+    def wait_http(self, url, text, timeout=60):
+        def answered():
+            try:
+                return text in http_get(url)
+            except OSError:
+                return False
+        wait_until(answered, f"{url} to answer", timeout=timeout)
+
+
+class ContainerNetworkTest(NetworkCase):
+    def test_containers_on_a_network_reach_each_other_by_name_and_alias_and_no_one_else(self):
+        net = self.network()
+        other = self.network()
+        self.docker("run", "-d", "--name", "web", "--network", net, "--network-alias", "frontend", IMAGE,
+                    "sh", "-c", httpd_script("hello-from-web"))
+        self.wait_running("web")
+        address = self.inspect("web")["NetworkSettings"]["Networks"][net]["IPAddress"]
+        self.assertTrue(address, self.inspect("web")["NetworkSettings"])
+
+        # By name and by alias: ping (ICMP), wget (TCP through the name server), nc.
+        script = ("ping -c 1 -W 5 web >/dev/null && wget -q -T 10 -O - http://web/index.html && "
+                  "wget -q -T 10 -O - http://frontend/index.html && "
+                  "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc web 80 | tail -n 1")
+        out = self.out("run", "--rm", "--network", net, IMAGE, "sh", "-c", script)
+        self.assertEqual(out.split(), ["hello-from-web"] * 3)
+
+        # The client's resolv.conf names its network's resolver; its /etc/hosts its own address.
+        hosts = self.out("run", "--rm", "--network", net, "--hostname", "client", IMAGE, "cat", "/etc/hosts")
+        self.assertRegex(hosts, r"\n\d+\.\d+\.\d+\.\d+\tclient\n")
+
+        # Another network: the name is unknown there, and the address is unreachable.
+        refused = self.docker("run", "--rm", "--network", other, IMAGE, "sh", "-c",
+                              f"nslookup web; wget -q -T 3 -O - http://{address}/index.html", check=False)
+        self.assertNotEqual(refused.returncode, 0, refused.stdout)
+        self.assertNotIn(b"hello-from-web", refused.stdout)
+
+    def test_default_bridge_gives_an_address_and_no_names(self):
+        self.docker("run", "-d", "--name", "plain", IMAGE, "sh", "-c", httpd_script("on-the-bridge"))
+        self.wait_running("plain")
+        settings = self.inspect("plain")["NetworkSettings"]
+        self.assertRegex(settings["IPAddress"], r"^172\.17\.")
+        self.assertEqual(settings["Gateway"], "172.17.0.1")
+        self.assertEqual(settings["Networks"]["bridge"]["IPAddress"], settings["IPAddress"])
+        out = self.out("run", "--rm", IMAGE, "wget", "-q", "-T", "10", "-O", "-",
+                       f"http://{settings['IPAddress']}/index.html")
+        self.assertEqual(out, "on-the-bridge")
+        # `--network none`: loopback only.
+        links = self.out("run", "--rm", "--network", "none", IMAGE, "sh", "-c", "ls /sys/class/net")
+        self.assertEqual(links.split(), ["lo"])
+
+
+class PublishedPortTest(NetworkCase):
+    def test_published_tcp_and_udp_ports_answer_on_the_host(self):
+        tcp_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
+        self.docker("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{tcp_port}:80",
+                    "-p", f"127.0.0.1:{udp_port}:9999/udp", IMAGE, "sh", "-c",
+                    "nc -u -l -p 9999 > /tmp/udp.txt & " + httpd_script("published"))
+        self.wait_http(f"http://127.0.0.1:{tcp_port}/index.html", "published")
+        self.assertEqual(self.out("port", "pub", "80/tcp"), f"127.0.0.1:{tcp_port}")
+        ports = self.inspect("pub")["NetworkSettings"]["Ports"]
+        self.assertEqual(ports["80/tcp"], [{"HostIp": "127.0.0.1", "HostPort": str(tcp_port)}])
+
+        # UDP: datagrams reach the container's listener (until it has one, they may be dropped: resend).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            def delivered():
+                sender.sendto(b"udp-datagram\n", ("127.0.0.1", udp_port))
+                return "udp-datagram" in self.out("exec", "pub", "cat", "/tmp/udp.txt")
+            wait_until(delivered, "the UDP datagram to arrive", timeout=60, interval=0.5)
+
+        # A second container asking for the same host port fails to start with Docker's reason.
+        failed = self.docker("run", "-d", "--name", "clash", "-p", f"127.0.0.1:{tcp_port}:80", IMAGE, "sleep", "60",
+                             check=False)
+        self.assertNotEqual(failed.returncode, 0)
+        self.assertRegex(failed.stderr.decode(), r"port is already allocated|address already in use")
+        self.assertEqual(self.state("clash")["Running"], False)
+        self.assertEqual(http_get(f"http://127.0.0.1:{tcp_port}/index.html").strip(), "published")
+
+        # After the container: nothing listens on the port any more.
+        self.docker("rm", "-f", "pub")
+        with socket.socket() as probe:
+            self.assertNotEqual(probe.connect_ex(("127.0.0.1", tcp_port)), 0)
+
+    def test_publish_all_picks_free_host_ports_for_exposed_ports(self):
+        self.docker("run", "-d", "--name", "all", "-P", "--expose", "80", IMAGE, "sh", "-c", httpd_script("any-port"))
+        mapping = self.out("port", "all", "80/tcp").splitlines()[0]
+        host_port = int(mapping.rsplit(":", 1)[1])
+        self.assertGreater(host_port, 1024)
+        self.wait_http(f"http://127.0.0.1:{host_port}/index.html", "any-port")
+
+
+@unittest.skipIf(ORACLE, "looks into Kiln's own network namespace")
+class KilnNetworkTest(NetworkCase):
+    kiln_only = True
+
+    def test_outbound_reaches_the_hosts_loopback_through_host_gateway(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"from-the-host\n")
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        port = server.server_address[1]
+        out = self.out("run", "--rm", "--add-host", "host.docker.internal:host-gateway", IMAGE,
+                       "wget", "-q", "-T", "20", "-O", "-", f"http://host.docker.internal:{port}/")
+        self.assertEqual(out, "from-the-host")
+
+    def test_nothing_is_left_in_kilns_namespace_after_containers_and_networks_go(self):
+        net = self.network()
+        self.docker("run", "-d", "--name", "short", "--network", net, IMAGE, "sleep", "600")
+        self.wait_running("short")
+        network_id = self.out("network", "inspect", "--format", "{{.Id}}", net)
+        address = self.inspect("short")["NetworkSettings"]["Networks"][net]["IPAddress"]
+        links = self.namespace_links()
+        self.assertIn("br-" + network_id[:12], links)
+        self.assertTrue(any(link.startswith("ktap") for link in links), links)
+        # The VM's address answers from inside Kiln's namespace, never from the host's.
+        subprocess.run(["nsenter", f"--net={self.kiln_namespace()}", "ping", "-c", "1", "-W", "5", address],
+                       check=True, capture_output=True)
+
+        self.docker("rm", "-f", "short")
+        self.docker("network", "rm", net)
+        links = self.namespace_links()
+        self.assertFalse([link for link in links if link.startswith("ktap")], links)
+        self.assertNotIn("br-" + network_id[:12], links)
+
+
+if __name__ == "__main__":
+    unittest.main()
