@@ -20,6 +20,9 @@
 #include "common/temp_dir.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
+#include "daemon/networks/fabric_adapter.h"
+#include "daemon/networks/network_manager.h"
+#include "daemon/networks/service_adapters.h"
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
@@ -156,6 +159,30 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
     }
   }
 
+  // Docker networks (kiln.db) and, with the fabric, their bridges, DNS servers (on each gateway, forwarding
+  // to the host's resolvers) and the VMs' addresses, taps and published ports. Without the fabric: records
+  // only, and VMs get no NIC.
+  networks::NetworkManagerConfig network_config{.events = &events};
+  std::unique_ptr<networks::FabricAdapter> fabric_adapter;
+  std::unique_ptr<net::DnsServer> dns_server;
+  std::unique_ptr<networks::DnsAdapter> dns_adapter;
+  std::unique_ptr<net::PortProxy> port_proxy;
+  std::unique_ptr<networks::ProxyAdapter> proxy_adapter;
+  if (fabric) {
+    fabric_adapter = std::make_unique<networks::FabricAdapter>(*fabric);
+    dns_server = std::make_unique<net::DnsServer>();
+    dns_adapter = std::make_unique<networks::DnsAdapter>(*dns_server);
+    port_proxy = std::make_unique<net::PortProxy>(
+        [&fabric](int domain, int type) { return fabric->socket(domain, type); });
+    proxy_adapter = std::make_unique<networks::ProxyAdapter>(*port_proxy);
+    network_config.fabric = fabric_adapter.get();
+    network_config.dns = dns_adapter.get();
+    network_config.ports = proxy_adapter.get();
+    network_config.outbound_cidr = fabric->config().outbound_cidr;
+  }
+  auto network_manager =
+      KILN_TRY(networks::NetworkManager::open(store->database(), network_config, store.get()));
+
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   std::unique_ptr<TemplatePool> templates;
   if (options.boot == "fork") {
@@ -171,7 +198,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                          .host_cpus = cpus,
                                          .host_memory_mib = host_memory_mib(),
                                          .images = images.get(),
-                                         .templates = templates.get()},
+                                         .templates = templates.get(),
+                                         .networking = fabric ? network_manager.get() : nullptr},
                                         *store, events, *engine));
   KILN_TRY(vms->recover());
   if (templates) {
@@ -225,7 +253,9 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                             .guest_kernel_release = guest_kernel_release,
                                             .daemon_id = KILN_TRY(daemon_id(options.root)),
                                             .host_cpus = cpus,
-                                            .host_memory_bytes = host_memory_mib() << 20};
+                                            .host_memory_bytes = host_memory_mib() << 20,
+                                            .networks = network_manager.get(),
+                                            .vms = vms.get()};
   auto docker_server = KILN_TRY(api::http::Server::create(api::docker::make_docker_router(docker_context)));
   std::vector<std::string> docker_hosts = options.docker_hosts;
   if (docker_hosts.empty()) docker_hosts.push_back("unix://" + options.run_dir + "/docker.sock");

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "api/docker/container_json.h"
+#include "api/docker/container_networks.h"
 #include "api/docker/docker_routes.h"
 #include "api/docker/filters.h"
 #include "common/rfc3339.h"
@@ -99,6 +100,13 @@ daemon::containers::NewContainer to_new_container(CreateContainerRequest request
   return out;
 }
 
+// The container's VM while it has one running (its NICs hold the container's addresses).
+std::optional<daemon::VmRecord> container_vm(DockerContext& context, const ContainerRecord& container) {
+  if (context.vms == nullptr || container.vm_id.empty()) return std::nullopt;
+  auto vm = context.vms->inspect(container.vm_id);
+  return vm ? std::optional<daemon::VmRecord>(*std::move(vm)) : std::nullopt;
+}
+
 ContainerInspectExtras inspect_extras(DockerContext& context, const ContainerRecord& container) {
   ContainerInspectExtras extras;
   if (container.host_config.log_config.type != "none")
@@ -129,6 +137,10 @@ Result<Reply> list_containers(DockerContext& context, const Request& request) {
     if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) break;
     if (!listed(filter, container, all, limit)) continue;
     out.push_back(container_summary_json(container, now));
+    if (context.networks != nullptr) {
+      std::optional<daemon::VmRecord> vm = container_vm(context, container);
+      out.back()["NetworkSettings"] = {{"Networks", container_networks_json(container, vm ? &*vm : nullptr)}};
+    }
   }
   return Reply(http::json_response(200, out));
 }
@@ -137,7 +149,17 @@ Result<Reply> create_container(DockerContext& context, const Request& request) {
   Json body = KILN_TRY(json_body_or_null(request));
   auto parsed =
       KILN_TRY(parse_create_container(body, request.query.get("name").value_or(""), context.host_cpus));
-  auto created = KILN_TRY(context.containers.create(to_new_container(std::move(parsed))));
+  daemon::containers::NewContainer container = to_new_container(std::move(parsed));
+  if (context.networks != nullptr) {
+    auto field = [&body](std::string_view name) {
+      const Json* value = body.is_object() ? find_field(body, name) : nullptr;
+      return value != nullptr ? *value : Json(nullptr);
+    };
+    apply_container_networking(KILN_TRY(parse_container_networking(
+                                   field("HostConfig"), field("NetworkingConfig"), *context.networks)),
+                               container.host_config, container.networks);
+  }
+  auto created = KILN_TRY(context.containers.create(std::move(container)));
   return Reply(http::json_response(201, {{"Id", created.id}, {"Warnings", Json::array()}}));
 }
 
@@ -405,8 +427,13 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
              [&context](Request& request) -> Result<Reply> { return prune_containers(context, request); });
   routes.add("GET", "/containers/{id}/json", [&context](Request& request) -> Result<Reply> {
     auto container = KILN_TRY(context.containers.inspect(id_param(request)));
-    return Reply(
-        http::json_response(200, container_inspect_json(container, inspect_extras(context, container))));
+    Json inspected = container_inspect_json(container, inspect_extras(context, container));
+    if (context.networks != nullptr) {
+      std::optional<daemon::VmRecord> vm = container_vm(context, container);
+      inspected["NetworkSettings"] = container_network_settings_json(container, vm ? &*vm : nullptr,
+                                                                     inspected["NetworkSettings"]["Ports"]);
+    }
+    return Reply(http::json_response(200, inspected));
   });
   routes.add("POST", "/containers/{id}/start", [&context](Request& request) -> Result<Reply> {
     return done_or_not_modified(KILN_TRY(context.containers.start(id_param(request))));

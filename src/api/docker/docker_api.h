@@ -12,6 +12,8 @@
 #include "api/http/router.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
+#include "daemon/networks/network_manager.h"
+#include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
 #include "image/image_store.h"
 
@@ -35,6 +37,11 @@ struct DockerContext {
   std::string daemon_id;             // stable across restarts: ID in /info
   unsigned host_cpus = 1;
   uint64_t host_memory_bytes = 0;
+  // Docker networks (/networks, containers' --network); nullptr: /networks answers 501 and containers keep
+  // the NetworkSettings they had before networking.
+  daemon::networks::NetworkManager* networks = nullptr;
+  // For NetworkSettings: a running container's addresses are its VM's NICs. nullptr: none shown.
+  daemon::VmManager* vms = nullptr;
 };
 
 // A router in the Docker API's shape (errors {"message"}, version prefixes stripped and checked) with every

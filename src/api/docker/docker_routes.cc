@@ -79,6 +79,7 @@ http::Router make_docker_router(DockerContext& context) {
   add_event_routes(routes, context);
   add_container_routes(routes, context);
   add_volume_routes(routes, context);
+  add_network_routes(routes, context);
   add_container_file_routes(routes, context);
   return router;
 }

@@ -20,7 +20,7 @@ using http::Request;
 
 // The event types Docker clients know that kilnd emits on this API.
 bool served_type(const std::string& type) {
-  return type == "image" || type == "container" || type == "volume";
+  return type == "image" || type == "container" || type == "volume" || type == "network";
 }
 
 // "1700000000", "1700000000.5", "1700000000.123456789" (what the docker CLI sends) -> nanoseconds.

@@ -80,7 +80,7 @@ Result<Json> info_json(DockerContext& context) {
                                     Json::array({"Writable layer", "a sparse ext4 disk per container"})})},
       {"Plugins",
        {{"Volume", Json::array({"local"})},
-        {"Network", Json::array()},
+        {"Network", Json::array({"bridge", "host", "null"})},
         {"Authorization", nullptr},
         {"Log", {"json-file"}}}},
       {"MemoryLimit", true},

@@ -299,6 +299,7 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
   container.raw_config = std::move(request.raw_config);
   container.raw_host_config = std::move(request.raw_host_config);
   container.raw_networking_config = std::move(request.raw_networking_config);
+  container.networks = std::move(request.networks);
   if (container.config.hostname.empty()) container.config.hostname = container.id.substr(0, 12);
 
   {
@@ -392,6 +393,17 @@ Result<void> ContainerManager::rename(const std::string& reference, const std::s
   }
   publish(container, "rename", {{"oldName", "/" + old_name}});
   return ok();
+}
+
+Result<ContainerRecord> ContainerManager::change_networks(
+    const std::string& reference, const std::function<Result<void>(ContainerRecord&)>& change) {
+  auto found = KILN_TRY(store_.resolve(reference));
+  auto rt = runtime(found.id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, found.id));
+  KILN_TRY(change(container));
+  KILN_TRY(save(container));
+  return container;
 }
 
 Result<void> ContainerManager::update(const std::string& reference, const HostConfig& host_config,

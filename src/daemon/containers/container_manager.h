@@ -52,6 +52,7 @@ struct NewContainer {
   Json raw_config = Json::object();
   Json raw_host_config = Json::object();
   Json raw_networking_config = Json::object();
+  std::vector<NetworkEndpointConfig> networks;  // see ContainerRecord::networks
   // Whether the client set Entrypoint and Cmd at all (null and absent differ from [] for the image merge).
   bool entrypoint_given = false;
   bool cmd_given = false;
@@ -171,6 +172,10 @@ class ContainerManager {
   // container is not running, since a running VM keeps its size. `raw` (the request body's fields) is
   // recorded into the HostConfig inspect shows.
   Result<void> update(const std::string& reference, const HostConfig& host_config, const Json& raw);
+  // docker network connect/disconnect: `change` edits the container's record under the container's lock
+  // (it refuses what the container's state does not allow); the record is saved when it succeeds.
+  Result<ContainerRecord> change_networks(const std::string& reference,
+                                          const std::function<Result<void>(ContainerRecord&)>& change);
   Result<void> pause(const std::string& reference);
   Result<void> unpause(const std::string& reference);
   Result<void> resize(const std::string& reference, uint16_t rows, uint16_t cols);

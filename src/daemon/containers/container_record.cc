@@ -171,7 +171,11 @@ Json host_config_to_json(const HostConfig& host) {
           {"read_only_root", host.read_only_root},
           {"init", host.init},
           {"log_config", {{"type", host.log_config.type}, {"options", host.log_config.options}}},
-          {"network_mode", host.network_mode}};
+          {"network_mode", host.network_mode},
+          {"dns", string_list(host.dns)},
+          {"dns_options", string_list(host.dns_options)},
+          {"dns_search", string_list(host.dns_search)},
+          {"extra_hosts", string_list(host.extra_hosts)}};
 }
 
 Result<HostConfig> host_config_from_json(const Json& json) {
@@ -194,6 +198,10 @@ Result<HostConfig> host_config_from_json(const Json& json) {
   host.log_config.type = log.value("type", "json-file");
   host.log_config.options = read_string_map(log, "options");
   host.network_mode = json.value("network_mode", "default");
+  host.dns = read_string_list(json, "dns");
+  host.dns_options = read_string_list(json, "dns_options");
+  host.dns_search = read_string_list(json, "dns_search");
+  host.extra_hosts = read_string_list(json, "extra_hosts");
   host.mounts = mounts_from_json(json);
   return host;
 }
@@ -247,6 +255,36 @@ Result<RestartPolicy> make_restart_policy(std::string_view name, int64_t maximum
   }
   return Error::invalid_argument(fmt::format("invalid restart policy '{}'", name));
 }
+namespace {
+
+Json networks_to_json(const std::vector<NetworkEndpointConfig>& networks) {
+  Json list = Json::array();
+  for (const NetworkEndpointConfig& endpoint : networks) {
+    list.push_back({{"network", endpoint.network},
+                    {"network_id", endpoint.network_id},
+                    {"aliases", string_list(endpoint.aliases)},
+                    {"ipv4", endpoint.ipv4},
+                    {"mac", endpoint.mac}});
+  }
+  return list;
+}
+
+std::vector<NetworkEndpointConfig> networks_from_json(const Json& json) {
+  std::vector<NetworkEndpointConfig> networks;
+  auto it = json.find("networks");
+  if (it == json.end() || !it->is_array()) return networks;
+  for (const Json& item : *it) {
+    if (!item.is_object()) continue;
+    networks.push_back({.network = item.value("network", ""),
+                        .network_id = item.value("network_id", ""),
+                        .aliases = read_string_list(item, "aliases"),
+                        .ipv4 = item.value("ipv4", ""),
+                        .mac = item.value("mac", "")});
+  }
+  return networks;
+}
+
+}  // namespace
 
 Json to_storage_json(const ContainerRecord& container) {
   return {{"id", container.id},
@@ -258,6 +296,7 @@ Json to_storage_json(const ContainerRecord& container) {
           {"raw_host_config", container.raw_host_config},
           {"raw_networking_config", container.raw_networking_config},
           {"vm_id", container.vm_id},
+          {"networks", networks_to_json(container.networks)},
           {"state", to_string(container.state)},
           {"exit_code", container.exit_code},
           {"error", container.error},
@@ -285,6 +324,7 @@ Result<ContainerRecord> read_container(const Json& json) {
   container.raw_host_config = read_object(json, "raw_host_config");
   container.raw_networking_config = read_object(json, "raw_networking_config");
   container.vm_id = json.value("vm_id", "");
+  container.networks = networks_from_json(json);
   std::string state = json.value("state", "");
   auto parsed = container_state_from_string(state);
   if (!parsed)

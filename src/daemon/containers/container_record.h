@@ -83,6 +83,17 @@ struct MountPoint {
 };
 std::string_view to_string(MountPoint::Type type);  // "bind", "volume", "tmpfs"
 
+// One network a container joins (docker run --network, NetworkingConfig.EndpointsConfig, docker network
+// connect): one NIC of its VM while it runs, in this order. See api/docker/container_networks.h.
+struct NetworkEndpointConfig {
+  std::string network;               // as the client named it: the key of inspect's NetworkSettings.Networks
+  std::string network_id;            // resolved when it was given
+  std::vector<std::string> aliases;  // --network-alias (user-defined networks only)
+  std::string ipv4;                  // --ip (IPAMConfig.IPv4Address); empty: the next free address
+  std::string mac;                   // --mac-address; empty: derived from the address
+  bool operator==(const NetworkEndpointConfig&) const = default;
+};
+
 // How it runs: Docker's HostConfig, as far as it maps onto a VM.
 struct HostConfig {
   bool auto_remove = false;  // --rm: kilnd removes the container when it exits
@@ -96,8 +107,13 @@ struct HostConfig {
   bool read_only_root = false;
   bool init = false;  // --init: a minimal init as PID 1 reaps and forwards signals
   LogConfig log_config;
-  std::string network_mode = "default";  // recorded and shown; networking comes with issue 13
-  std::vector<MountPoint> mounts;        // Binds, Mounts, Tmpfs, Config.Volumes and the image's VOLUMEs
+  std::string network_mode = "default";  // "default", "bridge", "none" or a network's name or id
+  // The guest's resolver and /etc/hosts (--dns, --dns-option, --dns-search, --add-host NAME:IP|host-gateway).
+  std::vector<std::string> dns;
+  std::vector<std::string> dns_options;
+  std::vector<std::string> dns_search;
+  std::vector<std::string> extra_hosts;
+  std::vector<MountPoint> mounts;  // Binds, Mounts, Tmpfs, Config.Volumes and the image's VOLUMEs
 };
 
 struct ContainerRecord {
@@ -114,6 +130,8 @@ struct ContainerRecord {
   Json raw_networking_config = Json::object();
 
   std::string vm_id;  // the container's VM (owner label "kiln.container.id" on it)
+  // The networks it joins, in NIC order; empty with --network none.
+  std::vector<NetworkEndpointConfig> networks;
 
   ContainerState state = ContainerState::kCreated;
   int exit_code = 0;

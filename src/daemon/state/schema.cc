@@ -15,6 +15,9 @@ constexpr store::Migration kKilnDbMigrations[] = {
     {3, "Docker volumes as JSON documents; a volume's id is its name (its data is <root>/volumes/<name>)",
      "CREATE TABLE volumes (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
      " created_seq INTEGER NOT NULL)"},
+    {4, "Docker networks as JSON documents (the predefined bridge, none and host among them)",
+     "CREATE TABLE networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL,"
+     " created_seq INTEGER NOT NULL)"},
 };
 
 }  // namespace

@@ -48,6 +48,8 @@ constexpr std::string_view kSeeds[] = {
     R"( '{"id":"cccc","name":"seed-2","state":"exited","exit_code":3}', 1))",
     R"(INSERT INTO volumes (id, name, record, created_seq) VALUES ('seed-3', 'seed-3',)"
     R"( '{"name":"seed-3","driver":"local","created_at":"2026-11-30T00:00:00Z","labels":{"v":"3"}}', 1))",
+    R"(INSERT INTO networks (id, name, record, created_seq) VALUES ('dddd', 'seed-4',)"
+    R"( '{"id":"dddd","name":"seed-4","driver":"bridge","bridge":"br-dddd"}', 1))",
 };
 
 class KilnDbSchemaTest : public ::testing::Test {
@@ -74,6 +76,7 @@ TEST_F(KilnDbSchemaTest, EveryEarlierVersionMigratesKeepingItsVms) {
     EXPECT_EQ(vms->list().value().size(), std::min<size_t>(start, 1));
     EXPECT_EQ(query_integer_raw(db_path(), "SELECT COUNT(*) FROM containers"), start >= 2 ? 1 : 0);
     EXPECT_EQ(query_integer_raw(db_path(), "SELECT COUNT(*) FROM volumes"), start >= 3 ? 1 : 0);
+    EXPECT_EQ(query_integer_raw(db_path(), "SELECT COUNT(*) FROM networks"), start >= 4 ? 1 : 0);
     if (start >= 1) {
       VmRecord seed = vms->resolve("seed-1").value();
       EXPECT_EQ(seed.id, "aaaa");
