@@ -33,6 +33,7 @@
 #include "image/image_store.h"
 #include "kiln/version.h"
 #include "net/fabric.h"
+#include "net/outbound_nat.h"
 
 namespace kiln::daemon {
 namespace {
@@ -210,8 +211,11 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
     }
     templates->prune(in_use);
   }
-  auto containers = KILN_TRY(containers::ContainerManager::create({.root = options.root}, store->database(),
-                                                                  *vms, *images, *volumes, events));
+  containers::ContainerManagerConfig container_config{.root = options.root};
+  if (fabric)
+    container_config.host_gateway_ip = KILN_TRY(net::outbound_gateway(fabric->config().outbound_cidr));
+  auto containers = KILN_TRY(containers::ContainerManager::create(
+      std::move(container_config), store->database(), *vms, *images, *volumes, events));
   KILN_TRY(containers->recover());
 
   api::rest::ExecRegistry execs;

@@ -10,6 +10,7 @@
 
 #include "api/docker/container_json.h"
 #include "api/docker/container_networks.h"
+#include "api/docker/container_ports.h"
 #include "api/docker/docker_routes.h"
 #include "api/docker/filters.h"
 #include "common/rfc3339.h"
@@ -100,6 +101,21 @@ daemon::containers::NewContainer to_new_container(CreateContainerRequest request
   return out;
 }
 
+enum class PortsView { kInspect, kList };
+
+// The container's ports as inspect's NetworkSettings.Ports or the list's Ports show them: its exposed ports,
+// and while its VM runs the host ports it got.
+Json container_ports_json(const ContainerRecord& container, const daemon::VmRecord* vm, PortsView view) {
+  auto ports = parse_container_ports(container.raw_config, container.raw_host_config);
+  std::vector<ContainerPort> exposed = ports ? ports->exposed : std::vector<ContainerPort>{};
+  bool running = vm != nullptr && (container.state == daemon::containers::ContainerState::kRunning ||
+                                   container.state == daemon::containers::ContainerState::kPaused);
+  std::vector<daemon::PortPublication> published =
+      running ? vm->published : std::vector<daemon::PortPublication>{};
+  return view == PortsView::kInspect ? network_settings_ports(exposed, published, running)
+                                     : ps_ports(exposed, published, running);
+}
+
 // The container's VM while it has one running (its NICs hold the container's addresses).
 std::optional<daemon::VmRecord> container_vm(DockerContext& context, const ContainerRecord& container) {
   if (context.vms == nullptr || container.vm_id.empty()) return std::nullopt;
@@ -140,6 +156,7 @@ Result<Reply> list_containers(DockerContext& context, const Request& request) {
     if (context.networks != nullptr) {
       std::optional<daemon::VmRecord> vm = container_vm(context, container);
       out.back()["NetworkSettings"] = {{"Networks", container_networks_json(container, vm ? &*vm : nullptr)}};
+      out.back()["Ports"] = container_ports_json(container, vm ? &*vm : nullptr, PortsView::kList);
     }
   }
   return Reply(http::json_response(200, out));
@@ -149,7 +166,21 @@ Result<Reply> create_container(DockerContext& context, const Request& request) {
   Json body = KILN_TRY(json_body_or_null(request));
   auto parsed =
       KILN_TRY(parse_create_container(body, request.query.get("name").value_or(""), context.host_cpus));
+  // The image's EXPOSEd ports join the request's, as dockerd merges them (what -P publishes).
+  if (auto image = context.images.inspect(parsed.config.image)) {
+    const Json config = image->config.raw.value("config", Json::object());
+    if (auto exposed = config.find("ExposedPorts"); exposed != config.end() && exposed->is_object()) {
+      Json& merged = parsed.raw_config["ExposedPorts"];
+      if (!merged.is_object()) merged = Json::object();
+      for (const auto& [port, value] : exposed->items()) {
+        if (!merged.contains(port)) merged[port] = value;
+      }
+    }
+  }
+  // Ports: checked at create with dockerd's rules (a bad spec is a 400 before anything exists).
+  ContainerPorts ports = KILN_TRY(parse_container_ports(parsed.raw_config, parsed.raw_host_config));
   daemon::containers::NewContainer container = to_new_container(std::move(parsed));
+  container.ports = port_publications(ports);
   if (context.networks != nullptr) {
     auto field = [&body](std::string_view name) {
       const Json* value = body.is_object() ? find_field(body, name) : nullptr;
@@ -430,8 +461,9 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
     Json inspected = container_inspect_json(container, inspect_extras(context, container));
     if (context.networks != nullptr) {
       std::optional<daemon::VmRecord> vm = container_vm(context, container);
-      inspected["NetworkSettings"] = container_network_settings_json(container, vm ? &*vm : nullptr,
-                                                                     inspected["NetworkSettings"]["Ports"]);
+      inspected["NetworkSettings"] = container_network_settings_json(
+          container, vm ? &*vm : nullptr,
+          container_ports_json(container, vm ? &*vm : nullptr, PortsView::kInspect));
     }
     return Reply(http::json_response(200, inspected));
   });

@@ -19,6 +19,7 @@
 #include "daemon/containers/container_manager.h"
 #include "daemon/containers/container_runtime.h"
 #include "daemon/containers/signals.h"
+#include "daemon/networks/container_networking.h"
 
 namespace kiln::daemon::containers {
 namespace {
@@ -70,60 +71,13 @@ std::pair<int, Error> start_failure(const Error& error, const std::string& comma
                                  message))};
 }
 
-// Docker's /etc/hosts for a container without a network (libnetwork's etchosts defaults).
-constexpr std::string_view kEtcHosts =
-    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-    "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
-
-// The host's resolv.conf lines other than its name servers (search domains, options).
-std::vector<std::string> host_resolver_settings() {
-  std::ifstream host("/etc/resolv.conf");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(host, line);) {
-    if (line.starts_with("search") || line.starts_with("options") || line.starts_with("domain"))
-      out.push_back(line);
-  }
-  return out;
-}
-
-// The host's resolv.conf without loopback name servers (unreachable from the container), as dockerd filters
-// it: what a container with no network resolver of its own gets.
-std::string host_resolv_conf() {
-  std::ifstream host("/etc/resolv.conf");
-  std::string out;
-  for (std::string line; std::getline(host, line);) {
-    std::string_view view = line;
-    if (view.starts_with("nameserver") &&
-        (view.find(" 127.") != std::string_view::npos || view.find(" ::1") != std::string_view::npos))
-      continue;
-    out += line + "\n";
-  }
-  return out;
-}
-
-// The container's resolv.conf: its network's DNS server (kilnd's, on the network's gateway: it answers the
-// names of the network's containers and forwards the rest to the host's resolvers) with the host's search
-// domains and options.
-std::string container_resolv_conf(const VmRecord& vm) {
-  if (vm.nics.empty() || vm.nics.front().dns.empty()) return host_resolv_conf();
-  std::string out;
-  for (const auto& server : vm.nics.front().dns) out += "nameserver " + server + "\n";
-  for (const auto& line : host_resolver_settings()) out += line + "\n";
-  return out;
-}
-
-// Docker's /etc/hosts: the loopback names, then the container's own address under its hostname.
-std::string container_hosts(const ContainerRecord& container, const VmRecord& vm) {
-  std::string out(kEtcHosts);
-  for (const auto& nic : vm.nics) out += fmt::format("{}\t{}\n", nic.ipv4, container.config.hostname);
-  return out;
-}
-
-// /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker gives every container.
-std::map<std::string, std::string> container_etc_files(const ContainerRecord& container, const VmRecord& vm) {
+// /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker gives every container, from the addresses its
+// VM holds (daemon/networks/container_networking.h writes them as dockerd does).
+std::map<std::string, std::string> container_etc_files(const ContainerRecord& container, const VmRecord& vm,
+                                                       const std::string& host_gateway_ip) {
   return {{"etc/hostname", container.config.hostname + "\n"},
-          {"etc/hosts", container_hosts(container, vm)},
-          {"etc/resolv.conf", container_resolv_conf(vm)}};
+          {"etc/hosts", networks::container_hosts_file(container, vm.nics, host_gateway_ip)},
+          {"etc/resolv.conf", networks::container_resolv_conf(container, vm.nics)}};
 }
 
 }  // namespace
@@ -145,7 +99,7 @@ bool ContainerManager::wait_for_exit_after(Runtime& rt, uint64_t exits, std::chr
   return true;
 }
 
-Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
+Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container, bool& vm_failed) {
   const ContainerConfig& config = container.config;
   agent::ProcessSpec spec;
   spec.argv = config.entrypoint;
@@ -177,9 +131,17 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container) {
           fmt::format("error while creating mount source path '{}': {}", mount.source, error.message()));
   }
 
-  VmRecord vm = KILN_TRY_CONTEXT(vms_.start(container.vm_id, container.id), "start the container's VM");
+  // The VM joins the container's networks as they are now (connect and disconnect change them while it is
+  // stopped) and publishes its ports.
+  vm_failed = true;
+  KILN_TRY(vms_.set_networking(container.vm_id, networks::vm_network_requests(container), container.ports,
+                               container.id));
+  // Unprefixed: a port in use or a missing network reads as dockerd's ("driver failed programming external
+  // connectivity on endpoint ...", "network x not found").
+  VmRecord vm = KILN_TRY(vms_.start(container.vm_id, container.id));
+  vm_failed = false;
   // Written once the VM holds its addresses.
-  spec.container->files = container_etc_files(container, vm);
+  spec.container->files = container_etc_files(container, vm, config_.host_gateway_ip);
 
   // Output is captured from the first byte: the log is open before the process exists.
   RunIo run_io = KILN_TRY(open_run_io(container));
@@ -268,12 +230,14 @@ void ContainerManager::run_relay(Runtime& rt, const ContainerRecord& container, 
 
 Result<void> ContainerManager::start_locked(Runtime& rt, ContainerRecord& container) {
   container.stopped_by_user = false;
-  auto launched = launch(rt, container);
+  bool vm_failed = false;
+  auto launched = launch(rt, container, vm_failed);
   if (launched) return ok();
   std::string command = container.config.entrypoint.empty()
                             ? (container.config.cmd.empty() ? "" : container.config.cmd.front())
                             : container.config.entrypoint.front();
-  auto [code, error] = start_failure(launched.error(), command);
+  auto [code, error] =
+      vm_failed ? std::pair<int, Error>{128, launched.error()} : start_failure(launched.error(), command);
   if (container.state != ContainerState::kCreated) container.state = ContainerState::kExited;
   container.exit_code = code;
   container.error = error.message();

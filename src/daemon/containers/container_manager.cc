@@ -300,6 +300,7 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
   container.raw_host_config = std::move(request.raw_host_config);
   container.raw_networking_config = std::move(request.raw_networking_config);
   container.networks = std::move(request.networks);
+  container.ports = std::move(request.ports);
   if (container.config.hostname.empty()) container.config.hostname = container.id.substr(0, 12);
 
   {

@@ -42,6 +42,8 @@ struct ContainerManagerConfig {
       512;  // a container's VM without -m (memfd-backed: untouched pages cost nothing)
   unsigned default_cpus = 1;
   std::chrono::milliseconds vm_stop_grace = std::chrono::seconds(10);
+  // Where a guest reaches the host (the outbound NAT's gateway): what --add-host NAME:host-gateway names.
+  std::string host_gateway_ip;
 };
 
 // What `docker create` asks for; see api/docker/container_json.h for where it comes from.
@@ -53,6 +55,7 @@ struct NewContainer {
   Json raw_host_config = Json::object();
   Json raw_networking_config = Json::object();
   std::vector<NetworkEndpointConfig> networks;  // see ContainerRecord::networks
+  std::vector<PortPublication> ports;           // see ContainerRecord::ports
   // Whether the client set Entrypoint and Cmd at all (null and absent differ from [] for the image merge).
   bool entrypoint_given = false;
   bool cmd_given = false;
@@ -230,7 +233,9 @@ class ContainerManager {
 
   // The container start path: its VM up with the root assembled, the main process running, the relay
   // reading its output. One function, so a VM fork can replace the boot.
-  Result<void> launch(Runtime& runtime, ContainerRecord& container);
+  // `vm_failed`: set when the VM (its networks, ports or monitor) failed to start, before any process: the
+  // error is then the start's reason as it stands, not a process's exec failure.
+  Result<void> launch(Runtime& runtime, ContainerRecord& container, bool& vm_failed);
   Result<void> start_locked(Runtime& runtime, ContainerRecord& container);
   // The host side of one run's stdio: the log (open for append; null with log driver "none") and the relay's
   // socket, whose other end (in `io`) the agent hub bridges to the main process.

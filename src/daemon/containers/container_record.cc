@@ -297,6 +297,7 @@ Json to_storage_json(const ContainerRecord& container) {
           {"raw_networking_config", container.raw_networking_config},
           {"vm_id", container.vm_id},
           {"networks", networks_to_json(container.networks)},
+          {"ports", ports_to_storage_json(container.ports)},
           {"state", to_string(container.state)},
           {"exit_code", container.exit_code},
           {"error", container.error},
@@ -325,6 +326,7 @@ Result<ContainerRecord> read_container(const Json& json) {
   container.raw_networking_config = read_object(json, "raw_networking_config");
   container.vm_id = json.value("vm_id", "");
   container.networks = networks_from_json(json);
+  container.ports = ports_from_storage_json(json, "ports");
   std::string state = json.value("state", "");
   auto parsed = container_state_from_string(state);
   if (!parsed)

@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/json.h"
+#include "daemon/state/vm_record.h"
 
 namespace kiln::daemon::containers {
 
@@ -132,6 +133,8 @@ struct ContainerRecord {
   std::string vm_id;  // the container's VM (owner label "kiln.container.id" on it)
   // The networks it joins, in NIC order; empty with --network none.
   std::vector<NetworkEndpointConfig> networks;
+  // Its published ports (PortBindings and -P of its exposed ports; a host port 0 is chosen at each start).
+  std::vector<PortPublication> ports;
 
   ContainerState state = ContainerState::kCreated;
   int exit_code = 0;

@@ -37,7 +37,9 @@ std::vector<std::string> strings_from(const Json& json, std::string_view key) {
   return out;
 }
 
-Json ports_json(const std::vector<PortPublication>& ports) {
+}  // namespace
+
+Json ports_to_storage_json(const std::vector<PortPublication>& ports) {
   Json out = Json::array();
   for (const auto& port : ports) {
     out.push_back({{"protocol", port.protocol},
@@ -48,7 +50,7 @@ Json ports_json(const std::vector<PortPublication>& ports) {
   return out;
 }
 
-std::vector<PortPublication> ports_from(const Json& json, std::string_view key) {
+std::vector<PortPublication> ports_from_storage_json(const Json& json, std::string_view key) {
   std::vector<PortPublication> out;
   if (auto ports = json.find(key); ports != json.end() && ports->is_array()) {
     for (const auto& port : *ports) {
@@ -61,8 +63,6 @@ std::vector<PortPublication> ports_from(const Json& json, std::string_view key) 
   }
   return out;
 }
-
-}  // namespace
 
 std::string_view to_string(VmState state) {
   for (auto [value, name] : kStateNames) {
@@ -145,9 +145,9 @@ Json to_storage_json(const VmRecord& vm) {
           {"image_rootfs", vm.image_rootfs},
           {"container_mounts", mounts},
           {"networks", networks},
-          {"ports", ports_json(vm.ports)},
+          {"ports", ports_to_storage_json(vm.ports)},
           {"nics", nics},
-          {"published", ports_json(vm.published)},
+          {"published", ports_to_storage_json(vm.published)},
           {"state", to_string(vm.state)},
           {"state_reason", vm.state_reason},
           {"monitor_pid", vm.monitor_pid},
@@ -214,7 +214,7 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
                              .mac = network.value("mac", "")});
     }
   }
-  vm.ports = ports_from(json, "ports");
+  vm.ports = ports_from_storage_json(json, "ports");
   if (auto nics = json.find("nics"); nics != json.end() && nics->is_array()) {
     for (const auto& nic : *nics) {
       if (!nic.is_object()) continue;
@@ -230,7 +230,7 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
                          .aliases = strings_from(nic, "aliases")});
     }
   }
-  vm.published = ports_from(json, "published");
+  vm.published = ports_from_storage_json(json, "published");
   auto state = vm_state_from_string(json.value("state", "error"));
   vm.state = state.value_or(VmState::kError);
   vm.state_reason = json.value("state_reason", "");

@@ -133,6 +133,9 @@ struct VmRecord {
 
 // Storage form (all fields).
 Json to_storage_json(const VmRecord& vm);
+// Published ports' storage form (VM and container records share it).
+Json ports_to_storage_json(const std::vector<PortPublication>& ports);
+std::vector<PortPublication> ports_from_storage_json(const Json& json, std::string_view key);
 Result<VmRecord> vm_from_storage_json(const Json& json);
 
 }  // namespace kiln::daemon
