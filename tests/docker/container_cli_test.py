@@ -41,7 +41,7 @@ APPLETS = ("sh", "ls", "cat", "echo", "sha256sum", "true", "false", "sleep", "id
            "wc", "head", "tail", "seq", "kill", "uname", "ps", "mkdir", "touch", "date", "printf", "tr",
            "grep", "sed", "test", "yes", "stat", "whoami", "nproc", "ln", "rm", "mv",
            # networking (connectivity_test.py)
-           "ping", "wget", "nc", "httpd", "nslookup", "ip", "ifconfig", "route")
+           "ping", "wget", "nc", "httpd", "nslookup", "ip", "ifconfig", "route", "timeout")
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$")
 
 

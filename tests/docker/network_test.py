@@ -1,8 +1,7 @@
 """Docker networks on kilnd through the real docker CLI (Debian's 20.10 and the newer one when installed):
 `docker network create|ls|inspect|rm|prune|connect|disconnect`, their errors and events, and a container's
-networks as inspect shows them before it runs. Containers here are created, never started, so no VM boots;
-the cases that need a running container's NIC (addresses, names between containers, removing a network in
-use) wait for kilnd's network namespace and are skipped until then.
+networks as inspect shows them before and while it runs (addresses, names between containers, removing a
+network in use: KilnRunningNetworkTest, whose containers boot VMs).
 
 The expectations are dockerd's: with KILN_DOCKER_ORACLE=unix:///path/to/dockerd.sock the same cases run
 against a dockerd of its own (started with --bridge=none in a network namespace of its own, so it has no
@@ -23,7 +22,6 @@ PREDEFINED = {"bridge", "none", "host"}
 # dockerd 20.10's default pools (libnetwork ipamutils): 172.17-31.0.0/16, then 192.168.0.0/16 in /20s.
 DEFAULT_POOLS = ([ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)] +
                  [ipaddress.ip_network(f"192.168.{n}.0/20") for n in range(0, 256, 16)])
-NEEDS_NICS = "needs a running container's NIC: waits for kilnd's network namespace (the lead's integration)"
 
 
 class NetworkCase(ContainerCase):
@@ -293,12 +291,9 @@ class KilnNetworkTest(NetworkCase):
 
 
 class KilnRunningNetworkTest(NetworkCase):
-    """Containers that run: their VMs' NICs. Needs kilnd's network namespace (the lead's integration)."""
+    """Containers that run: their VMs' NICs in kilnd's network namespace."""
 
     kiln_only = True
-
-    def setUp(self):
-        self.skipTest(NEEDS_NICS)
 
     def test_running_containers_get_addresses_and_reach_each_other_by_name(self):
         self.out("network", "create", "--subnet", "10.9.0.0/24", "net")

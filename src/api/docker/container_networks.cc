@@ -168,6 +168,8 @@ Result<ContainerNetworking> parse_container_networking(const Json& host_config, 
   }
 
   for (NetworkEndpointConfig& endpoint : endpoints) {
+    // "default" is the default network, as NetworkMode's (the docker CLI 25+ names it in EndpointsConfig).
+    if (endpoint.network == "default") endpoint.network = std::string(kDefaultNetwork);
     auto found = networks.get(endpoint.network);
     if (!found && found.error().category() == ErrorCategory::kNotFound) {
       // As dockerd 20.10: recorded by name, and the start fails with "network X not found". (A 404 here
