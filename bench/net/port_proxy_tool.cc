@@ -13,7 +13,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: %s tcp|udp HOST_IP TARGET_IP TARGET_PORT\n", argv[0]);
+    (void)std::fprintf(stderr, "usage: %s tcp|udp HOST_IP TARGET_IP TARGET_PORT\n", argv[0]);
     return 2;
   }
   kiln::net::PortProxy proxy([](int domain, int type) -> kiln::Result<kiln::UniqueFd> {
@@ -27,11 +27,11 @@ int main(int argc, char** argv) {
                                         .target_ip = argv[3],
                                         .target_port = static_cast<uint16_t>(std::atoi(argv[4]))});
   if (!listener) {
-    std::fprintf(stderr, "%s\n", listener.error().message().c_str());
+    (void)std::fprintf(stderr, "%s\n", listener.error().message().c_str());
     return 1;
   }
   std::printf("%u\n", (*listener)->port());
-  std::fflush(stdout);
+  (void)std::fflush(stdout);
   char buffer[64];
   while (::read(STDIN_FILENO, buffer, sizeof buffer) > 0) {
   }

@@ -46,7 +46,7 @@ std::string current_mac(const std::string& sys_class_net, const std::string& int
   if (!file) return {};
   char text[32] = {};
   std::string out = std::fgets(text, sizeof(text), file) ? std::string(text) : std::string();
-  std::fclose(file);
+  (void)std::fclose(file);
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
 }
@@ -91,8 +91,8 @@ Result<void> configure_interface(const std::string& interface, const InterfaceCo
   ifreq mac = request_for(interface);
   mac.ifr_hwaddr.sa_family = ARPHRD_ETHER;
   unsigned octets[6] = {};
-  std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &octets[0], &octets[1], &octets[2], &octets[3],
-              &octets[4], &octets[5]);
+  (void)std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &octets[0], &octets[1], &octets[2],
+                    &octets[3], &octets[4], &octets[5]);
   for (int i = 0; i < 6; ++i) mac.ifr_hwaddr.sa_data[i] = static_cast<char>(octets[i]);
   KILN_TRY(interface_ioctl(fd.get(), SIOCSIFHWADDR, mac, "set the MAC address", interface));
 

@@ -276,6 +276,59 @@ class ExecTest(KilndTestCase):
         self.assertError(k.request("GET", "/v1/vms/runner/exec/ffff"), 404, "no such exec")
 
 
+class NetworkTest(KilndTestCase):
+    """A plain VM's NIC on kilnd's default network: its address in the API, reachable from inside Kiln's
+    network namespace (never from the host's), a guest port published on the host."""
+
+    def test_a_vm_gets_an_address_that_answers_and_a_published_port(self):
+        k = self.kilnd
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            host_port = probe.getsockname()[1]
+        k.create("netvm", memory_mib=256, ports=[{"host_ip": "127.0.0.1", "host_port": host_port,
+                                                   "guest_port": 8000}])
+        self.assertEqual(k.ok("GET", "/v1/vms/netvm")["networks"], [{"network": "bridge"}])
+        self.assertEqual(k.ok("GET", "/v1/vms/netvm/ip")["addresses"], [])
+        k.ok("POST", "/v1/vms/netvm/start")
+        vm = k.ok("GET", "/v1/vms/netvm")
+        [address] = k.ok("GET", "/v1/vms/netvm/ip")["addresses"]
+        self.assertEqual(vm["addresses"], [address])
+        self.assertTrue(address.startswith("172.17."), vm)
+        self.assertEqual(vm["networks"][0]["gateway"], "172.17.0.1")
+        self.assertEqual(vm["ports"][0]["host_port"], host_port)
+        namespace = os.path.join(k.run_dir, "net", "netns")
+        pinged = subprocess.run(["nsenter", f"--net={namespace}", "busybox", "ping", "-c", "1", "-W", "5", address],
+                                capture_output=True, text=True)
+        self.assertEqual(pinged.returncode, 0, pinged.stdout + pinged.stderr)
+        # AppCatalyst's clients read the same address.
+        self.assertEqual(k.request("GET", f"/api/vms/{vm['id']}/ipaddress").json()["message"], address)
+        # The guest serves; the host reaches it through the published port.
+        code, out, err = k.exec("netvm", ["sh", "-c", "ip -o -4 addr show eth0; cat /etc/resolv.conf"])
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"inet {address}/16", out.decode())
+        self.assertIn("nameserver 172.17.0.1", out.decode())
+        server = threading.Thread(target=k.exec, args=("netvm", ["sh", "-c", "echo from-the-vm | nc -l -p 8000"]),
+                                  daemon=True)
+        server.start()
+        deadline = time.monotonic() + 30
+        said = b""
+        while time.monotonic() < deadline and not said:
+            with socket.socket() as client:
+                client.settimeout(5)
+                try:
+                    client.connect(("127.0.0.1", host_port))
+                    said = client.recv(64)
+                except OSError:
+                    time.sleep(0.2)
+        self.assertEqual(said, b"from-the-vm\n")
+        server.join(timeout=30)
+        # Stopped: no address, nothing listening.
+        k.ok("POST", "/v1/vms/netvm/stop")
+        self.assertEqual(k.ok("GET", "/v1/vms/netvm/ip")["addresses"], [])
+        with socket.socket() as probe:
+            self.assertNotEqual(probe.connect_ex(("127.0.0.1", host_port)), 0)
+
+
 class EventsTest(KilndTestCase):
     def test_events_arrive_in_order(self):
         k = self.kilnd

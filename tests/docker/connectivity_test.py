@@ -82,6 +82,12 @@ class NetworkCase(ContainerCase):
                              capture_output=True, text=True, check=True).stdout
         return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
+    def namespace_listeners(self):
+        """host:port of every TCP and UDP socket listening in Kiln's namespace."""
+        out = subprocess.run(["nsenter", f"--net={self.kiln_namespace()}", "ss", "-Hlntu"],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split()[4] for line in out.splitlines() if len(line.split()) > 4]
+
     def wait_http(self, url, text, timeout=60):
         def answered():
             try:
@@ -220,11 +226,32 @@ class KilnNetworkTest(NetworkCase):
         subprocess.run(["nsenter", f"--net={self.kiln_namespace()}", "busybox", "ping", "-c", "1", "-W", "5", address],
                        check=True, capture_output=True)
 
+        gateway = self.out("network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", net)
+        self.assertIn(f"{gateway}:53", self.namespace_listeners())  # the network's DNS server
+
         self.docker("rm", "-f", "short")
         self.docker("network", "rm", net)
         links = self.namespace_links()
         self.assertFalse([link for link in links if link.startswith("ktap")], links)
         self.assertNotIn("br-" + network_id[:12], links)
+        self.assertNotIn(f"{gateway}:53", self.namespace_listeners())
+
+    def test_published_ports_and_names_survive_a_kilnd_restart(self):
+        net = self.network()
+        port = free_port()
+        self.docker("run", "-d", "--name", "kept", "--network", net, "-p", f"127.0.0.1:{port}:80", IMAGE, "sh",
+                    "-c", httpd_script("still-here"))
+        self.wait_http(f"http://127.0.0.1:{port}/index.html", "still-here")
+        self.kilnd.kill9()
+        self.kilnd.start()
+        # The VM ran on; the restarted kilnd listens on its port again and its name resolves again.
+        self.wait_http(f"http://127.0.0.1:{port}/index.html", "still-here", timeout=30)
+        out = self.out("run", "--rm", "--network", net, IMAGE, "timeout", "20", "wget", "-q", "-O", "-",
+                       "http://kept/index.html")
+        self.assertEqual(out, "still-here")
+        self.docker("rm", "-f", "kept")
+        with socket.socket() as probe:
+            self.assertNotEqual(probe.connect_ex(("127.0.0.1", port)), 0)
 
 
 if __name__ == "__main__":

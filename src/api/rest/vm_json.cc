@@ -92,7 +92,8 @@ Json networks_json(const daemon::VmRecord& vm) {
   Json out = Json::array();
   for (size_t i = 0; i < vm.networks.size(); ++i) {
     Json item = {{"network", vm.networks[i].network}};
-    if (!vm.networks[i].ipv4.empty()) item["ipv4"] = vm.networks[i].ipv4;  // asked for; the NIC's once running
+    if (!vm.networks[i].ipv4.empty())
+      item["ipv4"] = vm.networks[i].ipv4;  // asked for; the NIC's once running
     if (i < vm.nics.size()) {
       const daemon::VmNic& nic = vm.nics[i];
       item["network_id"] = nic.network_id;
