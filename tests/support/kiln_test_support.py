@@ -6,8 +6,8 @@ import subprocess
 import time
 
 
-def qemu_pids_naming(marker):
-    """Pids of QEMU processes whose command line contains `marker` (a test's scratch or run directory)."""
+def pids_running(program, marker):
+    """Pids of processes whose command line contains `program` and `marker` (bytes)."""
     pids = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -17,28 +17,24 @@ def qemu_pids_naming(marker):
                 cmdline = f.read()
         except OSError:
             continue
-        if b"qemu-system" in cmdline and marker.encode() in cmdline:
+        if program in cmdline and marker in cmdline:
             pids.append(int(pid))
     return pids
+
+
+def qemu_pids_naming(marker):
+    """Pids of QEMU processes whose command line contains `marker` (a test's scratch or run directory)."""
+    return pids_running(b"qemu-system", marker.encode())
 
 
 def release_kiln_network(run_dir):
     """Ends what a test kilnd's networking leaves on purpose (it outlives kilnd, as the VMs do): the outbound
     NAT (slirp4netns) of its network namespace, and the namespace's pin under `run_dir`/net."""
-    marker = os.path.join(run_dir, "net").encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in pids_running(b"slirp4netns", os.path.join(run_dir, "net").encode()):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if b"slirp4netns" in cmdline and marker in cmdline:
-            try:
-                os.kill(int(pid), 9)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
     pin = os.path.join(run_dir, "net", "netns")
     if os.path.ismount(pin) or os.path.exists(pin):
         subprocess.run(["umount", "-l", pin], stderr=subprocess.DEVNULL, check=False)

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <fnmatch.h>
 
+#include <algorithm>
+#include <regex>
+
 #include "common/json.h"
 
 namespace kiln::api::docker {
@@ -88,6 +91,31 @@ bool reference_matches(std::string_view pattern, std::string_view familiar) {
   auto [repo, tag] = split(familiar);
   if (!glob_matches(pattern_repo, repo)) return false;
   return pattern_tag.empty() || glob_matches(pattern_tag, tag);
+}
+
+bool labels_match_all(const std::vector<std::string>& wanted,
+                      const std::map<std::string, std::string>& labels) {
+  return std::all_of(wanted.begin(), wanted.end(), [&labels](const std::string& item) {
+    size_t equals = item.find('=');
+    auto found = labels.find(item.substr(0, equals));
+    if (found == labels.end()) return false;
+    return equals == std::string::npos || found->second == item.substr(equals + 1);
+  });
+}
+
+bool regex_matches(const std::vector<std::string>& patterns, const std::string& value) {
+  if (patterns.empty()) return true;
+  return std::any_of(patterns.begin(), patterns.end(), [&value](const std::string& pattern) {
+    try {
+      return std::regex_search(value, std::regex(pattern));
+    } catch (const std::regex_error&) {
+      return false;
+    }
+  });
+}
+
+bool exact_match(const std::vector<std::string>& values, const std::string& value) {
+  return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
 }
 
 }  // namespace kiln::api::docker

@@ -36,5 +36,14 @@ class Filters {
 bool reference_matches(std::string_view pattern, std::string_view familiar);
 // Shell-style glob (*, ?, [...]) on a whole string; '*' does not cross '/', as Go's path.Match.
 bool glob_matches(std::string_view pattern, std::string_view text);
+// dockerd's MatchKVList: every "key" or "key=value" of `wanted` is among the labels (true when none is
+// asked).
+bool labels_match_all(const std::vector<std::string>& wanted,
+                      const std::map<std::string, std::string>& labels);
+// dockerd's filters.Match: one of `patterns` is a regular expression found anywhere in `value` (one that does
+// not compile matches nothing); no patterns: true.
+bool regex_matches(const std::vector<std::string>& patterns, const std::string& value);
+// `value` is one of `values`; no values: true.
+bool exact_match(const std::vector<std::string>& values, const std::string& value);
 
 }  // namespace kiln::api::docker

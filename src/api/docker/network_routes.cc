@@ -163,33 +163,6 @@ Result<CreateNetwork> parse_create_network(const Request& request) {
 
 // ---- filters ----------------------------------------------------------------------------------------------
 
-bool labels_match_all(const std::vector<std::string>& wanted,
-                      const std::map<std::string, std::string>& labels) {
-  return std::all_of(wanted.begin(), wanted.end(), [&labels](const std::string& item) {
-    size_t equals = item.find('=');
-    auto found = labels.find(item.substr(0, equals));
-    if (found == labels.end()) return false;
-    return equals == std::string::npos || found->second == item.substr(equals + 1);
-  });
-}
-
-// dockerd's filters.Match: a regular expression anywhere in the value (one that does not compile matches
-// nothing); no values: everything.
-bool regex_matches(const std::vector<std::string>& patterns, const std::string& value) {
-  if (patterns.empty()) return true;
-  return std::any_of(patterns.begin(), patterns.end(), [&value](const std::string& pattern) {
-    try {
-      return std::regex_search(value, std::regex(pattern));
-    } catch (const std::regex_error&) {
-      return false;
-    }
-  });
-}
-
-bool exact_match(const std::vector<std::string>& values, const std::string& value) {
-  return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
-}
-
 Result<Reply> list_networks(DockerContext& context, const Request& request) {
   NetworkManager& networks = *KILN_TRY(manager(context));
   Filters filters =

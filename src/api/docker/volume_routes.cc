@@ -85,35 +85,6 @@ Result<daemon::volumes::CreateVolume> parse_create_volume(const Request& request
 
 // ---- filters ----------------------------------------------------------------------------------------------
 
-// dockerd's MatchKVList: every "key" or "key=value" of `wanted` is among the labels (true when none is
-// asked).
-bool labels_match_all(const std::vector<std::string>& wanted,
-                      const std::map<std::string, std::string>& labels) {
-  return std::all_of(wanted.begin(), wanted.end(), [&labels](const std::string& item) {
-    size_t equals = item.find('=');
-    auto found = labels.find(item.substr(0, equals));
-    if (found == labels.end()) return false;
-    return equals == std::string::npos || found->second == item.substr(equals + 1);
-  });
-}
-
-// dockerd matches `name` as a regular expression anywhere in the name; one that does not compile matches
-// nothing.
-bool name_matches(const std::vector<std::string>& patterns, const std::string& name) {
-  if (patterns.empty()) return true;
-  return std::any_of(patterns.begin(), patterns.end(), [&name](const std::string& pattern) {
-    try {
-      return std::regex_search(name, std::regex(pattern));
-    } catch (const std::regex_error&) {
-      return false;
-    }
-  });
-}
-
-bool exact_match(const std::vector<std::string>& values, const std::string& value) {
-  return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
-}
-
 Result<Reply> list_volumes(DockerContext& context, const Request& request) {
   Filters filters = KILN_TRY(Filters::parse(request.query, {"dangling", "driver", "label", "name"}));
   auto dangling = KILN_TRY(filters.boolean("dangling"));
@@ -121,7 +92,7 @@ Result<Reply> list_volumes(DockerContext& context, const Request& request) {
   if (dangling) users = context.volumes.users();
   Json volumes = Json::array();
   for (const VolumeRecord& volume : KILN_TRY(context.volumes.list())) {
-    if (!name_matches(filters.get("name"), volume.name) ||
+    if (!regex_matches(filters.get("name"), volume.name) ||
         !exact_match(filters.get("driver"), volume.driver) ||
         !labels_match_all(filters.get("label"), volume.labels)) {
       continue;
