@@ -21,6 +21,7 @@ docs/benchmarks.md records. Per-run figures go to stderr, the summary table to s
      proxy (the bridge alone).
      "ctr->ctr": the web container sends --mib/8 MiB to the sink's address (`dd | nc` in a `docker exec`,
      timed from outside less an empty exec's time): container to container over their network.
+     "outbound" (Kiln): the same to a sink on the host's loopback through the NAT's gateway 10.0.2.2.
   4. connections: --connections HTTP/1.0 GETs (connect, request, read to EOF), by --parallel clients;
      connections per second of wall time, and the median / p99 time of one.
 
@@ -313,6 +314,26 @@ def measure(daemon, args, direct):
         took = max(time.monotonic() - started - baseline, 1e-6)
         figures["container MB/s"].append((c2c_mib << 20) / took / 1e6)
         time.sleep(0.2)  # the sink's loop listens again
+    if isinstance(daemon, ExistingDaemon):
+        # Outbound (Kiln): the web container sends to a sink on the host's loopback through the NAT's
+        # gateway (slirp4netns), as a container reaching the developer's laptop does.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        host_sink = multiprocessing.Process(target=sink_server, args=(listener,), daemon=True)
+        host_sink.start()
+        figures["outbound MB/s"] = []
+        try:
+            for _ in range(args.runs):
+                started = time.monotonic()
+                daemon.docker("exec", "netbench-web", "sh", "-c",
+                              f"dd if=/dev/zero bs=65536 count={c2c_mib * 16} 2>/dev/null | "
+                              f"nc 10.0.2.2 {listener.getsockname()[1]}")
+                took = max(time.monotonic() - started - baseline, 1e-6)
+                figures["outbound MB/s"].append((c2c_mib << 20) / took / 1e6)
+        finally:
+            host_sink.terminate()
+            listener.close()
     log(f"{daemon.name}: connections through the proxy, 127.0.0.1:{web}")
     figures["connections"] = run_client(daemon.nsenter(), "connections", "127.0.0.1", web, args.connections,
                                         args.parallel)
@@ -385,7 +406,8 @@ def main():
         if "error" in figures:
             print(f"{name:<8} error: {figures['error']}")
             continue
-        for key, path in (("proxy MB/s", "proxy"), ("direct MB/s", "direct"), ("container MB/s", "ctr->ctr")):
+        for key, path in (("proxy MB/s", "proxy"), ("direct MB/s", "direct"), ("container MB/s", "ctr->ctr"),
+                          ("outbound MB/s", "outbound")):
             if key not in figures:
                 continue
             runs = figures[key]
