@@ -19,9 +19,6 @@ docs/benchmarks.md records. Per-run figures go to stderr, the summary table to s
      MB/s = bytes / (first byte .. EOF). A run whose connection is refused (the loop's next `nc` not yet
      listening) is retried, not counted. For runc also "direct": the same to the container's address, no
      proxy (the bridge alone).
-     "ctr->ctr": the web container sends --mib/8 MiB to the sink's address (`dd | nc` in a `docker exec`,
-     timed from outside less an empty exec's time): container to container over their network.
-     "outbound" (Kiln): the same to a sink on the host's loopback through the NAT's gateway 10.0.2.2.
   4. connections: --connections HTTP/1.0 GETs (connect, request, read to EOF), by --parallel clients;
      connections per second of wall time, and the median / p99 time of one.
 
@@ -295,45 +292,6 @@ def measure(daemon, args, direct):
         ip = daemon.docker("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "netbench-sink").strip()
         log(f"{daemon.name}: throughput direct to {ip}:{SINK_PORT}")
         figures["direct MB/s"] = run_client(daemon.nsenter(), "throughput", ip, SINK_PORT, size, args.runs)
-    # Container to container: the web container sends to the sink's address over their network (the
-    # bridge; for Kiln two VMs' taps on one bridge in Kiln's namespace). Timed around `docker exec`, less an
-    # empty exec's time.
-    sink_ip = daemon.docker("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "netbench-sink").strip()
-    c2c_mib = max(1, args.mib // 8)
-    empty = []
-    for _ in range(3):
-        started = time.monotonic()
-        daemon.docker("exec", "netbench-web", "true")
-        empty.append(time.monotonic() - started)
-    baseline = statistics.median(empty)
-    figures["container MB/s"] = []
-    for _ in range(args.runs):
-        started = time.monotonic()
-        daemon.docker("exec", "netbench-web", "sh", "-c",
-                      f"dd if=/dev/zero bs=65536 count={c2c_mib * 16} 2>/dev/null | nc {sink_ip} {SINK_PORT}")
-        took = max(time.monotonic() - started - baseline, 1e-6)
-        figures["container MB/s"].append((c2c_mib << 20) / took / 1e6)
-        time.sleep(0.2)  # the sink's loop listens again
-    if isinstance(daemon, ExistingDaemon):
-        # Outbound (Kiln): the web container sends to a sink on the host's loopback through the NAT's
-        # gateway (slirp4netns), as a container reaching the developer's laptop does.
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        host_sink = multiprocessing.Process(target=sink_server, args=(listener,), daemon=True)
-        host_sink.start()
-        figures["outbound MB/s"] = []
-        try:
-            for _ in range(args.runs):
-                started = time.monotonic()
-                daemon.docker("exec", "netbench-web", "sh", "-c",
-                              f"dd if=/dev/zero bs=65536 count={c2c_mib * 16} 2>/dev/null | "
-                              f"nc 10.0.2.2 {listener.getsockname()[1]}")
-                took = max(time.monotonic() - started - baseline, 1e-6)
-                figures["outbound MB/s"].append((c2c_mib << 20) / took / 1e6)
-        finally:
-            host_sink.terminate()
-            listener.close()
     log(f"{daemon.name}: connections through the proxy, 127.0.0.1:{web}")
     figures["connections"] = run_client(daemon.nsenter(), "connections", "127.0.0.1", web, args.connections,
                                         args.parallel)
@@ -379,7 +337,7 @@ def main():
     daemons = {}
     work = scratch_workspace("knb-", daemons)
     # The image the containers run: busybox with nc and httpd besides the common applets.
-    docker_daemons.APPLETS = tuple(docker_daemons.APPLETS) + ("nc", "httpd", "dd")
+    docker_daemons.APPLETS = tuple(docker_daemons.APPLETS) + ("nc", "httpd")
     image_tar = busybox_tar()
     if not args.no_runc:
         daemons["runc"] = NetnsDockerd("runc", work)
@@ -406,8 +364,7 @@ def main():
         if "error" in figures:
             print(f"{name:<8} error: {figures['error']}")
             continue
-        for key, path in (("proxy MB/s", "proxy"), ("direct MB/s", "direct"), ("container MB/s", "ctr->ctr"),
-                          ("outbound MB/s", "outbound")):
+        for key, path in (("proxy MB/s", "proxy"), ("direct MB/s", "direct")):
             if key not in figures:
                 continue
             runs = figures[key]
