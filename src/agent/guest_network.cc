@@ -1,6 +1,8 @@
 #include "agent/guest_network.h"
 
 #include <arpa/inet.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <net/route.h>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -141,21 +144,54 @@ Result<void> configure_interface(const std::string& interface, const InterfaceCo
   return ok();
 }
 
-Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfig>& configs,
-                                                const std::string& sys_class_net) {
+std::string device_mac_of(const std::string& interface) {
+  // The permanent address: what the device reported when the driver registered it. A clone's kernel
+  // registered it in its template, whose devices had the same per-slot MACs.
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return {};
+  // ethtool_perm_addr ends in a flexible array: the header, then room for the address.
+  alignas(ethtool_perm_addr) uint8_t buffer[sizeof(ethtool_perm_addr) + MAX_ADDR_LEN] = {};
+  ethtool_perm_addr header{.cmd = ETHTOOL_GPERMADDR, .size = MAX_ADDR_LEN};
+  std::memcpy(buffer, &header, sizeof(header));
+  ifreq request = request_for(interface);
+  request.ifr_data = reinterpret_cast<char*>(buffer);
+  if (::ioctl(fd.get(), SIOCETHTOOL, &request) != 0) return {};
+  std::memcpy(&header, buffer, sizeof(header));
+  if (header.size != 6) return {};
+  const uint8_t* mac = buffer + sizeof(ethtool_perm_addr);
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4],
+                     mac[5]);
+}
+
+Result<std::vector<std::string>> interfaces_for(
+    const std::vector<InterfaceConfig>& configs, const std::string& sys_class_net,
+    const std::function<std::string(const std::string&)>& device_mac) {
   std::vector<std::string> interfaces = virtio_net_interfaces(sys_class_net);
-  if (interfaces.size() < configs.size())
-    return Error::failed_precondition(fmt::format(
-        "the guest has {} network interface(s), the host configures {}", interfaces.size(), configs.size()));
   std::vector<std::string> chosen(configs.size());
   std::vector<std::string> unclaimed = interfaces;
-  for (size_t i = 0; i < configs.size(); ++i) {
+  auto claim = [&](size_t i, const std::function<std::string(const std::string&)>& mac_of,
+                   const std::string& wanted) {
     auto match = std::find_if(unclaimed.begin(), unclaimed.end(), [&](const std::string& interface) {
-      return same_mac(current_mac(sys_class_net, interface), configs[i].mac);
+      return same_mac(mac_of(interface), wanted);
     });
-    if (match == unclaimed.end()) continue;
+    if (match == unclaimed.end()) return false;
     chosen[i] = *match;
     unclaimed.erase(match);
+    return true;
+  };
+  // A config naming its device gets that interface, whatever MAC the guest gave it.
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (configs[i].device_mac.empty()) continue;
+    if (!claim(i, device_mac, configs[i].device_mac))
+      return Error::failed_precondition(
+          fmt::format("the guest has no network interface with device address {}", configs[i].device_mac));
+  }
+  if (unclaimed.size() < static_cast<size_t>(std::count(chosen.begin(), chosen.end(), std::string())))
+    return Error::failed_precondition(fmt::format(
+        "the guest has {} network interface(s), the host configures {}", interfaces.size(), configs.size()));
+  auto current = [&](const std::string& interface) { return current_mac(sys_class_net, interface); };
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (chosen[i].empty()) claim(i, current, configs[i].mac);
   }
   size_t next = 0;
   for (auto& name : chosen) {
@@ -164,9 +200,24 @@ Result<std::vector<std::string>> interfaces_for(const std::vector<InterfaceConfi
   return chosen;
 }
 
+Result<void> take_down_interface(const std::string& interface) {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::last_os_error("socket for interface ioctls");
+  ifreq flags = request_for(interface);
+  KILN_TRY(interface_ioctl(fd.get(), SIOCGIFFLAGS, flags, "get the flags", interface));
+  flags.ifr_flags = static_cast<short>(flags.ifr_flags & ~IFF_UP);
+  KILN_TRY(interface_ioctl(fd.get(), SIOCSIFFLAGS, flags, "take down", interface));
+  // Setting 0.0.0.0 deletes the interface's address (and with it its subnet's route).
+  ifreq address = request_for(interface);
+  address.ifr_addr = ipv4_sockaddr(in_addr{});
+  if (::ioctl(fd.get(), SIOCSIFADDR, &address) != 0 && errno != EADDRNOTAVAIL)
+    return Error::last_os_error(fmt::format("remove the address of {}", interface));
+  return ok();
+}
+
 Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs,
                                   const std::string& sys_class_net) {
-  std::vector<std::string> chosen = KILN_TRY(interfaces_for(configs, sys_class_net));
+  std::vector<std::string> chosen = KILN_TRY(interfaces_for(configs, sys_class_net, device_mac_of));
   for (const auto& config : configs) {
     if (config.dns.empty()) continue;
     // The guest's own resolver (a VM booted into its root disk; a container gets its resolv.conf in its
@@ -178,9 +229,17 @@ Result<void> apply_network_config(const std::vector<InterfaceConfig>& configs,
       KILN_TRY(write_file_atomic("/etc/resolv.conf", text, 0644));
     break;
   }
+  // Interfaces leaving first: one that carried the default route takes it along, and a config after it may
+  // name the interface that carries it now.
+  for (size_t i = 0; i < configs.size(); ++i) {
+    if (!configs[i].down) continue;
+    KILN_TRY_CONTEXT(take_down_interface(chosen[i]), fmt::format("network interface {} ({})", i, chosen[i]));
+    log::info("network interface taken down", {{"interface", chosen[i]}});
+  }
   bool routed = false;
   for (size_t i = 0; i < configs.size(); ++i) {
-    bool default_route = !routed && !configs[i].gateway.empty();
+    if (configs[i].down) continue;
+    bool default_route = configs[i].default_route.value_or(!routed && !configs[i].gateway.empty());
     KILN_TRY_CONTEXT(configure_interface(chosen[i], configs[i], default_route),
                      fmt::format("network interface {} ({})", i, chosen[i]));
     routed = routed || default_route;

@@ -189,12 +189,13 @@ void Session::handle_hello(const Frame& frame) {
   }
   hello_done_ = true;
   log::info("host connected", {{"peer", hello->peer}});
-  HelloReply reply{kProtocolVersion,
-                   fmt::format("kiln-agent {}", kVersion),
-                   {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname",
-                    "container", "mount_serial", "container_files", "container_join", "reattach",
-                    "container_init", "clone_init", "mount_in_root", "file_builtins", "network"},
-                   config_.root};
+  HelloReply reply{
+      kProtocolVersion,
+      fmt::format("kiln-agent {}", kVersion),
+      {"tty", "signal", "resize", "shutdown", "root_disk", "mount", "clock", "hostname", "container",
+       "mount_serial", "container_files", "container_join", "reattach", "container_init", "clone_init",
+       "mount_in_root", "file_builtins", "network", "network_slots"},
+      config_.root};
   std::set<StreamId> kept(parked_.begin(), parked_.end());
   for (const auto& [id, frames] : held_) kept.insert(id);
   reply.kept_processes.assign(kept.begin(), kept.end());

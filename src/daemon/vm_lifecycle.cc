@@ -44,9 +44,19 @@ std::vector<agent::InterfaceConfig> guest_interfaces(const VmRecord& vm) {
     out.push_back({.mac = nic.mac,
                    .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
                    .gateway = nic.gateway,
-                   .dns = nic.dns});
+                   .dns = nic.dns,
+                   .device_mac = engine::nic_device_mac(nic.slot)});
   }
   return out;
+}
+
+// A container VM on any network has spare NIC slots (kContainerNicSlots) for the networks it joins while
+// running. One on none has no NIC at all (its guest shows only lo, as Docker's none does; Docker refuses to
+// connect it anyway).
+size_t nic_slots(const VmRecord& vm) {
+  if (vm.source.kind == RootSource::Kind::kContainer && !vm.networks.empty())
+    return std::max(vm.networks.size(), kContainerNicSlots);
+  return vm.networks.size();
 }
 
 std::string share_tag(size_t index) {
@@ -82,9 +92,10 @@ engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
     spec.disks = {{.path = vm_dir(vm.id) + "/root.ext4"}};
     spec.root_disk = 0;
   }
-  // One NIC per network (their taps come from the networks at start): the count is part of the VM's
-  // hardware, so of its template too.
-  if (config_.networking) spec.nics.resize(vm.networks.size());
+  // One NIC per network (their taps come from the networks at start), and a container's spares: the count is
+  // part of the VM's hardware, so of its template too. Every device gets its slot's MAC (nic_device_mac) and
+  // the guest sets the network's MAC itself, as a clone must.
+  if (config_.networking) spec.nics.resize(nic_slots(vm));
   if (vm.folders_enabled) {
     for (size_t i = 0; i < vm.folders.size(); ++i) {
       const auto& folder = vm.folders[i];
@@ -332,14 +343,14 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 
   bool restoring = vm.state == VmState::kSuspended;
   engine::VmSpec spec = spec_for(vm);
-  if (config_.networking && (!vm.networks.empty() || !vm.ports.empty())) {
+  if (config_.networking && (!spec.nics.empty() || !vm.ports.empty())) {
     // Before anything starts: a published port in use fails the start with nothing to undo.
-    NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm));
-    vm.nics.clear();
-    for (size_t i = 0; i < attachment.nics.size() && i < spec.nics.size(); ++i) {
-      vm.nics.push_back(attachment.nics[i].nic);
-      spec.nics[i] = {.mac = attachment.nics[i].nic.mac,
-                      .tap = std::make_shared<const UniqueFd>(std::move(attachment.nics[i].tap))};
+    NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm, spec.nics.size()));
+    vm.nics = std::move(attachment.nics);
+    vm.nic_taps.clear();
+    for (size_t i = 0; i < attachment.taps.size() && i < spec.nics.size(); ++i) {
+      vm.nic_taps.push_back(attachment.taps[i].name);
+      spec.nics[i].tap = std::make_shared<const UniqueFd>(std::move(attachment.taps[i].fd));
     }
     vm.published = std::move(attachment.published);
   }

@@ -129,9 +129,10 @@ std::shared_ptr<VmManager::Slot> VmManager::slot_for(const std::string& id) {
 Result<void> VmManager::save(VmRecord& vm, VmState state, std::string reason) {
   // Every way a VM's monitor ends (stop, kill, exit, suspend, a failed start) comes through here: its
   // addresses, names and published ports go back to its networks with it.
-  if (!has_monitor(state) && (!vm.nics.empty() || !vm.published.empty())) {
+  if (!has_monitor(state) && (!vm.nics.empty() || !vm.published.empty() || !vm.nic_taps.empty())) {
     if (config_.networking) config_.networking->detach(vm);
     vm.nics.clear();
+    vm.nic_taps.clear();  // the taps went with the monitor
     vm.published.clear();
   }
   vm.state = state;
@@ -388,23 +389,6 @@ Result<VmRecord> VmManager::update(const std::string& id_or_name, const UpdateVm
     if (request.memory_mib) vm.memory_mib = *request.memory_mib;
     KILN_TRY(store_.update(vm));
     publish(vm, "updated");
-    return ok();
-  });
-}
-
-Result<VmRecord> VmManager::set_networking(const std::string& id_or_name,
-                                           std::vector<VmNetworkRequest> networks,
-                                           std::vector<PortPublication> ports, std::string_view as_owner) {
-  return locked(id_or_name, [&](Slot&, VmRecord& vm) -> Result<void> {
-    KILN_TRY(check_owner(vm, as_owner, "reconnect"));
-    if (has_monitor(vm.state) || vm.state == VmState::kSuspended) {
-      return Error::failed_precondition(
-          fmt::format("cannot change the networks of VM {} while it is {}: its NICs are fixed while it runs",
-                      vm.name, to_string(vm.state)));
-    }
-    vm.networks = std::move(networks);
-    vm.ports = std::move(ports);
-    KILN_TRY(store_.update(vm));
     return ok();
   });
 }

@@ -36,14 +36,16 @@ using engine::TemplateInfo;
 using engine::TemplatePool;
 using engine::TemplatePoolConfig;
 
-// A NIC kilnd hands to a starting VM: what the guest is told (nic) and the host end (a tap in Kiln's network
-// namespace, attached to the network's bridge, which the monitor takes over).
-struct NicAttachment {
-  VmNic nic;
-  UniqueFd tap;
+// The host end of one of a starting VM's NIC slots: a tap in Kiln's network namespace, which the monitor
+// takes over.
+struct NicTap {
+  std::string name;  // "ktap3"
+  UniqueFd fd;
 };
 struct NetworkAttachment {
-  std::vector<NicAttachment> nics;         // one per VmRecord::networks entry, in order
+  std::vector<VmNic> nics;  // one per VmRecord::networks entry, in order; nic i is in slot i
+  // One per NIC slot: the first nics.size() on their networks' bridges, the rest spares on none.
+  std::vector<NicTap> taps;
   std::vector<PortPublication> published;  // VmRecord::ports, listening, every host_port chosen
 };
 
@@ -52,16 +54,24 @@ struct NetworkAttachment {
 class VmNetworking {
  public:
   virtual ~VmNetworking() = default;
-  // Before the VM's monitor starts: an address on each network of vm.networks, a tap on each bridge, and
-  // vm.ports listening (a port in use fails the start with Docker's message). On failure nothing is held.
-  // DNS names on each network: the request's aliases, plus the VM's name for a VM no container owns.
-  virtual Result<NetworkAttachment> attach(const VmRecord& vm) = 0;
+  // Before the VM's monitor starts: `nic_slots` taps (at least one per network of vm.networks), an address
+  // on each network, the first taps on their bridges, and vm.ports listening (a port in use fails the start
+  // with Docker's message). On failure nothing is held. DNS names on each network: the request's aliases,
+  // plus the VM's name for a VM no container owns.
+  virtual Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots) = 0;
   // The VM stopped (or its start failed after attach): its addresses, names and listening ports are freed.
   // vm.nics and vm.published say what it held.
   virtual void detach(const VmRecord& vm) = 0;
   // kilnd restarted while the VM ran: takes back what vm.nics and vm.published record (addresses, names,
   // listening ports). The taps survived with the monitor.
   virtual Result<void> adopt(const VmRecord& vm) = 0;
+  // A running VM joins one more network on its spare slot `slot`, whose tap is `tap` (on no bridge): an
+  // address, its DNS names, the tap on the network's bridge. On failure nothing is held.
+  virtual Result<VmNic> connect(const VmRecord& vm, const VmNetworkRequest& request, size_t slot,
+                                const std::string& tap) = 0;
+  // A running VM leaves the network of `nic` (one of vm.nics): its address and names go, its tap leaves the
+  // bridge and becomes a spare again.
+  virtual Result<void> disconnect(const VmRecord& vm, const VmNic& nic) = 0;
 };
 
 struct VmManagerConfig {
@@ -80,6 +90,13 @@ struct VmManagerConfig {
   // nullptr: VMs get no NIC (vm.networks is ignored).
   VmNetworking* networking = nullptr;
 };
+
+// NIC slots of every container VM on a network when kilnd has networking: its networks' NICs and spares, so
+// that `docker network connect` can give a running container a NIC (QEMU's microvm has no hotplug), and so
+// that containers fork from one template whatever their networks (a container on none has no NIC). A
+// container VM's other 5 device slots are the agent's serial, the RNG, the image, the writable layer and the
+// mounts' share (see kMaxSharedFolders).
+inline constexpr size_t kContainerNicSlots = 3;
 
 // The network a plain VM joins unless told otherwise (Docker's default bridge network).
 inline constexpr std::string_view kDefaultNetwork = "bridge";
@@ -175,8 +192,10 @@ class VmManager {
   Result<VmRecord> inspect(const std::string& id_or_name);
   Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request,
                           std::string_view as_owner = {});
-  // Replaces the networks and published ports the VM gets at its next start. kFailedPrecondition while it
-  // has a monitor (a VM's NICs are fixed while it runs).
+  // Replaces the networks and published ports the VM gets at its next start. A running VM also joins the
+  // new networks at once (on spare NIC slots; kFailedPrecondition when it has none left) and leaves the ones
+  // gone, without a restart; its published ports cannot change while it runs. kFailedPrecondition while it
+  // is paused, suspended, starting or stopping.
   Result<VmRecord> set_networking(const std::string& id_or_name, std::vector<VmNetworkRequest> networks,
                                   std::vector<PortPublication> ports, std::string_view as_owner = {});
   Result<void> remove(const std::string& id_or_name, bool force, std::string_view as_owner = {});
@@ -252,6 +271,12 @@ class VmManager {
   Result<void> give_clone_identity(Slot& slot, const VmRecord& vm);
   // Tells the guest the addresses vm.nics holds (CONFIGURE_NETWORK).
   Result<void> configure_guest_network(Slot& slot, const VmRecord& vm);
+  // A running VM leaves the networks `networks` no longer names and joins the new ones (vm_live_networks.cc);
+  // vm.networks and vm.nics are saved as they are even when a step fails.
+  Result<void> change_live_networks(Slot& slot, VmRecord& vm, std::vector<VmNetworkRequest> networks);
+  Result<void> apply_live_networks(
+      VmRecord& vm, const std::vector<VmNetworkRequest>& networks,
+      const std::function<Result<void>(std::vector<agent::InterfaceConfig>)>& configure);
   Result<void> build_container_disks(VmRecord& vm);
   void sync_guest_clock(Slot& slot, const VmRecord& vm);
   void name_guest(Slot& slot, const VmRecord& vm);  // guest hostname = the VM's name

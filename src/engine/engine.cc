@@ -11,6 +11,11 @@ std::string_view to_string(Accelerator accelerator) {
   return accelerator == Accelerator::kKvm ? "kvm" : "tcg";
 }
 
+std::string nic_device_mac(size_t index) {
+  // QEMU's locally administered 52:54:00 prefix, then "kl" and the slot.
+  return fmt::format("52:54:00:6b:6c:{:02x}", index & 0xff);
+}
+
 std::string_view to_string(VmRunState state) {
   switch (state) {
     case VmRunState::kRunning:

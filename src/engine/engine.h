@@ -61,9 +61,14 @@ struct ShareSpec {
 // runs. A forked guest keeps its template's MAC in the device's saved state, so the guest sets `mac` itself
 // (kilnd's network configuration message) and the engine gives it to the device only at a cold boot.
 struct NicSpec {
-  std::string mac;                      // "02:42:ac:11:00:02"; empty: the monitor's default
+  std::string mac;                      // "02:42:ac:11:00:02"; empty: nic_device_mac(its index)
   std::shared_ptr<const UniqueFd> tap;  // opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
 };
+
+// The device MAC of a VM's NIC slot `index` when its spec gives none: the same for a template and its
+// clones (a clone's devices keep their template's MACs), so the guest agent can tell the slots apart by
+// their permanent address whatever MAC the guest itself set (agent::InterfaceConfig::device_mac).
+std::string nic_device_mac(size_t index);
 
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked
 // copy-on-write (see NORTHSTAR "Designed for fork").

@@ -186,6 +186,7 @@ struct TcpClient {
   size_t in_flight = 0;
   bool eof = false;
   Clock::time_point last_active;
+  std::string peer_ip;  // whose names it may ask for (NameLookup::forward)
 };
 
 constexpr size_t kMaxTcpOutbound = 256 * 1024;
@@ -280,7 +281,14 @@ class Zone {
     }
     if (query->response()) return std::nullopt;
     if (query->opcode() != 0) return dns::make_header_reply(query->id, query->flags, dns::Rcode::kNotImp);
-    if (auto local = answer_locally(*query, raw)) return local;
+    std::string client_ip;
+    if (tcp_client != 0) {
+      if (auto client = clients_.find(tcp_client); client != clients_.end())
+        client_ip = client->second->peer_ip;
+    } else if (udp_client.length != 0) {
+      client_ip = udp_client.ip();
+    }
+    if (auto local = answer_locally(*query, raw, client_ip)) return local;
     if (upstreams_.empty() || exchanges_.size() >= options_.max_pending)
       return dns::make_reply(*query, raw, dns::Rcode::kServFail, {});
     uint64_t id = next_id_++;
@@ -295,19 +303,20 @@ class Zone {
     return std::nullopt;
   }
 
-  std::vector<std::string> addresses_of(const std::string& name) {
+  std::vector<std::string> addresses_of(const std::string& name, const std::string& client_ip) {
     if (!lookup_.forward || name.empty()) return {};
-    auto found = lookup_.forward(name);
+    auto found = lookup_.forward(name, client_ip);
     // Docker answers NAME.NETWORK too: the network's name is a domain for its containers.
     const std::string& network = lookup_.network_name;
     if (found.empty() && !network.empty() && name.size() > network.size() + 1 &&
         name.compare(name.size() - network.size(), network.size(), network) == 0 &&
         name[name.size() - network.size() - 1] == '.')
-      found = lookup_.forward(name.substr(0, name.size() - network.size() - 1));
+      found = lookup_.forward(name.substr(0, name.size() - network.size() - 1), client_ip);
     return found;
   }
 
-  std::optional<std::string> answer_locally(const dns::Query& query, std::string_view raw) {
+  std::optional<std::string> answer_locally(const dns::Query& query, std::string_view raw,
+                                            const std::string& client_ip) {
     const dns::Question& question = query.question;
     if (question.klass != dns::kClassIn || !question.plain) return std::nullopt;
     if (question.type == dns::kTypePtr) {
@@ -318,7 +327,7 @@ class Zone {
       return dns::make_reply(query, raw, dns::Rcode::kNoError,
                              {{dns::kTypePtr, kTtl, dns::name_rdata(*name)}});
     }
-    auto addresses = addresses_of(question.name);
+    auto addresses = addresses_of(question.name, client_ip);
     if (addresses.empty()) return std::nullopt;
     std::vector<dns::Answer> answers;
     if (question.type == dns::kTypeA) {
@@ -364,13 +373,16 @@ class Zone {
 
   void on_accept() {
     for (int i = 0; i < 16; ++i) {
-      UniqueFd fd(::accept4(tcp_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      SocketAddress peer;
+      peer.length = sizeof(peer.storage);
+      UniqueFd fd(::accept4(tcp_.get(), peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!fd) return;
       if (clients_.size() >= options_.max_tcp_clients) continue;  // closed at once
       uint64_t id = next_id_++;
       auto client = std::make_unique<TcpClient>();
       client->fd = std::move(fd);
       client->last_active = Clock::now();
+      client->peer_ip = peer.ip();
       auto token =
           loop_.watch(client->fd.get(), EPOLLIN, [this, id](uint32_t events) { on_client(id, events); });
       if (!token) continue;

@@ -21,8 +21,10 @@
 namespace kiln::net {
 
 struct NameLookup {
-  // The IPv4 addresses of `name` on this network (lowercased, no trailing dot); empty: not one of ours.
-  std::function<std::vector<std::string>(std::string_view name)> forward;
+  // The IPv4 addresses of `name` (lowercased, no trailing dot) for the client at `client_ip` ("" if not
+  // known): on this network, or (as Docker's resolver) on another network that client is on too; empty: not
+  // one of ours.
+  std::function<std::vector<std::string>(std::string_view name, std::string_view client_ip)> forward;
   // The name of `ipv4` on this network as a PTR answers it (Docker: "web.mynet"), or nothing.
   std::function<std::optional<std::string>(std::string_view ipv4)> reverse;
   // The network's name: as in Docker, "web.mynet" is asked as "web" when the network is "mynet". Empty: off.

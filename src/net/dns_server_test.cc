@@ -213,7 +213,7 @@ class FakeUpstream {
 NameLookup test_network() {
   NameLookup lookup;
   lookup.network_name = "mynet";
-  lookup.forward = [](std::string_view name) -> std::vector<std::string> {
+  lookup.forward = [](std::string_view name, std::string_view /*client_ip*/) -> std::vector<std::string> {
     if (name == "web") return {"172.18.0.2", "172.18.0.3"};
     if (name == "db") return {"172.18.0.4"};
     return {};

@@ -65,13 +65,25 @@ Result<UniqueFd> Fabric::open_tap(const std::string& bridge, std::string* name) 
   return tap;
 }
 
-Result<UniqueFd> Fabric::open_detached_tap() {
+Result<UniqueFd> Fabric::open_detached_tap(std::string* name) {
   UniqueFd tap;
   KILN_TRY(run_inside([&]() -> Result<void> {
-    tap = KILN_TRY(links::open_tap("", nullptr));
+    tap = KILN_TRY(links::open_tap("", name));
     return ok();
   }));
   return tap;
+}
+
+Result<void> Fabric::attach_tap(const std::string& tap, const std::string& bridge) {
+  KILN_TRY(links::validate_name(tap));
+  KILN_TRY(links::validate_name(bridge));
+  return run_inside([&]() { return links::attach_to_bridge(tap, bridge); });
+}
+
+Result<void> Fabric::detach_tap(const std::string& tap, const std::string& bridge) {
+  KILN_TRY(links::validate_name(tap));
+  KILN_TRY(links::validate_name(bridge));
+  return run_inside([&]() { return links::detach_from_bridge(tap, bridge); });
 }
 
 Result<std::vector<LinkInfo>> Fabric::links() {

@@ -61,8 +61,12 @@ class Fabric {
   // expects). The tap lives as long as some process holds the fd: pass it to the monitor and close yours.
   // Its name ("ktap" + digits) is set in `name`.
   Result<UniqueFd> open_tap(const std::string& bridge, std::string* name = nullptr);
-  // A tap attached to nothing: the NIC of a template VM, which is never reached.
-  Result<UniqueFd> open_detached_tap();
+  // A tap attached to nothing: the NIC of a template VM, which is never reached, or a spare NIC slot of a
+  // VM that attach_tap later puts on a network (docker network connect of a running container).
+  Result<UniqueFd> open_detached_tap(std::string* name = nullptr);
+  // Puts an existing tap (by name) on `bridge` / takes it off again (a tap already gone: ok).
+  Result<void> attach_tap(const std::string& tap, const std::string& bridge);
+  Result<void> detach_tap(const std::string& tap, const std::string& bridge);
   // Every link in the namespace (tests check nothing is left behind).
   Result<std::vector<LinkInfo>> links();
   // A socket in the namespace (e.g. the port proxy's connection to a guest, a DNS server's listener).

@@ -77,6 +77,32 @@ TEST_F(FabricTest, BridgesAndTapsLiveInKilnsNamespaceNotTheHosts) {
   EXPECT_EQ(find_link(*links, "kbtest0"), nullptr);
 }
 
+TEST_F(FabricTest, ADetachedTapJoinsABridgeAndLeavesItAgain) {
+  auto fabric = Fabric::open(config_);
+  ASSERT_TRUE(fabric) << fabric.error().message();
+  ASSERT_TRUE((*fabric)->ensure_bridge("kbtest2", "172.29.2.1/24", false));
+  std::string tap_name;
+  auto tap = (*fabric)->open_detached_tap(&tap_name);
+  ASSERT_TRUE(tap) << tap.error().message();
+  auto master_of_tap = [&]() -> std::string {
+    auto links = (*fabric)->links();
+    if (!links) return "<error>";
+    const LinkInfo* link = find_link(*links, tap_name);
+    return link ? link->master : "<gone>";
+  };
+  EXPECT_EQ(master_of_tap(), "");
+  ASSERT_TRUE((*fabric)->attach_tap(tap_name, "kbtest2"));
+  EXPECT_EQ(master_of_tap(), "kbtest2");
+  ASSERT_TRUE((*fabric)->detach_tap(tap_name, "kbtest2"));
+  EXPECT_EQ(master_of_tap(), "");
+  ASSERT_TRUE((*fabric)->detach_tap(tap_name, "kbtest2"));  // not on it: fine
+  EXPECT_FALSE((*fabric)->attach_tap(tap_name, "nosuchbridge"));
+  EXPECT_FALSE((*fabric)->attach_tap("bad/name", "kbtest2"));
+  tap->reset();
+  ASSERT_TRUE((*fabric)->detach_tap(tap_name, "kbtest2"));  // gone with its holder: fine
+  ASSERT_TRUE((*fabric)->remove_bridge("kbtest2"));
+}
+
 TEST_F(FabricTest, SocketsMadeInsideReachTheBridgeAddressTheHostCannot) {
   auto fabric = Fabric::open(config_);
   ASSERT_TRUE(fabric) << fabric.error().message();

@@ -183,6 +183,18 @@ Result<void> attach_to_bridge(const std::string& link, const std::string& bridge
   return ok();
 }
 
+Result<void> detach_from_bridge(const std::string& link, const std::string& bridge) {
+  auto index = index_of(link);
+  if (!index) return ok();  // the tap went with its monitor
+  auto fd = KILN_TRY(control_socket());
+  ifreq request = request_for(bridge);
+  request.ifr_ifindex = *index;
+  // EINVAL: not a port of that bridge; ENODEV: no such bridge. Either way it is off it.
+  if (::ioctl(fd.get(), SIOCBRDELIF, &request) != 0 && errno != EINVAL && errno != ENODEV)
+    return Error::last_os_error(fmt::format("detach {} from bridge {}", link, bridge));
+  return ok();
+}
+
 Result<UniqueFd> open_tap(const std::string& bridge, std::string* name) {
   UniqueFd tap(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!tap) return Error::last_os_error("open /dev/net/tun");

@@ -25,6 +25,8 @@ Result<void> set_ipv4(const std::string& name, const std::string& cidr);
 // A new tap ("ktap%d"), with a virtio-net header, up; attached to `bridge` unless it is empty.
 Result<UniqueFd> open_tap(const std::string& bridge, std::string* name);
 Result<void> attach_to_bridge(const std::string& link, const std::string& bridge);
+// Takes `link` off `bridge`. Not on it (or gone): ok.
+Result<void> detach_from_bridge(const std::string& link, const std::string& bridge);
 Result<std::vector<LinkInfo>> list();
 bool exists(const std::string& name);
 

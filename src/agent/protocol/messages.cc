@@ -332,6 +332,9 @@ static Json interfaces_json(const std::vector<InterfaceConfig>& interfaces) {
     if (!config.gateway.empty()) item["gateway"] = config.gateway;
     if (config.mtu != 0) item["mtu"] = config.mtu;
     if (!config.dns.empty()) item["dns"] = config.dns;
+    if (!config.device_mac.empty()) item["device_mac"] = config.device_mac;
+    if (config.default_route) item["default_route"] = *config.default_route;
+    if (config.down) item["down"] = true;
     out.push_back(std::move(item));
   }
   return out;
@@ -657,15 +660,25 @@ Result<void> validate_clone_seed(std::string_view seed) {
   return ok();
 }
 
-Result<void> validate_interface_config(const InterfaceConfig& config) {
+static Result<void> validate_mac(const std::string& mac) {
   unsigned octets[6];
   char tail = 0;
-  if (config.mac.size() != 17 ||
-      std::sscanf(config.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0], &octets[1], &octets[2],
-                  &octets[3], &octets[4], &octets[5], &tail) != 6)
-    return Error::invalid_argument(fmt::format("invalid MAC address \"{}\"", config.mac));
+  if (mac.size() != 17 || std::sscanf(mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &octets[0], &octets[1],
+                                      &octets[2], &octets[3], &octets[4], &octets[5], &tail) != 6)
+    return Error::invalid_argument(fmt::format("invalid MAC address \"{}\"", mac));
   if ((octets[0] & 1U) != 0)
-    return Error::invalid_argument(fmt::format("MAC address \"{}\" is a multicast address", config.mac));
+    return Error::invalid_argument(fmt::format("MAC address \"{}\" is a multicast address", mac));
+  return ok();
+}
+
+Result<void> validate_interface_config(const InterfaceConfig& config) {
+  if (!config.device_mac.empty()) KILN_TRY(validate_mac(config.device_mac));
+  if (config.down) {
+    if (config.device_mac.empty())
+      return Error::invalid_argument("an interface taken down needs its device MAC");
+    return ok();
+  }
+  KILN_TRY(validate_mac(config.mac));
   auto slash = config.address.find('/');
   in_addr address{};
   int prefix = -1;
@@ -702,8 +715,15 @@ static Result<std::vector<InterfaceConfig>> interfaces_from(const Json& object, 
     if (!item.is_object()) return Error::protocol(fmt::format("{}: \"{}\" must hold objects", what, key));
     // One field per statement: an early return out of a half-built aggregate leaks its members (GCC).
     InterfaceConfig config;
-    config.mac = KILN_TRY(c_string_field(item, "mac", true, what));
-    config.address = KILN_TRY(c_string_field(item, "address", true, what));
+    auto down = optional_bool(item, "down");
+    if (!down) return bad_field(what, down.error());
+    config.down = down->value_or(false);
+    config.mac = KILN_TRY(c_string_field(item, "mac", !config.down, what));
+    config.address = KILN_TRY(c_string_field(item, "address", !config.down, what));
+    config.device_mac = KILN_TRY(c_string_field(item, "device_mac", false, what));
+    auto default_route = optional_bool(item, "default_route");
+    if (!default_route) return bad_field(what, default_route.error());
+    config.default_route = *default_route;
     config.gateway = KILN_TRY(c_string_field(item, "gateway", false, what));
     if (auto dns = item.find("dns"); dns != item.end() && !dns->is_null()) {
       if (!dns->is_array()) return Error::protocol(fmt::format("{}: \"dns\" must be an array", what));

@@ -29,8 +29,9 @@ struct ProtocolVersion {
 // "container_join"), and processes kept across host sessions: RUN's "keep_on_disconnect", HELLO_REPLY's
 // "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init"). 1.7
 // added RUN's "builtin" (capability "file_builtins") and MOUNT in a container's root (capability
-// "mount_in_root"). 1.8 added CONFIGURE_NETWORK and CLONE_INIT's "network" (capability "network").
-inline constexpr ProtocolVersion kProtocolVersion{1, 8};
+// "mount_in_root"). 1.8 added CONFIGURE_NETWORK and CLONE_INIT's "network" (capability "network"). 1.9 added
+// an interface config's "device_mac", "default_route" and "down" (capability "network_slots").
+inline constexpr ProtocolVersion kProtocolVersion{1, 9};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
 // control").
@@ -207,6 +208,14 @@ struct InterfaceConfig {
   uint32_t mtu = 0;     // 0: leave it
   // Name servers for the guest's /etc/resolv.conf (the first interface with any writes it); empty: leave it.
   std::vector<std::string> dns;
+  // Since 1.9 (capability "network_slots"), so that one interface can change while the others keep going (a
+  // running VM joining or leaving a network):
+  // The interface whose device (permanent) address this is, whatever MAC the guest gave it since: the host
+  // creates each NIC slot's device with a MAC of its own (engine::nic_device_mac). Empty: by `mac`, else the
+  // next interface in order.
+  std::string device_mac;
+  std::optional<bool> default_route;  // unset: the first interface with a gateway gets it
+  bool down = false;  // take the interface down and remove its address (needs device_mac; mac/address unused)
   bool operator==(const InterfaceConfig&) const = default;
 };
 struct NetworkConfigRequest {

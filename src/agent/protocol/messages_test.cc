@@ -321,7 +321,12 @@ TEST(NetworkConfigMessageTest, RoundTripsAndRefusesBadInterfaces) {
   NetworkConfigRequest request{
       .interfaces = {
           {.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16", .gateway = "172.17.0.1", .mtu = 1400},
-          {.mac = "02:42:ac:12:00:09", .address = "172.18.0.9/24"}}};
+          {.mac = "02:42:ac:12:00:09", .address = "172.18.0.9/24"},
+          {.mac = "02:42:ac:13:00:09",
+           .address = "172.19.0.9/24",
+           .device_mac = "52:54:00:6b:00:02",
+           .default_route = false},
+          {.device_mac = "52:54:00:6b:00:01", .down = true}}};
   auto decoded = decode_network_config_request(encode(request));
   ASSERT_TRUE(decoded) << decoded.error().message();
   EXPECT_EQ(*decoded, request);
@@ -340,6 +345,9 @@ TEST(NetworkConfigMessageTest, RoundTripsAndRefusesBadInterfaces) {
            R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","gateway":"10.1.1.1"}]})",
            R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","mtu":-1}]})",
            R"({"interfaces":{}})",
+           R"({"interfaces":[{"down":true}]})",
+           R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","device_mac":"x"}]})",
+           R"({"interfaces":[{"mac":"02:42:ac:11:00:02","address":"172.17.0.2/16","default_route":1}]})",
        }) {
     EXPECT_FALSE(decode_network_config_request(bad)) << bad;
   }

@@ -196,16 +196,18 @@ void apply_container_networking(ContainerNetworking networking, daemon::containe
   networks = std::move(networking.networks);
 }
 
-std::string nics_fixed_while_running_message(const ContainerRecord& container) {
+std::string networks_fixed_message(const ContainerRecord& container) {
   return fmt::format(
-      "container {} is running: Kiln cannot change a running container's networks, because its virtual "
-      "machine's network cards are fixed while it runs; stop it, connect or disconnect, then start it again",
-      container.name);
+      "container {} is {}: Kiln changes a container's networks while it runs (its virtual machine's agent "
+      "configures the new network card) or while it is stopped; {} it first",
+      container.name, to_string(container.state),
+      container.state == ContainerState::kPaused ? "unpause" : "wait for it to start or stop");
 }
 
 Result<void> connect_container(ContainerRecord& container, const NetworkRecord& network,
                                NetworkEndpointConfig endpoint) {
-  if (running(container)) return Error::failed_precondition(nics_fixed_while_running_message(container));
+  if (running(container) && container.state != ContainerState::kRunning)
+    return Error::failed_precondition(networks_fixed_message(container));
   const std::string& mode = container.host_config.network_mode;
   if (network.name == kHostNetwork || mode == kHostNetwork)
     return Error::invalid_argument(
@@ -219,15 +221,21 @@ Result<void> connect_container(ContainerRecord& container, const NetworkRecord& 
   endpoint.network_id = network.id;
   KILN_TRY(check_endpoint(network, endpoint));
   for (const NetworkEndpointConfig& joined : container.networks) {
-    if (joined.network_id == network.id || joined.network == network.name)
-      return ok();  // as dockerd: no change
+    if (joined.network_id != network.id && joined.network != network.name) continue;
+    if (container.state == ContainerState::kRunning) {
+      return Error(
+          ErrorCategory::kPermissionDenied,
+          fmt::format("endpoint with name {} already exists in network {}", container.name, network.name));
+    }
+    return ok();  // as dockerd for a container that is not running: no change
   }
   container.networks.push_back(std::move(endpoint));
   return ok();
 }
 
 Result<void> disconnect_container(ContainerRecord& container, const NetworkRecord& network) {
-  if (running(container)) return Error::failed_precondition(nics_fixed_while_running_message(container));
+  if (running(container) && container.state != ContainerState::kRunning)
+    return Error::failed_precondition(networks_fixed_message(container));
   if (network.name == kHostNetwork)
     return Error::invalid_argument(
         "container cannot be disconnected from host network or connected to host network");

@@ -44,14 +44,18 @@ void apply_container_networking(ContainerNetworking networking, daemon::containe
 using daemon::networks::extra_hosts_lines;
 using daemon::networks::vm_network_requests;
 
-// The message for connect/disconnect on a running container: its VM's NICs are fixed while it runs.
-std::string nics_fixed_while_running_message(const ContainerRecord& container);
+// The message for connect/disconnect of a paused or restarting container (its VM's agent cannot configure a
+// NIC then).
+std::string networks_fixed_message(const ContainerRecord& container);
 
-// docker network connect: adds `network` (already resolved) to a container that is not running.
-// kFailedPrecondition while it runs; kInvalidArgument in dockerd's words for host/none mixes and bad --ip.
+// docker network connect: adds `network` (already resolved) to the container's record; a running container's
+// VM joins it when the record is saved (ContainerManager::change_networks). kFailedPrecondition while it is
+// paused or restarting; kPermissionDenied (dockerd: 403) when a running container is already on it;
+// kInvalidArgument in dockerd's words for host/none mixes and bad --ip.
 Result<void> connect_container(ContainerRecord& container, const daemon::networks::NetworkRecord& network,
                                NetworkEndpointConfig endpoint);
-// docker network disconnect. kInvalidArgument (dockerd: 500) "container X is not connected to the network Y".
+// docker network disconnect; a running container's VM leaves the network when the record is saved.
+// kInvalidArgument (dockerd: 500) "container X is not connected to the network Y".
 Result<void> disconnect_container(ContainerRecord& container, const daemon::networks::NetworkRecord& network);
 
 // NetworkSettings of GET /containers/{id}/json. `vm`: the container's VM, whose `nics` hold the addresses

@@ -137,11 +137,20 @@ TEST_F(ContainerNetworksTest, ConnectAndDisconnectOnlyWhileNotRunning) {
       "container cannot be connected to multiple networks with one of the networks in private (none) mode");
   EXPECT_FALSE(connect_container(container_, networks_->get("host").value(), {}));
 
+  container_.state = ContainerState::kPaused;
+  auto paused = disconnect_container(container_, net_);
+  ASSERT_FALSE(paused);
+  EXPECT_EQ(paused.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_EQ(paused.error().message(), networks_fixed_message(container_));
+  EXPECT_NE(paused.error().message().find("unpause it first"), std::string::npos);
+  EXPECT_FALSE(connect_container(container_, networks_->get("bridge").value(), {}));
+  // A running container: connecting it again to a network it is on is dockerd's 403.
   container_.state = ContainerState::kRunning;
-  auto running = disconnect_container(container_, net_);
-  ASSERT_FALSE(running);
-  EXPECT_EQ(running.error().category(), ErrorCategory::kFailedPrecondition);
-  EXPECT_EQ(running.error().message(), nics_fixed_while_running_message(container_));
+  auto twice = connect_container(container_, net_, {});
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().category(), ErrorCategory::kPermissionDenied);
+  EXPECT_EQ(twice.error().message(),
+            fmt::format("endpoint with name {} already exists in network {}", container_.name, net_.name));
   container_.state = ContainerState::kExited;
   ASSERT_TRUE(disconnect_container(container_, net_));
   EXPECT_EQ(container_.networks.size(), 1u);

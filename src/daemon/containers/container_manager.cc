@@ -16,6 +16,7 @@
 #include "common/rfc3339.h"
 #include "daemon/containers/container_names.h"
 #include "daemon/containers/container_runtime.h"
+#include "daemon/networks/container_networking.h"
 #include "image/image_store.h"
 
 namespace kiln::daemon::containers {
@@ -403,6 +404,12 @@ Result<ContainerRecord> ContainerManager::change_networks(
   std::lock_guard guard(rt->lock);
   auto container = KILN_TRY(load(*rt, found.id));
   KILN_TRY(change(container));
+  // A running container's VM joins and leaves networks at once (on its spare NIC slots); the record is
+  // saved only once it did.
+  if (container.state == ContainerState::kRunning) {
+    KILN_TRY(vms_.set_networking(container.vm_id, networks::vm_network_requests(container), container.ports,
+                                 container.id));
+  }
   KILN_TRY(save(container));
   return container;
 }

@@ -176,7 +176,8 @@ class ContainerManager {
   // recorded into the HostConfig inspect shows.
   Result<void> update(const std::string& reference, const HostConfig& host_config, const Json& raw);
   // docker network connect/disconnect: `change` edits the container's record under the container's lock
-  // (it refuses what the container's state does not allow); the record is saved when it succeeds.
+  // (it refuses what the container's state does not allow); a running container's VM then joins or leaves
+  // the networks (VmManager::set_networking), and the record is saved when both succeed.
   Result<ContainerRecord> change_networks(const std::string& reference,
                                           const std::function<Result<void>(ContainerRecord&)>& change);
   Result<void> pause(const std::string& reference);

@@ -24,6 +24,13 @@ class FabricAdapter final : public NetworkFabric {
   Result<UniqueFd> open_tap(const std::string& bridge, std::string* name) override {
     return fabric_.open_tap(bridge, name);
   }
+  Result<UniqueFd> open_detached_tap(std::string* name) override { return fabric_.open_detached_tap(name); }
+  Result<void> attach_tap(const std::string& tap, const std::string& bridge) override {
+    return fabric_.attach_tap(tap, bridge);
+  }
+  Result<void> detach_tap(const std::string& tap, const std::string& bridge) override {
+    return fabric_.detach_tap(tap, bridge);
+  }
   Result<UniqueFd> bound_socket(int type, const std::string& ipv4, uint16_t port) override {
     UniqueFd fd = KILN_TRY(fabric_.socket(AF_INET, type | SOCK_CLOEXEC, 0));
     int on = 1;

@@ -241,8 +241,8 @@ Result<void> NetworkManager::bring_up(Live& live) {
   std::string id = live.record.id;
   // Docker's default network resolves no container names: its server only forwards.
   bool names = live.record.name != kDefaultNetwork;
-  lookup.forward = [this, id, names](std::string_view name) {
-    return names ? lookup_name(id, name) : std::vector<std::string>();
+  lookup.forward = [this, id, names](std::string_view name, std::string_view client_ip) {
+    return names ? lookup_name(id, name, client_ip) : std::vector<std::string>();
   };
   // A PTR answers the first name with the network's: "web.mynet", as Docker's.
   lookup.reverse = [this, id, names, network = live.record.name](std::string_view ipv4) {
@@ -506,19 +506,37 @@ std::vector<NetworkEndpoint> NetworkManager::endpoints(const std::string& networ
   return result;
 }
 
-std::vector<std::string> NetworkManager::lookup_name(const std::string& network_id,
-                                                     std::string_view name) const {
+std::vector<std::string> NetworkManager::lookup_name(const std::string& network_id, std::string_view name,
+                                                     std::string_view client_ip) const {
   std::lock_guard lock(mutex_);
-  std::vector<std::string> addresses;
   auto it = networks_.find(network_id);
-  if (it == networks_.end()) return addresses;
+  if (it == networks_.end()) return {};
+  std::vector<std::string> addresses = names_on_locked(*it->second, name);
+  if (!addresses.empty() || client_ip.empty()) return addresses;
+  // Docker's resolver answers a container's names on all of its networks: the asking VM's other
+  // user-defined networks, in turn.
+  const Live& asked = *it->second;
+  auto asker = std::find_if(asked.endpoints.begin(), asked.endpoints.end(),
+                            [&](const auto& entry) { return entry.second.ipv4 == client_ip; });
+  if (asker == asked.endpoints.end()) return addresses;
+  for (const auto& [id, live] : networks_) {
+    if (id == network_id || live->record.name == kDefaultNetwork || !live->endpoints.contains(asker->first))
+      continue;
+    addresses = names_on_locked(*live, name);
+    if (!addresses.empty()) break;
+  }
+  return addresses;
+}
+
+std::vector<std::string> NetworkManager::names_on_locked(const Live& live, std::string_view name) const {
+  std::vector<std::string> addresses;
   // "web.", and "web.NETWORK" as Docker's DNS also answers.
   if (name.ends_with('.')) name.remove_suffix(1);
-  std::string_view network_name = it->second->record.name;
+  std::string_view network_name = live.record.name;
   if (name.size() > network_name.size() + 1 && name[name.size() - network_name.size() - 1] == '.' &&
       equal_ignoring_case(name.substr(name.size() - network_name.size()), network_name))
     name.remove_suffix(network_name.size() + 1);
-  for (const auto& [vm, endpoint] : it->second->endpoints) {
+  for (const auto& [vm, endpoint] : live.endpoints) {
     bool named = std::any_of(endpoint.names.begin(), endpoint.names.end(),
                              [name](const std::string& own) { return equal_ignoring_case(own, name); });
     if (named) addresses.push_back(endpoint.ipv4);
@@ -535,9 +553,73 @@ std::vector<std::string> NetworkManager::lookup_address(const std::string& netwo
 
 // ---- VmNetworking -----------------------------------------------------------------------------------------
 
-Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm) {
+Result<VmNic> NetworkManager::join_locked(const VmRecord& vm, const VmNetworkRequest& request, size_t slot) {
+  Live& live = *KILN_TRY(find_locked(request.network));
+  if (live.record.driver == "host") return Error::invalid_argument(host_network_unsupported_message());
+  if (!live.subnet) {
+    return Error::invalid_argument(
+        fmt::format("network {} gives a VM no NIC: leave it out of the VM's networks", live.record.name));
+  }
+  if (live.endpoints.contains(vm.id)) {
+    return Error(
+        ErrorCategory::kPermissionDenied,
+        fmt::format("endpoint with name {} already exists in network {}", vm.name, live.record.name));
+  }
+  Ipv4 address = 0;
+  if (!request.ipv4.empty()) {
+    KILN_TRY(validate_static_address(live.record, request.ipv4));
+    address = *parse_ipv4(request.ipv4);
+    if (!live.usable(address)) return Error(ErrorCategory::kPermissionDenied, "Address already in use");
+  } else {
+    auto next = live.next_free();
+    if (!next) {
+      return Error(ErrorCategory::kPermissionDenied,
+                   fmt::format("no available IPv4 addresses on this network's address pools: {} ({})",
+                               live.record.name, live.record.id));
+    }
+    address = *next;
+    live.last_allocated = address;
+  }
+  std::string endpoint_id = KILN_TRY(random_hex_id());
+  NetworkEndpoint endpoint{.vm_id = vm.id,
+                           .vm_name = vm.name,
+                           .owner = vm.owner,
+                           .endpoint_id = endpoint_id,
+                           .mac = request.mac.empty() ? mac_for(address) : request.mac,
+                           .ipv4 = format_ipv4(address),
+                           .prefix_length = live.subnet->prefix,
+                           .names = request.aliases};
+  if (vm.owner.empty() &&
+      std::find(endpoint.names.begin(), endpoint.names.end(), vm.name) == endpoint.names.end())
+    endpoint.names.push_back(vm.name);
+  live.allocated.emplace(address, vm.id);
+  live.endpoints.emplace(vm.id, endpoint);
+  return VmNic{.network_id = live.record.id,
+               .network_name = live.record.name,
+               .endpoint_id = endpoint.endpoint_id,
+               .bridge = live.record.bridge,
+               .mac = endpoint.mac,
+               .ipv4 = endpoint.ipv4,
+               .prefix_length = endpoint.prefix_length,
+               .gateway = live.record.internal ? "" : format_ipv4(live.gateway),
+               // The gateway's address runs the network's DNS server (on internal networks too).
+               .dns = {format_ipv4(live.gateway)},
+               .aliases = endpoint.names,
+               .slot = slot};
+}
+
+void NetworkManager::leave_locked(const std::string& vm_id, const std::string& network_id) {
+  auto it = networks_.find(network_id);
+  if (it == networks_.end()) return;
+  Live& live = *it->second;
+  live.endpoints.erase(vm_id);
+  std::erase_if(live.allocated, [&vm_id](const auto& entry) { return entry.second == vm_id; });
+}
+
+Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_slots) {
   NetworkAttachment attachment;
-  if (vm.networks.empty() && vm.ports.empty()) return attachment;
+  nic_slots = std::max(nic_slots, vm.networks.size());
+  if (nic_slots == 0 && vm.ports.empty()) return attachment;
   if (config_.fabric == nullptr) {
     return Error::unsupported(
         "networking is not available: kilnd runs without its network namespace, so a VM can get no NIC");
@@ -552,71 +634,22 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm) {
   };
   std::unique_lock lock(mutex_);
   for (const VmNetworkRequest& request : vm.networks) {
-    auto found = find_locked(request.network);
-    if (!found) return failed(found.error());
-    Live& live = **found;
-    if (live.record.driver == "host")
-      return failed(Error::invalid_argument(host_network_unsupported_message()));
-    if (!live.subnet) {
-      return failed(Error::invalid_argument(
-          fmt::format("network {} gives a VM no NIC: leave it out of the VM's networks", live.record.name)));
-    }
-    if (live.endpoints.contains(vm.id)) {
-      return failed(Error(
-          ErrorCategory::kPermissionDenied,
-          fmt::format("endpoint with name {} already exists in network {}", vm.name, live.record.name)));
-    }
-    Ipv4 address = 0;
-    if (!request.ipv4.empty()) {
-      if (auto valid = validate_static_address(live.record, request.ipv4); !valid)
-        return failed(valid.error());
-      address = *parse_ipv4(request.ipv4);
-      if (!live.usable(address))
-        return failed(Error(ErrorCategory::kPermissionDenied, "Address already in use"));
-    } else {
-      auto next = live.next_free();
-      if (!next) {
-        return failed(
-            Error(ErrorCategory::kPermissionDenied,
-                  fmt::format("no available IPv4 addresses on this network's address pools: {} ({})",
-                              live.record.name, live.record.id)));
-      }
-      address = *next;
-      live.last_allocated = address;
-    }
-    auto endpoint_id = random_hex_id();
-    if (!endpoint_id) return failed(endpoint_id.error());
-    NetworkEndpoint endpoint{.vm_id = vm.id,
-                             .vm_name = vm.name,
-                             .owner = vm.owner,
-                             .endpoint_id = *endpoint_id,
-                             .mac = request.mac.empty() ? mac_for(address) : request.mac,
-                             .ipv4 = format_ipv4(address),
-                             .prefix_length = live.subnet->prefix,
-                             .names = request.aliases};
-    if (vm.owner.empty() &&
-        std::find(endpoint.names.begin(), endpoint.names.end(), vm.name) == endpoint.names.end())
-      endpoint.names.push_back(vm.name);
-    live.allocated.emplace(address, vm.id);
-    live.endpoints.emplace(vm.id, endpoint);
-
-    NicAttachment nic;
-    nic.nic = VmNic{.network_id = live.record.id,
-                    .network_name = live.record.name,
-                    .endpoint_id = endpoint.endpoint_id,
-                    .bridge = live.record.bridge,
-                    .mac = endpoint.mac,
-                    .ipv4 = endpoint.ipv4,
-                    .prefix_length = endpoint.prefix_length,
-                    .gateway = live.record.internal ? "" : format_ipv4(live.gateway),
-                    // The gateway's address runs the network's DNS server (on internal networks too).
-                    .dns = {format_ipv4(live.gateway)},
-                    .aliases = endpoint.names};
-    auto tap = config_.fabric->open_tap(live.record.bridge, nullptr);
-    if (!tap) return failed(tap.error().with_context(fmt::format("network {}", live.record.name)));
-    nic.tap = *std::move(tap);
-    attachment.nics.push_back(std::move(nic));
-    joined.push_back(live.record);
+    auto nic = join_locked(vm, request, attachment.nics.size());
+    if (!nic) return failed(nic.error());
+    NicTap tap;
+    auto opened = config_.fabric->open_tap(nic->bridge, &tap.name);
+    if (!opened) return failed(opened.error().with_context(fmt::format("network {}", nic->network_name)));
+    tap.fd = *std::move(opened);
+    attachment.taps.push_back(std::move(tap));
+    joined.push_back(networks_.at(nic->network_id)->record);
+    attachment.nics.push_back(*std::move(nic));
+  }
+  while (attachment.taps.size() < nic_slots) {
+    NicTap spare;
+    auto opened = config_.fabric->open_detached_tap(&spare.name);
+    if (!opened) return failed(opened.error().with_context("a spare NIC slot"));
+    spare.fd = *std::move(opened);
+    attachment.taps.push_back(std::move(spare));
   }
 
   for (const PortPublication& port : vm.ports) {
@@ -626,7 +659,7 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm) {
     }
     if (config_.ports == nullptr)
       return failed(Error::unsupported("publishing ports is not available in this kilnd (no port proxy)"));
-    const VmNic& target = attachment.nics.front().nic;
+    const VmNic& target = attachment.nics.front();
     auto listener = config_.ports->listen({.protocol = port.protocol,
                                            .host_ip = port.host_ip,
                                            .host_port = port.host_port,
@@ -673,6 +706,36 @@ void NetworkManager::detach(const VmRecord& vm) {
   }
   for (const NetworkRecord& network : left)
     publish("disconnect", network, {{"container", vm.owner.empty() ? vm.id : vm.owner}});
+}
+
+Result<VmNic> NetworkManager::connect(const VmRecord& vm, const VmNetworkRequest& request, size_t slot,
+                                      const std::string& tap) {
+  if (config_.fabric == nullptr) {
+    return Error::unsupported(
+        "networking is not available: kilnd runs without its network namespace, so a VM can get no NIC");
+  }
+  std::unique_lock lock(mutex_);
+  VmNic nic = KILN_TRY(join_locked(vm, request, slot));
+  if (auto attached = config_.fabric->attach_tap(tap, nic.bridge); !attached) {
+    leave_locked(vm.id, nic.network_id);
+    return attached.error().with_context(fmt::format("network {}", nic.network_name));
+  }
+  NetworkRecord network = networks_.at(nic.network_id)->record;
+  lock.unlock();
+  publish("connect", network, {{"container", vm.owner.empty() ? vm.id : vm.owner}});
+  return nic;
+}
+
+Result<void> NetworkManager::disconnect(const VmRecord& vm, const VmNic& nic) {
+  std::unique_lock lock(mutex_);
+  if (config_.fabric != nullptr && nic.slot < vm.nic_taps.size())
+    KILN_TRY(config_.fabric->detach_tap(vm.nic_taps[nic.slot], nic.bridge));
+  std::optional<NetworkRecord> network;
+  if (auto it = networks_.find(nic.network_id); it != networks_.end()) network = it->second->record;
+  leave_locked(vm.id, nic.network_id);
+  lock.unlock();
+  if (network) publish("disconnect", *network, {{"container", vm.owner.empty() ? vm.id : vm.owner}});
+  return ok();
 }
 
 Result<void> NetworkManager::reserve_locked(const VmRecord& vm, const VmNic& nic) {

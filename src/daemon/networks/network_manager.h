@@ -97,13 +97,19 @@ class NetworkManager final : public VmNetworking {
   std::vector<NetworkEndpoint> endpoints(const std::string& network_id) const;
   // The network's name table (what its DNS zone answers): a name's addresses (any case; "NAME.NETWORK" and a
   // trailing dot too, as Docker's DNS), an address's names.
-  std::vector<std::string> lookup_name(const std::string& network_id, std::string_view name) const;
+  // `client_ip`: the asker's address on that network; then names on its other user-defined networks answer
+  // too (as Docker's resolver), when the network itself has none.
+  std::vector<std::string> lookup_name(const std::string& network_id, std::string_view name,
+                                       std::string_view client_ip = {}) const;
   std::vector<std::string> lookup_address(const std::string& network_id, std::string_view ipv4) const;
 
   // VmNetworking.
-  Result<NetworkAttachment> attach(const VmRecord& vm) override;
+  Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots) override;
   void detach(const VmRecord& vm) override;
   Result<void> adopt(const VmRecord& vm) override;
+  Result<VmNic> connect(const VmRecord& vm, const VmNetworkRequest& request, size_t slot,
+                        const std::string& tap) override;
+  Result<void> disconnect(const VmRecord& vm, const VmNic& nic) override;
 
  private:
   struct Live;
@@ -113,9 +119,14 @@ class NetworkManager final : public VmNetworking {
   Result<IpamConfig> plan_ipam(const CreateNetwork& request);
   Result<void> bring_up(Live& live);  // bridge and DNS zone; under mutex_
   Result<Live*> find_locked(const std::string& reference);
+  std::vector<std::string> names_on_locked(const Live& live, std::string_view name) const;
   Result<NetworkRecord> insert_predefined(std::string name, std::string driver);
   Result<void> reserve_locked(const VmRecord& vm, const VmNic& nic);
   void release_locked(const std::string& vm_id, std::vector<ServiceHandle>& dropped);
+  // An address and DNS names for `vm` on the request's network, in NIC slot `slot` (no tap yet).
+  Result<VmNic> join_locked(const VmRecord& vm, const VmNetworkRequest& request, size_t slot);
+  // Undoes join_locked: the VM's endpoint and address on one network.
+  void leave_locked(const std::string& vm_id, const std::string& network_id);
   void publish(std::string action, const NetworkRecord& network, Json attributes = Json::object());
 
   DocumentTable table_;

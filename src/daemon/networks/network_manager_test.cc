@@ -39,7 +39,28 @@ class FakeFabric : public NetworkFabric {
     if (fail_taps) return Error::unavailable("tap refused");
     ++taps;
     if (name != nullptr) *name = "ktap" + std::to_string(taps);
+    on_bridge["ktap" + std::to_string(taps)] = bridge;
     return UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  }
+  Result<UniqueFd> open_detached_tap(std::string* name) override {
+    std::lock_guard lock(mutex);
+    if (fail_taps) return Error::unavailable("tap refused");
+    ++taps;
+    if (name != nullptr) *name = "ktap" + std::to_string(taps);
+    on_bridge["ktap" + std::to_string(taps)] = "";
+    return UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  }
+  Result<void> attach_tap(const std::string& tap, const std::string& bridge) override {
+    std::lock_guard lock(mutex);
+    if (!made.contains(bridge)) return Error::not_found("no bridge " + bridge);
+    if (!on_bridge.contains(tap)) return Error::not_found("no tap " + tap);
+    on_bridge[tap] = bridge;
+    return ok();
+  }
+  Result<void> detach_tap(const std::string& tap, const std::string& bridge) override {
+    std::lock_guard lock(mutex);
+    if (auto it = on_bridge.find(tap); it != on_bridge.end() && it->second == bridge) it->second.clear();
+    return ok();
   }
   Result<UniqueFd> bound_socket(int type, const std::string& ipv4, uint16_t port) override {
     std::lock_guard lock(mutex);
@@ -60,6 +81,7 @@ class FakeFabric : public NetworkFabric {
   std::set<std::string> fail_bridges;
   bool fail_taps = false;
   int taps = 0;
+  std::map<std::string, std::string> on_bridge;  // tap -> its bridge ("" : none)
 };
 
 class FakeDns : public DnsService {
@@ -144,11 +166,12 @@ class NetworkManagerTest : public ::testing::Test {
   }
 
   // attach() as VmManager calls it, with the nics and ports recorded as it records them.
-  VmRecord started(VmRecord record) {
-    auto attached = manager_->attach(record);
+  VmRecord started(VmRecord record, size_t slots = 0) {
+    auto attached = manager_->attach(record, slots);
     EXPECT_TRUE(attached) << attached.error().message();
     if (!attached) return record;
-    for (const NicAttachment& nic : attached->nics) record.nics.push_back(nic.nic);
+    record.nics = attached->nics;
+    for (const NicTap& tap : attached->taps) record.nic_taps.push_back(tap.name);
     record.published = attached->published;
     record.state = VmState::kRunning;
     return record;
@@ -380,28 +403,28 @@ TEST_F(NetworkManagerTest, AttachGivesAddressesTapsNamesAndDns) {
   EXPECT_TRUE(manager_->lookup_name(net_id, "web.other").empty());
   // The zones answer through the same table; the default network's answers no names.
   ASSERT_EQ(dns_.lookups.size(), 2u);
-  EXPECT_TRUE(dns_.lookups[0].forward("vm-v1").empty());
+  EXPECT_TRUE(dns_.lookups[0].forward("vm-v1", "").empty());
   EXPECT_FALSE(dns_.lookups[0].reverse("172.17.0.2"));
   EXPECT_EQ(dns_.lookups[0].network_name, "");
   EXPECT_EQ(dns_.lookups[1].reverse("10.9.0.2"), "web.net");
   EXPECT_EQ(dns_.lookups[1].network_name, "net");
-  EXPECT_EQ(dns_.lookups[1].forward("web"), std::vector<std::string>{"10.9.0.2"});
+  EXPECT_EQ(dns_.lookups[1].forward("web", ""), std::vector<std::string>{"10.9.0.2"});
   EXPECT_EQ(manager_->endpoints(net_id).size(), 4u);
 
-  auto taken = manager_->attach(vm("v5", {{.network = "net", .ipv4 = "10.9.0.50"}}));
+  auto taken = manager_->attach(vm("v5", {{.network = "net", .ipv4 = "10.9.0.50"}}), 0);
   ASSERT_FALSE(taken);
   EXPECT_EQ(taken.error().message(), "Address already in use");
-  auto outside = manager_->attach(vm("v5", {{.network = "net", .ipv4 = "10.10.0.5"}}));
+  auto outside = manager_->attach(vm("v5", {{.network = "net", .ipv4 = "10.10.0.5"}}), 0);
   ASSERT_FALSE(outside);
   EXPECT_EQ(outside.error().category(), ErrorCategory::kInvalidArgument);
-  auto on_default = manager_->attach(vm("v5", {{.network = "bridge", .ipv4 = "172.17.0.9"}}));
+  auto on_default = manager_->attach(vm("v5", {{.network = "bridge", .ipv4 = "172.17.0.9"}}), 0);
   ASSERT_FALSE(on_default);
   EXPECT_EQ(on_default.error().message(),
             "user specified IP address is supported on user defined networks only");
-  auto host = manager_->attach(vm("v5", {{.network = "host"}}));
+  auto host = manager_->attach(vm("v5", {{.network = "host"}}), 0);
   ASSERT_FALSE(host);
   EXPECT_EQ(host.error().message(), host_network_unsupported_message());
-  auto unknown = manager_->attach(vm("v5", {{.network = "nosuch"}}));
+  auto unknown = manager_->attach(vm("v5", {{.network = "nosuch"}}), 0);
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().message(), "network nosuch not found");
 
@@ -414,7 +437,7 @@ TEST_F(NetworkManagerTest, AttachGivesAddressesTapsNamesAndDns) {
 TEST_F(NetworkManagerTest, AFailedAttachHoldsNothing) {
   create({.name = "net", .ipam = {{.subnet = "10.9.0.0/29"}}});
   fabric_.fail_taps = true;
-  auto failed = manager_->attach(vm("v1", {{.network = "net"}, {.network = "bridge"}}));
+  auto failed = manager_->attach(vm("v1", {{.network = "net"}, {.network = "bridge"}}), 0);
   ASSERT_FALSE(failed);
   fabric_.fail_taps = false;
   std::string net_id = manager_->get("net").value().id;
@@ -423,7 +446,7 @@ TEST_F(NetworkManagerTest, AFailedAttachHoldsNothing) {
 
   // A /29 has 5 addresses for VMs after the gateway.
   for (int i = 0; i < 4; ++i) started(vm("f" + std::to_string(i), {{.network = "net"}}));
-  auto full = manager_->attach(vm("v9", {{.network = "bridge"}, {.network = "net"}}));
+  auto full = manager_->attach(vm("v9", {{.network = "bridge"}, {.network = "net"}}), 0);
   ASSERT_FALSE(full);
   EXPECT_NE(full.error().message().find("no available IPv4 addresses"), std::string::npos);
   EXPECT_TRUE(manager_->endpoints(manager_->get("bridge").value().id).empty());
@@ -436,7 +459,7 @@ TEST_F(NetworkManagerTest, AFailedAttachHoldsNothing) {
   EXPECT_TRUE(proxy_.listening(8080));
   web.id = "w2";
   web.name = "vm-w2";
-  auto busy = manager_->attach(web);
+  auto busy = manager_->attach(web, 0);
   ASSERT_FALSE(busy);
   EXPECT_NE(busy.error().message().find("driver failed programming external connectivity on endpoint vm-w2"),
             std::string::npos);
@@ -469,7 +492,7 @@ TEST_F(NetworkManagerTest, PublishedPortsGetTheirPortAndTarget) {
 
   VmRecord none = vm("w2", {});
   none.ports = {{.guest_port = 80}};
-  EXPECT_FALSE(manager_->attach(none));
+  EXPECT_FALSE(manager_->attach(none, 0));
 }
 
 TEST_F(NetworkManagerTest, RunningVmsKeepTheirAddressesAcrossARestart) {
@@ -498,6 +521,62 @@ TEST_F(NetworkManagerTest, RunningVmsKeepTheirAddressesAcrossARestart) {
   EXPECT_FALSE(proxy_.listening(8080));
 }
 
+TEST_F(NetworkManagerTest, SpareSlotsLetARunningVmJoinAndLeaveNetworks) {
+  create({.name = "net", .ipam = {{.subnet = "10.9.0.0/24"}}});
+  std::string net_id = manager_->get("net").value().id;
+  VmRecord running = started(vm("v1", {{.network = "bridge"}}), 3);
+  ASSERT_EQ(running.nic_taps.size(), 3u);
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[0]], "kiln0");
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[1]], "");  // spares: on no bridge
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[2]], "");
+
+  auto joined = manager_->connect(running, {.network = "net", .aliases = {"db"}}, 2, running.nic_taps[2]);
+  ASSERT_TRUE(joined) << joined.error().message();
+  EXPECT_EQ(joined->slot, 2u);
+  EXPECT_EQ(joined->ipv4, "10.9.0.2");
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[2]], manager_->get("net").value().bridge);
+  EXPECT_EQ(manager_->lookup_name(net_id, "db"), std::vector<std::string>{"10.9.0.2"});
+  EXPECT_EQ(manager_->endpoints(net_id).size(), 1u);
+  running.nics.push_back(*joined);
+  // Twice on one network: dockerd's words, nothing changes.
+  auto again = manager_->connect(running, {.network = "net"}, 1, running.nic_taps[1]);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().category(), ErrorCategory::kPermissionDenied);
+  EXPECT_EQ(again.error().message(), "endpoint with name vm-v1 already exists in network net");
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[1]], "");
+  // A tap that cannot join holds no address.
+  auto broken = manager_->connect(vm("v2", {}), {.network = "net"}, 0, "ktap-gone");
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(manager_->endpoints(net_id).size(), 1u);
+  // Its address is free again (new ones are handed out in turn, so ask for it).
+  EXPECT_EQ(started(vm("v3", {{.network = "net", .ipv4 = "10.9.0.3"}})).nics[0].ipv4, "10.9.0.3");
+
+  ASSERT_TRUE(manager_->disconnect(running, *joined));
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[2]], "");
+  EXPECT_TRUE(manager_->lookup_name(net_id, "db").empty());
+  EXPECT_EQ(manager_->endpoints(net_id).size(), 1u);  // v3's
+  // Left the bridge network alone.
+  EXPECT_EQ(manager_->endpoints(manager_->get("bridge").value().id).size(), 1u);
+}
+
+TEST_F(NetworkManagerTest, AVmResolvesNamesOnAllOfItsNetworksAsDockersResolver) {
+  create({.name = "front", .ipam = {{.subnet = "10.9.1.0/24"}}});
+  create({.name = "back", .ipam = {{.subnet = "10.9.2.0/24"}}});
+  std::string front = manager_->get("front").value().id;
+  VmRecord db = started(vm("v1", {{.network = "back", .aliases = {"db"}}}));
+  VmRecord app = started(vm("v2", {{.network = "front", .aliases = {"app"}}, {.network = "back"}}));
+  VmRecord web = started(vm("v3", {{.network = "front", .aliases = {"web"}}}));
+  // app asks front's server for db, which is only on back: app is on back too.
+  EXPECT_EQ(manager_->lookup_name(front, "db", app.nics[0].ipv4), std::vector<std::string>{"10.9.2.2"});
+  // web is not on back: it gets no answer, nor does an unknown asker.
+  EXPECT_TRUE(manager_->lookup_name(front, "db", web.nics[0].ipv4).empty());
+  EXPECT_TRUE(manager_->lookup_name(front, "db", "10.9.1.99").empty());
+  EXPECT_TRUE(manager_->lookup_name(front, "db").empty());
+  // A name on the network asked comes first.
+  EXPECT_EQ(manager_->lookup_name(front, "web", app.nics[0].ipv4), std::vector<std::string>{"10.9.1.3"});
+  (void)db;
+}
+
 TEST_F(NetworkManagerTest, ConcurrentStartsNeverShareAnAddress) {
   create({.name = "net", .ipam = {{.subnet = "10.9.0.0/24"}}});
   constexpr int kThreads = 4;
@@ -508,11 +587,11 @@ TEST_F(NetworkManagerTest, ConcurrentStartsNeverShareAnAddress) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
         VmRecord record = vm(fmt::format("t{}-{}", t, i), {{.network = "net"}});
-        auto attached = manager_->attach(record);
+        auto attached = manager_->attach(record, 0);
         if (!attached) continue;
-        addresses[t].push_back(attached->nics[0].nic.ipv4);
+        addresses[t].push_back(attached->nics[0].ipv4);
         if (i % 3 == 0) {
-          record.nics = {attached->nics[0].nic};
+          record.nics = {attached->nics[0]};
           manager_->detach(record);
           addresses[t].pop_back();
         }

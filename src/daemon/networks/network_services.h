@@ -28,6 +28,11 @@ class NetworkFabric {
   virtual Result<void> remove_bridge(const std::string& name) = 0;
   // A tap on `bridge`; its name in `name`.
   virtual Result<UniqueFd> open_tap(const std::string& bridge, std::string* name) = 0;
+  // A tap on no bridge (a spare NIC slot); its name in `name`.
+  virtual Result<UniqueFd> open_detached_tap(std::string* name) = 0;
+  // Puts an existing tap on `bridge`, or takes it off (a tap already gone: ok).
+  virtual Result<void> attach_tap(const std::string& tap, const std::string& bridge) = 0;
+  virtual Result<void> detach_tap(const std::string& tap, const std::string& bridge) = 0;
   // A socket inside the namespace bound to ipv4:port (a DNS zone's listeners on its gateway); `type`
   // SOCK_DGRAM, or SOCK_STREAM, then also listening.
   virtual Result<UniqueFd> bound_socket(int type, const std::string& ipv4, uint16_t port) = 0;
@@ -43,7 +48,7 @@ using ServiceHandle = std::shared_ptr<void>;
 // The names a network's DNS server answers, field for field net::NameLookup (src/net/dns_server.h): a name's
 // IPv4 addresses, and an address's PTR name ("web.mynet"). Called from the DNS server's thread.
 struct NameLookup {
-  std::function<std::vector<std::string>(std::string_view name)> forward;
+  std::function<std::vector<std::string>(std::string_view name, std::string_view client_ip)> forward;
   std::function<std::optional<std::string>(std::string_view ipv4)> reverse;
   std::string network_name;  // "web.mynet" is also asked as "web"; empty: off
 };

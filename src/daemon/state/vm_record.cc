@@ -109,7 +109,8 @@ Json to_storage_json(const VmRecord& vm) {
                     {"prefix_length", nic.prefix_length},
                     {"gateway", nic.gateway},
                     {"dns", strings_json(nic.dns)},
-                    {"aliases", strings_json(nic.aliases)}});
+                    {"aliases", strings_json(nic.aliases)},
+                    {"slot", nic.slot}});
   }
   Json folders = Json::array();
   for (const auto& folder : vm.folders) {
@@ -147,6 +148,7 @@ Json to_storage_json(const VmRecord& vm) {
           {"networks", networks},
           {"ports", ports_to_storage_json(vm.ports)},
           {"nics", nics},
+          {"nic_taps", strings_json(vm.nic_taps)},
           {"published", ports_to_storage_json(vm.published)},
           {"state", to_string(vm.state)},
           {"state_reason", vm.state_reason},
@@ -227,9 +229,11 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
                          .prefix_length = nic.value("prefix_length", 0),
                          .gateway = nic.value("gateway", ""),
                          .dns = strings_from(nic, "dns"),
-                         .aliases = strings_from(nic, "aliases")});
+                         .aliases = strings_from(nic, "aliases"),
+                         .slot = nic.value("slot", vm.nics.size())});  // before slots: in order
     }
   }
+  vm.nic_taps = strings_from(json, "nic_taps");
   vm.published = ports_from_storage_json(json, "published");
   auto state = vm_state_from_string(json.value("state", "error"));
   vm.state = state.value_or(VmState::kError);

@@ -91,6 +91,7 @@ struct VmNic {
   std::string gateway;               // "172.17.0.1"; empty on an internal network
   std::vector<std::string> dns;      // resolvers the guest uses (the network's DNS server)
   std::vector<std::string> aliases;  // the names it answers to on that network
+  size_t slot = 0;                   // which of the VM's NIC slots (VmRecord::nic_taps) it is
   bool operator==(const VmNic&) const = default;
 };
 
@@ -114,7 +115,11 @@ struct VmRecord {
   // Networking: what the VM asks for (changed only while it is not running), and, while it runs, what it got.
   std::vector<VmNetworkRequest> networks;
   std::vector<PortPublication> ports;
-  std::vector<VmNic> nics;                 // running: one per request, in order
+  std::vector<VmNic> nics;  // running: one per request, in order
+  // Running: the host end (a tap in Kiln's network namespace) of each of the VM's NIC slots, in slot order.
+  // Slots no NIC uses are spares, on no bridge, that a running VM's new network takes (a container VM has
+  // kContainerNicSlots).
+  std::vector<std::string> nic_taps;
   std::vector<PortPublication> published;  // running: `ports` with every host_port chosen
 
   VmState state = VmState::kCreating;

@@ -153,9 +153,11 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
     args.insert(
         args.end(),
         {"-netdev", fmt::format("tap,id=net{},fd={}", i, kFirstTapFd + static_cast<int>(i)), "-device",
-         fmt::format(
-             "virtio-net-device,netdev=net{}{}", i,
-             spec.nics[i].mac.empty() || mode == StartMode::kIncoming ? "" : ",mac=" + spec.nics[i].mac)});
+         // An incoming VM's device gets its MAC from the saved state (its template's nic_device_mac).
+         fmt::format("virtio-net-device,netdev=net{}{}", i,
+                     mode == StartMode::kIncoming
+                         ? ""
+                         : ",mac=" + (spec.nics[i].mac.empty() ? nic_device_mac(i) : spec.nics[i].mac))});
   }
   return args;
 }

@@ -228,7 +228,8 @@ Result<std::string> QemuEngine::template_key(const VmSpec& spec) {
       qemu_arguments("qemu", normalized_for_key(spec), host_, StartMode::kIncoming);
   std::string qemu_version = KILN_TRY(version());
   Sha256 digest;
-  digest.update(fmt::format("kiln-template 1\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
+  // 2: NIC devices have per-slot MACs (nic_device_mac).
+  digest.update(fmt::format("kiln-template 2\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
                             kernel, initrd, host_.tsc_khz));
   for (const auto& arg : args) {
     digest.update(arg);
