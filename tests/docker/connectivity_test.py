@@ -190,6 +190,28 @@ class PublishedPortTest(NetworkCase):
         self.assertGreater(host_port, 1024)
         self.wait_http(f"http://127.0.0.1:{host_port}/index.html", "any-port")
 
+    def test_a_host_port_range_takes_its_first_free_port(self):
+        # Three consecutive free ports; the first one held by the test.
+        for _ in range(50):
+            first = free_port()
+            with socket.socket() as a, socket.socket() as b:
+                try:
+                    a.bind(("127.0.0.1", first + 1))
+                    b.bind(("127.0.0.1", first + 2))
+                except OSError:
+                    continue
+            break
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", first))
+        holder.listen()
+        self.docker("run", "-d", "--name", "ranged", "-p", f"127.0.0.1:{first}-{first + 2}:80", IMAGE, "sh", "-c",
+                    httpd_script("ranged"))
+        self.assertEqual(self.out("port", "ranged", "80/tcp"), f"127.0.0.1:{first + 1}")
+        self.wait_http(f"http://127.0.0.1:{first + 1}/index.html", "ranged")
+        bindings = self.inspect("ranged")["HostConfig"]["PortBindings"]["80/tcp"]
+        self.assertEqual(bindings, [{"HostIp": "127.0.0.1", "HostPort": f"{first}-{first + 2}"}])
+
 
 @unittest.skipIf(ORACLE, "looks into Kiln's own network namespace")
 class KilnNetworkTest(NetworkCase):

@@ -191,7 +191,10 @@ std::vector<daemon::PortPublication> port_publications(const ContainerPorts& por
     out.push_back(daemon::PortPublication{.protocol = binding.container.protocol,
                                           .host_ip = binding.host_ip,
                                           .host_port = binding.host_port_first,
-                                          .guest_port = binding.container.port});
+                                          .guest_port = binding.container.port,
+                                          .host_port_last = binding.host_port_last > binding.host_port_first
+                                                                ? binding.host_port_last
+                                                                : uint16_t{0}});
   }
   return out;
 }

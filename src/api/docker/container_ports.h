@@ -47,8 +47,7 @@ struct ContainerPorts {
 // start: a published port over SCTP (Kiln's proxy has none) or another unknown protocol.
 Result<ContainerPorts> parse_container_ports(const Json& raw_config, const Json& raw_host_config);
 
-// What the VM is given: one publication per binding. PortPublication holds one host port, so a host port
-// range gives its first port; ProxySpec::host_port_last can take the rest once PortPublication carries it.
+// What the VM is given: one publication per binding (a host port range: the first free port of it).
 std::vector<daemon::PortPublication> port_publications(const ContainerPorts& ports);
 
 // inspect's NetworkSettings.Ports: {"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"18080"}],"53/udp":null} for a

@@ -42,7 +42,7 @@ TEST(ContainerPortsTest, ReadsWhatTheCliSends) {
                                  {{9000, "tcp"}, "", 0, 0},  // -P
                              }));
   EXPECT_EQ(port_publications(*ports), (std::vector<PortPublication>{
-                                           {"tcp", "", 18100, 5000},
+                                           {"tcp", "", 18100, 5000, 18110},
                                            {"udp", "", 0, 53},
                                            {"tcp", "", 8000, 7000},
                                            {"tcp", "", 8001, 7001},

@@ -663,6 +663,7 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_
     auto listener = config_.ports->listen({.protocol = port.protocol,
                                            .host_ip = port.host_ip,
                                            .host_port = port.host_port,
+                                           .host_port_last = port.host_port_last,
                                            .target_ip = target.ipv4,
                                            .target_port = port.guest_port});
     if (!listener) {
@@ -673,6 +674,7 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_
     }
     PortPublication published = port;
     published.host_port = listener->port;
+    published.host_port_last = 0;
     attachment.published.push_back(published);
     proxies.push_back(std::move(listener->handle));
   }

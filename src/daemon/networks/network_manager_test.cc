@@ -107,6 +107,7 @@ class FakeProxy : public PortPublisher {
   Result<ProxyListener> listen(const ProxySpec& spec) override {
     std::lock_guard lock(mutex);
     uint16_t port = spec.host_port == 0 ? next_free++ : spec.host_port;
+    while (port < spec.host_port_last && listeners.contains(port) && !listeners[port].expired()) ++port;
     if (in_use.contains(port) && !listeners[port].expired())
       return Error(
           ErrorCategory::kIo,
@@ -493,6 +494,17 @@ TEST_F(NetworkManagerTest, PublishedPortsGetTheirPortAndTarget) {
   VmRecord none = vm("w2", {});
   none.ports = {{.guest_port = 80}};
   EXPECT_FALSE(manager_->attach(none, 0));
+
+  // A host port range (docker run -p 8080-8082:80): its first free port, recorded as chosen.
+  VmRecord first = vm("w3", {{.network = "bridge"}});
+  first.ports = {{.host_port = 8080, .guest_port = 80, .host_port_last = 8082}};
+  VmRecord second = first;
+  second.id = "w4";
+  EXPECT_EQ(started(first).published[0].host_port, 8080);
+  VmRecord next = started(second);
+  ASSERT_EQ(next.published.size(), 1u);
+  EXPECT_EQ(next.published[0].host_port, 8081);
+  EXPECT_EQ(next.published[0].host_port_last, 0);
 }
 
 TEST_F(NetworkManagerTest, RunningVmsKeepTheirAddressesAcrossARestart) {

@@ -66,6 +66,7 @@ struct ProxySpec {
   std::string protocol = "tcp";  // "tcp" or "udp"
   std::string host_ip;           // "" : all addresses
   uint16_t host_port = 0;        // 0: any free port
+  uint16_t host_port_last = 0;   // > host_port: the first free port of host_port..host_port_last
   std::string target_ip;         // the guest's address in Kiln's namespace
   uint16_t target_port = 0;
 };

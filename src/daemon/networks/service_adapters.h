@@ -31,11 +31,13 @@ class ProxyAdapter final : public PortPublisher {
  public:
   explicit ProxyAdapter(net::PortProxy& proxy) : proxy_(proxy) {}
   Result<ProxyListener> listen(const ProxySpec& spec) override {
-    std::unique_ptr<net::ProxyListener> listener = KILN_TRY(proxy_.listen({.protocol = spec.protocol,
-                                                                           .host_ip = spec.host_ip,
-                                                                           .host_port = spec.host_port,
-                                                                           .target_ip = spec.target_ip,
-                                                                           .target_port = spec.target_port}));
+    std::unique_ptr<net::ProxyListener> listener =
+        KILN_TRY(proxy_.listen({.protocol = spec.protocol,
+                                .host_ip = spec.host_ip,
+                                .host_port = spec.host_port,
+                                .host_port_last = spec.host_port_last,
+                                .target_ip = spec.target_ip,
+                                .target_port = spec.target_port}));
     uint16_t port = listener->port();
     return ProxyListener{.handle = ServiceHandle(std::move(listener)), .port = port};
   }

@@ -46,6 +46,7 @@ Json ports_to_storage_json(const std::vector<PortPublication>& ports) {
                    {"host_ip", port.host_ip},
                    {"host_port", port.host_port},
                    {"guest_port", port.guest_port}});
+    if (port.host_port_last > port.host_port) out.back()["host_port_last"] = port.host_port_last;
   }
   return out;
 }
@@ -58,7 +59,8 @@ std::vector<PortPublication> ports_from_storage_json(const Json& json, std::stri
       out.push_back({.protocol = port.value("protocol", "tcp"),
                      .host_ip = port.value("host_ip", ""),
                      .host_port = port.value("host_port", uint16_t{0}),
-                     .guest_port = port.value("guest_port", uint16_t{0})});
+                     .guest_port = port.value("guest_port", uint16_t{0}),
+                     .host_port_last = port.value("host_port_last", uint16_t{0})});
     }
   }
   return out;

@@ -76,6 +76,9 @@ struct PortPublication {
   std::string host_ip;           // empty: all of the host's addresses (0.0.0.0)
   uint16_t host_port = 0;        // 0: a free port, chosen at start
   uint16_t guest_port = 0;
+  // > host_port: the first free port of host_port..host_port_last (docker run -p 8000-8010:80); a running
+  // VM's published ports have the chosen one in host_port and 0 here.
+  uint16_t host_port_last = 0;
   bool operator==(const PortPublication&) const = default;
 };
 
