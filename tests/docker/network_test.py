@@ -53,6 +53,22 @@ class NetworkCase(ContainerCase):
 
 
 class NetworkCliTest(NetworkCase):
+    def test_bodies_of_the_wrong_type_get_gos_words(self):
+        cases = [
+            ("/networks/create", {"Name": 5}, "NetworkCreateRequest.Name of type string"),
+            ("/networks/create", {"Name": "x", "Driver": 5}, "NetworkCreateRequest.Driver of type string"),
+            ("/networks/create", {"Name": "x", "IPAM": {"Driver": 5}}, "IPAM.IPAM.Driver of type string"),
+            ("/networks/create", {"Name": "x", "IPAM": {"Config": [{"Subnet": 5}]}},
+             "IPAMConfig.IPAM.Config.Subnet of type string"),
+            ("/networks/bridge/connect", {"Container": 5}, "NetworkConnect.Container of type string"),
+        ]
+        for path, body, field in cases:
+            with self.subTest(body=body):
+                status, answer = self.api("POST", path, body)
+                self.assertEqual((status, answer["message"]),
+                                 (400, f"json: cannot unmarshal number into Go struct field {field}"))
+        self.assertNotIn("x", self.names())
+
     def test_create_with_everything_then_inspect_as_dockerd(self):
         for client in CLIENTS:
             with self.subTest(client=client_version(client)):

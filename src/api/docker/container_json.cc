@@ -12,6 +12,7 @@
 
 #include "agent/protocol/linux_capabilities.h"
 #include "api/docker/container_mounts.h"
+#include "api/docker/go_json.h"
 #include "common/rfc3339.h"
 #include "daemon/containers/container_names.h"
 #include "daemon/containers/json_file_log.h"
@@ -23,139 +24,6 @@ using daemon::containers::ContainerConfig;
 using daemon::containers::ContainerRecord;
 using daemon::containers::ContainerState;
 using daemon::containers::HostConfig;
-
-// ---- Go's encoding/json, as far as dockerd's create body shows it ---------------------------------------
-
-// Go's type error names the innermost struct's type and the field's path from the top (Go 1.19, as the
-// dockerd 20.10 this was checked against prints it): "HostConfig.HostConfig.Memory".
-struct GoField {
-  std::string_view go_struct;  // "ContainerConfigWrapper", "HostConfig", "RestartPolicy", ...
-  std::string path;            // "Env", "HostConfig.Memory", "HostConfig.RestartPolicy.Name"
-};
-
-bool has_field(const Json& object, std::string_view name) {
-  if (!object.is_object()) return false;
-  return std::any_of(object.items().begin(), object.items().end(),
-                     [&](const auto& item) { return equal_fold(item.key(), name); });
-}
-
-Error unmarshal_kind_error(std::string_view kind, const GoField& field, std::string_view go_type) {
-  return Error::invalid_argument(
-      fmt::format("json: cannot unmarshal {} into Go struct field {}.{} of type {}", kind, field.go_struct,
-                  field.path, go_type));
-}
-
-Error unmarshal_error(const Json& value, const GoField& field, std::string_view go_type) {
-  return unmarshal_kind_error(json_kind(value), field, go_type);
-}
-
-// Reads the fields of one Go struct of the body.
-class StructReader {
- public:
-  StructReader(const Json& object, std::string_view go_struct, std::string prefix)
-      : object_(object), go_struct_(go_struct), prefix_(std::move(prefix)) {}
-
-  GoField field(std::string_view name) const {
-    return {go_struct_, prefix_.empty() ? std::string(name) : fmt::format("{}.{}", prefix_, name)};
-  }
-  const Json* find(std::string_view name) const { return find_field(object_, name); }
-
-  Result<std::optional<std::string>> string(std::string_view name,
-                                            std::string_view go_type = "string") const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<std::string>();
-    if (!value->is_string()) return unmarshal_error(*value, field(name), go_type);
-    return std::optional<std::string>(value->get<std::string>());
-  }
-
-  Result<std::optional<bool>> boolean(std::string_view name) const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<bool>();
-    if (!value->is_boolean()) return unmarshal_error(*value, field(name), "bool");
-    return std::optional<bool>(value->get<bool>());
-  }
-
-  Result<std::optional<int64_t>> integer(std::string_view name, std::string_view go_type) const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<int64_t>();
-    return KILN_TRY(read_integer(*value, field(name), go_type));
-  }
-
-  // []string: a list of strings (null items are "").
-  Result<std::optional<std::vector<std::string>>> string_list(std::string_view name) const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<std::vector<std::string>>();
-    if (!value->is_array()) return unmarshal_error(*value, field(name), "[]string");
-    std::vector<std::string> items;
-    for (const auto& item : *value) {
-      if (item.is_null()) {
-        items.emplace_back();
-      } else if (item.is_string()) {
-        items.push_back(item.get<std::string>());
-      } else {
-        return unmarshal_error(item, field(name), "string");
-      }
-    }
-    return std::optional(std::move(items));
-  }
-
-  // moby's strslice: a list of strings or one string; anything else fails as the string attempt does.
-  Result<std::optional<std::vector<std::string>>> strslice(std::string_view name) const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<std::vector<std::string>>();
-    if (value->is_string()) return std::optional(std::vector<std::string>{value->get<std::string>()});
-    bool all_strings = value->is_array() && std::all_of(value->begin(), value->end(), [](const Json& item) {
-                         return item.is_string() || item.is_null();
-                       });
-    if (!all_strings) return unmarshal_error(*value, field(name), "string");
-    std::vector<std::string> items;
-    for (const auto& item : *value) items.push_back(item.is_string() ? item.get<std::string>() : "");
-    return std::optional(std::move(items));
-  }
-
-  // map[string]string
-  Result<std::optional<std::map<std::string, std::string>>> string_map(std::string_view name) const {
-    const Json* value = find(name);
-    if (value == nullptr) return std::optional<std::map<std::string, std::string>>();
-    if (!value->is_object()) return unmarshal_error(*value, field(name), "map[string]string");
-    std::map<std::string, std::string> items;
-    for (const auto& [key, item] : value->items()) {
-      if (item.is_null()) {
-        items[key] = "";
-      } else if (item.is_string()) {
-        items[key] = item.get<std::string>();
-      } else {
-        return unmarshal_error(item, field(name), "string");
-      }
-    }
-    return std::optional(std::move(items));
-  }
-
-  // A nested struct: absent/null -> nullopt.
-  Result<const Json*> object(std::string_view name, std::string_view go_type) const {
-    const Json* value = find(name);
-    if (value == nullptr) return static_cast<const Json*>(nullptr);
-    if (!value->is_object()) return unmarshal_error(*value, field(name), go_type);
-    return value;
-  }
-
-  static Result<int64_t> read_integer(const Json& value, const GoField& field, std::string_view go_type) {
-    if (value.is_number_integer() && !value.is_number_unsigned()) return value.get<int64_t>();
-    if (value.is_number_unsigned()) {
-      if (value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        return static_cast<int64_t>(value.get<uint64_t>());
-      return unmarshal_kind_error(fmt::format("number {}", value.dump()), field, go_type);
-    }
-    if (value.is_number())
-      return unmarshal_kind_error(fmt::format("number {}", value.dump()), field, go_type);
-    return unmarshal_error(value, field, go_type);
-  }
-
- private:
-  const Json& object_;
-  std::string_view go_struct_;
-  std::string prefix_;
-};
 
 constexpr std::string_view kWrapper = "ContainerConfigWrapper";
 
@@ -1018,38 +886,6 @@ Result<HostConfig> parse_update_container(const Json& body, const HostConfig& cu
     return Error::invalid_argument(
         "Restart policy cannot be updated because AutoRemove is enabled for the container");
   return updated;
-}
-
-bool equal_fold(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-// Go matches JSON keys to struct fields exactly first, then case-insensitively. Null is absent.
-const Json* find_field(const Json& object, std::string_view name) {
-  if (!object.is_object()) return nullptr;
-  const Json* found = nullptr;
-  if (auto it = object.find(name); it != object.end()) {
-    found = &*it;
-  } else {
-    for (const auto& [key, value] : object.items()) {
-      if (equal_fold(key, name)) {
-        found = &value;
-        break;
-      }
-    }
-  }
-  return found == nullptr || found->is_null() ? nullptr : found;
-}
-
-std::string json_kind(const Json& value) {
-  if (value.is_string()) return "string";
-  if (value.is_boolean()) return "bool";
-  if (value.is_array()) return "array";
-  if (value.is_object()) return "object";
-  if (value.is_number()) return "number";
-  return "null";
 }
 
 }  // namespace kiln::api::docker

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/docker/filters.h"
+#include "api/docker/go_json.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "daemon/containers/container_record.h"
@@ -22,14 +23,6 @@
 namespace kiln::api::docker {
 
 // ---- POST /containers/create ---------------------------------------------------------------------------
-
-// The JSON kind Go's encoding/json names in a type error: "string", "bool", "array", "object", "number".
-std::string json_kind(const Json& value);
-// Go's strings.EqualFold for ASCII field names.
-bool equal_fold(std::string_view a, std::string_view b);
-// How Go's encoding/json finds a struct field's key: exactly first, then case-insensitively; null (or a
-// missing key, or `object` not an object) is nullptr.
-const Json* find_field(const Json& object, std::string_view name);
 
 struct CreateContainerRequest {
   std::string name;  // from ?name=, checked and without the "/"; empty: the manager generates one

@@ -85,40 +85,6 @@ Json containers_json(DockerContext& context, NetworkManager& networks, const Net
   return containers;
 }
 
-// ---- the create body, as Go's encoding/json reads it ------------------------------------------------------
-
-Error type_error(const Json& value, std::string_view field, std::string_view go_type) {
-  return Error::invalid_argument(
-      fmt::format("json: cannot unmarshal {} into Go struct field {}.{} of type {}", json_kind(value),
-                  kCreateBodyType, field, go_type));
-}
-
-Result<std::string> string_field(const Json& body, std::string_view field) {
-  const Json* value = find_field(body, field);
-  if (value == nullptr || value->is_null()) return std::string();
-  if (!value->is_string()) return type_error(*value, field, "string");
-  return value->get<std::string>();
-}
-
-Result<bool> bool_field(const Json& body, std::string_view field) {
-  const Json* value = find_field(body, field);
-  if (value == nullptr || value->is_null()) return false;
-  if (!value->is_boolean()) return type_error(*value, field, "bool");
-  return value->get<bool>();
-}
-
-Result<std::map<std::string, std::string>> string_map_field(const Json& body, std::string_view field) {
-  std::map<std::string, std::string> map;
-  const Json* value = find_field(body, field);
-  if (value == nullptr || value->is_null()) return map;
-  if (!value->is_object()) return type_error(*value, field, "map[string]string");
-  for (const auto& [key, item] : value->items()) {
-    if (!item.is_null() && !item.is_string()) return type_error(item, field, "string");
-    map[key] = item.is_string() ? item.get<std::string>() : "";
-  }
-  return map;
-}
-
 Result<CreateNetwork> parse_create_network(const Request& request) {
   if (request.body.empty()) return Error::invalid_argument("got EOF while reading request body");
   auto body = parse_json(request.body);
@@ -127,36 +93,47 @@ Result<CreateNetwork> parse_create_network(const Request& request) {
     return Error::invalid_argument(fmt::format("json: cannot unmarshal {} into Go value of type types.{}",
                                                json_kind(*body), kCreateBodyType));
   }
-  CreateNetwork create{.name = KILN_TRY(string_field(*body, "Name")),
-                       .driver = KILN_TRY(string_field(*body, "Driver")),
-                       .internal = KILN_TRY(bool_field(*body, "Internal")),
-                       .attachable = KILN_TRY(bool_field(*body, "Attachable")),
-                       .ingress = KILN_TRY(bool_field(*body, "Ingress")),
-                       .enable_ipv6 = KILN_TRY(bool_field(*body, "EnableIPv6")),
-                       .options = KILN_TRY(string_map_field(*body, "Options")),
-                       .labels = KILN_TRY(string_map_field(*body, "Labels"))};
-  if (KILN_TRY(bool_field(*body, "ConfigOnly")))
+  // One field per statement: an early return out of a half-built aggregate leaks its members (GCC).
+  StructReader fields(*body, kCreateBodyType);
+  CreateNetwork create;
+  create.name = KILN_TRY(fields.string("Name")).value_or("");
+  create.driver = KILN_TRY(fields.string("Driver")).value_or("");
+  create.internal = KILN_TRY(fields.boolean("Internal")).value_or(false);
+  create.attachable = KILN_TRY(fields.boolean("Attachable")).value_or(false);
+  create.ingress = KILN_TRY(fields.boolean("Ingress")).value_or(false);
+  create.enable_ipv6 = KILN_TRY(fields.boolean("EnableIPv6")).value_or(false);
+  create.options = KILN_TRY(fields.string_map("Options")).value_or(std::map<std::string, std::string>{});
+  create.labels = KILN_TRY(fields.string_map("Labels")).value_or(std::map<std::string, std::string>{});
+  if (KILN_TRY(fields.boolean("ConfigOnly")).value_or(false))
     return Error::invalid_argument("config-only networks are not supported by Kiln");
-  if (const Json* from = find_field(*body, "ConfigFrom"); from != nullptr && from->is_object()) {
-    if (!KILN_TRY(string_field(*from, "Network")).empty())
+  if (const Json* from = KILN_TRY(fields.object("ConfigFrom", "network.ConfigReference")); from != nullptr) {
+    if (!KILN_TRY(StructReader(*from, "ConfigReference", "ConfigFrom").string("Network"))
+             .value_or("")
+             .empty())
       return Error::invalid_argument("networks made from a config-only network are not supported by Kiln");
   }
-  const Json* ipam = find_field(*body, "IPAM");
-  if (ipam == nullptr || ipam->is_null()) return create;
-  if (!ipam->is_object()) return type_error(*ipam, "IPAM", "network.IPAM");
-  create.ipam_driver = KILN_TRY(string_field(*ipam, "Driver"));
-  create.ipam_options = KILN_TRY(string_map_field(*ipam, "Options"));
-  if (const Json* options = find_field(*ipam, "Options"); options != nullptr && !options->is_null())
-    create.ipam_options_given = true;
-  const Json* configs = find_field(*ipam, "Config");
-  if (configs == nullptr || configs->is_null()) return create;
-  if (!configs->is_array()) return type_error(*configs, "IPAM.Config", "[]network.IPAMConfig");
+  const Json* ipam = KILN_TRY(fields.object("IPAM", "network.IPAM"));
+  if (ipam == nullptr) return create;
+  StructReader ipam_fields(*ipam, "IPAM", "IPAM");
+  create.ipam_driver = KILN_TRY(ipam_fields.string("Driver")).value_or("");
+  auto ipam_options = KILN_TRY(ipam_fields.string_map("Options"));
+  create.ipam_options_given = ipam_options.has_value();
+  create.ipam_options = ipam_options.value_or(std::map<std::string, std::string>{});
+  const Json* configs = ipam_fields.find("Config");
+  if (configs == nullptr) return create;
+  if (!configs->is_array())
+    return unmarshal_error(*configs, ipam_fields.field("Config"), "[]network.IPAMConfig");
   for (const Json& config : *configs) {
-    if (!config.is_object()) return type_error(config, "IPAM.Config", "network.IPAMConfig");
-    create.ipam.push_back({.subnet = KILN_TRY(string_field(config, "Subnet")),
-                           .gateway = KILN_TRY(string_field(config, "Gateway")),
-                           .ip_range = KILN_TRY(string_field(config, "IPRange")),
-                           .auxiliary_addresses = KILN_TRY(string_map_field(config, "AuxiliaryAddresses"))});
+    if (!config.is_object())
+      return unmarshal_error(config, ipam_fields.field("Config"), "network.IPAMConfig");
+    StructReader config_fields(config, "IPAMConfig", "IPAM.Config");
+    IpamConfig entry;
+    entry.subnet = KILN_TRY(config_fields.string("Subnet")).value_or("");
+    entry.gateway = KILN_TRY(config_fields.string("Gateway")).value_or("");
+    entry.ip_range = KILN_TRY(config_fields.string("IPRange")).value_or("");
+    entry.auxiliary_addresses = KILN_TRY(config_fields.string_map("AuxiliaryAddresses"))
+                                    .value_or(std::map<std::string, std::string>{});
+    create.ipam.push_back(std::move(entry));
   }
   return create;
 }
@@ -219,7 +196,7 @@ Result<Json> body_object(const Request& request, std::string_view go_type) {
 Result<Reply> connect_network(DockerContext& context, const Request& request) {
   NetworkManager& networks = *KILN_TRY(manager(context));
   Json body = KILN_TRY(body_object(request, "NetworkConnect"));
-  std::string container = KILN_TRY(string_field(body, "Container"));
+  std::string container = KILN_TRY(StructReader(body, "NetworkConnect").string("Container")).value_or("");
   NetworkRecord network = KILN_TRY(networks.get(id_param(request)));
   NetworkEndpointConfig endpoint;
   if (const Json* settings = find_field(body, "EndpointConfig");
@@ -244,8 +221,9 @@ Result<Reply> connect_network(DockerContext& context, const Request& request) {
 Result<Reply> disconnect_network(DockerContext& context, const Request& request) {
   NetworkManager& networks = *KILN_TRY(manager(context));
   Json body = KILN_TRY(body_object(request, "NetworkDisconnect"));
-  std::string container = KILN_TRY(string_field(body, "Container"));
-  bool force = KILN_TRY(bool_field(body, "Force"));
+  StructReader fields(body, "NetworkDisconnect");
+  std::string container = KILN_TRY(fields.string("Container")).value_or("");
+  bool force = KILN_TRY(fields.boolean("Force")).value_or(false);
   NetworkRecord network = KILN_TRY(networks.get(id_param(request)));
   auto changed = context.containers.change_networks(
       container, [&](ContainerRecord& record) { return disconnect_container(record, network); });

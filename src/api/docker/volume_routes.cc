@@ -39,33 +39,6 @@ Json volume_json(DockerContext& context, const VolumeRecord& volume) {
           {"Scope", volume.scope}};
 }
 
-// ---- the create body, as Go's encoding/json reads it ------------------------------------------------------
-
-Error type_error(const Json& value, std::string_view field, std::string_view go_type) {
-  return Error::invalid_argument(
-      fmt::format("json: cannot unmarshal {} into Go struct field {}.{} of type {}", json_kind(value),
-                  kCreateBodyType, field, go_type));
-}
-
-Result<std::string> string_field(const Json& body, std::string_view field) {
-  const Json* value = find_field(body, field);
-  if (value == nullptr) return std::string();
-  if (!value->is_string()) return type_error(*value, field, "string");
-  return value->get<std::string>();
-}
-
-Result<std::map<std::string, std::string>> string_map_field(const Json& body, std::string_view field) {
-  std::map<std::string, std::string> map;
-  const Json* value = find_field(body, field);
-  if (value == nullptr) return map;
-  if (!value->is_object()) return type_error(*value, field, "map[string]string");
-  for (const auto& [key, item] : value->items()) {
-    if (!item.is_null() && !item.is_string()) return type_error(item, field, "string");
-    map[key] = item.is_string() ? item.get<std::string>() : "";
-  }
-  return map;
-}
-
 Result<daemon::volumes::CreateVolume> parse_create_volume(const Request& request) {
   if (request.body.empty()) return Error::invalid_argument("got EOF while reading request body");
   auto body = parse_json(request.body);
@@ -75,12 +48,18 @@ Result<daemon::volumes::CreateVolume> parse_create_volume(const Request& request
     return Error::invalid_argument(fmt::format("json: cannot unmarshal {} into Go value of type volume.{}",
                                                json_kind(*body), kCreateBodyType));
   }
-  return daemon::volumes::CreateVolume{.name = KILN_TRY(string_field(*body, "Name")),
-                                       .driver = KILN_TRY(string_field(*body, "Driver")),
-                                       .labels = KILN_TRY(string_map_field(*body, "Labels")),
-                                       .driver_opts = KILN_TRY(string_map_field(*body, "DriverOpts")),
-                                       .labels_given = find_field(*body, "Labels") != nullptr,
-                                       .driver_opts_given = find_field(*body, "DriverOpts") != nullptr};
+  // One field per statement: an early return out of a half-built aggregate leaks its members (GCC).
+  StructReader fields(*body, kCreateBodyType);
+  daemon::volumes::CreateVolume create;
+  create.name = KILN_TRY(fields.string("Name")).value_or("");
+  create.driver = KILN_TRY(fields.string("Driver")).value_or("");
+  auto labels = KILN_TRY(fields.string_map("Labels"));
+  create.labels_given = labels.has_value();
+  create.labels = labels.value_or(std::map<std::string, std::string>{});
+  auto driver_opts = KILN_TRY(fields.string_map("DriverOpts"));
+  create.driver_opts_given = driver_opts.has_value();
+  create.driver_opts = driver_opts.value_or(std::map<std::string, std::string>{});
+  return create;
 }
 
 // ---- filters ----------------------------------------------------------------------------------------------
