@@ -44,6 +44,21 @@ Result<void> interface_ioctl(int fd, unsigned long request, ifreq& data, std::st
   return ok();
 }
 
+Result<UniqueFd> ioctl_socket() {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::last_os_error("socket for interface ioctls");
+  return fd;
+}
+
+// Clears IFF_UP; the flags it had otherwise, to bring it up with later.
+Result<ifreq> take_link_down(int fd, const std::string& interface) {
+  ifreq flags = request_for(interface);
+  KILN_TRY(interface_ioctl(fd, SIOCGIFFLAGS, flags, "get the flags", interface));
+  flags.ifr_flags = static_cast<short>(flags.ifr_flags & ~IFF_UP);
+  KILN_TRY(interface_ioctl(fd, SIOCSIFFLAGS, flags, "take down", interface));
+  return flags;
+}
+
 std::string current_mac(const std::string& sys_class_net, const std::string& interface) {
   std::FILE* file = std::fopen((sys_class_net + "/" + interface + "/address").c_str(), "re");
   if (!file) return {};
@@ -83,13 +98,8 @@ std::vector<std::string> virtio_net_interfaces(const std::string& sys_class_net)
 Result<void> configure_interface(const std::string& interface, const InterfaceConfig& config,
                                  bool default_route) {
   KILN_TRY(validate_interface_config(config));
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Error::last_os_error("socket for interface ioctls");
-
-  ifreq flags = request_for(interface);
-  KILN_TRY(interface_ioctl(fd.get(), SIOCGIFFLAGS, flags, "get the flags", interface));
-  flags.ifr_flags = static_cast<short>(flags.ifr_flags & ~IFF_UP);
-  KILN_TRY(interface_ioctl(fd.get(), SIOCSIFFLAGS, flags, "take down", interface));
+  UniqueFd fd = KILN_TRY(ioctl_socket());
+  ifreq flags = KILN_TRY(take_link_down(fd.get(), interface));
 
   ifreq mac = request_for(interface);
   mac.ifr_hwaddr.sa_family = ARPHRD_ETHER;
@@ -201,12 +211,8 @@ Result<std::vector<std::string>> interfaces_for(
 }
 
 Result<void> take_down_interface(const std::string& interface) {
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Error::last_os_error("socket for interface ioctls");
-  ifreq flags = request_for(interface);
-  KILN_TRY(interface_ioctl(fd.get(), SIOCGIFFLAGS, flags, "get the flags", interface));
-  flags.ifr_flags = static_cast<short>(flags.ifr_flags & ~IFF_UP);
-  KILN_TRY(interface_ioctl(fd.get(), SIOCSIFFLAGS, flags, "take down", interface));
+  UniqueFd fd = KILN_TRY(ioctl_socket());
+  KILN_TRY(take_link_down(fd.get(), interface));
   // Setting 0.0.0.0 deletes the interface's address (and with it its subnet's route).
   ifreq address = request_for(interface);
   address.ifr_addr = ipv4_sockaddr(in_addr{});

@@ -17,37 +17,44 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A /sys/class/net look-alike: each interface with its MAC and driver.
-void add_fake_interface(const std::string& root, const std::string& name, const std::string& mac,
-                        const std::string& driver) {
-  fs::create_directories(root + "/drivers/" + driver);
-  fs::create_directories(root + "/" + name + "/device");
-  std::ofstream(root + "/" + name + "/address") << mac << "\n";
-  fs::create_directory_symlink(root + "/drivers/" + driver, root + "/" + name + "/device/driver");
-}
+// A /sys/class/net look-alike in a directory of the test's: each interface with its MAC and driver.
+class FakeSysClassNet {
+ public:
+  FakeSysClassNet() : dir_(TempDir::create("kiln-sysnet").value()) {}
+  FakeSysClassNet& add(const std::string& name, const std::string& mac,
+                       const std::string& driver = "virtio_net") {
+    fs::create_directories(root() + "/drivers/" + driver);
+    fs::create_directories(root() + "/" + name + "/device");
+    std::ofstream(root() + "/" + name + "/address") << mac << "\n";
+    fs::create_directory_symlink(root() + "/drivers/" + driver, root() + "/" + name + "/device/driver");
+    return *this;
+  }
+  std::string root() const { return dir_.path() + "/net"; }
+
+ private:
+  TempDir dir_;
+};
 
 std::string no_device_macs(const std::string& /*interface*/) {
   return {};
 }
 
 TEST(GuestNetwork, VirtioInterfacesInNaturalOrderOthersIgnored) {
-  auto dir = TempDir::create("kiln-sysnet");
-  ASSERT_TRUE(dir);
-  std::string root = dir->path() + "/net";
-  add_fake_interface(root, "eth10", "52:54:00:12:34:60", "virtio_net");
-  add_fake_interface(root, "eth2", "52:54:00:12:34:58", "virtio_net");
-  add_fake_interface(root, "eth0", "52:54:00:12:34:56", "virtio_net");
-  add_fake_interface(root, "dummy0", "aa:bb:cc:dd:ee:ff", "dummy");
+  FakeSysClassNet sys;
+  std::string root = sys.root();
+  sys.add("eth10", "52:54:00:12:34:60");
+  sys.add("eth2", "52:54:00:12:34:58");
+  sys.add("eth0", "52:54:00:12:34:56");
+  sys.add("dummy0", "aa:bb:cc:dd:ee:ff", "dummy");
   EXPECT_EQ(virtio_net_interfaces(root), (std::vector<std::string>{"eth0", "eth2", "eth10"}));
 }
 
 TEST(GuestNetwork, ConfigsGoToTheInterfaceWithTheirMacFirstThenInOrder) {
-  auto dir = TempDir::create("kiln-sysnet");
-  ASSERT_TRUE(dir);
-  std::string root = dir->path() + "/net";
-  add_fake_interface(root, "eth0", "52:54:00:12:34:56", "virtio_net");
-  add_fake_interface(root, "eth1", "02:42:AC:12:00:05", "virtio_net");
-  add_fake_interface(root, "eth2", "52:54:00:12:34:58", "virtio_net");
+  FakeSysClassNet sys;
+  std::string root = sys.root();
+  sys.add("eth0", "52:54:00:12:34:56");
+  sys.add("eth1", "02:42:AC:12:00:05");
+  sys.add("eth2", "52:54:00:12:34:58");
   std::vector<InterfaceConfig> configs = {{.mac = "02:42:ac:11:00:02", .address = "172.17.0.2/16"},
                                           {.mac = "02:42:ac:12:00:05", .address = "172.18.0.5/16"}};
   auto chosen = interfaces_for(configs, root, no_device_macs);
@@ -63,13 +70,12 @@ TEST(GuestNetwork, ConfigsGoToTheInterfaceWithTheirMacFirstThenInOrder) {
 }
 
 TEST(GuestNetwork, AConfigWithADeviceMacGetsThatInterfaceWhateverItsCurrentMac) {
-  auto dir = TempDir::create("kiln-sysnet");
-  ASSERT_TRUE(dir);
-  std::string root = dir->path() + "/net";
+  FakeSysClassNet sys;
+  std::string root = sys.root();
   // eth0's device is slot 2's (the kernel probed the devices in another order than the host made them).
-  add_fake_interface(root, "eth0", "02:42:ac:11:00:02", "virtio_net");
-  add_fake_interface(root, "eth1", "52:54:00:6b:00:01", "virtio_net");
-  add_fake_interface(root, "eth2", "02:42:ac:12:00:02", "virtio_net");
+  sys.add("eth0", "02:42:ac:11:00:02");
+  sys.add("eth1", "52:54:00:6b:00:01");
+  sys.add("eth2", "02:42:ac:12:00:02");
   std::map<std::string, std::string> device_macs = {
       {"eth0", "52:54:00:6b:00:02"}, {"eth1", "52:54:00:6b:00:01"}, {"eth2", "52:54:00:6b:00:00"}};
   auto device_mac = [&](const std::string& interface) { return device_macs[interface]; };

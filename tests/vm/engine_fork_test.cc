@@ -19,6 +19,7 @@
 #include "engine/snapshot/manifest.h"
 #include "engine/template_guest.h"
 #include "guest/guest_kit.h"
+#include "guest_command.h"
 
 namespace kiln::engine {
 namespace {
@@ -33,24 +34,7 @@ constexpr uint64_t kSlotBytes = uint64_t{1} << 30;
 
 // Runs `script` with sh in the guest; its stdout, or an error if it failed.
 Result<std::string> run(agent::AgentConnection& agent, const std::string& script) {
-  agent::ProcessId id = KILN_TRY(agent.start_process({.argv = {"sh", "-c", script}}));
-  std::string out, err;
-  auto deadline = Clock::now() + 120s;
-  for (;;) {
-    for (auto stream : {agent::OutputStream::kStdout, agent::OutputStream::kStderr}) {
-      std::string_view pending = agent.pending_output(id, stream);
-      (stream == agent::OutputStream::kStdout ? out : err).append(pending);
-      agent.consume_output(id, stream, pending.size());
-    }
-    if (auto status = agent.exit_status(id)) {
-      agent.release(id);
-      if (!status->success()) return Error::internal(fmt::format("`{}` failed: {}{}", script, out, err));
-      return out;
-    }
-    if (Clock::now() > deadline)
-      return Error::timeout(fmt::format("guest command did not finish: {}", script));
-    KILN_TRY(agent.pump(100ms));
-  }
+  return vm_tests::run_in_guest(agent, script);
 }
 
 bool some_process_mentions(const std::string& needle) {
