@@ -111,6 +111,7 @@ Result<void> VmManager::apply_live_networks(
     KILN_TRY(config_.networking->disconnect(vm, nic));
     vm.nics = std::move(after);
     std::erase_if(vm.networks, [&](const VmNetworkRequest& request) { return same_network(nic, request); });
+    KILN_TRY(store_.update(vm));  // each step on record at once: a kilnd killed now adopts what is true
     log::info("VM left a network", {{"vm", vm.name}, {"network", nic.network_name}});
   }
 
@@ -131,15 +132,21 @@ Result<void> VmManager::apply_live_networks(
           vm.name, request.network, vm.nic_taps.size()));
     }
     VmNic nic = KILN_TRY(config_.networking->connect(vm, request, free_slot, vm.nic_taps[free_slot]));
-    if (auto configured = configure({interface_config(nic, router(vm.nics) == nullptr)}); !configured) {
+    bool routes = router(vm.nics) == nullptr;
+    // On record before the guest hears of it: a kilnd killed from here on adopts the address.
+    vm.nics.push_back(nic);
+    vm.networks.push_back(request);
+    auto recorded = store_.update(vm);
+    auto configured = recorded ? configure({interface_config(nic, routes)}) : Result<void>(recorded.error());
+    if (!configured) {
       if (auto undone = config_.networking->disconnect(vm, nic); !undone)
         log::warn("could not give back a NIC", {{"vm", vm.name}, {"error", undone.error().message()}});
+      vm.nics.pop_back();
+      vm.networks.pop_back();
       return configured.error().with_context(
           fmt::format("configure the VM's interface on network {}", nic.network_name));
     }
     log::info("VM joined a network", {{"vm", vm.name}, {"network", nic.network_name}, {"ipv4", nic.ipv4}});
-    vm.nics.push_back(std::move(nic));
-    vm.networks.push_back(request);
   }
   return ok();
 }

@@ -264,13 +264,20 @@ class KilnNetworkTest(NetworkCase):
         self.docker("run", "-d", "--name", "kept", "--network", net, "-p", f"127.0.0.1:{port}:80", IMAGE, "sh",
                     "-c", httpd_script("still-here"))
         self.wait_http(f"http://127.0.0.1:{port}/index.html", "still-here")
+        # A network it joined while running is on its record too.
+        joined = self.network()
+        self.out("network", "connect", "--alias", "late", joined, "kept")
         self.kilnd.kill9()
         self.kilnd.start()
-        # The VM ran on; the restarted kilnd listens on its port again and its name resolves again.
+        # The VM ran on; the restarted kilnd listens on its port again and its names resolve again.
         self.wait_http(f"http://127.0.0.1:{port}/index.html", "still-here", timeout=30)
         out = self.out("run", "--rm", "--network", net, IMAGE, "timeout", "20", "wget", "-q", "-O", "-",
                        "http://kept/index.html")
         self.assertEqual(out, "still-here")
+        out = self.out("run", "--rm", "--network", joined, IMAGE, "timeout", "20", "wget", "-q", "-O", "-",
+                       "http://late/index.html")
+        self.assertEqual(out, "still-here")
+        self.out("network", "disconnect", joined, "kept")
         self.docker("rm", "-f", "kept")
         with socket.socket() as probe:
             self.assertNotEqual(probe.connect_ex(("127.0.0.1", port)), 0)

@@ -775,6 +775,15 @@ Result<void> NetworkManager::adopt(const VmRecord& vm) {
   for (const VmNic& nic : vm.nics) {
     if (auto reserved = reserve_locked(vm, nic); !reserved) return failed(reserved.error());
   }
+  // A spare slot's tap is on no bridge; one a kilnd killed half-way through a connect left on a bridge (the
+  // record never got its NIC) is taken off again.
+  for (size_t slot = 0; config_.fabric != nullptr && slot < vm.nic_taps.size(); ++slot) {
+    if (std::any_of(vm.nics.begin(), vm.nics.end(), [slot](const VmNic& nic) { return nic.slot == slot; }))
+      continue;
+    for (const auto& [id, live] : networks_) {
+      if (live->subnet) (void)config_.fabric->detach_tap(vm.nic_taps[slot], live->record.bridge);
+    }
+  }
   if (!vm.published.empty() && config_.ports == nullptr)
     return failed(Error::unsupported("publishing ports is not available in this kilnd (no port proxy)"));
   for (const PortPublication& port : vm.published) {

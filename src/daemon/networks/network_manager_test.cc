@@ -569,6 +569,13 @@ TEST_F(NetworkManagerTest, SpareSlotsLetARunningVmJoinAndLeaveNetworks) {
   EXPECT_EQ(manager_->endpoints(net_id).size(), 1u);  // v3's
   // Left the bridge network alone.
   EXPECT_EQ(manager_->endpoints(manager_->get("bridge").value().id).size(), 1u);
+
+  running.nics.pop_back();  // as VmManager records it
+  // A kilnd killed between putting a spare's tap on a bridge and recording the NIC: adopt takes it off.
+  fabric_.on_bridge[running.nic_taps[1]] = manager_->get("net").value().bridge;
+  ASSERT_TRUE(manager_->adopt(running));
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[1]], "");
+  EXPECT_EQ(fabric_.on_bridge[running.nic_taps[0]], "kiln0");  // its NIC's tap stays
 }
 
 TEST_F(NetworkManagerTest, AVmResolvesNamesOnAllOfItsNetworksAsDockersResolver) {
