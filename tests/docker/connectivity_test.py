@@ -128,6 +128,26 @@ class ContainerNetworkTest(NetworkCase):
         self.assertNotIn("hello-from-web", refused)
         self.assertNotIn("fetch=0", refused)
 
+    def test_legacy_links_give_names_and_variables_on_the_default_bridge(self):
+        self.out("run", "-d", "--name", "linked-db", "-e", "FOO=1", "--expose", "5432", IMAGE, "sleep", "600")
+        self.wait_running("linked-db")
+        db_ip = self.inspect("linked-db")["NetworkSettings"]["IPAddress"]
+        out = self.out("run", "--name", "linker", "--link", "linked-db:database", IMAGE, "sh", "-c",
+                       "env | sort; cat /etc/hosts; ping -c 1 -W 5 database >/dev/null && echo reached")
+        lines = out.splitlines()
+        for expected in ("DATABASE_NAME=/linker/database", "DATABASE_ENV_FOO=1",
+                         f"DATABASE_PORT=tcp://{db_ip}:5432", f"DATABASE_PORT_5432_TCP_ADDR={db_ip}",
+                         f"{db_ip}\tdatabase linked-db", "reached"):
+            self.assertIn(expected, lines)
+        self.assertEqual(self.inspect("linker")["HostConfig"]["Links"], ["/linked-db:/linker/database"])
+        # A link to a container that does not exist, or does not run: dockerd's words.
+        failed = self.docker("create", "--link", "nosuch:x", IMAGE, check=False)
+        self.assertIn("could not get container for nosuch", failed.stderr.decode())
+        self.out("stop", "-t", "0", "linked-db")
+        failed = self.docker("start", "linker", check=False)
+        self.assertIn("Cannot link to a non running container: /linked-db AS /linker/database",
+                      failed.stderr.decode())
+
     def test_default_bridge_gives_an_address_and_no_names(self):
         self.docker("run", "-d", "--name", "plain", IMAGE, "sh", "-c", httpd_script("on-the-bridge"))
         self.wait_running("plain")

@@ -443,6 +443,13 @@ Json host_config_json(const ContainerRecord& container) {
   if (typed.memory_bytes > 0 && is_zero(host["MemorySwap"])) host["MemorySwap"] = typed.memory_bytes * 2;
   host["Memory"] = typed.memory_bytes;
   host["NanoCpus"] = typed.nano_cpus;
+  // Resolved legacy links as dockerd shows them: "/db:/web/database".
+  if (!typed.links.empty() && !typed.links.front().name.empty()) {
+    Json links = Json::array();
+    for (const auto& link : typed.links)
+      links.push_back(fmt::format("/{}:/{}/{}", link.name, container.name, link.alias));
+    host["Links"] = std::move(links);
+  }
   host["CpuCount"] = typed.cpu_count;
   host["CapAdd"] = list_or_null(typed.cap_add);
   host["CapDrop"] = list_or_null(typed.cap_drop);

@@ -144,6 +144,8 @@ Result<ContainerNetworking> parse_container_networking(const Json& host_config, 
   parsed.dns_search = KILN_TRY(string_list(host_config, "DnsSearch"));
   parsed.extra_hosts = KILN_TRY(string_list(host_config, "ExtraHosts"));
   KILN_TRY(extra_hosts_lines(parsed.extra_hosts, "0.0.0.0"));
+  for (const std::string& link : KILN_TRY(string_list(host_config, "Links")))
+    parsed.links.push_back(KILN_TRY(daemon::networks::parse_link(link)));
 
   const std::string& mode = parsed.network_mode;
   if (mode == kHostNetwork)
@@ -193,6 +195,7 @@ void apply_container_networking(ContainerNetworking networking, daemon::containe
   host_config.dns_options = std::move(networking.dns_options);
   host_config.dns_search = std::move(networking.dns_search);
   host_config.extra_hosts = std::move(networking.extra_hosts);
+  host_config.links = std::move(networking.links);
   networks = std::move(networking.networks);
 }
 

@@ -27,6 +27,7 @@ struct ContainerNetworking {
   std::vector<std::string> dns_options;
   std::vector<std::string> dns_search;
   std::vector<std::string> extra_hosts;
+  std::vector<daemon::containers::ContainerLink> links;  // HostConfig.Links, parsed (names not yet resolved)
 };
 
 // `host_config` and `networking_config` are the request's objects as sent (either may be null or {}).

@@ -74,9 +74,10 @@ std::pair<int, Error> start_failure(const Error& error, const std::string& comma
 // /etc/hostname, /etc/hosts and /etc/resolv.conf as Docker gives every container, from the addresses its
 // VM holds (daemon/networks/container_networking.h writes them as dockerd does).
 std::map<std::string, std::string> container_etc_files(const ContainerRecord& container, const VmRecord& vm,
-                                                       const std::string& host_gateway_ip) {
+                                                       const std::string& host_gateway_ip,
+                                                       const std::vector<std::string>& link_lines) {
   return {{"etc/hostname", container.config.hostname + "\n"},
-          {"etc/hosts", networks::container_hosts_file(container, vm.nics, host_gateway_ip)},
+          {"etc/hosts", networks::container_hosts_file(container, vm.nics, host_gateway_ip, link_lines)},
           {"etc/resolv.conf", networks::container_resolv_conf(container, vm.nics)}};
 }
 
@@ -99,8 +100,46 @@ bool ContainerManager::wait_for_exit_after(Runtime& rt, uint64_t exits, std::chr
   return true;
 }
 
+Result<std::optional<networks::LinkedContainer>> ContainerManager::linked_container(
+    const ContainerRecord& container, const ContainerLink& link) {
+  auto child = KILN_TRY(store_.get(link.container));
+  if (!child) return std::optional<networks::LinkedContainer>();
+  bool running = child->state == ContainerState::kRunning || child->state == ContainerState::kPaused;
+  auto vm = running ? vms_.inspect(child->vm_id) : Result<VmRecord>(Error::not_found("not running"));
+  const VmNic* nic = nullptr;
+  if (vm) {
+    for (const VmNic& candidate : vm->nics) {
+      if (candidate.network_name == kDefaultNetwork) nic = &candidate;
+    }
+  }
+  if (nic == nullptr) {
+    return Error::failed_precondition(fmt::format("Cannot link to a non running container: /{} AS /{}/{}",
+                                                  child->name, container.name, link.alias));
+  }
+  networks::LinkedContainer linked{.name = child->name, .ipv4 = nic->ipv4, .env = child->config.env};
+  if (const Json* exposed = child->raw_config.is_object() && child->raw_config.contains("ExposedPorts")
+                                ? &child->raw_config["ExposedPorts"]
+                                : nullptr;
+      exposed != nullptr && exposed->is_object()) {
+    for (const auto& [port, unused] : exposed->items()) linked.ports.push_back(port);
+  }
+  return std::optional(std::move(linked));
+}
+
 Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container, bool& vm_failed) {
   const ContainerConfig& config = container.config;
+  // Legacy links first, as dockerd: each linked container must be running.
+  std::vector<std::string> link_lines;
+  container.link_env.clear();
+  for (const ContainerLink& link : container.host_config.links) {
+    if (link.name.empty()) continue;  // on a user-defined network: not used, as dockerd
+    auto child = linked_container(container, link);
+    if (!child) return child.error();
+    if (!*child) continue;  // removed since: the link went with it
+    auto env = networks::link_environment(container.name, link.alias, **child);
+    container.link_env.insert(container.link_env.end(), env.begin(), env.end());
+    link_lines.push_back(networks::link_hosts_line(link.alias, **child));
+  }
   agent::ProcessSpec spec;
   spec.argv = config.entrypoint;
   spec.argv.insert(spec.argv.end(), config.cmd.begin(), config.cmd.end());
@@ -141,7 +180,7 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container, b
   VmRecord vm = KILN_TRY(vms_.start(container.vm_id, container.id));
   vm_failed = false;
   // Written once the VM holds its addresses.
-  spec.container->files = container_etc_files(container, vm, config_.host_gateway_ip);
+  spec.container->files = container_etc_files(container, vm, config_.host_gateway_ip, link_lines);
 
   // Output is captured from the first byte: the log is open before the process exists.
   RunIo run_io = KILN_TRY(open_run_io(container));

@@ -66,6 +66,7 @@ std::vector<std::string> process_environment(const ContainerRecord& container) {
   // dockerd's CreateDaemonEnvironment: PATH, HOSTNAME (and TERM with a tty), then Config.Env over them.
   std::vector<std::string> env = {std::string(kDefaultPath), "HOSTNAME=" + container.config.hostname};
   if (container.config.tty) env.emplace_back("TERM=xterm");
+  env.insert(env.end(), container.link_env.begin(), container.link_env.end());
   merge_env(env, container.config.env);
   return env;
 }
@@ -274,6 +275,22 @@ Result<void> ContainerManager::merge_image_config(NewContainer& request, const s
   return ok();
 }
 
+Result<void> ContainerManager::resolve_links(HostConfig& host_config) {
+  // As dockerd's registerLinks: on a user-defined network links are left as they are (not checked, not used).
+  if (host_config.network_mode != "default" && host_config.network_mode != kDefaultNetwork) return ok();
+  for (ContainerLink& link : host_config.links) {
+    auto child = store_.resolve(link.container);
+    if (!child) {
+      // dockerd answers 400, not 404: a 404 would make the docker CLI look for a missing image.
+      return Error::invalid_argument(
+          fmt::format("could not get container for {}: {}", link.container, child.error().message()));
+    }
+    link.container = child->id;
+    link.name = child->name;
+  }
+  return ok();
+}
+
 Result<ContainerRecord> ContainerManager::create(NewContainer request) {
   if (!request.name.empty()) request.name = KILN_TRY(validate_container_name(request.name));
   auto details = images_.inspect(request.config.image);
@@ -291,6 +308,7 @@ Result<ContainerRecord> ContainerManager::create(NewContainer request) {
   (void)KILN_TRY(agent::container_capabilities(request.host_config.cap_add, request.host_config.cap_drop));
   KILN_TRY(validate_json_file_options(request.host_config.log_config.options));
   KILN_TRY(check_bind_sources(request.host_config.mounts));
+  KILN_TRY(resolve_links(request.host_config));
 
   ContainerRecord container;
   container.id = KILN_TRY(random_hex_id());

@@ -27,6 +27,7 @@
 #include "daemon/containers/container_store.h"
 #include "daemon/containers/json_file_log.h"
 #include "daemon/event_bus.h"
+#include "daemon/networks/container_networking.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
 
@@ -158,6 +159,7 @@ class ContainerManager {
   void shutdown();
   void join();
 
+  // kInvalidArgument for a link to a container that does not exist (dockerd's words).
   Result<ContainerRecord> create(NewContainer request);
   Result<ContainerRecord> inspect(const std::string& reference);
   Result<std::vector<ContainerRecord>> list();
@@ -225,6 +227,12 @@ class ContainerManager {
 
   std::shared_ptr<Runtime> runtime(const std::string& id);
   Result<ContainerRecord> load(Runtime& runtime, const std::string& id);  // under the container's lock
+  // A legacy link's container as a start needs it; nullopt once it is removed. kFailedPrecondition in
+  // dockerd's words when it does not run on the default network.
+  Result<std::optional<networks::LinkedContainer>> linked_container(const ContainerRecord& container,
+                                                                    const ContainerLink& link);
+  // Links' names to ids (dockerd's registerLinks, default network only).
+  Result<void> resolve_links(HostConfig& host_config);
   Result<void> save(ContainerRecord& container);
   void publish(const ContainerRecord& container, std::string action, Json attributes = Json::object());
   // Runs `argv` in the container's VM (outside the container, as root) and returns its stdout.

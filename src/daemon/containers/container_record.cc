@@ -156,6 +156,13 @@ std::vector<MountPoint> mounts_from_json(const Json& json) {
   return mounts;
 }
 
+Json links_json(const std::vector<ContainerLink>& links) {
+  Json out = Json::array();
+  for (const ContainerLink& link : links)
+    out.push_back({{"container", link.container}, {"name", link.name}, {"alias", link.alias}});
+  return out;
+}
+
 Json host_config_to_json(const HostConfig& host) {
   return {{"auto_remove", host.auto_remove},
           {"mounts", mounts_to_json(host.mounts)},
@@ -175,7 +182,8 @@ Json host_config_to_json(const HostConfig& host) {
           {"dns", string_list(host.dns)},
           {"dns_options", string_list(host.dns_options)},
           {"dns_search", string_list(host.dns_search)},
-          {"extra_hosts", string_list(host.extra_hosts)}};
+          {"extra_hosts", string_list(host.extra_hosts)},
+          {"links", links_json(host.links)}};
 }
 
 Result<HostConfig> host_config_from_json(const Json& json) {
@@ -202,6 +210,14 @@ Result<HostConfig> host_config_from_json(const Json& json) {
   host.dns_options = read_string_list(json, "dns_options");
   host.dns_search = read_string_list(json, "dns_search");
   host.extra_hosts = read_string_list(json, "extra_hosts");
+  if (auto links = json.find("links"); links != json.end() && links->is_array()) {
+    for (const Json& link : *links) {
+      if (!link.is_object()) continue;
+      host.links.push_back({.container = link.value("container", ""),
+                            .name = link.value("name", ""),
+                            .alias = link.value("alias", "")});
+    }
+  }
   host.mounts = mounts_from_json(json);
   return host;
 }
@@ -307,7 +323,8 @@ Json to_storage_json(const ContainerRecord& container) {
           {"finished_at", container.finished_at},
           {"restart_count", container.restart_count},
           {"main_process", container.main_process},
-          {"stopped_by_user", container.stopped_by_user}};
+          {"stopped_by_user", container.stopped_by_user},
+          {"link_env", string_list(container.link_env)}};
 }
 
 namespace {
@@ -341,6 +358,7 @@ Result<ContainerRecord> read_container(const Json& json) {
   container.restart_count = json.value("restart_count", 0U);
   container.main_process = json.value("main_process", 0U);
   container.stopped_by_user = json.value("stopped_by_user", false);
+  container.link_env = read_string_list(json, "link_env");
   return container;
 }
 

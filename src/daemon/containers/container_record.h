@@ -96,6 +96,15 @@ struct NetworkEndpointConfig {
 };
 
 // How it runs: Docker's HostConfig, as far as it maps onto a VM.
+// A legacy link (docker run --link NAME:ALIAS) on the default network: the linked container's address
+// under ALIAS in /etc/hosts and Docker's ALIAS_NAME, ALIAS_PORT_*, ALIAS_ENV_* variables at each start.
+struct ContainerLink {
+  std::string container;  // the linked container: as given at create, then its id
+  std::string name;       // its name when linked (inspect shows "/NAME:/SELF/ALIAS")
+  std::string alias;
+  bool operator==(const ContainerLink&) const = default;
+};
+
 struct HostConfig {
   bool auto_remove = false;  // --rm: kilnd removes the container when it exits
   RestartPolicy restart_policy;
@@ -114,7 +123,8 @@ struct HostConfig {
   std::vector<std::string> dns_options;
   std::vector<std::string> dns_search;
   std::vector<std::string> extra_hosts;
-  std::vector<MountPoint> mounts;  // Binds, Mounts, Tmpfs, Config.Volumes and the image's VOLUMEs
+  std::vector<ContainerLink> links;  // default network only (dockerd ignores them on user-defined ones)
+  std::vector<MountPoint> mounts;    // Binds, Mounts, Tmpfs, Config.Volumes and the image's VOLUMEs
 };
 
 struct ContainerRecord {
@@ -149,6 +159,8 @@ struct ContainerRecord {
   // A `docker stop` (or kill) by the user: restart policies other than "always" leave it stopped, and
   // "unless-stopped" stays stopped across kilnd restarts.
   bool stopped_by_user = false;
+  // The legacy links' variables as of its last start (its processes and execs get them).
+  std::vector<std::string> link_env;
 };
 
 Json to_storage_json(const ContainerRecord& container);

@@ -25,10 +25,34 @@ std::vector<VmNetworkRequest> vm_network_requests(const containers::ContainerRec
 Result<std::vector<std::string>> extra_hosts_lines(const std::vector<std::string>& extra_hosts,
                                                    const std::string& host_gateway_ip);
 
-// /etc/hosts as dockerd writes it: localhost and the IPv6 names, the --add-host lines, then the container's
-// first address with its hostname (and hostname.domainname).
+// /etc/hosts as dockerd writes it: localhost and the IPv6 names, the --add-host lines, the legacy links'
+// lines (LinkedContainer::hosts_line), then the container's first address with its hostname (and
+// hostname.domainname).
 std::string container_hosts_file(const containers::ContainerRecord& container, const std::vector<VmNic>& nics,
-                                 const std::string& host_gateway_ip);
+                                 const std::string& host_gateway_ip,
+                                 const std::vector<std::string>& link_lines = {});
+
+// ---- legacy links (docker run --link NAME[:ALIAS], default network only) ----
+
+// dockerd's opts.ParseLink: "name:alias", "name" (alias = name), or inspect's "/name:/parent/alias".
+// kInvalidArgument "bad format for links: X".
+Result<containers::ContainerLink> parse_link(std::string_view spec);
+
+// A running linked container as its linking container's start sees it.
+struct LinkedContainer {
+  std::string name;                // without "/"
+  std::string ipv4;                // its address on the default network
+  std::vector<std::string> env;    // its Config.Env
+  std::vector<std::string> ports;  // its exposed ports, "80/tcp"
+};
+
+// The variables a link gives: ALIAS_PORT (the lowest exposed port), ALIAS_PORT_80_TCP with _ADDR, _PORT and
+// _PROTO for each exposed port, ALIAS_NAME=/PARENT/ALIAS and ALIAS_ENV_X for the linked container's
+// variables but HOME and PATH (moby's links.Link.ToEnv; ALIAS upper-cased, '-' as '_').
+std::vector<std::string> link_environment(const std::string& parent_name, const std::string& alias,
+                                          const LinkedContainer& child);
+// "IP	ALIAS NAME" (just ALIAS when it is the name).
+std::string link_hosts_line(const std::string& alias, const LinkedContainer& child);
 
 // /etc/resolv.conf: the first network's DNS server (its gateway, which answers the network's names and
 // forwards the rest to the host's resolvers), then any --dns servers as fallbacks; --dns-search and

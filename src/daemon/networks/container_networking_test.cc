@@ -86,5 +86,45 @@ TEST(ContainerNetworkingTest, ExtraHostsInDockerdsWords) {
   EXPECT_FALSE(extra_hosts_lines({"noaddress"}, "10.0.2.2"));
 }
 
+TEST(ContainerNetworkingTest, LegacyLinksAsMobysParseLinkAndToEnv) {
+  EXPECT_EQ(parse_link("db:database").value(),
+            (containers::ContainerLink{.container = "db", .alias = "database"}));
+  EXPECT_EQ(parse_link("db").value(), (containers::ContainerLink{.container = "db", .alias = "db"}));
+  // What inspect shows, given back by a client that copies a HostConfig.
+  EXPECT_EQ(parse_link("/db:/web/database").value(),
+            (containers::ContainerLink{.container = "db", .alias = "database"}));
+  EXPECT_EQ(parse_link("a:b:c").error().message(), "bad format for links: a:b:c");
+  EXPECT_EQ(parse_link("").error().message(), "empty string specified for links");
+
+  LinkedContainer db{.name = "db",
+                     .ipv4 = "172.17.0.3",
+                     .env = {"PATH=/bin", "FOO=1", "HOME=/root", "EMPTY="},
+                     .ports = {"5432/tcp", "53/udp", "53/tcp"}};
+  EXPECT_EQ(link_environment("web", "my-db", db), (std::vector<std::string>{
+                                                      "MY_DB_PORT=tcp://172.17.0.3:53",
+                                                      "MY_DB_PORT_53_TCP=tcp://172.17.0.3:53",
+                                                      "MY_DB_PORT_53_TCP_ADDR=172.17.0.3",
+                                                      "MY_DB_PORT_53_TCP_PORT=53",
+                                                      "MY_DB_PORT_53_TCP_PROTO=tcp",
+                                                      "MY_DB_PORT_53_UDP=udp://172.17.0.3:53",
+                                                      "MY_DB_PORT_53_UDP_ADDR=172.17.0.3",
+                                                      "MY_DB_PORT_53_UDP_PORT=53",
+                                                      "MY_DB_PORT_53_UDP_PROTO=udp",
+                                                      "MY_DB_PORT_5432_TCP=tcp://172.17.0.3:5432",
+                                                      "MY_DB_PORT_5432_TCP_ADDR=172.17.0.3",
+                                                      "MY_DB_PORT_5432_TCP_PORT=5432",
+                                                      "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                                                      "MY_DB_NAME=/web/my-db",
+                                                      "MY_DB_ENV_FOO=1",
+                                                      "MY_DB_ENV_EMPTY=",
+                                                  }));
+  EXPECT_EQ(link_hosts_line("my-db", db), "172.17.0.3\tmy-db db");
+  EXPECT_EQ(link_hosts_line("db", db), "172.17.0.3\tdb");
+  auto container = container_on({{.network = "bridge"}});
+  std::string hosts = container_hosts_file(container, {nic("bridge", "172.17.0.2", "172.17.0.1")}, "10.0.2.2",
+                                           {link_hosts_line("my-db", db)});
+  EXPECT_NE(hosts.find("172.17.0.3\tmy-db db\n172.17.0.2\thy\n"), std::string::npos) << hosts;
+}
+
 }  // namespace
 }  // namespace kiln::daemon::networks
