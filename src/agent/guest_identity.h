@@ -27,7 +27,8 @@ Result<void> reseed_kernel_rng(std::string_view seed, const std::string& random_
 Result<void> write_machine_id(std::string_view machine_id, const std::string& etc_dir);
 
 // Does all of `request` in the documented order (README, CLONE_INIT); mount targets must be normalized.
-// Stops at the first failure, whose message says which step (and which mount) failed.
-Result<void> apply_clone_init(const CloneInitRequest& request);
+// Stops at the first failure, whose message says which step (and which mount) failed. On success, how long
+// each step took (the reply's steps_ms).
+Result<CloneInitReply> apply_clone_init(const CloneInitRequest& request);
 
 }  // namespace kiln::agent

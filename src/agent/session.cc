@@ -304,7 +304,7 @@ void Session::handle_set_hostname(const Frame& frame) {
 }
 
 void Session::handle_clone_init(const Frame& frame) {
-  auto handled = [&]() -> Result<void> {
+  auto handled = [&]() -> Result<CloneInitReply> {
     KILN_TRY(check_request_id(frame));
     CloneInitRequest request = KILN_TRY(decode_clone_init_request(frame.payload));
     for (MountRequest& mount : request.mounts) {
@@ -321,7 +321,7 @@ void Session::handle_clone_init(const Frame& frame) {
     log::info("clone init failed", {{"id", frame.stream}, {"error", handled.error().message()}});
     return send_error(frame.stream, handled.error());
   }
-  outbound_.push(MessageType::kCloneInitReply, frame.stream, "{}");
+  outbound_.push(MessageType::kCloneInitReply, frame.stream, encode(*handled));
 }
 
 void Session::handle_configure_network(const Frame& frame) {

@@ -247,10 +247,13 @@ Result<void> VmManager::give_clone_identity(Slot& slot, const VmRecord& vm) {
   agent::CloneInitRequest request{.hostname = vm.name, .machine_id = vm.id.substr(0, 32)};
   if (vm.source.kind == RootSource::Kind::kContainer) request.mounts = container_root_mounts(vm);
   request.network = guest_interfaces(vm);
-  KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
+  auto reply = KILN_TRY_CONTEXT(slot.running->hub->call([&](agent::AgentConnection& connection) {
     return connection.clone_init(request, kMountTimeout);
   }),
-                   "give the forked VM its identity");
+                                "give the forked VM its identity");
+  // Most of a fork's clone-init step is the guest's work (TCG): its own split, for the debug log.
+  log::debug("clone identity applied",
+             {{"vm", vm.name}, {"guest_ms", agent::format_clone_init_steps(reply)}});
   return ok();
 }
 

@@ -116,6 +116,13 @@ TEST(AgentCloneInitVm, GivesTheGuestItsClockHostnameMachineIdSeedAndMounts) {
       .mounts = {{.source = "serial:kiln-disk0", .target = "/data", .fstype = "ext4"}}};
   auto applied = agent.clone_init(request, 60s);
   ASSERT_TRUE(applied) << applied.error().message();
+  // The reply times each step the request asked for, in the order done (protocol 1.9).
+  std::vector<std::string> steps;
+  for (const auto& step : applied->steps) {
+    steps.push_back(step.step);
+    EXPECT_GE(step.ms, 0) << step.step;
+  }
+  EXPECT_EQ(steps, (std::vector<std::string>{"clock", "hostname", "rng", "machine_id", "mount0:ext4"}));
   std::string out = guest_output(agent, "date +%s; hostname; cat /etc/machine-id /data/marker");
   auto host_tomorrow = std::chrono::duration_cast<std::chrono::seconds>(tomorrow.time_since_epoch()).count();
   long long guest_seconds = std::atoll(out.c_str());

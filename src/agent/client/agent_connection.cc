@@ -175,6 +175,7 @@ Result<void> AgentConnection::dispatch_request_frame(const Frame& frame, Pending
   if (request.done) return ok();
   if (frame.type == request.reply) {
     request.done = true;
+    request.payload = frame.payload;
     return ok();
   }
   if (frame.type == MessageType::kError) {
@@ -374,16 +375,24 @@ bool AgentConnection::has_capability(std::string_view capability) const {
 
 Result<void> AgentConnection::request(MessageType type, MessageType reply, const std::string& payload,
                                       std::string_view what, std::chrono::milliseconds timeout) {
+  KILN_TRY(request_reply(type, reply, payload, what, timeout));
+  return ok();
+}
+
+Result<std::string> AgentConnection::request_reply(MessageType type, MessageType reply,
+                                                   const std::string& payload, std::string_view what,
+                                                   std::chrono::milliseconds timeout) {
   if (broken_) return *broken_;
   StreamId id = next_id_++;
   PendingRequest& pending = requests_.emplace(id, PendingRequest{.reply = reply}).first->second;
   outbound_.push(type, id, payload);
   auto waited = pump_until([&pending] { return pending.done; }, timeout, what);
   std::optional<Error> error = pending.error;
+  std::string answer = std::move(pending.payload);
   requests_.erase(id);  // a late answer is then ignored, like output for a released process
   if (!waited) return std::move(waited).error();
   if (error) return *error;
-  return ok();
+  return answer;
 }
 
 Result<void> AgentConnection::mount(const MountRequest& request, std::chrono::milliseconds timeout) {
@@ -420,7 +429,8 @@ Result<void> AgentConnection::set_hostname(const std::string& hostname, std::chr
                  encode(SetHostnameRequest{hostname}), "SET_HOSTNAME", timeout);
 }
 
-Result<void> AgentConnection::clone_init(CloneInitRequest request, std::chrono::milliseconds timeout) {
+Result<CloneInitReply> AgentConnection::clone_init(CloneInitRequest request,
+                                                   std::chrono::milliseconds timeout) {
   if (!has_capability("clone_init")) {
     return Error::unsupported("the VM's agent cannot take a clone's identity (no \"clone_init\" capability)");
   }
@@ -442,8 +452,15 @@ Result<void> AgentConnection::clone_init(CloneInitRequest request, std::chrono::
   if (!request.seed.empty()) KILN_TRY(validate_clone_seed(request.seed));
   if (!request.hostname.empty()) KILN_TRY(validate_hostname(request.hostname));
   if (!request.machine_id.empty()) KILN_TRY(validate_machine_id(request.machine_id));
-  return this->request(MessageType::kCloneInit, MessageType::kCloneInitReply, encode(request), "CLONE_INIT",
-                       timeout);
+  std::string reply = KILN_TRY(request_reply(MessageType::kCloneInit, MessageType::kCloneInitReply,
+                                             encode(request), "CLONE_INIT", timeout));
+  // The step times are diagnostics: a reply without them (an older agent) or with a bad shape is no failure.
+  auto decoded = decode_clone_init_reply(reply);
+  if (!decoded) {
+    log::debug("ignored the step times of CLONE_INIT_REPLY", {{"error", decoded.error().message()}});
+    return CloneInitReply{};
+  }
+  return decoded;
 }
 
 Result<void> AgentConnection::configure_network(const NetworkConfigRequest& request,

@@ -93,9 +93,10 @@ class AgentConnection {
   // sent, from older agents): wall clock, hostname, a reseeded kernel RNG, machine id, then `mounts`. An
   // unset unix_nanos is this host's clock now, and an empty seed (with reseed) 32 bytes of this host's
   // getrandom(). Bad values are refused here (kInvalidArgument) before anything is sent; a mount that fails
-  // in the guest returns its MOUNT error, naming the mount.
-  Result<void> clone_init(CloneInitRequest request,
-                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // in the guest returns its MOUNT error, naming the mount. The reply says how long each step took in the
+  // guest (empty from agents before protocol 1.9).
+  Result<CloneInitReply> clone_init(CloneInitRequest request,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Configures the guest's NICs (capability "network"; kUnsupported, with nothing sent, from older agents).
   // Bad values are refused here (kInvalidArgument) before anything is sent.
@@ -135,11 +136,15 @@ class AgentConnection {
     MessageType reply;
     bool done = false;
     std::optional<Error> error;
+    std::string payload;  // the reply's
   };
 
   explicit AgentConnection(UniqueFd channel) : channel_(std::move(channel)) {}
   Result<void> request(MessageType type, MessageType reply, const std::string& payload, std::string_view what,
                        std::chrono::milliseconds timeout);
+  // request(), giving back the reply's payload.
+  Result<std::string> request_reply(MessageType type, MessageType reply, const std::string& payload,
+                                    std::string_view what, std::chrono::milliseconds timeout);
   Result<void> dispatch_request_frame(const Frame& frame, PendingRequest& request);
   Result<void> handshake(std::chrono::milliseconds timeout);
   Result<void> dispatch(Frame frame);

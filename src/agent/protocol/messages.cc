@@ -358,6 +358,21 @@ std::string encode(const CloneInitRequest& message) {
   return dump(out);
 }
 
+std::string encode(const CloneInitReply& message) {
+  Json steps = Json::array();
+  for (const CloneInitStep& step : message.steps) steps.push_back(Json{{"step", step.step}, {"ms", step.ms}});
+  return dump(Json{{"steps_ms", std::move(steps)}});
+}
+
+std::string format_clone_init_steps(const CloneInitReply& reply) {
+  std::string out;
+  for (const CloneInitStep& step : reply.steps) {
+    if (!out.empty()) out += ' ';
+    out += fmt::format("{}={:.1f}", step.step, step.ms);
+  }
+  return out;
+}
+
 std::string encode(const CreditGrant& message) {
   std::string out;
   out.push_back(static_cast<char>(message.channel));
@@ -783,6 +798,24 @@ Result<CloneInitRequest> decode_clone_init_request(std::string_view payload) {
     }
   }
   return request;
+}
+
+Result<CloneInitReply> decode_clone_init_reply(std::string_view payload) {
+  constexpr std::string_view kWhat = "CLONE_INIT_REPLY";
+  Json object = KILN_TRY(parse_object(payload, kWhat));
+  CloneInitReply reply;
+  auto steps = object.find("steps_ms");
+  if (steps == object.end() || steps->is_null()) return reply;
+  if (!steps->is_array()) return Error::protocol("CLONE_INIT_REPLY: field \"steps_ms\" must be an array");
+  for (const Json& step : *steps) {
+    if (!step.is_object()) return Error::protocol("CLONE_INIT_REPLY: each step must be an object");
+    auto ms = step.find("ms");
+    if (ms == step.end() || !ms->is_number())
+      return Error::protocol("CLONE_INIT_REPLY: a step's \"ms\" must be a number");
+    reply.steps.push_back(
+        {.step = KILN_TRY(c_string_field(step, "step", true, kWhat)), .ms = ms->get<double>()});
+  }
+  return reply;
 }
 
 Result<std::string> normalize_guest_path(std::string_view path, std::string_view what) {

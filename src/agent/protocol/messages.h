@@ -30,7 +30,8 @@ struct ProtocolVersion {
 // "kept_processes", REATTACH (capability "reattach"). 1.6 added CLONE_INIT (capability "clone_init"). 1.7
 // added RUN's "builtin" (capability "file_builtins") and MOUNT in a container's root (capability
 // "mount_in_root"). 1.8 added CONFIGURE_NETWORK and CLONE_INIT's "network" (capability "network"). 1.9 added
-// an interface config's "device_mac", "default_route" and "down" (capability "network_slots").
+// an interface config's "device_mac", "default_route" and "down" (capability "network_slots"), and
+// CLONE_INIT_REPLY's "steps_ms" (no capability: a host ignores it or finds it absent).
 inline constexpr ProtocolVersion kProtocolVersion{1, 9};
 
 // Bytes a sender may have in flight per data channel before the receiver grants more (README, "Flow
@@ -243,6 +244,18 @@ struct CloneInitRequest {
   std::vector<MountRequest> mounts;  // as MOUNT, in order; a serial: disk's buffers are flushed first
   bool operator==(const CloneInitRequest&) const = default;
 };
+// CLONE_INIT_REPLY (since 1.9 it may carry `steps_ms`): how long each step took in the guest, in the order
+// done ("clock", "hostname", "rng", "machine_id", "network", "mount<N>:<fstype>"). Diagnostics only: a fork's
+// agent setup is mostly this, and under TCG the guest is where the time goes. Empty from older agents.
+struct CloneInitStep {
+  std::string step;
+  double ms = 0;
+  bool operator==(const CloneInitStep&) const = default;
+};
+struct CloneInitReply {
+  std::vector<CloneInitStep> steps;
+  bool operator==(const CloneInitReply&) const = default;
+};
 
 enum class DataChannel : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 std::string_view to_string(DataChannel channel);
@@ -268,6 +281,7 @@ std::string encode(const ReattachRequest& message);
 std::string encode(const SetClockRequest& message);
 std::string encode(const SetHostnameRequest& message);
 std::string encode(const CloneInitRequest& message);
+std::string encode(const CloneInitReply& message);
 std::string encode(const NetworkConfigRequest& message);
 
 Result<HelloRequest> decode_hello_request(std::string_view payload);
@@ -288,6 +302,9 @@ Result<SetHostnameRequest> decode_set_hostname_request(std::string_view payload)
 // Bad values (a short or non-hex seed, a malformed machine id or hostname) are kInvalidArgument; a payload
 // of the wrong shape is kProtocol.
 Result<CloneInitRequest> decode_clone_init_request(std::string_view payload);
+Result<CloneInitReply> decode_clone_init_reply(std::string_view payload);  // "{}": no steps
+// "clock=1.5 hostname=0.2 ... mount0:erofs=15.1", for logs.
+std::string format_clone_init_steps(const CloneInitReply& reply);
 Result<NetworkConfigRequest> decode_network_config_request(std::string_view payload);
 // A MAC ("xx:xx:xx:xx:xx:xx", hex), an IPv4 address with prefix, a gateway inside it.
 Result<void> validate_interface_config(const InterfaceConfig& config);

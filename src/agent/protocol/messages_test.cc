@@ -353,6 +353,26 @@ TEST(NetworkConfigMessageTest, RoundTripsAndRefusesBadInterfaces) {
   }
 }
 
+TEST(CloneInitMessageTest, ReplyCarriesTheGuestsStepTimesInOrder) {
+  CloneInitReply reply{.steps = {{.step = "clock", .ms = 1.5},
+                                 {.step = "rng", .ms = 2.75},
+                                 {.step = "mount0:erofs", .ms = 14}}};
+  auto decoded = decode_clone_init_reply(encode(reply));
+  ASSERT_TRUE(decoded) << decoded.error().message();
+  EXPECT_EQ(*decoded, reply);
+  EXPECT_EQ(format_clone_init_steps(*decoded), "clock=1.5 rng=2.8 mount0:erofs=14.0");
+  // An agent before 1.9 answers {}: no steps, no error.
+  auto old = decode_clone_init_reply("{}");
+  ASSERT_TRUE(old) << old.error().message();
+  EXPECT_TRUE(old->steps.empty());
+  for (std::string_view bad : {R"({"steps_ms":{}})", R"({"steps_ms":[["clock",1]]})",
+                               R"({"steps_ms":[{"step":"clock"}]})", R"({"steps_ms":[{"ms":1}]})", "[]"}) {
+    auto refused = decode_clone_init_reply(bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error().category(), ErrorCategory::kProtocol) << bad;
+  }
+}
+
 TEST(CloneInitMessageTest, RefusesBadValuesAsInvalidArgument) {
   auto category = [](const CloneInitRequest& request) {
     auto decoded = decode_clone_init_request(encode(request));

@@ -7,45 +7,12 @@
 #include <cstring>
 #include <thread>
 
+#include "engine/qemu/fake_qemu_test_support.h"
+
 namespace kiln::engine::qemu {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A scripted fake QEMU on the other end of a socketpair: reads one request line per scripted reply.
-class FakeQemu {
- public:
-  FakeQemu(UniqueFd fd, std::vector<std::string> replies) : fd_(std::move(fd)) {
-    thread_ = std::thread([this, replies = std::move(replies)] {
-      (void)write_all(fd_.get(), R"({"QMP": {"version": {}, "capabilities": []}})"
-                                 "\r\n");
-      std::string pending;
-      for (const auto& reply : replies) {
-        // Wait for a full request line before answering.
-        while (pending.find('\n') == std::string::npos) {
-          char buffer[4096];
-          ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
-          if (n <= 0) return;
-          pending.append(buffer, static_cast<size_t>(n));
-        }
-        requests_.push_back(pending.substr(0, pending.find('\n')));
-        pending.erase(0, pending.find('\n') + 1);
-        if (reply == "<close>") {
-          fd_.reset();
-          return;
-        }
-        (void)write_all(fd_.get(), reply + "\r\n");
-      }
-    });
-  }
-  ~FakeQemu() { thread_.join(); }
-  const std::vector<std::string>& requests() const { return requests_; }
-
- private:
-  UniqueFd fd_;
-  std::thread thread_;
-  std::vector<std::string> requests_;
-};
 
 TEST(Qmp, NegotiatesThenExecutesKeepingEvents) {
   auto pair = make_socket_pair();
