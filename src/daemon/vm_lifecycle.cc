@@ -165,7 +165,8 @@ std::vector<agent::MountRequest> container_root_mounts(const VmRecord& vm) {
       {.source = "overlay",
        .target = std::string(kContainerRootInGuest),
        .fstype = "overlay",
-       .options = "lowerdir=/kiln/image,upperdir=/kiln/layer/upper,workdir=/kiln/layer/work"},
+       .options = fmt::format("lowerdir=/kiln/image,upperdir=/kiln/layer/{},workdir=/kiln/layer/{}",
+                              kLayerUpperDir, kLayerWorkDir)},
   };
   if (vm.container_mounts.empty()) return mounts;
   bool host_paths =

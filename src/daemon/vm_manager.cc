@@ -326,7 +326,8 @@ Result<void> VmManager::build_container_disks(VmRecord& vm) {
   // Built when the image was pulled or loaded; only an image from an older store builds it here.
   image::NullProgress progress;
   vm.image_rootfs = KILN_TRY(config_.images->rootfs_image(vm.source.value, progress));
-  return image::ImageStore::create_writable_layer(container_layer_path(vm.id), vm.disk_mib << 20);
+  return image::ImageStore::create_writable_layer(container_layer_path(vm.id), vm.disk_mib << 20,
+                                                  {std::string(kLayerUpperDir), std::string(kLayerWorkDir)});
 }
 
 Result<std::vector<VmRecord>> VmManager::list(const VmFilter& filter) {

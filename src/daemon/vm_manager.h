@@ -112,6 +112,9 @@ inline constexpr std::string_view kContainerRootInGuest = "/kiln/rootfs";
 // and each shared folder is a 9p device of its own, so it can share at most 5. (A container's binds and
 // volumes all travel in one share instead: kContainerMountsTag.)
 inline constexpr size_t kMaxSharedFolders = 5;
+// overlayfs's upper and work directories in a container's writable layer (made when the layer is).
+inline constexpr std::string_view kLayerUpperDir = "upper";
+inline constexpr std::string_view kLayerWorkDir = "work";
 // The 9p tag of a container VM's share of host paths (its bind mounts and volumes).
 inline constexpr std::string_view kContainerMountsTag = "kilnmounts";
 // Labels a container's VM carries, so operators can tell which container it runs.

@@ -347,7 +347,8 @@ Result<std::string> ImageStore::build_rootfs(const Manifest& manifest, const Ima
   return path;
 }
 
-Result<void> ImageStore::create_writable_layer(const std::string& path, uint64_t size_bytes) {
+Result<void> ImageStore::create_writable_layer(const std::string& path, uint64_t size_bytes,
+                                               const std::vector<std::string>& directories) {
   if (size_bytes < (uint64_t{8} << 20))
     return Error::invalid_argument("writable layer must be at least 8 MiB");
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
@@ -360,8 +361,22 @@ Result<void> ImageStore::create_writable_layer(const std::string& path, uint64_t
   fd.reset();
   // lazy_journal_init: the file is new and sparse, so the journal already reads as zeros; zeroing it would
   // allocate its 64 MiB on the host for every container.
-  auto made = run_command_checked(
-      {"mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path});
+  std::vector<std::string> argv = {
+      "mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"};
+  std::optional<TempDir> tree;
+  if (!directories.empty()) {
+    tree = KILN_TRY(TempDir::create("kiln-layer-tree"));
+    for (const std::string& directory : directories) {
+      if (directory.empty() || directory.find('/') != std::string::npos || directory == "." ||
+          directory == "..")
+        return Error::invalid_argument(fmt::format("bad writable layer directory \"{}\"", directory));
+      if (::mkdir((tree->path() + "/" + directory).c_str(), 0755) != 0)
+        return Error::last_os_error(fmt::format("make {} for the writable layer", directory));
+    }
+    argv.insert(argv.end(), {"-d", tree->path()});
+  }
+  argv.push_back(path);
+  auto made = run_command_checked(argv);
   if (!made) {
     ::unlink(path.c_str());
     return made.error().with_context("mkfs.ext4");

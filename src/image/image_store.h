@@ -137,8 +137,11 @@ class ImageStore {
   // The read-only EROFS root filesystem of an image, built on first use (layers verified against their
   // diff_ids and applied safely) and cached by chain ID.
   Result<std::string> rootfs_image(std::string_view name, ProgressListener& progress);
-  // A sparse ext4 file of `size_bytes` for one container's writable layer. The caller owns the file.
-  static Result<void> create_writable_layer(const std::string& path, uint64_t size_bytes);
+  // A sparse ext4 file of `size_bytes` for one container's writable layer, with the empty root-owned
+  // directories `directories` (e.g. overlayfs's upper and work) made in it already, so the guest does not
+  // spend its first start making them. The caller owns the file.
+  static Result<void> create_writable_layer(const std::string& path, uint64_t size_bytes,
+                                            const std::vector<std::string>& directories = {});
 
   const std::string& dir() const { return dir_; }
 

@@ -278,6 +278,16 @@ TEST_F(ImageStoreTest, WritableLayerIsASparseExt4File) {
   ASSERT_TRUE(header.has_value()) << header.error().message();
   EXPECT_NE(header->find("Filesystem magic number:  0xEF53"), std::string::npos);
   EXPECT_FALSE(ImageStore::create_writable_layer(path, uint64_t{256} << 20).has_value());  // never clobbers
+
+  // Directories made in it up front, root's, empty.
+  std::string with_dirs = dir_->path() + "/layer-dirs.ext4";
+  ASSERT_TRUE(ImageStore::create_writable_layer(with_dirs, uint64_t{64} << 20, {"upper", "work"}));
+  auto listing = run_command_checked({"debugfs", "-R", "ls -l /", with_dirs});
+  ASSERT_TRUE(listing.has_value()) << listing.error().message();
+  EXPECT_NE(listing->find(" upper"), std::string::npos) << *listing;
+  EXPECT_NE(listing->find(" work"), std::string::npos) << *listing;
+  EXPECT_NE(listing->find("40755 (2)      0      0"), std::string::npos) << *listing;
+  EXPECT_FALSE(ImageStore::create_writable_layer(dir_->path() + "/bad.ext4", uint64_t{64} << 20, {"../x"}));
 }
 
 TEST_F(ImageStoreTest, AFullSizeWritableLayerTakesLittleHostDisk) {
