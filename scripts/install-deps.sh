@@ -22,8 +22,8 @@ packages=(
   docker-registry skopeo umoci apache2-utils debootstrap
   # OpenAPI document checks (scripts/validate-openapi.py): the OAS 3.0 JSON schema, YAML and JSON Schema
   openapi-specification python3-yaml python3-jsonschema
-  # Docker clients the Docker Engine API is tested with (the docker CLI 20.10 and the Python SDK)
-  docker.io python3-docker
+  # Docker clients the Docker Engine API is tested with (the docker CLI 20.10, the Python SDK, docker-compose 1.29)
+  docker.io python3-docker docker-compose
   # peer runtime for bench/docker-run: gVisor's runsc under dockerd
   runsc
 )
