@@ -362,7 +362,7 @@ def measure_streams(daemon, args, tools):
     listen_ip = gateway if isinstance(daemon, NetnsDockerd) else "127.0.0.1"
     port = free_port()
     receiver = subprocess.Popen([*daemon.nsenter(), os.path.join(tools, "tcp_stream"), "recv", listen_ip,
-                                 str(port)])
+                                 str(port)], preexec_fn=docker_daemons._die_with_parent(signal.SIGKILL))
     try:
         log(f"{daemon.name}: outbound to host.docker.internal = {gateway}:{port} (receiver on {listen_ip})")
         figures["outbound MB/s"] = stream_runs(daemon, gateway, port, size, args.runs)
