@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """docker-compose (Debian's 1.29, on the Docker SDK for Python) against kilnd: a project with two networks
-comes up, its services reach each other by service name and alias on the networks they share and not across,
+comes up, its services reach each other by service name, alias and link on the networks they share and not across,
 its published port answers, and `down` leaves no container or network behind. Every container is a VM."""
 import os
 import shutil
@@ -56,7 +56,7 @@ class ComposeTest(ContainerCase):
                         aliases: [frontdoor]
                       back: {{}}
                     ports: ["127.0.0.1:{port}:80"]
-                    depends_on: [db]
+                    links: ["db:database"]
                     stop_grace_period: 1s
                   client:
                     image: {IMAGE}
@@ -71,6 +71,9 @@ class ComposeTest(ContainerCase):
         self.compose("up", "-d")
         self.assertEqual(sorted(self.compose("ps", "--services").split()), ["client", "db", "web"])
         wait_until(lambda: self.reaches("web", "http://db/") == "db-answer", "web reaching db by name")
+        # A link's alias names the linked service for the linking one alone.
+        self.assertEqual(self.reaches("web", "http://database/"), "db-answer")
+        self.assertIsNone(self.reaches("db", "http://database/"))
         self.assertEqual(self.reaches("client", "http://frontdoor/"), "web-answer")
         self.assertEqual(self.reaches("client", "http://web/"), "web-answer")
         self.assertEqual(self.reaches("db", "http://web/"), "web-answer")

@@ -148,6 +148,18 @@ class ContainerNetworkTest(NetworkCase):
         self.assertIn("Cannot link to a non running container: /linked-db AS /linker/database",
                       failed.stderr.decode())
 
+    def test_a_link_on_a_user_network_names_the_container_for_the_linker_alone(self):
+        net = self.network()
+        self.out("run", "-d", "--name", "linked-api", "--network", net, IMAGE, "sleep", "600")
+        self.wait_running("linked-api")
+        ip = self.inspect("linked-api")["NetworkSettings"]["Networks"][net]["IPAddress"]
+        hosts = self.out("run", "--rm", "--network", net, "--link", "linked-api:backend", IMAGE, "cat",
+                         "/etc/hosts")
+        self.assertIn(f"{ip}\tbackend linked-api", hosts.splitlines())
+        unlinked = self.docker("run", "--rm", "--network", net, IMAGE, "ping", "-c", "1", "-W", "2", "backend",
+                               check=False)
+        self.assertNotEqual(unlinked.returncode, 0)
+
     def test_default_bridge_gives_an_address_and_no_names(self):
         self.docker("run", "-d", "--name", "plain", IMAGE, "sh", "-c", httpd_script("on-the-bridge"))
         self.wait_running("plain")

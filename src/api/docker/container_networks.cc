@@ -64,28 +64,6 @@ Result<void> check_endpoint(const NetworkRecord& network, const NetworkEndpointC
   return daemon::networks::validate_static_address(network, endpoint.ipv4);
 }
 
-Result<NetworkEndpointConfig> read_endpoint(const std::string& name, const Json& settings) {
-  NetworkEndpointConfig endpoint{.network = name};
-  if (!settings.is_object()) return endpoint;
-  if (const Json* aliases = find_field(settings, "Aliases"); aliases != nullptr && aliases->is_array()) {
-    for (const Json& alias : *aliases) {
-      if (alias.is_string()) endpoint.aliases.push_back(alias.get<std::string>());
-    }
-  }
-  if (const Json* ipam = find_field(settings, "IPAMConfig"); ipam != nullptr && ipam->is_object()) {
-    if (const Json* ipv4 = find_field(*ipam, "IPv4Address"); ipv4 != nullptr && ipv4->is_string())
-      endpoint.ipv4 = ipv4->get<std::string>();
-    if (const Json* ipv6 = find_field(*ipam, "IPv6Address");
-        ipv6 != nullptr && ipv6->is_string() && !ipv6->get<std::string>().empty()) {
-      return Error::invalid_argument(
-          "IPv6 is not supported by Kiln's networks: containers get IPv4 addresses only (leave out --ip6)");
-    }
-  }
-  if (const Json* mac = find_field(settings, "MacAddress"); mac != nullptr && mac->is_string())
-    endpoint.mac = mac->get<std::string>();
-  return endpoint;
-}
-
 std::string short_id(const ContainerRecord& container) {
   return container.id.substr(0, kShortId);
 }
@@ -115,7 +93,7 @@ Json endpoint_json(const ContainerRecord& container, const NetworkEndpointConfig
   Json ipam = nullptr;
   if (!endpoint.ipv4.empty()) ipam = {{"IPv4Address", endpoint.ipv4}};
   return {{"IPAMConfig", ipam},
-          {"Links", nullptr},
+          {"Links", endpoint.links.empty() ? Json(nullptr) : Json(endpoint.links)},
           {"Aliases", aliases},
           {"NetworkID",
            nic != nullptr ? nic->network_id : (container.started_at.empty() ? "" : endpoint.network_id)},
@@ -131,6 +109,30 @@ Json endpoint_json(const ContainerRecord& container, const NetworkEndpointConfig
 }
 
 }  // namespace
+
+Result<NetworkEndpointConfig> parse_endpoint_settings(const std::string& name, const Json& settings) {
+  NetworkEndpointConfig endpoint{.network = name};
+  if (!settings.is_object()) return endpoint;
+  if (const Json* aliases = find_field(settings, "Aliases"); aliases != nullptr && aliases->is_array()) {
+    for (const Json& alias : *aliases) {
+      if (alias.is_string()) endpoint.aliases.push_back(alias.get<std::string>());
+    }
+  }
+  if (const Json* ipam = find_field(settings, "IPAMConfig"); ipam != nullptr && ipam->is_object()) {
+    if (const Json* ipv4 = find_field(*ipam, "IPv4Address"); ipv4 != nullptr && ipv4->is_string())
+      endpoint.ipv4 = ipv4->get<std::string>();
+    if (const Json* ipv6 = find_field(*ipam, "IPv6Address");
+        ipv6 != nullptr && ipv6->is_string() && !ipv6->get<std::string>().empty()) {
+      return Error::invalid_argument(
+          "IPv6 is not supported by Kiln's networks: containers get IPv4 addresses only (leave out --ip6)");
+    }
+  }
+  if (const Json* mac = find_field(settings, "MacAddress"); mac != nullptr && mac->is_string())
+    endpoint.mac = mac->get<std::string>();
+  endpoint.links = KILN_TRY(string_list(settings, "Links"));
+  for (const std::string& link : endpoint.links) KILN_TRY(daemon::networks::parse_link(link));
+  return endpoint;
+}
 
 Result<ContainerNetworking> parse_container_networking(const Json& host_config, const Json& networking_config,
                                                        daemon::networks::NetworkManager& networks) {
@@ -164,7 +166,7 @@ Result<ContainerNetworking> parse_container_networking(const Json& host_config, 
     }
     // As dockerd: given endpoints are the container's networks (the CLI names NetworkMode's network there).
     for (const auto& [name, settings] : configs->items())
-      endpoints.push_back(KILN_TRY(read_endpoint(name, settings)));
+      endpoints.push_back(KILN_TRY(parse_endpoint_settings(name, settings)));
   } else {
     endpoints.push_back({.network = mode == "default" ? std::string(kDefaultNetwork) : mode});
   }

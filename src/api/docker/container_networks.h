@@ -30,6 +30,11 @@ struct ContainerNetworking {
   std::vector<daemon::containers::ContainerLink> links;  // HostConfig.Links, parsed (names not yet resolved)
 };
 
+// One EndpointSettings object (create's NetworkingConfig.EndpointsConfig[name], connect's EndpointConfig):
+// Aliases, IPAMConfig.IPv4Address, MacAddress, Links (checked as dockerd's ParseLink). kInvalidArgument for
+// an IPv6 address or a bad link.
+Result<NetworkEndpointConfig> parse_endpoint_settings(const std::string& network, const Json& settings);
+
 // `host_config` and `networking_config` are the request's objects as sent (either may be null or {}).
 // kInvalidArgument for "host", "container:..." and bad endpoint settings. A network that does not exist is
 // recorded by name (its start fails, as dockerd 20.10's does).

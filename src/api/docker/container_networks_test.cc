@@ -35,6 +35,26 @@ class ContainerNetworksTest : public ::testing::Test {
   ContainerRecord container_;
 };
 
+TEST_F(ContainerNetworksTest, LinksAreReadFromHostConfigAndEndpointsAsDockerdParsesThem) {
+  auto parsed =
+      parse(Json::parse(R"({"NetworkMode":"net","Links":["db:database"]})"),
+            Json::parse(R"({"EndpointsConfig":{"net":{"Links":["api:backend","/cache:/web/c"]}}})"));
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  ASSERT_EQ(parsed->links.size(), 1u);
+  EXPECT_EQ(parsed->links[0].alias, "database");
+  ASSERT_EQ(parsed->networks.size(), 1u);
+  EXPECT_EQ(parsed->networks[0].links, (std::vector<std::string>{"api:backend", "/cache:/web/c"}));
+  auto bad = parse(Json::parse(R"({"NetworkMode":"net"})"),
+                   Json::parse(R"({"EndpointsConfig":{"net":{"Links":["a:b:c"]}}})"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(), "bad format for links: a:b:c");
+  // docker network connect's EndpointConfig is read the same way.
+  auto endpoint = parse_endpoint_settings("net", Json::parse(R"({"Aliases":["x"],"Links":["api:backend"]})"));
+  ASSERT_TRUE(endpoint);
+  EXPECT_EQ(endpoint->links, std::vector<std::string>{"api:backend"});
+  EXPECT_EQ(endpoint->aliases, std::vector<std::string>{"x"});
+}
+
 TEST_F(ContainerNetworksTest, ModesAsDockerd) {
   auto plain = parse(Json::object()).value();
   EXPECT_EQ(plain.network_mode, "default");

@@ -198,21 +198,9 @@ Result<Reply> connect_network(DockerContext& context, const Request& request) {
   Json body = KILN_TRY(body_object(request, "NetworkConnect"));
   std::string container = KILN_TRY(StructReader(body, "NetworkConnect").string("Container")).value_or("");
   NetworkRecord network = KILN_TRY(networks.get(id_param(request)));
-  NetworkEndpointConfig endpoint;
-  if (const Json* settings = find_field(body, "EndpointConfig");
-      settings != nullptr && settings->is_object()) {
-    if (const Json* aliases = find_field(*settings, "Aliases"); aliases != nullptr && aliases->is_array()) {
-      for (const Json& alias : *aliases) {
-        if (alias.is_string()) endpoint.aliases.push_back(alias.get<std::string>());
-      }
-    }
-    if (const Json* ipam = find_field(*settings, "IPAMConfig"); ipam != nullptr && ipam->is_object()) {
-      if (const Json* ipv4 = find_field(*ipam, "IPv4Address"); ipv4 != nullptr && ipv4->is_string())
-        endpoint.ipv4 = ipv4->get<std::string>();
-    }
-    if (const Json* mac = find_field(*settings, "MacAddress"); mac != nullptr && mac->is_string())
-      endpoint.mac = mac->get<std::string>();
-  }
+  const Json* settings = find_field(body, "EndpointConfig");
+  NetworkEndpointConfig endpoint =
+      KILN_TRY(parse_endpoint_settings(network.name, settings != nullptr ? *settings : Json(nullptr)));
   KILN_TRY(context.containers.change_networks(
       container, [&](ContainerRecord& record) { return connect_container(record, network, endpoint); }));
   return Reply(http::empty_response(200));

@@ -100,19 +100,24 @@ bool ContainerManager::wait_for_exit_after(Runtime& rt, uint64_t exits, std::chr
   return true;
 }
 
+std::optional<VmNic> ContainerManager::running_nic(const ContainerRecord& container,
+                                                   const std::string& network_id,
+                                                   const std::string& network_name) {
+  if (container.state != ContainerState::kRunning && container.state != ContainerState::kPaused) return {};
+  auto vm = vms_.inspect(container.vm_id);
+  if (!vm) return {};
+  for (const VmNic& nic : vm->nics) {
+    if ((!network_id.empty() && nic.network_id == network_id) || nic.network_name == network_name) return nic;
+  }
+  return {};
+}
+
 Result<std::optional<networks::LinkedContainer>> ContainerManager::linked_container(
     const ContainerRecord& container, const ContainerLink& link) {
   auto child = KILN_TRY(store_.get(link.container));
   if (!child) return std::optional<networks::LinkedContainer>();
-  bool running = child->state == ContainerState::kRunning || child->state == ContainerState::kPaused;
-  auto vm = running ? vms_.inspect(child->vm_id) : Result<VmRecord>(Error::not_found("not running"));
-  const VmNic* nic = nullptr;
-  if (vm) {
-    for (const VmNic& candidate : vm->nics) {
-      if (candidate.network_name == kDefaultNetwork) nic = &candidate;
-    }
-  }
-  if (nic == nullptr) {
+  auto nic = running_nic(*child, "", std::string(kDefaultNetwork));
+  if (!nic) {
     return Error::failed_precondition(fmt::format("Cannot link to a non running container: /{} AS /{}/{}",
                                                   child->name, container.name, link.alias));
   }
@@ -139,6 +144,20 @@ Result<void> ContainerManager::launch(Runtime& rt, ContainerRecord& container, b
     auto env = networks::link_environment(container.name, link.alias, **child);
     container.link_env.insert(container.link_env.end(), env.begin(), env.end());
     link_lines.push_back(networks::link_hosts_line(link.alias, **child));
+  }
+  // Links on user-defined networks (docker-compose's `links:`): the alias names the linked container's
+  // address on that network, for this container alone; one not running there is left out, as Docker's
+  // resolver would not answer it either.
+  for (const NetworkEndpointConfig& endpoint : container.networks) {
+    for (const std::string& spec : endpoint.links) {
+      auto link = networks::parse_link(spec);
+      if (!link) continue;
+      auto child = store_.resolve(link->container);
+      if (!child) continue;
+      if (auto nic = running_nic(*child, endpoint.network_id, endpoint.network))
+        link_lines.push_back(
+            networks::link_hosts_line(link->alias, {.name = child->name, .ipv4 = nic->ipv4}));
+    }
   }
   agent::ProcessSpec spec;
   spec.argv = config.entrypoint;

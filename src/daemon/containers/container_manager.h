@@ -231,6 +231,9 @@ class ContainerManager {
   // dockerd's words when it does not run on the default network.
   Result<std::optional<networks::LinkedContainer>> linked_container(const ContainerRecord& container,
                                                                     const ContainerLink& link);
+  // Its VM's NIC on a network (by id, else name) while it runs or is paused.
+  std::optional<VmNic> running_nic(const ContainerRecord& container, const std::string& network_id,
+                                   const std::string& network_name);
   // Links' names to ids (dockerd's registerLinks, default network only).
   Result<void> resolve_links(HostConfig& host_config);
   Result<void> save(ContainerRecord& container);

@@ -280,7 +280,8 @@ Json networks_to_json(const std::vector<NetworkEndpointConfig>& networks) {
                     {"network_id", endpoint.network_id},
                     {"aliases", string_list(endpoint.aliases)},
                     {"ipv4", endpoint.ipv4},
-                    {"mac", endpoint.mac}});
+                    {"mac", endpoint.mac},
+                    {"links", string_list(endpoint.links)}});
   }
   return list;
 }
@@ -295,7 +296,8 @@ std::vector<NetworkEndpointConfig> networks_from_json(const Json& json) {
                         .network_id = item.value("network_id", ""),
                         .aliases = read_string_list(item, "aliases"),
                         .ipv4 = item.value("ipv4", ""),
-                        .mac = item.value("mac", "")});
+                        .mac = item.value("mac", ""),
+                        .links = read_string_list(item, "links")});
   }
   return networks;
 }

@@ -92,10 +92,12 @@ struct NetworkEndpointConfig {
   std::vector<std::string> aliases;  // --network-alias (user-defined networks only)
   std::string ipv4;                  // --ip (IPAMConfig.IPv4Address); empty: the next free address
   std::string mac;                   // --mac-address; empty: derived from the address
+  // EndpointSettings.Links ("name:alias", docker-compose's `links:`, `docker run --network N --link`): on a
+  // user-defined network ALIAS names NAME's address there for this container alone (its /etc/hosts).
+  std::vector<std::string> links;
   bool operator==(const NetworkEndpointConfig&) const = default;
 };
 
-// How it runs: Docker's HostConfig, as far as it maps onto a VM.
 // A legacy link (docker run --link NAME:ALIAS) on the default network: the linked container's address
 // under ALIAS in /etc/hosts and Docker's ALIAS_NAME, ALIAS_PORT_*, ALIAS_ENV_* variables at each start.
 struct ContainerLink {
@@ -105,6 +107,7 @@ struct ContainerLink {
   bool operator==(const ContainerLink&) const = default;
 };
 
+// How it runs: Docker's HostConfig, as far as it maps onto a VM.
 struct HostConfig {
   bool auto_remove = false;  // --rm: kilnd removes the container when it exits
   RestartPolicy restart_policy;
