@@ -292,7 +292,10 @@ TEST_F(EngineForkRandomness, ClonesDrawDifferentRandomnessOnlyAfterCloneInit) {
     auto x = lines(shared[0]), y = lines(shared[1]);
     ASSERT_EQ(x.size(), 3u) << shared[0];
     ASSERT_EQ(y.size(), 3u) << shared[1];
-    seen_shared = x[0] == y[0] && x[1] == y[1];
+    // Either draw matching proves it (a chance match of 16 bytes or a uuid is out of the question): the
+    // kernel's CRNG is per CPU, so two clones whose `head` ran on different vCPUs draw differently there and
+    // can still match on the uuid drawn next (seen under load in CI).
+    seen_shared = x[0] == y[0] || x[1] == y[1];
     last_pair = shared[0] + " / " + shared[1];
   }
   EXPECT_TRUE(seen_shared) << "without the reseed, no pair of clones shared the template's RNG state: "
