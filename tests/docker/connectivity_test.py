@@ -143,10 +143,20 @@ class ContainerNetworkTest(NetworkCase):
         # A link to a container that does not exist, or does not run: dockerd's words.
         failed = self.docker("create", "--link", "nosuch:x", IMAGE, check=False)
         self.assertIn("could not get container for nosuch", failed.stderr.decode())
+        status, listed = self.raw("GET", "/containers/json?all=1")
+        [db] = [entry for entry in listed if entry["Names"][0] == "/linked-db"]
+        self.assertEqual(db["Names"], ["/linked-db", "/linker/database"])
         self.out("stop", "-t", "0", "linked-db")
         failed = self.docker("start", "linker", check=False)
         self.assertIn("Cannot link to a non running container: /linked-db AS /linker/database",
                       failed.stderr.decode())
+        # docker rm --link: the link goes, both containers stay, and the linker starts without it.
+        self.out("rm", "--link", "linker/database")
+        self.assertIsNone(self.inspect("linker")["HostConfig"]["Links"])
+        self.out("start", "linker")
+        self.assertEqual(self.out("wait", "linker"), "1")  # its `ping database` fails: no link any more
+        failed = self.docker("rm", "--link", "linker/nosuch", check=False)
+        self.assertIn("No such container: linker/nosuch", failed.stderr.decode())
 
     def test_a_link_on_a_user_network_names_the_container_for_the_linker_alone(self):
         net = self.network()

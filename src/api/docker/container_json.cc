@@ -449,6 +449,8 @@ Json host_config_json(const ContainerRecord& container) {
     for (const auto& link : typed.links)
       links.push_back(fmt::format("/{}:/{}/{}", link.name, container.name, link.alias));
     host["Links"] = std::move(links);
+  } else if (typed.links.empty()) {
+    host["Links"] = nullptr;  // none, or all removed (docker rm --link)
   }
   host["CpuCount"] = typed.cpu_count;
   host["CapAdd"] = list_or_null(typed.cap_add);
@@ -759,8 +761,10 @@ std::string container_command_text(const ContainerRecord& container) {
 Json container_summary_json(const ContainerRecord& container, std::chrono::system_clock::time_point now,
                             const ContainerSummaryExtras& extras) {
   auto created = parse_rfc3339(container.created);
+  Json names = Json::array({"/" + container.name});
+  for (const std::string& link : extras.link_names) names.push_back(link);
   Json summary = {{"Id", container.id},
-                  {"Names", Json::array({"/" + container.name})},
+                  {"Names", names},
                   {"Image", container.config.image},
                   {"ImageID", container.config.image_id},
                   {"Command", container_command_text(container)},

@@ -72,7 +72,8 @@ Json container_state_json(const daemon::containers::ContainerRecord& container);
 // ---- GET /containers/json ------------------------------------------------------------------------------
 
 struct ContainerSummaryExtras {
-  std::optional<int64_t> size_rw;  // ?size=1
+  std::vector<std::string> link_names;  // "/web/db" for each legacy link to it: Names lists them too
+  std::optional<int64_t> size_rw;       // ?size=1
   std::optional<int64_t> size_root_fs;
 };
 

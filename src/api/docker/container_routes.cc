@@ -147,12 +147,22 @@ Result<Reply> list_containers(DockerContext& context, const Request& request) {
   auto filter = KILN_TRY(parse_container_filters(filters, lookup, ancestors));
   // Newest first, as dockerd lists them.
   std::reverse(containers.begin(), containers.end());
+  // A linked container is also known by its links' names ("/web/db"), as in dockerd's name registry.
+  std::map<std::string, std::vector<std::string>> link_names;
+  for (const auto& parent : containers) {
+    for (const auto& link : parent.host_config.links) {
+      if (!link.name.empty())
+        link_names[link.container].push_back(fmt::format("/{}/{}", parent.name, link.alias));
+    }
+  }
   Json out = Json::array();
   auto now = std::chrono::system_clock::now();
   for (const auto& container : containers) {
     if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) break;
     if (!listed(filter, container, all, limit)) continue;
-    out.push_back(container_summary_json(container, now));
+    ContainerSummaryExtras extras;
+    if (auto it = link_names.find(container.id); it != link_names.end()) extras.link_names = it->second;
+    out.push_back(container_summary_json(container, now, extras));
     if (context.networks != nullptr) {
       std::optional<daemon::VmRecord> vm = container_vm(context, container);
       out.back()["NetworkSettings"] = {{"Networks", container_networks_json(container, vm ? &*vm : nullptr)}};
@@ -491,10 +501,19 @@ void add_container_routes(DockerRoutes& routes, DockerContext& context) {
   routes.add("GET", "/containers/{id}/logs",
              [&context](Request& request) -> Result<Reply> { return container_logs(context, request); });
   routes.add("DELETE", "/containers/{id}", [&context](Request& request) -> Result<Reply> {
-    if (request.query.get_bool("link"))
-      return Error::invalid_argument("links are a legacy feature Kiln does not have");
+    if (request.query.get_bool("link")) {
+      KILN_TRY(context.containers.remove_link(id_param(request)));
+      return Reply(http::empty_response(204));
+    }
     KILN_TRY(context.containers.remove(id_param(request), request.query.get_bool("force"),
                                        request.query.get_bool("v")));
+    return Reply(http::empty_response(204));
+  });
+  // docker rm --link PARENT/ALIAS: the docker CLI puts the link's name in the path as it is.
+  routes.add("DELETE", "/containers/{parent}/{alias}", [&context](Request& request) -> Result<Reply> {
+    std::string name = fmt::format("{}/{}", request.param("parent"), request.param("alias"));
+    if (!request.query.get_bool("link")) return Error::not_found(fmt::format("No such container: {}", name));
+    KILN_TRY(context.containers.remove_link(name));
     return Reply(http::empty_response(204));
   });
   routes.add("POST", "/containers/{id}/rename", [&context](Request& request) -> Result<Reply> {

@@ -415,6 +415,31 @@ Result<void> ContainerManager::rename(const std::string& reference, const std::s
   return ok();
 }
 
+Result<void> ContainerManager::remove_link(const std::string& link_name) {
+  std::string_view name = link_name;
+  if (name.starts_with('/')) name.remove_prefix(1);
+  size_t slash = name.rfind('/');
+  if (slash == std::string_view::npos) {
+    KILN_TRY(store_.resolve(std::string(name)));  // dockerd looks the name up first
+    return Error::invalid_argument("Conflict, cannot remove the default link name of the container");
+  }
+  std::string parent_name(name.substr(0, slash));
+  std::string alias(name.substr(slash + 1));
+  auto not_found = [&] { return Error::not_found(fmt::format("No such container: {}", link_name)); };
+  auto parent = store_.resolve(parent_name);
+  if (!parent) return not_found();
+  auto rt = runtime(parent->id);
+  std::lock_guard guard(rt->lock);
+  auto container = KILN_TRY(load(*rt, parent->id));
+  auto& links = container.host_config.links;
+  auto it = std::find_if(links.begin(), links.end(), [&](const ContainerLink& link) {
+    return link.alias == alias && !link.name.empty();
+  });
+  if (it == links.end()) return not_found();
+  links.erase(it);
+  return save(container);
+}
+
 Result<ContainerRecord> ContainerManager::change_networks(
     const std::string& reference, const std::function<Result<void>(ContainerRecord&)>& change) {
   auto found = KILN_TRY(store_.resolve(reference));

@@ -173,6 +173,10 @@ class ContainerManager {
   // remove_volumes (`docker rm -v`): its anonymous volumes go too.
   Result<void> remove(const std::string& reference, bool force, bool remove_volumes = false);
   Result<void> rename(const std::string& reference, const std::string& new_name);
+  // docker rm --link PARENT/ALIAS: PARENT forgets that legacy link (its next start has no ALIAS); both
+  // containers stay. kNotFound "No such container: PARENT/ALIAS"; a plain container name is dockerd's
+  // "Conflict, cannot remove the default link name of the container".
+  Result<void> remove_link(const std::string& link_name);
   // docker update: the restart policy at any time; memory and vCPUs (the VM's size) only while the
   // container is not running, since a running VM keeps its size. `raw` (the request body's fields) is
   // recorded into the HostConfig inspect shows.
