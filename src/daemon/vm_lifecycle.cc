@@ -36,16 +36,12 @@ std::string timings_text(const VmRecord& vm) {
   return text;
 }
 
-// By position: folder ids may be long or odd, and a 9p mount tag must be short.
-// What the agent is told about the VM's NICs; the first network with a gateway routes by default.
+// What the agent is told about the VM's NICs at a start; the first network with a gateway routes by default.
 std::vector<agent::InterfaceConfig> guest_interfaces(const VmRecord& vm) {
   std::vector<agent::InterfaceConfig> out;
   for (const auto& nic : vm.nics) {
-    out.push_back({.mac = nic.mac,
-                   .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
-                   .gateway = nic.gateway,
-                   .dns = nic.dns,
-                   .device_mac = engine::nic_device_mac(nic.slot)});
+    out.push_back(guest_interface(nic));
+    out.back().dns = nic.dns;
   }
   return out;
 }
@@ -59,11 +55,19 @@ size_t nic_slots(const VmRecord& vm) {
   return vm.networks.size();
 }
 
+// By position: folder ids may be long or odd, and a 9p mount tag must be short.
 std::string share_tag(size_t index) {
   return "kilnshare" + std::to_string(index);
 }
 
 }  // namespace
+
+agent::InterfaceConfig guest_interface(const VmNic& nic) {
+  return {.mac = nic.mac,
+          .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
+          .gateway = nic.gateway,
+          .device_mac = engine::nic_device_mac(nic.slot)};
+}
 
 engine::VmSpec VmManager::spec_for(const VmRecord& vm) const {
   engine::VmSpec spec{.name = vm.name,

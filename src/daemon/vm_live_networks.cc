@@ -18,14 +18,12 @@ bool same_network(const VmNic& nic, const VmNetworkRequest& request) {
   return request.network == nic.network_id || request.network == nic.network_name;
 }
 
-// What the guest is told about one NIC; the DNS servers are left out (a running guest's resolver stays the
-// one it started with, as a Docker container's resolv.conf does).
+// A NIC joining a running VM: no name servers (a running guest's resolver stays the one it started with, as a
+// Docker container's resolv.conf does), and the default route only when told.
 agent::InterfaceConfig interface_config(const VmNic& nic, bool default_route) {
-  return {.mac = nic.mac,
-          .address = fmt::format("{}/{}", nic.ipv4, nic.prefix_length),
-          .gateway = nic.gateway,
-          .device_mac = engine::nic_device_mac(nic.slot),
-          .default_route = default_route && !nic.gateway.empty()};
+  agent::InterfaceConfig config = guest_interface(nic);
+  config.default_route = default_route && !nic.gateway.empty();
+  return config;
 }
 
 // The NIC the guest's default route goes through: the first one with a gateway (as at boot).

@@ -21,6 +21,11 @@ struct VmManager::Slot {
   std::unique_ptr<RunningVm> running;
 };
 
+// What the guest agent is told about one NIC: its MAC, address and gateway, and the device MAC of its slot
+// (engine::nic_device_mac) by which the guest finds its interface. No name servers, no route choice: the
+// callers add those.
+agent::InterfaceConfig guest_interface(const VmNic& nic);
+
 // kFailedPrecondition naming the container when `vm` belongs to one and the caller is not that owner.
 Result<void> check_owner(const VmRecord& vm, std::string_view as_owner, std::string_view operation);
 
