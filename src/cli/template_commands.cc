@@ -8,7 +8,8 @@ namespace kiln::cli {
 namespace {
 
 void print_template_table(const Json& templates, bool quiet) {
-  if (!quiet) fmt::print("{:<14} {:>5} {:>10} {:>7}  {}\n", "TEMPLATE", "CPUS", "MEMORY", "IN USE", "STATUS");
+  if (!quiet)
+    fmt::print("{:<14} {:>5} {:>10} {:>7} {:>6}  {}\n", "TEMPLATE", "CPUS", "MEMORY", "IN USE", "POOLED", "STATUS");
   for (const Json& entry : templates) {
     std::string key = entry.value("key", "").substr(0, 12);
     if (quiet) {
@@ -16,8 +17,8 @@ void print_template_table(const Json& templates, bool quiet) {
       continue;
     }
     std::string error = entry.value("error", "");
-    fmt::print("{:<14} {:>5} {:>7} MiB {:>7}  {}\n", key, entry.value("cpus", 0),
-               entry.value("memory_mib", 0), entry.value("in_use", 0),
+    fmt::print("{:<14} {:>5} {:>7} MiB {:>7} {:>6}  {}\n", key, entry.value("cpus", 0),
+               entry.value("memory_mib", 0), entry.value("in_use", 0), entry.value("pooled", 0),
                error.empty() ? "ready" : "unusable: " + error);
   }
 }

@@ -26,6 +26,8 @@
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
+#include "daemon/clone_warm_up.h"
+#include "daemon/warm_pool.h"
 #include "engine/engine_factory.h"
 #include "engine/template_pool.h"
 #include "guest/guest_kit.h"
@@ -186,11 +188,36 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
 
   unsigned cpus = static_cast<unsigned>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   std::unique_ptr<TemplatePool> templates;
+  std::unique_ptr<WarmPool> warm_pool;
   if (options.boot == "fork") {
     TemplatePoolConfig pool{.dir = options.root + "/templates", .run_dir = options.run_dir + "/templates"};
     // A template's NIC slots get taps attached to nothing: its guest never sends anything that matters.
     if (fabric) pool.scratch_tap = [&fabric] { return fabric->open_detached_tap(); };
     templates = std::make_unique<TemplatePool>(std::move(pool), *engine);
+    WarmPoolConfig warm{.dir = options.run_dir + "/pool",
+                        .size = options.warm_pool,
+                        // Leave the host a tenth of its memory (1-4 GiB) before idle clones take any.
+                        .min_available_mib = std::clamp<uint64_t>(host_memory_mib() / 10, 1024, 4096)};
+    if (fabric) {
+      warm.spare_tap = [&fabric]() -> Result<NicTap> {
+        NicTap tap;
+        tap.fd = KILN_TRY(fabric->open_detached_tap(&tap.name));
+        return tap;
+      };
+    }
+    // Each idle clone first runs a container workload on scratch disks (clone_warm_up.h).
+    if (options.warm_pool > 0) {
+      auto warm_up = CloneWarmUp::prepare(options.run_dir + "/pool-warm-up", VmManagerConfig{}.busybox_binary);
+      if (warm_up) {
+        warm.warm_up = [prepared = *warm_up](const engine::VmSpec& spec, engine::VmInstance& vm,
+                                             agent::AgentHub& hub) { return prepared.run(spec, vm, hub); };
+      } else {
+        log::warn("warm pool clones get no warm-up", {{"error", warm_up.error().message()}});
+      }
+    }
+    warm_pool = std::make_unique<WarmPool>(std::move(warm), *engine, *templates);
+    // A killed kilnd's idle clones map templates too: gone before templates are pruned.
+    warm_pool->clear_leftovers();
   }
   auto vms = KILN_TRY(VmManager::create({.root = options.root,
                                          .run_dir = options.run_dir,
@@ -200,6 +227,7 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
                                          .host_memory_mib = host_memory_mib(),
                                          .images = images.get(),
                                          .templates = templates.get(),
+                                         .pool = warm_pool.get(),
                                          .networking = fabric ? network_manager.get() : nullptr},
                                         *store, events, *engine));
   KILN_TRY(vms->recover());

@@ -23,6 +23,8 @@ struct DaemonOptions {
   std::vector<std::string> insecure_registries;
   // "fork": container VMs start as copy-on-write clones of a booted template; "cold": every VM boots.
   std::string boot = "fork";
+  // Idle clones kept forked per VM shape (daemon/warm_pool.h); 0: no warm pool.
+  unsigned warm_pool = 2;
   unsigned tcg_code_cache_mib = 0;   // --tcg-code-cache: engine_factory.h
   int max_concurrent_downloads = 3;  // layers one pull downloads at once (dockerd's option of the same name)
   // Guest networking (docs/networking.md): "on" (Kiln's network namespace; needs root and slirp4netns) or

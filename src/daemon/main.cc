@@ -90,6 +90,11 @@ int main(int argc, char** argv) {
                  "How container VMs start: fork (a copy-on-write clone of a booted template) or cold (boot "
                  "each one; no memory shared between VMs)")
       ->check(CLI::IsMember({"fork", "cold"}));
+  app.add_option("--warm-pool", options.warm_pool,
+                 "With --boot=fork: idle clones kept forked ahead of need per VM shape, each handed to one "
+                 "container start (0: none; the pool shrinks when host memory runs low)")
+      ->check(CLI::Range(0u, 64u))
+      ->capture_default_str();
   app.add_option(
          "--tcg-code-cache", options.tcg_code_cache_mib,
          "Under TCG (no hardware virtualization): each VM's translated-code cache in MiB; small saves "

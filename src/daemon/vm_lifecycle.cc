@@ -8,6 +8,7 @@
 #include "common/units.h"
 #include "daemon/vm_manager.h"
 #include "daemon/vm_slot.h"
+#include "daemon/warm_pool.h"
 #include "engine/template_pool.h"
 
 namespace kiln::daemon {
@@ -156,6 +157,8 @@ size_t path_depth(const std::string& path) {
   return static_cast<size_t>(std::count(path.begin(), path.end(), '/'));
 }
 
+}  // namespace
+
 // How the agent assembles a container's root: disk 0 is the image (EROFS, shared read-only by every
 // container of it), disk 1 the writable layer, joined by overlayfs; then the container's own mounts inside
 // it.
@@ -207,8 +210,6 @@ std::vector<agent::MountRequest> container_root_mounts(const VmRecord& vm) {
   }
   return mounts;
 }
-
-}  // namespace
 
 Result<void> VmManager::mount_container_root(Slot& slot, const VmRecord& vm) {
   if (vm.source.kind != RootSource::Kind::kContainer) return ok();
@@ -295,6 +296,7 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engi
   vm.start_timings.clear();
   vm.template_key.clear();
   vm.start_mode = "boot";
+  vm.start_pooled = false;
   auto record = [&](const engine::VmInstance& instance) {
     for (const auto& step : instance.start_timings())
       vm.start_timings.emplace_back(step.step, static_cast<double>(step.took.count()) / 1000.0);
@@ -328,6 +330,54 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engi
   return launched;
 }
 
+std::optional<PooledVm> VmManager::take_pooled(const engine::VmSpec& spec, const VmRecord& vm) {
+  if (config_.pool == nullptr || !forks(vm, spec) || !config_.pool->can_serve(spec)) return std::nullopt;
+  auto key = engine_.template_key(spec);
+  if (!key) return std::nullopt;  // launch_monitor says why when it looks for the template
+  return config_.pool->take(*key, spec);
+}
+
+Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm pooled, const engine::VmSpec& spec,
+                                                                    VmRecord& vm) {
+  auto started = std::chrono::steady_clock::now();
+  vm.start_timings.clear();
+  for (const auto& step : pooled.fork_timings)
+    vm.start_timings.emplace_back("pool-" + step.step, static_cast<double>(step.took.count()) / 1000.0);
+  auto made = [&]() -> Result<void> {
+    engine::VmInstance& instance = *pooled.instance;
+    // The clone's directory becomes the VM's (sockets, console log, share); the last run's console is kept.
+    std::string dir = runtime_dir(vm.id);
+    std::error_code error;
+    if (fs::exists(dir + "/console.log.prev", error))
+      fs::rename(dir + "/console.log.prev", pooled.dir + "/console.log.prev", error);
+    fs::remove_all(dir, error);
+    if (error) return Error::internal(fmt::format("remove {}: {}", dir, error.message()));
+    KILN_TRY(instance.relocate(dir));
+    pooled.dir.clear();
+    for (size_t i = 0; i < spec.disks.size(); ++i)
+      KILN_TRY_CONTEXT(instance.swap_disk(i, spec.disks[i]), fmt::format("put disk {} in its slot", i));
+    for (size_t i = 0; i < spec.shares.size(); ++i) {
+      if (!spec.shares[i].entries.empty())
+        KILN_TRY_CONTEXT(instance.add_share_entries(i, spec.shares[i].entries), "bind the VM's host paths");
+    }
+    return ok();
+  }();
+  if (!made) {
+    std::error_code ignored;
+    if (pooled.dir.empty()) fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);
+    WarmPool::discard(std::move(pooled));
+    return made.error();
+  }
+  std::error_code ignored;
+  fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);  // the pool's; the VM's pid is in its record
+  vm.start_mode = "fork";
+  vm.start_pooled = true;
+  vm.template_key = pooled.template_key;
+  vm.start_timings.emplace_back("assign", elapsed_ms(started));
+  log::debug("VM is a warm pool clone", {{"vm", vm.name}, {"template", vm.template_key.substr(0, 12)}});
+  return std::move(pooled.instance);
+}
+
 Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   std::string dir = runtime_dir(vm.id);
   std::error_code error;
@@ -351,9 +401,12 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 
   bool restoring = vm.state == VmState::kSuspended;
   engine::VmSpec spec = spec_for(vm);
-  if (config_.networking && (!spec.nics.empty() || !vm.ports.empty())) {
-    // Before anything starts: a published port in use fails the start with nothing to undo.
-    NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm, spec.nics.size()));
+  std::optional<PooledVm> pooled = restoring ? std::nullopt : take_pooled(spec, vm);
+  // Before anything starts: a published port in use fails the start with nothing to undo. A pool clone's
+  // monitor runs already: its spare taps join the networks.
+  auto attach_networks = [&](const std::vector<std::string>& existing_taps) -> Result<void> {
+    if (!config_.networking || (spec.nics.empty() && vm.ports.empty())) return ok();
+    NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm, spec.nics.size(), existing_taps));
     vm.nics = std::move(attachment.nics);
     vm.nic_taps.clear();
     for (size_t i = 0; i < attachment.taps.size() && i < spec.nics.size(); ++i) {
@@ -361,6 +414,15 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
       spec.nics[i].tap = std::make_shared<const UniqueFd>(std::move(attachment.taps[i].fd));
     }
     vm.published = std::move(attachment.published);
+    return ok();
+  };
+  if (pooled) {
+    if (auto attached = attach_networks(pooled->taps); !attached) {
+      WarmPool::discard(std::move(*pooled));
+      return attached.error();
+    }
+  } else {
+    KILN_TRY(attach_networks({}));
   }
   if (restoring) {
     spec.restore_from = suspend_dir(vm.id);
@@ -368,7 +430,30 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
     vm.started_at = now_rfc3339();
   }
   KILN_TRY(save(vm, VmState::kStarting));
-  auto launched = launch_monitor(spec, vm);
+  Result<std::unique_ptr<engine::VmInstance>> launched = Error::internal("not started");
+  std::unique_ptr<agent::AgentHub> pooled_hub;
+  if (pooled) {
+    pooled_hub = std::move(pooled->hub);
+    launched = assign_pooled(std::move(*pooled), spec, vm);
+    if (!launched) pooled_hub.reset();
+    if (!launched) {
+      // The clone is gone; the start goes on as if there had been none (new taps, a fork of its own).
+      log::warn("could not make a warm pool clone the VM; forking it",
+                {{"vm", vm.name}, {"error", launched.error().message()}});
+      if (config_.networking) config_.networking->detach(vm);
+      vm.nics.clear();
+      vm.nic_taps.clear();
+      vm.published.clear();
+      spec = spec_for(vm);
+      if (auto attached = attach_networks({}); !attached) {
+        launched = attached.error();
+      } else {
+        launched = launch_monitor(spec, vm);
+      }
+    }
+  } else {
+    launched = launch_monitor(spec, vm);
+  }
   if (!launched) {
     std::string reason = launched.error().message();
     if (restoring) {
@@ -389,12 +474,13 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
   vm.monitor_pid = instance->monitor_pid();
   slot.running = std::make_unique<RunningVm>();
   slot.running->instance = std::move(instance);
+  slot.running->hub = std::move(pooled_hub);  // a pool clone's agent answered when it was forked
   KILN_TRY(store_.update(vm));
 
   bool forked = vm.start_mode == "fork";
   auto setup_started = std::chrono::steady_clock::now();
   auto connected = [&]() -> Result<void> {
-    KILN_TRY(connect_agent(slot, vm));
+    if (!slot.running->hub) KILN_TRY(connect_agent(slot, vm));
     vm.start_timings.emplace_back("agent", elapsed_ms(setup_started));
     setup_started = std::chrono::steady_clock::now();
     if (forked) {

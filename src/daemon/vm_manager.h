@@ -31,6 +31,9 @@ struct TemplateInfo;
 
 namespace kiln::daemon {
 
+class WarmPool;
+struct PooledVm;
+
 // Fork templates are the engine layer's (shared with `kiln vm run`); kilnd owns one pool of them.
 using engine::TemplateInfo;
 using engine::TemplatePool;
@@ -57,8 +60,12 @@ class VmNetworking {
   // Before the VM's monitor starts: `nic_slots` taps (at least one per network of vm.networks), an address
   // on each network, the first taps on their bridges, and vm.ports listening (a port in use fails the start
   // with Docker's message). On failure nothing is held. DNS names on each network: the request's aliases,
-  // plus the VM's name for a VM no container owns.
-  virtual Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots) = 0;
+  // plus the VM's name for a VM no container owns. `existing_taps` (one per NIC slot, on no bridge): the
+  // VM's monitor runs already with these taps (a warm pool's clone); they are put on the networks' bridges
+  // instead of new ones, and the attachment's taps carry their names and no descriptor.
+  virtual Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots,
+                                           const std::vector<std::string>& existing_taps) = 0;
+  Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots) { return attach(vm, nic_slots, {}); }
   // The VM stopped (or its start failed after attach): its addresses, names and listening ports are freed.
   // vm.nics and vm.published say what it held.
   virtual void detach(const VmRecord& vm) = 0;
@@ -87,6 +94,8 @@ struct VmManagerConfig {
   // Fork templates: container VMs start as clones of a booted template. nullptr: every VM boots cold
   // (kilnd --boot=cold).
   TemplatePool* templates = nullptr;
+  // Idle clones forked ahead of need (warm_pool.h); a forking start takes one when it can. nullptr: none.
+  WarmPool* pool = nullptr;
   // nullptr: VMs get no NIC (vm.networks is ignored).
   VmNetworking* networking = nullptr;
 };
@@ -266,6 +275,12 @@ class VmManager {
   Result<void> boot(Slot& slot, VmRecord& vm);
   // Starts the VM's monitor: forked from its template when it can be, else booted. Records how.
   Result<std::unique_ptr<engine::VmInstance>> launch_monitor(const engine::VmSpec& spec, VmRecord& vm);
+  // An idle clone from the warm pool for the VM, or nullopt (no pool, the VM boots, none ready).
+  std::optional<PooledVm> take_pooled(const engine::VmSpec& spec, const VmRecord& vm);
+  // Makes a pool clone the VM: its runtime directory, disks and share entries (networking is attached to its
+  // taps already). On failure the clone is killed.
+  Result<std::unique_ptr<engine::VmInstance>> assign_pooled(PooledVm pooled, const engine::VmSpec& spec,
+                                                            VmRecord& vm);
   bool forks(const VmRecord& vm, const engine::VmSpec& spec) const;
   Result<void> connect_agent(Slot& slot, VmRecord& vm);
   Result<void> mount_folders(Slot& slot, const VmRecord& vm);

@@ -26,6 +26,10 @@ struct VmManager::Slot {
 // callers add those.
 agent::InterfaceConfig guest_interface(const VmNic& nic);
 
+// The mounts that assemble a container VM's root in the guest (the image's EROFS, the writable layer, the
+// overlay at kContainerRootInGuest), then the container's own mounts inside it, parents first.
+std::vector<agent::MountRequest> container_root_mounts(const VmRecord& vm);
+
 // kFailedPrecondition naming the container when `vm` belongs to one and the caller is not that owner.
 Result<void> check_owner(const VmRecord& vm, std::string_view as_owner, std::string_view operation);
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "daemon/vm_manager.h"
+#include "daemon/warm_pool.h"
 #include "engine/template_pool.h"
 
 namespace kiln::daemon {
@@ -23,6 +24,9 @@ Result<std::vector<TemplateInfo>> VmManager::list_templates() {
       if (info.key == vm.template_key) ++info.in_use;
     }
   }
+  if (config_.pool != nullptr) {
+    for (auto& info : templates) info.pooled = static_cast<int>(config_.pool->stats(info.key).idle);
+  }
   return templates;
 }
 
@@ -35,7 +39,10 @@ Result<TemplateInfo> VmManager::warm_template(std::optional<unsigned> cpus,
   shape.cpus = cpus.value_or(shape.cpus);
   shape.memory_mib = memory_mib.value_or(shape.memory_mib);
   KILN_TRY(validate_resources(shape.cpus, shape.memory_mib));
-  engine::VmTemplate made = KILN_TRY(config_.templates->template_for(spec_for(shape)));
+  engine::VmSpec spec = spec_for(shape);
+  engine::VmTemplate made = KILN_TRY(config_.templates->template_for(spec));
+  // Warm means ready to start: the pool keeps idle clones of it from now on.
+  if (config_.pool != nullptr) config_.pool->want(made.key(), spec);
   for (auto& info : KILN_TRY(list_templates())) {
     if (info.key == made.key()) return info;
   }
@@ -57,6 +64,7 @@ Result<void> VmManager::remove_template(const std::string& key_or_prefix) {
                                                   found->key.substr(0, 12), found->in_use,
                                                   found->in_use == 1 ? "" : "s"));
   }
+  if (config_.pool != nullptr) config_.pool->drain(found->key);
   return config_.templates->remove(found->key);
 }
 

@@ -54,6 +54,9 @@ struct ShareSpec {
   // directory with a VM expects, and works without root).
   bool guest_ownership = false;
   std::vector<ShareEntry> entries;
+  // Entries may be bound in while the VM runs (VmInstance::add_share_entries): the monitor gets a mount
+  // namespace of its own from the start. Not part of a template's key.
+  bool late_entries = false;
 };
 
 // A virtio-net NIC whose host end is a tap the caller made (kilnd: in Kiln's network namespace, on the
@@ -173,6 +176,22 @@ class VmInstance {
   virtual pid_t monitor_pid() const = 0;
   // Forgets the VM without stopping it: it keeps running after this object is gone.
   virtual void release() = 0;
+  // (The helper's swap_disk/add_share_entries land here.)
+  virtual Result<void> swap_disk(size_t slot, const DiskSpec& disk) {
+    (void)slot, (void)disk;
+    return Error::unsupported("this engine cannot change a running VM's disks");
+  }
+  virtual Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries) {
+    (void)share, (void)entries;
+    return Error::unsupported("this engine cannot add entries to a running VM's share");
+  }
+  // Moves the running VM's runtime directory (its sockets and console log) to `runtime_dir`, which must not
+  // exist and must be on the same filesystem: how a warm pool's clone, forked before its VM existed, becomes
+  // that VM's. Engine::adopt then finds it there (by its working directory, not its command line).
+  virtual Result<void> relocate(const std::string& runtime_dir) {
+    (void)runtime_dir;
+    return Error::unsupported("this engine cannot move a running VM's files");
+  }
   // Suspends the VM to disk: pauses it, writes its memory and device state into `dir` (existing, empty;
   // snapshot/manifest.h describes the contents), then ends the monitor, so the VM holds no host memory and
   // run_state() reports kExited. Restore with VmSpec::restore_from. The guest's page cache is in the saved

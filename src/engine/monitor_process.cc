@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 namespace kiln::engine {
 
 MonitorProcess MonitorProcess::spawned(ChildProcess child, bool outlives_owner) {
@@ -16,13 +18,18 @@ MonitorProcess MonitorProcess::spawned(ChildProcess child, bool outlives_owner) 
   return monitor;
 }
 
-Result<MonitorProcess> MonitorProcess::adopt(pid_t pid, std::string_view expected_in_cmdline) {
+Result<MonitorProcess> MonitorProcess::adopt(pid_t pid, std::string_view expected_in_cmdline,
+                                             std::string_view expected_cwd) {
   if (pid <= 0) return Error::not_found("no monitor pid recorded");
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) return Error::not_found(fmt::format("monitor process {} is gone", pid));
   // /proc/PID/cmdline separates arguments with NULs; a substring search still finds a path argument.
+  std::error_code error;
+  auto cwd = std::filesystem::read_symlink(fmt::format("/proc/{}/cwd", pid), error);
+  bool in_place = !expected_cwd.empty() && !error &&
+                  cwd == std::filesystem::weakly_canonical(std::filesystem::path(expected_cwd), error);
   auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid), 1 << 20);
-  if (!cmdline || cmdline->find(expected_in_cmdline) == std::string::npos) {
+  if (!in_place && (!cmdline || cmdline->find(expected_in_cmdline) == std::string::npos)) {
     return Error::not_found(fmt::format("process {} is not this VM's monitor", pid));
   }
   MonitorProcess monitor;

@@ -18,9 +18,11 @@ class MonitorProcess {
  public:
   // A child we spawned. If `outlives_owner`, dropping this object releases the child instead of killing it.
   static MonitorProcess spawned(ChildProcess child, bool outlives_owner);
-  // A process we did not spawn. `expected_in_cmdline` must appear in /proc/PID/cmdline (checked after the
-  // pidfd is open, so a recycled pid is never mistaken for the VM). kNotFound if it is gone or is not it.
-  static Result<MonitorProcess> adopt(pid_t pid, std::string_view expected_in_cmdline);
+  // A process we did not spawn: its working directory is `expected_cwd`, or `expected_in_cmdline` appears in
+  // /proc/PID/cmdline (checked after the pidfd is open, so a recycled pid is never mistaken for the VM).
+  // kNotFound if it is gone or is not it.
+  static Result<MonitorProcess> adopt(pid_t pid, std::string_view expected_in_cmdline,
+                                      std::string_view expected_cwd = {});
 
   MonitorProcess(MonitorProcess&&) noexcept = default;
   MonitorProcess& operator=(MonitorProcess&&) noexcept = default;

@@ -42,6 +42,7 @@ struct TemplateInfo {
   uint64_t memory_mib = 0;
   std::string error;  // not usable (damaged, another QEMU): why
   int in_use = 0;     // running VMs forked from it (filled by VmManager)
+  int pooled = 0;     // idle warm pool clones forked from it (filled by VmManager)
 };
 
 // The size of every template disk slot: the guest reads a disk's size once, at boot, so a slot is as large

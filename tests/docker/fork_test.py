@@ -144,6 +144,79 @@ class ForkTest(ForkCase):
         self.assertEqual(self.out("ps", "-aq"), "")
 
 
+class WarmPoolTest(ForkCase):
+    """The warm pool (kilnd --warm-pool, 2 by default): after a first start of a shape, kilnd keeps idle clones
+    of it forked; the next starts take one each, and it is a full container (network, mounts, exec)."""
+    kilnd_boot = "fork"
+
+    def pooled_count(self):
+        templates = self.kilnd.ok("GET", "/v1/templates")
+        return sum(t.get("pooled", 0) for t in templates)
+
+    def pool_qemus(self):
+        """QEMU processes still running in a warm pool clone's directory (idle clones)."""
+        pool = os.path.join(self.kilnd.run_dir, "pool") + "/"
+        found = []
+        for pid in self.kilnd.qemu_pids():
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            if (cwd + "/").startswith(pool):
+                found.append(pid)
+        return found
+
+    def test_starts_take_warm_clones_that_are_whole_containers_and_none_outlive_kilnd(self):
+        self.docker("run", "--rm", IMAGE, "true")  # the shape is learnt from this start
+        wait_until(lambda: self.pooled_count() == 2, "two idle clones in the pool", timeout=120)
+        self.assertEqual(len(self.pool_qemus()), 2)
+        # Idle clones are no VMs and no containers.
+        self.assertEqual(self.kilnd.ok("GET", "/v1/vms"), [])
+        self.assertEqual(self.out("ps", "-aq"), "")
+
+        host_dir = os.path.join(self.work, "pool-bind")
+        os.makedirs(host_dir, exist_ok=True)
+        with open(os.path.join(host_dir, "note"), "w") as f:
+            f.write("from the host\n")
+        self.docker("run", "-d", "--name", "pooled", "-v", f"{host_dir}:/data", IMAGE, "sleep", "1000")
+        start = self.vm_of("pooled")["start"]
+        self.assertEqual((start["mode"], start.get("pooled")), ("fork", True), start)
+        self.assertIn("assign", start["timings_ms"], start)
+        # Its own disks (the image's files, a writable layer), its host path, its address and name.
+        self.assertEqual(self.out("exec", "pooled", "cat", "/data/note"), "from the host")
+        self.out("exec", "pooled", "sh", "-c", "echo written > /data/back; echo layer > /root-file")
+        with open(os.path.join(host_dir, "back")) as f:
+            self.assertEqual(f.read(), "written\n")
+        self.assertEqual(self.out("exec", "pooled", "cat", "/root-file"), "layer")
+        self.assertEqual(self.out("exec", "pooled", "hostname"), self.inspect("pooled")["Id"][:12])
+        address = self.inspect("pooled")["NetworkSettings"]["IPAddress"]
+        self.assertTrue(address, self.inspect("pooled")["NetworkSettings"])
+        self.assertIn(f"inet {address}/", self.out("exec", "pooled", "ip", "-4", "addr", "show", "eth0"))
+        # Two pooled clones do not share randomness.
+        self.docker("run", "-d", "--name", "pooled-2", IMAGE, "sleep", "1000")
+        script = ["sh", "-c", "head -c16 /dev/urandom | busybox od -An -tx1"]
+        self.assertNotEqual(self.out("exec", "pooled", *script), self.out("exec", "pooled-2", *script))
+        # The pool refills.
+        wait_until(lambda: self.pooled_count() == 2, "the pool to refill", timeout=120)
+
+        # kill -9 of kilnd: the next one kills the idle clones it left and re-adopts the containers whose
+        # VMs were clones (found by their moved directory).
+        pid = self.state("pooled")["Pid"]
+        self.kilnd.kill9()
+        self.assertEqual(len(self.pool_qemus()), 2)
+        self.kilnd.start()
+        self.assertEqual(self.pool_qemus(), [])
+        self.assertEqual((self.state("pooled")["Status"], self.state("pooled")["Pid"]), ("running", pid))
+        self.assertEqual(self.out("exec", "pooled", "cat", "/data/note"), "from the host")
+        self.docker("rm", "-f", "pooled", "pooled-2")
+        # A stop of kilnd (SIGTERM) leaves no idle clone behind either.
+        self.docker("run", "--rm", IMAGE, "true")
+        wait_until(lambda: self.pooled_count() >= 1, "an idle clone", timeout=120)
+        self.kilnd.stop()
+        self.assertEqual(self.pool_qemus(), [])
+        self.kilnd.start()
+
+
 class ColdKilndTest(ForkCase):
     kilnd_boot = "cold"
 

@@ -74,6 +74,7 @@ Json start_json(const daemon::VmRecord& vm) {
   Json start = {{"mode", vm.start_mode.empty() ? Json(nullptr) : Json(vm.start_mode)},
                 {"timings_ms", timings}};
   if (!vm.template_key.empty()) start["template"] = vm.template_key;
+  if (vm.start_mode == "fork") start["pooled"] = vm.start_pooled;
   return start;
 }
 
@@ -254,6 +255,7 @@ Json template_to_json(const daemon::TemplateInfo& info) {
                {"memory_mib", info.memory_mib},
                {"memory_bytes", info.memory_bytes},
                {"in_use", info.in_use},
+               {"pooled", info.pooled},
                {"dir", info.dir}};
   if (!info.error.empty()) json["error"] = info.error;
   return json;

@@ -16,6 +16,7 @@
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
+#include "daemon/warm_pool.h"
 #include "engine/fake/fake_engine.h"
 #include "engine/template_pool.h"
 #include "image/image_store.h"
@@ -28,8 +29,10 @@ class ContainerStack {
   static constexpr const char* kTestImage = "test:latest";
 
   // `fork`: container VMs fork from templates (a TemplatePool under <dir>/root/templates), as kilnd's
-  // default.
-  static Result<std::unique_ptr<ContainerStack>> create(bool fork = false) {
+  // default; `pool`: with a warm pool of that many idle clones per shape (its config as given, dir and size
+  // filled in).
+  static Result<std::unique_ptr<ContainerStack>> create(bool fork = false, size_t pool = 0,
+                                                        WarmPoolConfig pool_config = {}) {
     auto stack = std::make_unique<ContainerStack>();
     stack->dir_ = std::make_unique<TempDir>(KILN_TRY(TempDir::create("container-stack-")));
     std::string root = stack->dir_->path() + "/root";
@@ -49,6 +52,12 @@ class ContainerStack {
       stack->templates_ = std::make_unique<TemplatePool>(
           TemplatePoolConfig{.dir = root + "/templates", .run_dir = stack->dir_->path() + "/run/templates"},
           stack->engine_);
+      if (pool > 0) {
+        pool_config.dir = stack->dir_->path() + "/run/pool";
+        pool_config.size = pool;
+        pool_config.agent_timeout = std::chrono::seconds(30);
+        stack->pool_ = std::make_unique<WarmPool>(std::move(pool_config), stack->engine_, *stack->templates_);
+      }
     }
     stack->vms_ = KILN_TRY(VmManager::create({.root = root,
                                               .run_dir = stack->dir_->path() + "/run",
@@ -57,7 +66,8 @@ class ContainerStack {
                                               .host_cpus = 4,
                                               .host_memory_mib = 8192,
                                               .images = stack->images_.get(),
-                                              .templates = stack->templates_.get()},
+                                              .templates = stack->templates_.get(),
+                                              .pool = stack->pool_.get()},
                                              *stack->store_, stack->events_, stack->engine_));
     stack->containers_ = KILN_TRY(
         ContainerManager::create({.root = root, .default_memory_mib = 128}, stack->store_->database(),
@@ -79,6 +89,7 @@ class ContainerStack {
   EventBus& events() { return events_; }
   engine::fake::FakeEngine& engine() { return engine_; }
   TemplatePool* templates() { return templates_.get(); }
+  WarmPool* pool() { return pool_.get(); }
 
  private:
   std::unique_ptr<TempDir> dir_;
@@ -88,6 +99,7 @@ class ContainerStack {
   std::unique_ptr<VmStore> store_;
   std::unique_ptr<volumes::VolumeManager> volumes_;
   std::unique_ptr<TemplatePool> templates_;
+  std::unique_ptr<WarmPool> pool_;
   std::unique_ptr<VmManager> vms_;
   std::unique_ptr<ContainerManager> containers_;
 };

@@ -616,9 +616,14 @@ void NetworkManager::leave_locked(const std::string& vm_id, const std::string& n
   std::erase_if(live.allocated, [&vm_id](const auto& entry) { return entry.second == vm_id; });
 }
 
-Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_slots) {
+Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_slots,
+                                                const std::vector<std::string>& existing_taps) {
   NetworkAttachment attachment;
   nic_slots = std::max(nic_slots, vm.networks.size());
+  if (!existing_taps.empty() && existing_taps.size() != nic_slots) {
+    return Error::internal(
+        fmt::format("VM {} has {} NIC slots but its monitor has {} taps", vm.name, nic_slots, existing_taps.size()));
+  }
   if (nic_slots == 0 && vm.ports.empty()) return attachment;
   if (config_.fabric == nullptr) {
     return Error::unsupported(
@@ -630,6 +635,9 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_
   auto failed = [&](const Error& error) -> Error {
     release_locked(vm.id, dropped);
     for (ServiceHandle& proxy : proxies) dropped.push_back(std::move(proxy));
+    // An existing tap put on a bridge goes back to being on none; a tap opened here closes (and is gone).
+    for (size_t i = 0; i < attachment.nics.size() && !existing_taps.empty(); ++i)
+      (void)config_.fabric->detach_tap(existing_taps[i], attachment.nics[i].bridge);
     return error;
   };
   std::unique_lock lock(mutex_);
@@ -637,13 +645,23 @@ Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_
     auto nic = join_locked(vm, request, attachment.nics.size());
     if (!nic) return failed(nic.error());
     NicTap tap;
-    auto opened = config_.fabric->open_tap(nic->bridge, &tap.name);
-    if (!opened) return failed(opened.error().with_context(fmt::format("network {}", nic->network_name)));
-    tap.fd = *std::move(opened);
+    if (existing_taps.empty()) {
+      auto opened = config_.fabric->open_tap(nic->bridge, &tap.name);
+      if (!opened) return failed(opened.error().with_context(fmt::format("network {}", nic->network_name)));
+      tap.fd = *std::move(opened);
+    } else {
+      tap.name = existing_taps[attachment.taps.size()];
+      if (auto attached = config_.fabric->attach_tap(tap.name, nic->bridge); !attached) {
+        (void)config_.fabric->detach_tap(tap.name, nic->bridge);
+        return failed(attached.error().with_context(fmt::format("network {}", nic->network_name)));
+      }
+    }
     attachment.taps.push_back(std::move(tap));
     joined.push_back(networks_.at(nic->network_id)->record);
     attachment.nics.push_back(*std::move(nic));
   }
+  while (!existing_taps.empty() && attachment.taps.size() < nic_slots)
+    attachment.taps.push_back({.name = existing_taps[attachment.taps.size()]});
   while (attachment.taps.size() < nic_slots) {
     NicTap spare;
     auto opened = config_.fabric->open_detached_tap(&spare.name);

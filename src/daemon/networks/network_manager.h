@@ -104,7 +104,9 @@ class NetworkManager final : public VmNetworking {
   std::vector<std::string> lookup_address(const std::string& network_id, std::string_view ipv4) const;
 
   // VmNetworking.
-  Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots) override;
+  using VmNetworking::attach;
+  Result<NetworkAttachment> attach(const VmRecord& vm, size_t nic_slots,
+                                   const std::vector<std::string>& existing_taps) override;
   void detach(const VmRecord& vm) override;
   Result<void> adopt(const VmRecord& vm) override;
   Result<VmNic> connect(const VmRecord& vm, const VmNetworkRequest& request, size_t slot,

@@ -160,6 +160,7 @@ Json to_storage_json(const VmRecord& vm) {
           {"finished_at", vm.finished_at},
           {"start_mode", vm.start_mode},
           {"template_key", vm.template_key},
+          {"start_pooled", vm.start_pooled},
           {"start_timings", timings}};
 }
 
@@ -246,6 +247,7 @@ Result<VmRecord> vm_from_storage_json(const Json& json) {
   vm.finished_at = json.value("finished_at", "");
   vm.start_mode = json.value("start_mode", "");
   vm.template_key = json.value("template_key", "");
+  vm.start_pooled = json.value("start_pooled", false);
   if (auto timings = json.find("start_timings"); timings != json.end() && timings->is_array()) {
     for (const auto& step : *timings) {
       if (step.is_object()) vm.start_timings.emplace_back(step.value("step", ""), step.value("ms", 0.0));

@@ -133,9 +133,11 @@ struct VmRecord {
   std::string finished_at;
   // How the last start went. start_mode "boot" (cold) or "fork"; a forked VM names its template by key for
   // as long as it has a monitor (kilnd keeps that template's files while any VM names it, across
-  // restarts); start_timings: the engine's and kilnd's steps, in milliseconds, in order.
+  // restarts); start_timings: the engine's and kilnd's steps, in milliseconds, in order. start_pooled: the
+  // fork was done ahead of the start (a warm pool clone).
   std::string start_mode;
   std::string template_key;
+  bool start_pooled = false;
   std::vector<std::pair<std::string, double>> start_timings;
 };
 

@@ -68,9 +68,10 @@ class FakeVm final : public VmInstance {
   }
   std::string exit_reason() override { return machine_->exit_reason(); }
   int exit_fd() const override { return machine_->exit_fd(); }
-  std::string console_log_path() const override { return machine_->spec().runtime_dir + "/console.log"; }
+  std::string console_log_path() const override { return machine_->runtime_dir() + "/console.log"; }
   pid_t monitor_pid() const override { return machine_->pid(); }
   void release() override { kill_on_drop_ = false; }
+  Result<void> relocate(const std::string& runtime_dir) override { return machine_->relocate(runtime_dir); }
   Result<void> save_state(const std::string& dir) override { return machine_->save_state(dir); }
 
  private:
@@ -94,7 +95,22 @@ FakeMachine::FakeMachine(pid_t pid, VmSpec spec, FakeScript script)
       exited_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       wakeup_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       script_(std::move(script)),
+      runtime_dir_(spec_.runtime_dir),
       agent_thread_([this] { serve_agent(); }) {}
+
+std::string FakeMachine::runtime_dir() const {
+  std::lock_guard guard(mutex_);
+  return runtime_dir_;
+}
+
+Result<void> FakeMachine::relocate(const std::string& runtime_dir) {
+  std::lock_guard guard(mutex_);
+  if (state_ == VmRunState::kExited) return Error::failed_precondition("the VM's monitor has exited");
+  if (::rename(runtime_dir_.c_str(), runtime_dir.c_str()) != 0)
+    return Error::last_os_error(fmt::format("move {} to {}", runtime_dir_, runtime_dir));
+  runtime_dir_ = runtime_dir;
+  return ok();
+}
 
 FakeMachine::~FakeMachine() {
   {
@@ -202,7 +218,7 @@ Result<void> FakeMachine::save_state(const std::string& dir) {
 
 void FakeMachine::note_on_console(std::string_view line) {
   UniqueFd console(
-      ::open((spec_.runtime_dir + "/console.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+      ::open((runtime_dir() + "/console.log").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
   if (console) (void)write_all(console.get(), std::string(line) + "\n");
 }
 
@@ -586,7 +602,7 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::adopt(const VmSpec& spec, pid_t 
   auto found = machine(monitor_pid);
   if (!found || found->exited()) return Error::not_found(fmt::format("no process with pid {}", monitor_pid));
   // QemuEngine recognizes its VM by the per-VM socket path on QEMU's command line; the runtime dir stands in.
-  if (found->spec().runtime_dir != spec.runtime_dir)
+  if (found->runtime_dir() != spec.runtime_dir)
     return Error::not_found(fmt::format("process {} is not this VM's monitor", monitor_pid));
   return std::unique_ptr<VmInstance>(std::make_unique<FakeVm>(found, false));
 }

@@ -68,6 +68,9 @@ class FakeMachine {
 
   pid_t pid() const { return pid_; }
   const VmSpec& spec() const { return spec_; }
+  // spec().runtime_dir until relocate() moves it (as QemuVm::relocate: the directory is renamed).
+  std::string runtime_dir() const;
+  Result<void> relocate(const std::string& runtime_dir);
   VmRunState run_state() const;
   bool exited() const { return run_state() == VmRunState::kExited; }
 
@@ -114,6 +117,7 @@ class FakeMachine {
   mutable std::mutex mutex_;
   FakeScript script_;
   VmRunState state_ = VmRunState::kRunning;
+  std::string runtime_dir_;
   std::string exit_reason_;
   std::optional<ExitStatus> exit_status_;
   UniqueFd incoming_;  // the agent's end of a newly connected channel, for the agent thread to take

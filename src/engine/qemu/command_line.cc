@@ -5,7 +5,8 @@
 namespace kiln::engine::qemu {
 
 VmPaths paths_for(const std::string& runtime_dir) {
-  return {.qmp_socket = runtime_dir + "/qmp.sock",
+  return {.runtime_dir = runtime_dir,
+          .qmp_socket = runtime_dir + "/qmp.sock",
           .agent_socket = runtime_dir + "/agent.sock",
           .console_log = runtime_dir + "/console.log",
           .monitor_log = runtime_dir + "/qemu.log"};

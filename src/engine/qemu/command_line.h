@@ -12,6 +12,7 @@
 namespace kiln::engine::qemu {
 
 struct VmPaths {
+  std::string runtime_dir;  // QEMU's working directory too: what identifies its process (adopt)
   std::string qmp_socket;
   std::string agent_socket;
   std::string console_log;

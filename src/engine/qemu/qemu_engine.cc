@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/unix_socket.h"
@@ -79,6 +81,24 @@ Result<std::string> probe_version(const std::string& binary) {
   return out.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
 }
 
+// The spec with every host path absolute: QEMU runs in the VM's runtime directory (its identity, see adopt),
+// so a relative path on its command line would resolve there.
+VmSpec with_absolute_paths(const VmSpec& spec) {
+  auto absolute = [](std::string& path) {
+    std::error_code ignored;
+    if (!path.empty() && path.front() != '/') path = std::filesystem::absolute(path, ignored).string();
+  };
+  VmSpec out = spec;
+  for (std::string* path : {&out.kernel, &out.initrd, &out.runtime_dir, &out.memory.path, &out.restore_from})
+    absolute(*path);
+  for (auto& disk : out.disks) absolute(disk.path);
+  for (auto& share : out.shares) {
+    absolute(share.host_path);
+    for (auto& entry : share.entries) absolute(entry.source);
+  }
+  return out;
+}
+
 // The spec with everything a template does not depend on left out: names, paths, disk images.
 VmSpec normalized_for_key(const VmSpec& spec) {
   VmSpec normal = spec;
@@ -127,7 +147,8 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, 
   return std::unique_ptr<QemuEngine>(new QemuEngine(std::move(binary), host));  // NOLINT: private constructor
 }
 
-Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode mode, StartTimings& timings) {
+Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode mode, StartTimings& timings) {
+  const VmSpec spec = with_absolute_paths(given);
   KILN_TRY(require_readable(spec.kernel, "kernel"));
   if (!spec.initrd.empty()) KILN_TRY(require_readable(spec.initrd, "initramfs"));
   for (const auto& disk : spec.disks) {
@@ -161,6 +182,8 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& spec, StartMode 
   }
   log::debug("launching QEMU", {{"vm", spec.name}, {"accel", to_string(host_.accelerator)}});
   ChildProcess process = KILN_TRY(ChildProcess::spawn({.argv = args,
+                                                       // Its identity for adopt: moves with relocate.
+                                                       .cwd = spec.runtime_dir,
                                                        .stdin_mode = Stdio::kNull,
                                                        .stdout_fd = monitor_log.get(),
                                                        .stderr_fd = monitor_log.get(),
@@ -305,8 +328,9 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::fork(const VmTemplate& from, con
 
 Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {
   VmPaths paths = paths_for(spec.runtime_dir);
-  // The console log's path is unique per VM and is on QEMU's command line: it identifies the process.
-  MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.console_log));
+  // QEMU runs in its VM's runtime directory, which is unique per VM and follows a relocated VM; one started
+  // by an older kilnd is recognized by its console log's path on its command line.
+  MonitorProcess monitor = KILN_TRY(MonitorProcess::adopt(monitor_pid, paths.console_log, paths.runtime_dir));
   auto qmp =
       KILN_TRY_CONTEXT(QmpClient::connect(paths.qmp_socket, monitor.exit_fd(), std::chrono::seconds(5)),
                        "reconnect to the VM's monitor");

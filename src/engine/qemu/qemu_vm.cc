@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <stdio.h>
 
 #include "common/unix_socket.h"
 
@@ -54,6 +55,15 @@ Result<void> QemuVm::save_state(const std::string& dir) {
   if (shape_.cpus == 0)
     return Error::internal("QemuVm::save_state: the engine did not record the VM's shape");
   return save_vm_state(qmp_, process_, shape_, dir);
+}
+
+Result<void> QemuVm::relocate(const std::string& runtime_dir) {
+  // QEMU holds its console log, listening sockets and working directory open, not by path: the rename moves
+  // them all. A socket keeps answering at its new path (a bound socket is its inode).
+  if (::rename(paths_.runtime_dir.c_str(), runtime_dir.c_str()) != 0)
+    return Error::last_os_error(fmt::format("move {} to {}", paths_.runtime_dir, runtime_dir));
+  paths_ = paths_for(runtime_dir);
+  return ok();
 }
 
 Result<void> QemuVm::kill() {

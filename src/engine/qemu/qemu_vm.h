@@ -27,6 +27,7 @@ class QemuVm final : public VmInstance {
 
   pid_t monitor_pid() const override { return process_.pid(); }
   void release() override { process_.release(); }
+  Result<void> relocate(const std::string& runtime_dir) override;
   Result<void> save_state(const std::string& dir) override;
   // What save_state records about the VM's hardware (QemuEngine sets it at launch and adoption).
   void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
