@@ -136,10 +136,14 @@ TEST(QemuCommandLine, PlaceholderSlotsAreNullDisksOfTheirSize) {
   VmSpec spec = sample_spec();
   spec.disks = {{.read_only = true, .placeholder_bytes = 1 << 30}, {.path = "/vms/web/layer.ext4"}};
   auto args = qemu_arguments("qemu", spec, {});
+  // A raw node disk<i> over a protocol node disk<i>-file, placeholder or not: the raw node's child can be
+  // swapped (QemuVm::swap_disk) while the device stays attached to it.
   EXPECT_EQ(value_after(args, "-blockdev"),
-            "driver=null-co,node-name=disk0,size=1073741824,read-zeroes=on,read-only=on");
-  EXPECT_EQ(value_after(args, "-blockdev", 1),
+            "driver=null-co,node-name=disk0-file,size=1073741824,read-zeroes=on,read-only=on");
+  EXPECT_EQ(value_after(args, "-blockdev", 1), "driver=raw,node-name=disk0,file=disk0-file,read-only=on");
+  EXPECT_EQ(value_after(args, "-blockdev", 2),
             "driver=file,node-name=disk1-file,filename=/vms/web/layer.ext4,read-only=off");
+  EXPECT_EQ(value_after(args, "-blockdev", 3), "driver=raw,node-name=disk1,file=disk1-file,read-only=off");
   // The guest finds both by serial, placeholder or not.
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk0,serial=kiln-disk0"));
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));

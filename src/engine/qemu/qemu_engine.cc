@@ -228,8 +228,10 @@ Result<std::string> QemuEngine::template_key(const VmSpec& spec) {
       qemu_arguments("qemu", normalized_for_key(spec), host_, StartMode::kIncoming);
   std::string qemu_version = KILN_TRY(version());
   Sha256 digest;
-  // 2: NIC devices have per-slot MACs (nic_device_mac).
-  digest.update(fmt::format("kiln-template 2\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
+  // 2: NIC devices have per-slot MACs (nic_device_mac). 3: a placeholder slot is a raw node over null-co, as
+  // a disk is raw over file (so a disk can be swapped in); the device state of a template whose slots were
+  // bare null-co nodes names other block nodes than a clone of today's command line has.
+  digest.update(fmt::format("kiln-template 3\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
                             kernel, initrd, host_.tsc_khz));
   for (const auto& arg : args) {
     digest.update(arg);
