@@ -148,14 +148,15 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
     // security_model=none: files keep the host's ownership and the guest's chown is refused, which is what
     // a user sharing their own directory expects (mapped-xattr would hide guest ownership in xattrs).
     // passthrough: the guest's owners and modes are the host's, as a container's bind mount under Docker.
-    // Entries are other filesystems bound in: remap keeps their inode numbers from colliding in the guest.
-    args.insert(
-        args.end(),
-        {"-fsdev",
-         fmt::format("local,id=fs{},path={},security_model={}{}{}", i, escape(share.host_path),
-                     share.guest_ownership ? "passthrough" : "none",
-                     share.entries.empty() ? "" : ",multidevs=remap", share.read_only ? ",readonly=on" : ""),
-         "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
+    // Entries are other filesystems bound in (at launch, or later with late_entries): remap keeps their
+    // inode numbers from colliding in the guest.
+    args.insert(args.end(),
+                {"-fsdev",
+                 fmt::format("local,id=fs{},path={},security_model={}{}{}", i, escape(share.host_path),
+                             share.guest_ownership ? "passthrough" : "none",
+                             share.entries.empty() && !share.late_entries ? "" : ",multidevs=remap",
+                             share.read_only ? ",readonly=on" : ""),
+                 "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
   }
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     // The tap is opened with a virtio-net header (QEMU reads that off the fd), so checksum and segmentation
