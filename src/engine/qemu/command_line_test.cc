@@ -149,5 +149,22 @@ TEST(QemuCommandLine, PlaceholderSlotsAreNullDisksOfTheirSize) {
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
 }
 
+TEST(QemuCommandLine, ShareEntriesAtLaunchOrLaterRemapInodes) {
+  VmSpec spec = sample_spec();
+  spec.shares = {{.tag = "kilnshare0", .host_path = "/run/share"}};
+  // Nothing but the directory itself: its inode numbers are its own.
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none");
+  // Entries are other filesystems bound in, at launch or while the VM runs: remap keeps their inode numbers
+  // from colliding with the share's in the guest.
+  spec.shares[0].late_entries = true;
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none,multidevs=remap");
+  spec.shares[0].late_entries = false;
+  spec.shares[0].entries = {{.name = "data", .source = "/srv/data"}};
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none,multidevs=remap");
+}
+
 }  // namespace
 }  // namespace kiln::engine::qemu
