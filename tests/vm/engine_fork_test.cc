@@ -2,8 +2,9 @@
 // clones resume from it copy-on-write. Proves the template's state is in every clone, clones do not share
 // writes, the template's file is never written, a clone does not boot again, its RAM mapping is the file
 // (private dirty memory well below its size), the template never read a disk slot, each clone uses its own
-// disk in the slot, and bad templates are refused before a QEMU starts. Prints the figures in
-// docs/benchmarks.md.
+// disk in the slot, a clone forked with placeholders (a warm pool's) takes its disks and share entries
+// while it runs, also once adopted, and bad templates are refused before a QEMU starts. Prints the figures
+// in docs/benchmarks.md.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -251,7 +252,7 @@ TEST_F(EngineFork, ClonesResumeTheTemplateAndKeepTheirWritesApart) {
 // A warm pool's clone: forked with placeholders in its slots before its container exists, then given the
 // container's disks while it runs. The guest mounts them by serial (CLONE_INIT, which flushes each device's
 // buffers first, as kilnd does) and reads and writes them; the host sees the write. What does not fit the
-// slot the guest probed is refused and leaves the slot as it was.
+// slot the guest probed is refused and leaves the slot as it was. Swaps go on after the VM is adopted.
 TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
   std::string dir = scratch_->path() + "/pool";
   fs::create_directories(dir);
@@ -259,14 +260,15 @@ TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
   spec.name = "pool";
   auto forked = engine_->fork(*template_, spec);
   ASSERT_TRUE(forked) << forked.error().message();
-  VmInstance& vm = **forked;
-  auto& qemu = dynamic_cast<qemu::QemuVm&>(vm);
+  VmInstance* vm = forked->get();
+  auto* qemu = dynamic_cast<qemu::QemuVm*>(vm);
+  ASSERT_TRUE(qemu);
   std::string image = dir + "/image.img", layer = dir + "/layer.img";
   fs::copy_file(disk_image(), image);
   make_ext4(layer, "from-the-layer\n");
 
   auto refused = [&](size_t slot, const DiskSpec& disk, ErrorCategory category, std::string_view why) {
-    auto swapped = vm.swap_disk(slot, disk);
+    auto swapped = vm->swap_disk(slot, disk);
     ASSERT_FALSE(swapped) << "slot " << slot << " took " << disk.path;
     EXPECT_EQ(swapped.error().category(), category) << swapped.error().message();
     EXPECT_THAT(swapped.error().message(), HasSubstr(why));
@@ -283,7 +285,7 @@ TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
   // Nothing changed: both slots still hold their placeholders, and nothing else was added.
   auto nodes_of = [&]() {
     std::vector<std::string> names;
-    auto nodes = qemu.qmp().execute("query-named-block-nodes", Json{{"flat", true}});
+    auto nodes = qemu->qmp().execute("query-named-block-nodes", Json{{"flat", true}});
     EXPECT_TRUE(nodes) << nodes.error().message();
     if (nodes) {
       for (const auto& node : *nodes)
@@ -298,20 +300,29 @@ TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
   // A scratch disk for a warm-up, then the placeholder back, then the container's own.
   std::string scratch = dir + "/scratch.img";
   make_ext4(scratch, "scratch\n");
-  auto swapped = vm.swap_disk(1, {.path = scratch});
+  auto swapped = vm->swap_disk(1, {.path = scratch});
   ASSERT_TRUE(swapped) << swapped.error().message();
-  swapped = vm.swap_disk(1, {});
+  // kilnd restarted: it adopts the VM, and swaps on from the block nodes QEMU has.
+  pid_t pid = vm->monitor_pid();
+  vm->release();
+  forked->reset();  // as kilnd's exit would, closes its monitor connection (QEMU serves one at a time)
+  auto adopted = engine_->adopt(spec, pid);
+  ASSERT_TRUE(adopted) << adopted.error().message();
+  vm = adopted->get();
+  qemu = dynamic_cast<qemu::QemuVm*>(vm);
+  ASSERT_TRUE(qemu);
+  swapped = vm->swap_disk(1, {});
   ASSERT_TRUE(swapped) << swapped.error().message();
   EXPECT_THAT(nodes_of(),
               ::testing::ElementsAre("disk0-file:null-co", "disk0:raw", "disk1-file-2:null-co", "disk1:raw"));
-  swapped = vm.swap_disk(0, {.path = image, .read_only = true});
+  swapped = vm->swap_disk(0, {.path = image, .read_only = true});
   ASSERT_TRUE(swapped) << swapped.error().message();
-  swapped = vm.swap_disk(1, {.path = layer});
+  swapped = vm->swap_disk(1, {.path = layer});
   ASSERT_TRUE(swapped) << swapped.error().message();
   EXPECT_THAT(nodes_of(),
               ::testing::ElementsAre("disk0-file-1:file", "disk0:raw", "disk1-file-3:file", "disk1:raw"));
 
-  auto agent = connect(vm);
+  auto agent = connect(*vm);
   ASSERT_TRUE(agent);
   auto init = agent->clone_init(
       {.hostname = "pool0",
@@ -330,15 +341,16 @@ TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
   EXPECT_EQ(*landed, "written-by-the-guest\n");
 
   // This VM's share was launched without late_entries: no entries can be added to it.
-  auto added = vm.add_share_entries(0, {{.name = "x", .source = dir}});
+  auto added = vm->add_share_entries(0, {{.name = "x", .source = dir}});
   ASSERT_FALSE(added);
   EXPECT_EQ(added.error().category(), ErrorCategory::kFailedPrecondition);
   EXPECT_THAT(added.error().message(), HasSubstr("late_entries"));
-  (void)vm.kill();
+  (void)vm->kill();
 }
 
 // A warm pool's clone gets its container's host paths bound into its running share: a directory and a
-// read-only file, which the guest reads through 9p; the file cannot be written through it.
+// read-only file, which the guest reads through 9p; the file cannot be written through it. (Adopted first,
+// as after a restart of kilnd.)
 TEST_F(EngineFork, APoolCloneTakesShareEntriesWhileRunning) {
   std::string dir = scratch_->path() + "/pool-share";
   fs::create_directories(dir);
@@ -348,34 +360,41 @@ TEST_F(EngineFork, APoolCloneTakesShareEntriesWhileRunning) {
   spec.shares[0].guest_ownership = true;
   auto forked = engine_->fork(*template_, spec);
   ASSERT_TRUE(forked) << forked.error().message();
-  VmInstance& vm = **forked;
+  VmInstance* vm = forked->get();
   std::string data = dir + "/host-data", conf = dir + "/host.conf";
   fs::create_directories(data);
   ASSERT_TRUE(write_file_atomic(data + "/inside", "in-the-directory\n"));
   ASSERT_TRUE(write_file_atomic(conf, "setting=1\n"));
 
   auto refused =
-      vm.add_share_entries(0, {{.name = "data", .source = data}, {.name = "../x", .source = conf}});
+      vm->add_share_entries(0, {{.name = "data", .source = data}, {.name = "../x", .source = conf}});
   ASSERT_FALSE(refused);
   EXPECT_THAT(refused.error().message(), HasSubstr("not one path component"));
-  refused = vm.add_share_entries(0, {{.name = "gone", .source = dir + "/missing"}});
+  refused = vm->add_share_entries(0, {{.name = "gone", .source = dir + "/missing"}});
   ASSERT_FALSE(refused);
   EXPECT_THAT(refused.error().message(), HasSubstr(dir + "/missing"));
-  refused = vm.add_share_entries(1, {{.name = "data", .source = data}});
+  refused = vm->add_share_entries(1, {{.name = "data", .source = data}});
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().category(), ErrorCategory::kInvalidArgument);
 
-  auto added = vm.add_share_entries(
+  // Entries are added to an adopted VM too (after a restart of kilnd).
+  pid_t pid = vm->monitor_pid();
+  vm->release();
+  forked->reset();
+  auto adopted = engine_->adopt(spec, pid);
+  ASSERT_TRUE(adopted) << adopted.error().message();
+  vm = adopted->get();
+  auto added = vm->add_share_entries(
       0, {{.name = "data", .source = data}, {.name = "conf", .source = conf, .read_only = true}});
   ASSERT_TRUE(added) << added.error().message();
   // The host's own mount table did not change: its mount points are empty.
   EXPECT_TRUE(fs::is_empty(spec.shares[0].host_path + "/data"));
   EXPECT_EQ(fs::file_size(spec.shares[0].host_path + "/conf"), 0u);
-  auto again = vm.add_share_entries(0, {{.name = "data", .source = data}});
+  auto again = vm->add_share_entries(0, {{.name = "data", .source = data}});
   ASSERT_FALSE(again);
   EXPECT_THAT(again.error().message(), HasSubstr("used twice"));
 
-  auto agent = connect(vm);
+  auto agent = connect(*vm);
   ASSERT_TRUE(agent);
   auto mounted = agent->mount({.source = "kilnshare0",
                                .target = "/mnt/share",
@@ -389,7 +408,7 @@ TEST_F(EngineFork, APoolCloneTakesShareEntriesWhileRunning) {
   auto write = run(*agent, "echo changed > /mnt/share/conf");
   EXPECT_FALSE(write) << "the read-only entry was written";
   EXPECT_EQ(read_file(conf).value_or("?"), "setting=1\n");
-  (void)vm.kill();
+  (void)vm->kill();
 }
 
 // The kernel has no VM generation id: two clones resume with the same RNG state. CLONE_INIT's host seed and
