@@ -190,8 +190,9 @@ class VmInstance {
   // warm pool) gets its container's disks. The guest read the slot's size and read-only flag once, at probe,
   // so `disk` must have the slot's read_only and be no larger than the slot; a disk with no path puts a
   // placeholder of the slot's size back. The guest must not be using the slot's device (nothing mounted from
-  // it) and must drop its cached blocks of the device before it reads the new disk. kInvalidArgument or
-  // kFailedPrecondition, the slot unchanged, when it cannot.
+  // it) and must drop its cached blocks of the device before it reads the new disk. When it cannot, the slot
+  // is unchanged and the error says why: kInvalidArgument (no such slot), kFailedPrecondition (read-only
+  // flag, size), or the OS's error for a file that cannot be opened.
   virtual Result<void> swap_disk(size_t slot, const DiskSpec& disk) {
     (void)slot, (void)disk;
     return Error::unsupported("this engine cannot change a running VM's disks");
