@@ -71,7 +71,7 @@ struct ChildSetup {
   for (size_t i = 0; i < options.pass_fds.size(); ++i) {
     if (::dup2(setup.staged[i], options.pass_fds[i].second) < 0) fail(5);  // the copy is not close-on-exec
   }
-  if (!options.private_binds.empty()) {
+  if (!options.private_binds.empty() || options.private_mount_namespace) {
     if (::unshare(CLONE_NEWNS) != 0) fail(8);
     // Slave, not private: a filesystem the host unmounts later is not kept busy by this namespace's copy.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) fail(8);
@@ -294,6 +294,84 @@ Result<ExitStatus> ChildProcess::terminate(std::chrono::milliseconds grace) {
 void ChildProcess::detach() {
   pid_ = -1;
   pidfd_.reset();
+}
+
+namespace {
+
+// What add_private_binds' child reports when a step fails: the step, errno and the bind's index.
+enum class BindStep : int { kOpenTree = 1, kReadOnly, kEnterNamespace, kMoveMount };
+
+// Runs in the forked child: raw system calls only (async-signal-safe). Each tree is cloned from this
+// namespace before entering the other one; a failed move undoes the moves before it.
+[[noreturn]] void bind_in_child(int mount_namespace, const std::vector<PrivateBind>& binds,
+                                std::vector<int>& trees, int error_fd) {
+  auto fail = [error_fd](BindStep step, size_t item) {
+    int report[3] = {static_cast<int>(step), errno, static_cast<int>(item)};
+    (void)!::write(error_fd, report, sizeof report);
+    ::_exit(127);
+  };
+  for (size_t i = 0; i < binds.size(); ++i) {
+    // OPEN_TREE_CLONE | AT_RECURSIVE: a detached copy of the source and every mount below it (MS_BIND |
+    // MS_REC).
+    trees[i] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, binds[i].source.c_str(),
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+    if (trees[i] < 0) fail(BindStep::kOpenTree, i);
+    if (binds[i].read_only) {
+      mount_attr attr{};
+      attr.attr_set = MOUNT_ATTR_RDONLY;
+      if (::syscall(SYS_mount_setattr, trees[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+        fail(BindStep::kReadOnly, i);
+    }
+  }
+  if (::setns(mount_namespace, CLONE_NEWNS) != 0) fail(BindStep::kEnterNamespace, 0);
+  for (size_t i = 0; i < binds.size(); ++i) {
+    if (::syscall(SYS_move_mount, trees[i], "", AT_FDCWD, binds[i].target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) !=
+        0) {
+      int saved = errno;
+      for (size_t j = 0; j < i; ++j) (void)::umount2(binds[j].target.c_str(), MNT_DETACH);
+      errno = saved;
+      fail(BindStep::kMoveMount, i);
+    }
+  }
+  ::_exit(0);
+}
+
+}  // namespace
+
+Result<void> add_private_binds(int mount_namespace, const std::vector<PrivateBind>& binds) {
+  if (binds.empty()) return ok();
+  std::vector<int> trees(binds.size(), -1);  // allocated before fork: the child may not
+  Pipe error_pipe = KILN_TRY(make_pipe());
+  pid_t pid = ::fork();
+  if (pid < 0) return Error::last_os_error("fork");
+  if (pid == 0) bind_in_child(mount_namespace, binds, trees, error_pipe.write_end.get());
+  error_pipe.write_end.reset();
+  int report[3] = {0, 0, 0};
+  ssize_t got;
+  do {
+    got = ::read(error_pipe.read_end.get(), report, sizeof report);
+  } while (got < 0 && errno == EINTR);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return Error::last_os_error("wait for the bind helper");
+  }
+  if (got == static_cast<ssize_t>(sizeof report)) {
+    const PrivateBind& bind = binds.at(static_cast<size_t>(report[2]));
+    switch (static_cast<BindStep>(report[0])) {
+      case BindStep::kOpenTree:
+        return Error::from_errno(fmt::format("bind {}: open it", bind.source), report[1]);
+      case BindStep::kReadOnly:
+        return Error::from_errno(fmt::format("bind {}: make it read-only", bind.source), report[1]);
+      case BindStep::kEnterNamespace:
+        return Error::from_errno("enter the process's mount namespace", report[1]);
+      case BindStep::kMoveMount:
+        return Error::from_errno(fmt::format("bind {} over {}", bind.source, bind.target), report[1]);
+    }
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error::internal(
+        fmt::format("the bind helper {}", ExitStatus::from_wait_status(status).describe()));
+  return ok();
 }
 
 Result<CommandOutput> run_command(const std::vector<std::string>& argv, std::string_view input) {

@@ -78,6 +78,9 @@ struct SpawnOptions {
   // outlive their owner (e.g. QEMU under `kiln vm run`).
   bool kill_with_parent = false;
   std::vector<PrivateBind> private_binds;
+  // A mount namespace of its own (as with private_binds) even with no binds at spawn, so binds can be added
+  // while it runs (add_private_binds).
+  bool private_mount_namespace = false;
 };
 
 class ChildProcess {
@@ -121,6 +124,13 @@ class ChildProcess {
   UniqueFd stdin_, stdout_, stderr_;
   std::optional<ExitStatus> status_;
 };
+
+// Adds `binds` to the mount namespace `mount_namespace` (an open /proc/PID/ns/mnt) of a running process, as
+// SpawnOptions::private_binds would have at its spawn: `source` is resolved in this process's namespace and
+// bound with everything below it, read-only through the whole subtree when asked. Done by a short-lived
+// child (a multithreaded process cannot enter another mount namespace). All or none: binds made before one
+// that fails are undone. Needs CAP_SYS_ADMIN. Errors name the source and the cause.
+Result<void> add_private_binds(int mount_namespace, const std::vector<PrivateBind>& binds);
 
 struct CommandOutput {
   ExitStatus status = ExitStatus::exited(0);

@@ -1,6 +1,7 @@
 #include "common/child_process.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -212,6 +213,63 @@ TEST(ChildProcess, AFailedPrivateBindNamesItsSource) {
   EXPECT_NE(child.error().message().find("bind-mount " + dir->path() + "/missing for true"),
             std::string::npos)
       << child.error().message();
+}
+
+TEST(ChildProcess, PrivateBindsAddedWhileItRunsAreItsAloneAllOrNone) {
+  if (::geteuid() != 0) GTEST_SKIP() << "private binds need root";
+  auto dir = TempDir::create();
+  ASSERT_TRUE(dir);
+  std::string source = dir->path() + "/source";
+  std::string writable = dir->path() + "/writable";
+  std::string locked = dir->path() + "/locked";
+  for (const auto& path : {source, writable, locked}) ASSERT_EQ(::mkdir(path.c_str(), 0755), 0);
+  std::ofstream(source + "/file") << "from source\n";
+  // Waits for a line on stdin after each step, so the binds are added while it runs.
+  SpawnOptions options{.argv = {"/bin/sh", "-c",
+                                "read step; ls writable; echo -; read step; cat writable/file && echo new > "
+                                "writable/made && cat locked/file && "
+                                "{ echo no > locked/refused; } 2>/dev/null || echo refused"},
+                       .cwd = dir->path(),
+                       .stdin_mode = Stdio::kPipe,
+                       .stdout_mode = Stdio::kPipe,
+                       .private_mount_namespace = true};
+  auto child = ChildProcess::spawn(options);
+  ASSERT_TRUE(child) << child.error().message();
+  UniqueFd mount_namespace(
+      ::open(fmt::format("/proc/{}/ns/mnt", child->pid()).c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(mount_namespace);
+
+  // The second bind's target is missing: the first, already made, is undone.
+  auto failed = add_private_binds(
+      mount_namespace.get(),
+      {{.source = source, .target = writable}, {.source = source, .target = dir->path() + "/none"}});
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("bind " + source + " over " + dir->path() + "/none"),
+            std::string::npos)
+      << failed.error().message();
+  failed =
+      add_private_binds(mount_namespace.get(), {{.source = dir->path() + "/missing", .target = writable}});
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find(dir->path() + "/missing"), std::string::npos)
+      << failed.error().message();
+  ASSERT_TRUE(write_all(child->stdin_pipe().get(), "1\n"));
+  char empty[2] = {};
+  ASSERT_EQ(::read(child->stdout_pipe().get(), empty, sizeof empty), 2);
+  EXPECT_EQ(std::string(empty, 2), "-\n") << "a bind of the failed call was left in place";
+
+  auto added = add_private_binds(
+      mount_namespace.get(),
+      {{.source = source, .target = writable}, {.source = source, .target = locked, .read_only = true}});
+  ASSERT_TRUE(added) << added.error().message();
+  ASSERT_TRUE(write_all(child->stdin_pipe().get(), "2\n"));
+  auto text = read_to_end(child->stdout_pipe().get());
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "from source\nfrom source\nrefused\n");
+  EXPECT_TRUE(child->wait()->success());
+  EXPECT_EQ(read_file(source + "/made"), "new\n");
+  // The host's own view of the targets never changed.
+  EXPECT_FALSE(std::ifstream(writable + "/file").good());
+  EXPECT_FALSE(std::ifstream(locked + "/file").good());
 }
 
 TEST(RunCommand, LargeOutputOnBothStreamsDoesNotDeadlock) {

@@ -104,6 +104,11 @@ TEST_F(WarmPoolTest, AStartTakesAnIdleCloneThatBecomesTheContainersVm) {
   EXPECT_EQ(requests[0], "HELLO");
   EXPECT_TRUE(requests[1].starts_with("CLONE_INIT " + second.name)) << requests[1];
   EXPECT_EQ(std::count(requests.begin(), requests.end(), "HELLO"), 1);
+  // Its slots held placeholders until the start put the container's image and layer in them.
+  std::vector<std::string> expected = {
+      fmt::format("swap 0 {} ro", second.image_rootfs),
+      fmt::format("swap 1 {} rw", stack_->vms().container_layer_path(second.id))};
+  EXPECT_EQ(machine->changes(), expected);
 
   // The pool forks a replacement in the background.
   EXPECT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));

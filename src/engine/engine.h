@@ -54,8 +54,9 @@ struct ShareSpec {
   // directory with a VM expects, and works without root).
   bool guest_ownership = false;
   std::vector<ShareEntry> entries;
-  // Entries may be bound in while the VM runs (VmInstance::add_share_entries): the monitor gets a mount
-  // namespace of its own from the start. Not part of a template's key.
+  // Entries may be added while the VM runs (VmInstance::add_share_entries): a VM forked ahead of need, before
+  // the container whose paths it will carry exists. The monitor then always gets a mount namespace of its
+  // own, even with no entries at launch. Not part of what a template depends on.
   bool late_entries = false;
 };
 
@@ -176,15 +177,6 @@ class VmInstance {
   virtual pid_t monitor_pid() const = 0;
   // Forgets the VM without stopping it: it keeps running after this object is gone.
   virtual void release() = 0;
-  // (The helper's swap_disk/add_share_entries land here.)
-  virtual Result<void> swap_disk(size_t slot, const DiskSpec& disk) {
-    (void)slot, (void)disk;
-    return Error::unsupported("this engine cannot change a running VM's disks");
-  }
-  virtual Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries) {
-    (void)share, (void)entries;
-    return Error::unsupported("this engine cannot add entries to a running VM's share");
-  }
   // Moves the running VM's runtime directory (its sockets and console log) to `runtime_dir`, which must not
   // exist and must be on the same filesystem: how a warm pool's clone, forked before its VM existed, becomes
   // that VM's. Engine::adopt then finds it there (by its working directory, not its command line).
@@ -199,6 +191,26 @@ class VmInstance {
   virtual Result<void> save_state(const std::string& dir) {
     (void)dir;
     return Error::unsupported("this engine cannot save a VM's state");
+  }
+  // Puts `disk` into disk slot `slot` of the running VM in place of what the slot holds (a placeholder or a
+  // disk); the guest's device stays and reads the new disk from then on. How a VM forked ahead of need (a
+  // warm pool) gets its container's disks. The guest read the slot's size and read-only flag once, at probe,
+  // so `disk` must have the slot's read_only and be no larger than the slot; a disk with no path puts a
+  // placeholder of the slot's size back. The guest must not be using the slot's device (nothing mounted from
+  // it) and must drop its cached blocks of the device before it reads the new disk. When it cannot, the slot
+  // is unchanged and the error says why: kInvalidArgument (no such slot), kFailedPrecondition (read-only
+  // flag, size), or the OS's error for a file that cannot be opened.
+  virtual Result<void> swap_disk(size_t slot, const DiskSpec& disk) {
+    (void)slot, (void)disk;
+    return Error::unsupported("this engine cannot change a running VM's disks");
+  }
+  // Adds `entries` to share `share` of the running VM (see ShareEntry), as if they had been in its spec at
+  // launch: the guest sees them in the share's directory (after its next lookup). The share must have been
+  // launched with late_entries. Each entry is checked as at launch, and a name the share already has is
+  // refused; on an error (naming the path and the cause) no entry of the call is added.
+  virtual Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries) {
+    (void)share, (void)entries;
+    return Error::unsupported("this engine cannot add entries to a running VM's shares");
   }
   // The last `max_bytes` of the console log, for error messages.
   std::string console_tail(size_t max_bytes = 2048) const;

@@ -2,8 +2,9 @@
 // clones resume from it copy-on-write. Proves the template's state is in every clone, clones do not share
 // writes, the template's file is never written, a clone does not boot again, its RAM mapping is the file
 // (private dirty memory well below its size), the template never read a disk slot, each clone uses its own
-// disk in the slot, and bad templates are refused before a QEMU starts. Prints the figures in
-// docs/benchmarks.md.
+// disk in the slot, a clone forked with placeholders (a warm pool's) takes its disks and share entries
+// while it runs, also once adopted, and bad templates are refused before a QEMU starts. Prints the figures
+// in docs/benchmarks.md.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -111,8 +112,10 @@ class EngineFork : public ::testing::Test {
     engine_ = nullptr;
   }
 
-  // Container-shaped: slot 0 read-only (an image), slot 1 writable (a layer).
+  // Container-shaped: slot 0 read-only (an image), slot 1 writable (a layer), one 9p share slot (its
+  // directory in the runtime dir, empty; the template's guest never mounts it).
   static VmSpec template_spec(const std::string& runtime_dir) {
+    fs::create_directories(runtime_dir + "/share");
     return {.name = "fork-template",
             .memory_mib = kMemoryMib,
             .kernel = kit_.kernel,
@@ -120,6 +123,7 @@ class EngineFork : public ::testing::Test {
             .runtime_dir = runtime_dir,
             .disks = {{.read_only = true, .placeholder_bytes = kSlotBytes},
                       {.read_only = false, .placeholder_bytes = kSlotBytes}},
+            .shares = {{.tag = "kilnshare0", .host_path = runtime_dir + "/share"}},
             .die_with_launcher = true};
   }
 
@@ -146,13 +150,17 @@ class EngineFork : public ::testing::Test {
   // An ext4 image holding /hello with the text "from-the-clone-disk" (made once).
   std::string disk_image() {
     std::string path = scratch_->path() + "/source.img";
-    if (fs::exists(path)) return path;
-    std::string content = scratch_->path() + "/content";
+    if (!fs::exists(path)) make_ext4(path, "from-the-clone-disk\n");
+    return path;
+  }
+
+  // A 16 MiB ext4 image at `path` holding /hello with `hello`.
+  void make_ext4(const std::string& path, const std::string& hello) {
+    std::string content = path + ".content";
     fs::create_directories(content);
-    EXPECT_TRUE(write_file_atomic(content + "/hello", "from-the-clone-disk\n"));
+    EXPECT_TRUE(write_file_atomic(content + "/hello", hello));
     auto made = run_command_checked({"mkfs.ext4", "-q", "-F", "-d", content, path, "16M"});
     EXPECT_TRUE(made) << made.error().message();
-    return path;
   }
 
   std::unique_ptr<agent::AgentConnection> connect(VmInstance& vm) {
@@ -239,6 +247,168 @@ TEST_F(EngineFork, ClonesResumeTheTemplateAndKeepTheirWritesApart) {
       "[ figures ] template build %ld ms; fork %ld ms (%s), to agent HELLO %ld ms; clone maps %ld kB of "
       "the template, %ld kB private dirty\n",
       build_ms_, fork_ms, timings.c_str(), agent_ms, rss_kib, dirty_kib);
+}
+
+// A warm pool's clone: forked with placeholders in its slots before its container exists, then given the
+// container's disks while it runs. The guest mounts them by serial (CLONE_INIT, which flushes each device's
+// buffers first, as kilnd does) and reads and writes them; the host sees the write. What does not fit the
+// slot the guest probed is refused and leaves the slot as it was. Swaps go on after the VM is adopted.
+TEST_F(EngineFork, APoolCloneTakesItsDisksWhileRunning) {
+  std::string dir = scratch_->path() + "/pool";
+  fs::create_directories(dir);
+  VmSpec spec = template_spec(dir);
+  spec.name = "pool";
+  auto forked = engine_->fork(*template_, spec);
+  ASSERT_TRUE(forked) << forked.error().message();
+  VmInstance* vm = forked->get();
+  auto* qemu = dynamic_cast<qemu::QemuVm*>(vm);
+  ASSERT_TRUE(qemu);
+  std::string image = dir + "/image.img", layer = dir + "/layer.img";
+  fs::copy_file(disk_image(), image);
+  make_ext4(layer, "from-the-layer\n");
+
+  auto refused = [&](size_t slot, const DiskSpec& disk, ErrorCategory category, std::string_view why) {
+    auto swapped = vm->swap_disk(slot, disk);
+    ASSERT_FALSE(swapped) << "slot " << slot << " took " << disk.path;
+    EXPECT_EQ(swapped.error().category(), category) << swapped.error().message();
+    EXPECT_THAT(swapped.error().message(), HasSubstr(why));
+  };
+  std::string too_big = dir + "/too-big.img";
+  ASSERT_TRUE(write_file_atomic(too_big, ""));
+  fs::resize_file(too_big, kSlotBytes + 4096);
+  refused(1, {.path = too_big}, ErrorCategory::kFailedPrecondition, "larger than disk slot 1");
+  refused(0, {.path = image}, ErrorCategory::kFailedPrecondition, "disk slot 0 is read-only");
+  refused(1, {.path = layer, .read_only = true}, ErrorCategory::kFailedPrecondition,
+          "disk slot 1 is writable");
+  refused(2, {.path = layer}, ErrorCategory::kInvalidArgument, "no disk slot 2");
+  refused(1, {.path = dir + "/missing.img"}, ErrorCategory::kNotFound, "missing.img");
+  // Nothing changed: both slots still hold their placeholders, and nothing else was added.
+  auto nodes_of = [&]() {
+    std::vector<std::string> names;
+    auto nodes = qemu->qmp().execute("query-named-block-nodes", Json{{"flat", true}});
+    EXPECT_TRUE(nodes) << nodes.error().message();
+    if (nodes) {
+      for (const auto& node : *nodes)
+        names.push_back(fmt::format("{}:{}", node.value("node-name", ""), node.value("drv", "")));
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  EXPECT_THAT(nodes_of(),
+              ::testing::ElementsAre("disk0-file:null-co", "disk0:raw", "disk1-file:null-co", "disk1:raw"));
+
+  // A scratch disk for a warm-up, then the placeholder back, then the container's own.
+  std::string scratch = dir + "/scratch.img";
+  make_ext4(scratch, "scratch\n");
+  auto swapped = vm->swap_disk(1, {.path = scratch});
+  ASSERT_TRUE(swapped) << swapped.error().message();
+  // kilnd restarted: it adopts the VM, and swaps on from the block nodes QEMU has.
+  pid_t pid = vm->monitor_pid();
+  vm->release();
+  forked->reset();  // as kilnd's exit would, closes its monitor connection (QEMU serves one at a time)
+  auto adopted = engine_->adopt(spec, pid);
+  ASSERT_TRUE(adopted) << adopted.error().message();
+  vm = adopted->get();
+  qemu = dynamic_cast<qemu::QemuVm*>(vm);
+  ASSERT_TRUE(qemu);
+  swapped = vm->swap_disk(1, {});
+  ASSERT_TRUE(swapped) << swapped.error().message();
+  EXPECT_THAT(nodes_of(),
+              ::testing::ElementsAre("disk0-file:null-co", "disk0:raw", "disk1-file-2:null-co", "disk1:raw"));
+  swapped = vm->swap_disk(0, {.path = image, .read_only = true});
+  ASSERT_TRUE(swapped) << swapped.error().message();
+  swapped = vm->swap_disk(1, {.path = layer});
+  ASSERT_TRUE(swapped) << swapped.error().message();
+  EXPECT_THAT(nodes_of(),
+              ::testing::ElementsAre("disk0-file-1:file", "disk0:raw", "disk1-file-3:file", "disk1:raw"));
+
+  auto agent = connect(*vm);
+  ASSERT_TRUE(agent);
+  auto init = agent->clone_init(
+      {.hostname = "pool0",
+       .mounts = {
+           {.source = "serial:kiln-disk0", .target = "/mnt/image", .fstype = "ext4", .read_only = true},
+           {.source = "serial:kiln-disk1", .target = "/mnt/layer", .fstype = "ext4"}}});
+  ASSERT_TRUE(init) << init.error().message();
+  EXPECT_EQ(run(*agent, "cat /mnt/image/hello").value_or("?"), "from-the-clone-disk\n");
+  EXPECT_EQ(run(*agent, "cat /mnt/layer/hello").value_or("?"), "from-the-layer\n");
+  ASSERT_TRUE(run(*agent, "echo written-by-the-guest > /mnt/layer/mine && sync"));
+  auto unmounted = agent->unmount("/mnt/layer");
+  ASSERT_TRUE(unmounted) << unmounted.error().message();
+  ASSERT_TRUE(agent->unmount("/mnt/image"));
+  auto landed = run_command_checked({"debugfs", "-R", "cat /mine", layer});
+  ASSERT_TRUE(landed) << landed.error().message();
+  EXPECT_EQ(*landed, "written-by-the-guest\n");
+
+  // This VM's share was launched without late_entries: no entries can be added to it.
+  auto added = vm->add_share_entries(0, {{.name = "x", .source = dir}});
+  ASSERT_FALSE(added);
+  EXPECT_EQ(added.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_THAT(added.error().message(), HasSubstr("late_entries"));
+  (void)vm->kill();
+}
+
+// A warm pool's clone gets its container's host paths bound into its running share: a directory and a
+// read-only file, which the guest reads through 9p; the file cannot be written through it. (Adopted first,
+// as after a restart of kilnd.)
+TEST_F(EngineFork, APoolCloneTakesShareEntriesWhileRunning) {
+  std::string dir = scratch_->path() + "/pool-share";
+  fs::create_directories(dir);
+  VmSpec spec = template_spec(dir);
+  spec.name = "pool-share";
+  spec.shares[0].late_entries = true;
+  spec.shares[0].guest_ownership = true;
+  auto forked = engine_->fork(*template_, spec);
+  ASSERT_TRUE(forked) << forked.error().message();
+  VmInstance* vm = forked->get();
+  std::string data = dir + "/host-data", conf = dir + "/host.conf";
+  fs::create_directories(data);
+  ASSERT_TRUE(write_file_atomic(data + "/inside", "in-the-directory\n"));
+  ASSERT_TRUE(write_file_atomic(conf, "setting=1\n"));
+
+  auto refused =
+      vm->add_share_entries(0, {{.name = "data", .source = data}, {.name = "../x", .source = conf}});
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("not one path component"));
+  refused = vm->add_share_entries(0, {{.name = "gone", .source = dir + "/missing"}});
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr(dir + "/missing"));
+  refused = vm->add_share_entries(1, {{.name = "data", .source = data}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().category(), ErrorCategory::kInvalidArgument);
+
+  // Entries are added to an adopted VM too (after a restart of kilnd).
+  pid_t pid = vm->monitor_pid();
+  vm->release();
+  forked->reset();
+  auto adopted = engine_->adopt(spec, pid);
+  ASSERT_TRUE(adopted) << adopted.error().message();
+  vm = adopted->get();
+  auto added = vm->add_share_entries(
+      0, {{.name = "data", .source = data}, {.name = "conf", .source = conf, .read_only = true}});
+  ASSERT_TRUE(added) << added.error().message();
+  // The host's own mount table did not change: its mount points are empty.
+  EXPECT_TRUE(fs::is_empty(spec.shares[0].host_path + "/data"));
+  EXPECT_EQ(fs::file_size(spec.shares[0].host_path + "/conf"), 0u);
+  auto again = vm->add_share_entries(0, {{.name = "data", .source = data}});
+  ASSERT_FALSE(again);
+  EXPECT_THAT(again.error().message(), HasSubstr("used twice"));
+
+  auto agent = connect(*vm);
+  ASSERT_TRUE(agent);
+  auto mounted = agent->mount({.source = "kilnshare0",
+                               .target = "/mnt/share",
+                               .fstype = "9p",
+                               .options = std::string(agent::kShareMountOptions)});
+  ASSERT_TRUE(mounted) << mounted.error().message();
+  EXPECT_EQ(run(*agent, "cat /mnt/share/data/inside").value_or("?"), "in-the-directory\n");
+  EXPECT_EQ(run(*agent, "cat /mnt/share/conf").value_or("?"), "setting=1\n");
+  ASSERT_TRUE(run(*agent, "echo from-the-guest > /mnt/share/data/new"));
+  EXPECT_EQ(read_file(data + "/new").value_or("?"), "from-the-guest\n");
+  auto write = run(*agent, "echo changed > /mnt/share/conf");
+  EXPECT_FALSE(write) << "the read-only entry was written";
+  EXPECT_EQ(read_file(conf).value_or("?"), "setting=1\n");
+  (void)vm->kill();
 }
 
 // The kernel has no VM generation id: two clones resume with the same RNG state. CLONE_INIT's host seed and

@@ -15,6 +15,7 @@
 
 #include "agent/protocol/frame_writer.h"
 #include "common/json.h"
+#include "engine/share_entries.h"
 
 namespace kiln::engine::fake {
 namespace {
@@ -73,6 +74,12 @@ class FakeVm final : public VmInstance {
   void release() override { kill_on_drop_ = false; }
   Result<void> relocate(const std::string& runtime_dir) override { return machine_->relocate(runtime_dir); }
   Result<void> save_state(const std::string& dir) override { return machine_->save_state(dir); }
+  Result<void> swap_disk(size_t slot, const DiskSpec& disk) override {
+    return machine_->swap_disk(slot, disk);
+  }
+  Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries) override {
+    return machine_->add_share_entries(share, entries);
+  }
 
  private:
   std::shared_ptr<FakeMachine> machine_;
@@ -96,6 +103,9 @@ FakeMachine::FakeMachine(pid_t pid, VmSpec spec, FakeScript script)
       wakeup_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       script_(std::move(script)),
       runtime_dir_(spec_.runtime_dir),
+      slots_(disk_slots_of(spec_)),
+      disks_(spec_.disks),
+      shares_(spec_.shares),
       agent_thread_([this] { serve_agent(); }) {}
 
 std::string FakeMachine::runtime_dir() const {
@@ -165,6 +175,55 @@ std::vector<std::string> FakeMachine::requests() const {
 int FakeMachine::agent_connections() const {
   std::lock_guard guard(mutex_);
   return connections_;
+}
+
+std::vector<DiskSpec> FakeMachine::disks() const {
+  std::lock_guard guard(mutex_);
+  return disks_;
+}
+
+std::vector<ShareSpec> FakeMachine::shares() const {
+  std::lock_guard guard(mutex_);
+  return shares_;
+}
+
+std::vector<std::string> FakeMachine::changes() const {
+  std::lock_guard guard(mutex_);
+  return changes_;
+}
+
+void FakeMachine::set_disk_slots(std::vector<DiskSlot> slots) {
+  std::lock_guard guard(mutex_);
+  slots_ = std::move(slots);
+}
+
+Result<void> FakeMachine::swap_disk(size_t slot, const DiskSpec& disk) {
+  std::lock_guard guard(mutex_);
+  if (state_ == VmRunState::kExited) return monitor_gone();
+  DiskSpec wanted = KILN_TRY(check_disk_for_slot(slots_, slot, disk));
+  if (script_.swap_error) return *script_.swap_error;
+  disks_.at(slot) = wanted;
+  changes_.push_back(fmt::format("swap {} {} {}", slot, wanted.path.empty() ? "placeholder" : wanted.path,
+                                 wanted.read_only ? "ro" : "rw"));
+  return ok();
+}
+
+Result<void> FakeMachine::add_share_entries(size_t share, const std::vector<ShareEntry>& entries) {
+  std::lock_guard guard(mutex_);
+  if (state_ == VmRunState::kExited) return monitor_gone();
+  if (share >= shares_.size())
+    return Error::invalid_argument(
+        fmt::format("the VM has no share {} (it has {} shares)", share, shares_.size()));
+  ShareSpec& into = shares_[share];
+  KILN_TRY(check_late_share_entries(into, entries));
+  if (script_.share_entries_error) return *script_.share_entries_error;
+  std::string line = fmt::format("share {}", share);
+  for (const auto& entry : entries) {
+    line += fmt::format(" {}={}{}", entry.name, entry.source, entry.read_only ? ":ro" : "");
+    into.entries.push_back(entry);
+  }
+  changes_.push_back(line);
+  return ok();
 }
 
 std::string FakeMachine::exit_reason() const {
@@ -542,12 +601,16 @@ Result<VmTemplate> FakeEngine::build_template(const VmSpec& spec, const std::str
   auto vm = KILN_TRY(launch(spec));
   KILN_TRY(until_idle(*vm));
   (void)vm->kill();
-  Json read_only = Json::array();
-  for (const auto& disk : spec.disks) read_only.push_back(disk.read_only);
+  Json read_only = Json::array(), capacity = Json::array();
+  for (const auto& disk : spec.disks) {
+    read_only.push_back(disk.read_only);
+    capacity.push_back(disk.path.empty() ? disk.placeholder_bytes : 0);
+  }
   Json saved = {{"key", key},
                 {"cpus", spec.cpus},
                 {"memory_mib", spec.memory_mib},
                 {"read_only", read_only},
+                {"capacity", capacity},
                 {"shares", spec.shares.size()}};
   KILN_TRY(write_file_atomic(dir + kSavedTemplateFile, saved.dump()));
   KILN_TRY(write_file_atomic(dir + "/memory", ""));
@@ -560,6 +623,8 @@ Result<VmTemplate> FakeEngine::open_template(const std::string& dir) {
   Json saved = KILN_TRY(parse_json(*text));
   std::vector<bool> read_only;
   for (const auto& flag : saved.value("read_only", Json::array())) read_only.push_back(flag.get<bool>());
+  std::vector<uint64_t> capacity;
+  for (const auto& bytes : saved.value("capacity", Json::array())) capacity.push_back(bytes.get<uint64_t>());
   return make_template({.dir = dir,
                         .key = saved.value("key", ""),
                         .memory_path = dir + "/memory",
@@ -567,6 +632,7 @@ Result<VmTemplate> FakeEngine::open_template(const std::string& dir) {
                         .cpus = saved.value("cpus", 1u),
                         .memory_mib = saved.value("memory_mib", uint64_t{0}),
                         .disk_read_only = std::move(read_only),
+                        .disk_capacity = std::move(capacity),
                         .shares = saved.value("shares", size_t{0})});
 }
 
@@ -582,6 +648,8 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::fork(const VmTemplate& from, con
   VmSpec clone = spec;
   clone.restore_from.clear();
   auto vm = KILN_TRY(launch(clone));
+  // The guest probed its disks when the template booted: the slots are as large as the template's.
+  if (auto forked = machine(vm->monitor_pid())) forked->set_disk_slots(disk_slots_of(clone, &from));
   KILN_TRY(
       write_file_atomic(spec.runtime_dir + "/console.log", fmt::format("fake VM {} forked\n", spec.name)));
   vm->set_start_timings({{"fork", std::chrono::microseconds(1000)}});

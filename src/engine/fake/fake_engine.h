@@ -19,6 +19,7 @@
 #include "agent/protocol/frame.h"
 #include "agent/protocol/messages.h"
 #include "common/unique_fd.h"
+#include "engine/disk_slots.h"
 #include "engine/engine.h"
 
 namespace kiln::engine::fake {
@@ -49,6 +50,9 @@ struct FakeScript {
   std::optional<Error> save_error;    // save_state() fails with this (the VM keeps running)
   std::optional<Error> build_error;   // build_template() fails with this
   std::optional<Error> fork_error;    // fork() fails with this
+  // swap_disk() / add_share_entries() fail with these (after their checks pass), nothing changed
+  std::optional<Error> swap_error;
+  std::optional<Error> share_entries_error;
   std::map<agent::MessageType, AgentReaction> reactions;
   // HELLO_REPLY's root disk status when the spec names a root disk; nullopt: mounted.
   std::optional<agent::RootDiskStatus> root;
@@ -87,6 +91,13 @@ class FakeMachine {
   std::vector<std::string> requests() const;
   // Agent channels connected so far.
   int agent_connections() const;
+  // What each disk slot holds now (the spec's disks, then what swap_disk put there; a placeholder has no
+  // path), and the shares with the entries they have now (the spec's, then those add_share_entries added).
+  std::vector<DiskSpec> disks() const;
+  std::vector<ShareSpec> shares() const;
+  // What swap_disk and add_share_entries did, in order, one line each: "swap 1 /layer.img rw", "swap 0
+  // placeholder ro", "share 0 data=/src/data conf=/src/conf:ro".
+  std::vector<std::string> changes() const;
 
   // For FakeVm (fake_engine.cc).
   Result<UniqueFd> connect_agent();
@@ -95,6 +106,11 @@ class FakeMachine {
   std::string exit_reason() const;
   std::optional<ExitStatus> exit_status() const;
   Result<void> save_state(const std::string& dir);
+  // As QemuVm's, with the same checks (engine/disk_slots.h, engine/share_entries.h); nothing is mounted.
+  Result<void> swap_disk(size_t slot, const DiskSpec& disk);
+  Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries);
+  // The slots as the guest saw them (a clone's are its template's); set by the engine.
+  void set_disk_slots(std::vector<DiskSlot> slots);
 
  private:
   struct Channel;
@@ -124,6 +140,10 @@ class FakeMachine {
   bool drop_channel_ = false;
   int connections_ = 0;
   std::vector<std::string> requests_;
+  std::vector<DiskSlot> slots_;
+  std::vector<DiskSpec> disks_;
+  std::vector<ShareSpec> shares_;
+  std::vector<std::string> changes_;
   bool stopping_ = false;
   bool agent_busy_ = false;  // the agent thread is answering a batch of frames
   std::condition_variable agent_idle_;

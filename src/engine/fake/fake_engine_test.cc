@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/stat.h>
 
 #include "agent/client/agent_connection.h"
 #include "common/temp_dir.h"
@@ -94,6 +95,78 @@ TEST_F(FakeEngineTest, ALauncherBoundVmDiesWithItsHandle) {
   auto machine = engine_.machine(vm->monitor_pid());
   vm.reset();
   EXPECT_TRUE(machine->exited());
+}
+
+// A VM forked ahead of need (a warm pool's) with placeholders: the fake swaps disks with QemuVm's checks and
+// records what it did, for the tests of kilnd's pool.
+TEST_F(FakeEngineTest, SwapsDisksIntoAForkedVmsSlotsWithTheEnginesChecks) {
+  VmSpec pool = spec();
+  pool.disks = {{.read_only = true, .placeholder_bytes = 1 << 20}, {.placeholder_bytes = 1 << 20}};
+  std::string template_dir = dir_->path() + "/template";
+  ASSERT_EQ(::mkdir(template_dir.c_str(), 0755), 0);
+  auto built = engine_.build_template(pool, template_dir, [](VmInstance&) -> Result<void> { return ok(); });
+  ASSERT_TRUE(built) << built.error().message();
+  auto vm = engine_.fork(*built, pool).value();
+  auto machine = engine_.machine(vm->monitor_pid());
+  std::string image = dir_->path() + "/image.img", layer = dir_->path() + "/layer.img";
+  ASSERT_TRUE(write_file_atomic(image, std::string(4096, 'i')));
+  ASSERT_TRUE(write_file_atomic(layer, std::string(4096, 'l')));
+  std::string big = dir_->path() + "/big.img";
+  ASSERT_TRUE(write_file_atomic(big, std::string((1 << 20) + 1, 'b')));
+
+  auto refused = [&](size_t slot, const DiskSpec& disk, ErrorCategory category, std::string_view why) {
+    auto swapped = vm->swap_disk(slot, disk);
+    ASSERT_FALSE(swapped);
+    EXPECT_EQ(swapped.error().category(), category) << swapped.error().message();
+    EXPECT_NE(swapped.error().message().find(why), std::string::npos) << swapped.error().message();
+  };
+  refused(2, {.path = layer}, ErrorCategory::kInvalidArgument, "no disk slot 2");
+  refused(0, {.path = image}, ErrorCategory::kFailedPrecondition, "disk slot 0 is read-only");
+  refused(1, {.path = big}, ErrorCategory::kFailedPrecondition, "larger than disk slot 1 (1048576 bytes)");
+  refused(1, {.path = dir_->path() + "/missing.img"}, ErrorCategory::kNotFound, "missing.img");
+  EXPECT_TRUE(machine->changes().empty());
+
+  ASSERT_TRUE(vm->swap_disk(0, {.path = image, .read_only = true}));
+  ASSERT_TRUE(vm->swap_disk(1, {.path = layer}));
+  ASSERT_TRUE(vm->swap_disk(1, {}));
+  EXPECT_EQ(machine->changes(),
+            (std::vector<std::string>{"swap 0 " + image + " ro", "swap 1 " + layer + " rw",
+                                      "swap 1 placeholder rw"}));
+  auto disks = machine->disks();
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0].path, image);
+  EXPECT_EQ(disks[1].path, "");
+  EXPECT_EQ(disks[1].placeholder_bytes, 1u << 20);  // the slot's size
+
+  machine->exit("gone");
+  EXPECT_EQ(vm->swap_disk(1, {.path = layer}).error().category(), ErrorCategory::kUnavailable);
+}
+
+TEST_F(FakeEngineTest, AddsShareEntriesOnlyToALateEntriesShare) {
+  VmSpec pool = spec();
+  pool.shares = {{.tag = "kilnshare0", .host_path = dir_->path(), .late_entries = true},
+                 {.tag = "kilnshare1", .host_path = dir_->path()}};
+  auto vm = engine_.launch(pool).value();
+  auto machine = engine_.machine(vm->monitor_pid());
+  std::string conf = dir_->path() + "/app.conf";
+  ASSERT_TRUE(write_file_atomic(conf, "x"));
+
+  auto refused = vm->add_share_entries(1, {{.name = "data", .source = dir_->path()}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_EQ(vm->add_share_entries(2, {}).error().category(), ErrorCategory::kInvalidArgument);
+  EXPECT_FALSE(vm->add_share_entries(0, {{.name = "a/b", .source = dir_->path()}}));
+  EXPECT_FALSE(vm->add_share_entries(0, {{.name = "data", .source = dir_->path() + "/missing"}}));
+  EXPECT_TRUE(machine->changes().empty());
+
+  ASSERT_TRUE(vm->add_share_entries(
+      0, {{.name = "data", .source = dir_->path()}, {.name = "conf", .source = conf, .read_only = true}}));
+  auto again = vm->add_share_entries(0, {{.name = "data", .source = dir_->path()}});
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message().find("used twice"), std::string::npos) << again.error().message();
+  EXPECT_EQ(machine->changes(),
+            (std::vector<std::string>{fmt::format("share 0 data={} conf={}:ro", dir_->path(), conf)}));
+  EXPECT_EQ(machine->shares().at(0).entries.size(), 2u);
 }
 
 }  // namespace

@@ -53,7 +53,27 @@ std::string memory_backend(const VmSpec& spec) {
   }
   return fmt::format("memory-backend-memfd,id=ram,size={}M,share={}", spec.memory_mib, share);
 }
+
+std::string file_node_options(size_t slot, const DiskSpec& disk) {
+  std::string read_only = disk.read_only ? "on" : "off";
+  if (disk.path.empty()) {
+    // A placeholder: zeros, no file (null-co counts reads, so a test can see the guest read none).
+    return fmt::format("driver=null-co,node-name={},size={},read-zeroes=on,read-only={}",
+                       slot_file_node(slot), disk.placeholder_bytes, read_only);
+  }
+  return fmt::format("driver=file,node-name={},filename={},read-only={}", slot_file_node(slot),
+                     escape(disk.path), read_only);
+}
+
 }  // namespace
+
+std::string slot_node(size_t slot) {
+  return fmt::format("disk{}", slot);
+}
+
+std::string slot_file_node(size_t slot) {
+  return fmt::format("disk{}-file", slot);
+}
 
 std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec,
                                         const HostFacts& host, StartMode mode) {
@@ -115,37 +135,29 @@ std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const Vm
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];
     std::string read_only = disk.read_only ? "on" : "off";
-    if (disk.path.empty()) {
-      // A template's slot: zeros, no file (null-co counts reads, so a test can see the guest read none).
-      args.insert(args.end(),
-                  {"-blockdev", fmt::format("driver=null-co,node-name=disk{},size={},read-zeroes=on,"
-                                            "read-only={}",
-                                            i, disk.placeholder_bytes, read_only)});
-    } else {
-      args.insert(args.end(), {"-blockdev",
-                               fmt::format("driver=file,node-name=disk{}-file,filename={},read-only={}", i,
-                                           escape(disk.path), read_only),
-                               "-blockdev",
-                               fmt::format("driver=raw,node-name=disk{},file=disk{}-file,read-only={}", i, i,
-                                           read_only)});
-    }
+    // Every slot is a raw node disk<i> over a protocol node (a file, or a placeholder's null-co): the device
+    // stays on disk<i> while blockdev-reopen gives it another protocol child (QemuVm::swap_disk).
+    args.insert(args.end(), {"-blockdev", file_node_options(i, disk), "-blockdev",
+                             fmt::format("driver=raw,node-name={},file={},read-only={}", slot_node(i),
+                                         slot_file_node(i), read_only)});
     // The serial lets the agent find a slot by name (/sys/block/vdX/serial), whatever probe order.
     args.insert(args.end(),
-                {"-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+                {"-device", fmt::format("virtio-blk-device,drive={},serial=kiln-disk{}", slot_node(i), i)});
   }
   for (size_t i = 0; i < spec.shares.size(); ++i) {
     const ShareSpec& share = spec.shares[i];
     // security_model=none: files keep the host's ownership and the guest's chown is refused, which is what
     // a user sharing their own directory expects (mapped-xattr would hide guest ownership in xattrs).
     // passthrough: the guest's owners and modes are the host's, as a container's bind mount under Docker.
-    // Entries are other filesystems bound in: remap keeps their inode numbers from colliding in the guest.
-    args.insert(
-        args.end(),
-        {"-fsdev",
-         fmt::format("local,id=fs{},path={},security_model={}{}{}", i, escape(share.host_path),
-                     share.guest_ownership ? "passthrough" : "none",
-                     share.entries.empty() ? "" : ",multidevs=remap", share.read_only ? ",readonly=on" : ""),
-         "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
+    // Entries are other filesystems bound in (at launch, or later with late_entries): remap keeps their
+    // inode numbers from colliding in the guest.
+    args.insert(args.end(),
+                {"-fsdev",
+                 fmt::format("local,id=fs{},path={},security_model={}{}{}", i, escape(share.host_path),
+                             share.guest_ownership ? "passthrough" : "none",
+                             share.entries.empty() && !share.late_entries ? "" : ",multidevs=remap",
+                             share.read_only ? ",readonly=on" : ""),
+                 "-device", fmt::format("virtio-9p-device,fsdev=fs{},mount_tag={}", i, escape(share.tag))});
   }
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     // The tap is opened with a virtio-net header (QEMU reads that off the fd), so checksum and segmentation

@@ -43,6 +43,12 @@ enum class StartMode {
   kIncoming,  // QEMU waits for a saved state (-incoming defer): restore_from, or a fork
 };
 
+// Node names of disk slot `slot`: the raw node the guest's virtio-blk device is attached to, and the protocol
+// node under it at launch (a file, or null-co for a placeholder). A swapped-in child gets another name
+// (QemuVm::swap_disk); the raw node's name never changes.
+std::string slot_node(size_t slot);
+std::string slot_file_node(size_t slot);
+
 std::vector<std::string> qemu_arguments(const std::string& qemu_binary, const VmSpec& spec,
                                         const HostFacts& host, StartMode mode = StartMode::kBoot);
 

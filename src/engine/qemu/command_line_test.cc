@@ -136,13 +136,34 @@ TEST(QemuCommandLine, PlaceholderSlotsAreNullDisksOfTheirSize) {
   VmSpec spec = sample_spec();
   spec.disks = {{.read_only = true, .placeholder_bytes = 1 << 30}, {.path = "/vms/web/layer.ext4"}};
   auto args = qemu_arguments("qemu", spec, {});
+  // A raw node disk<i> over a protocol node disk<i>-file, placeholder or not: the raw node's child can be
+  // swapped (QemuVm::swap_disk) while the device stays attached to it.
   EXPECT_EQ(value_after(args, "-blockdev"),
-            "driver=null-co,node-name=disk0,size=1073741824,read-zeroes=on,read-only=on");
-  EXPECT_EQ(value_after(args, "-blockdev", 1),
+            "driver=null-co,node-name=disk0-file,size=1073741824,read-zeroes=on,read-only=on");
+  EXPECT_EQ(value_after(args, "-blockdev", 1), "driver=raw,node-name=disk0,file=disk0-file,read-only=on");
+  EXPECT_EQ(value_after(args, "-blockdev", 2),
             "driver=file,node-name=disk1-file,filename=/vms/web/layer.ext4,read-only=off");
+  EXPECT_EQ(value_after(args, "-blockdev", 3), "driver=raw,node-name=disk1,file=disk1-file,read-only=off");
   // The guest finds both by serial, placeholder or not.
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk0,serial=kiln-disk0"));
   EXPECT_THAT(args, Contains("virtio-blk-device,drive=disk1,serial=kiln-disk1"));
+}
+
+TEST(QemuCommandLine, ShareEntriesAtLaunchOrLaterRemapInodes) {
+  VmSpec spec = sample_spec();
+  spec.shares = {{.tag = "kilnshare0", .host_path = "/run/share"}};
+  // Nothing but the directory itself: its inode numbers are its own.
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none");
+  // Entries are other filesystems bound in, at launch or while the VM runs: remap keeps their inode numbers
+  // from colliding with the share's in the guest.
+  spec.shares[0].late_entries = true;
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none,multidevs=remap");
+  spec.shares[0].late_entries = false;
+  spec.shares[0].entries = {{.name = "data", .source = "/srv/data"}};
+  EXPECT_EQ(value_after(qemu_arguments("qemu", spec, {}), "-fsdev"),
+            "local,id=fs0,path=/run/share,security_model=none,multidevs=remap");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/log.h"
@@ -115,6 +116,9 @@ VmSpec normalized_for_key(const VmSpec& spec) {
     normal.shares[i].read_only = false;  // enforced by the host side, invisible to the guest's saved state
     normal.shares[i].guest_ownership = false;
     normal.shares[i].entries.clear();
+    // Host side only (the monitor's mount namespace, 9p's inode remapping): the guest's saved state is the
+    // same with or without.
+    normal.shares[i].late_entries = false;
   }
   for (auto& nic : normal.nics) nic = {};  // the template's taps and MACs are not the clone's
   return normal;
@@ -161,6 +165,8 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode
   for (const auto& share : spec.shares) KILN_TRY(require_directory(share.host_path, share.tag));
   if (spec.cpus == 0) return Error::invalid_argument("a VM needs at least one CPU");
   std::vector<PrivateBind> share_binds = KILN_TRY(prepare_share_entries(spec));
+  bool late_entries = std::any_of(spec.shares.begin(), spec.shares.end(),
+                                  [](const ShareSpec& share) { return share.late_entries; });
 
   auto started = Clock::now();
   VmPaths paths = paths_for(spec.runtime_dir);
@@ -190,7 +196,8 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode
                                                        .pass_fds = pass_fds,
                                                        .new_session = true,
                                                        .kill_with_parent = spec.die_with_launcher,
-                                                       .private_binds = std::move(share_binds)}));
+                                                       .private_binds = std::move(share_binds),
+                                                       .private_mount_namespace = late_entries}));
   // Only QEMU holds the listeners now: if it dies, the queued connection is reset instead of hanging.
   qmp_listener.reset();
   agent_listener.reset();
@@ -209,6 +216,7 @@ Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode
   auto monitor = MonitorProcess::spawned(std::move(process), !spec.die_with_launcher);
   auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(*qmp), paths);
   vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
+  vm->set_disk_slots(disk_slots_of(spec));
   return vm;
 }
 
@@ -251,8 +259,10 @@ Result<std::string> QemuEngine::template_key(const VmSpec& spec) {
       qemu_arguments("qemu", normalized_for_key(spec), host_, StartMode::kIncoming);
   std::string qemu_version = KILN_TRY(version());
   Sha256 digest;
-  // 2: NIC devices have per-slot MACs (nic_device_mac).
-  digest.update(fmt::format("kiln-template 2\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
+  // 2: NIC devices have per-slot MACs (nic_device_mac). 3: a placeholder slot is a raw node over null-co, as
+  // a disk is raw over file (so a disk can be swapped in); the device state of a template whose slots were
+  // bare null-co nodes names other block nodes than a clone of today's command line has.
+  digest.update(fmt::format("kiln-template 3\nengine qemu {}\nkernel {}\ninitrd {}\ntsc {}\n", qemu_version,
                             kernel, initrd, host_.tsc_khz));
   for (const auto& arg : args) {
     digest.update(arg);
@@ -321,6 +331,8 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::fork(const VmTemplate& from, con
   clone.restore_from.clear();
   StartTimings timings;
   auto vm = KILN_TRY(start(clone, StartMode::kIncoming, timings));
+  // The guest probed its disks when the template booted: the slots are as large as the template's.
+  vm->set_disk_slots(disk_slots_of(clone, &from));
   KILN_TRY(load_into(*vm, std::move(state), timings));
   vm->set_start_timings(std::move(timings));
   return std::unique_ptr<VmInstance>(std::move(vm));
@@ -336,6 +348,8 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t 
                        "reconnect to the VM's monitor");
   auto vm = std::make_unique<QemuVm>(std::move(monitor), std::move(qmp), paths);
   vm->set_shape(snapshot::shape_of(spec, guest_cmdline(spec, host_)));
+  // A placeholder's size is in the spec; a disk's is its file's (no larger than what the guest saw).
+  vm->set_disk_slots(disk_slots_of(spec));
   return std::unique_ptr<VmInstance>(std::move(vm));
 }
 

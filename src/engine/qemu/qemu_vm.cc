@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "common/log.h"
 #include "common/unix_socket.h"
+#include "engine/share_entries.h"
 
 namespace kiln::engine::qemu {
 
@@ -63,6 +65,92 @@ Result<void> QemuVm::relocate(const std::string& runtime_dir) {
   if (::rename(paths_.runtime_dir.c_str(), runtime_dir.c_str()) != 0)
     return Error::last_os_error(fmt::format("move {} to {}", paths_.runtime_dir, runtime_dir));
   paths_ = paths_for(runtime_dir);
+  return ok();
+}
+
+namespace {
+
+// The generation of `node` if it is one of slot `slot`'s protocol nodes: 0 for the one it was launched with
+// (disk<i>-file), N for the one swap_disk added as disk<i>-file-N.
+std::optional<unsigned> slot_child_generation(size_t slot, const std::string& node) {
+  std::string first = slot_file_node(slot);
+  if (node == first) return 0;
+  if (node.size() <= first.size() + 1 || node.compare(0, first.size() + 1, first + "-") != 0) return {};
+  std::string digits = node.substr(first.size() + 1);
+  if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return {};
+  return static_cast<unsigned>(std::stoul(digits));
+}
+
+Json protocol_node(const std::string& name, const DiskSpec& disk) {
+  Json node = {{"node-name", name}, {"read-only", disk.read_only}};
+  if (disk.path.empty()) {
+    node["driver"] = "null-co";
+    node["size"] = disk.placeholder_bytes;
+    node["read-zeroes"] = true;
+  } else {
+    node["driver"] = "file";
+    node["filename"] = disk.path;
+  }
+  return node;
+}
+
+}  // namespace
+
+Result<void> QemuVm::swap_disk(size_t slot, const DiskSpec& disk) {
+  DiskSpec wanted = KILN_TRY(check_disk_for_slot(slots_, slot, disk));
+  if (process_.has_exited()) return Error::failed_precondition("the VM is not running");
+  std::string what = wanted.path.empty() ? "a placeholder" : fmt::format("disk {}", wanted.path);
+  Json nodes = KILN_TRY_CONTEXT(qmp_.execute("query-named-block-nodes", Json{{"flat", true}}),
+                                "list the VM's block nodes");
+  std::vector<std::string> old_children;
+  unsigned next = 1;
+  for (const auto& node : nodes) {
+    std::string name = node.value("node-name", "");
+    if (auto generation = slot_child_generation(slot, name)) {
+      old_children.push_back(name);
+      next = std::max(next, *generation + 1);
+    }
+  }
+  std::string child = fmt::format("{}-{}", slot_file_node(slot), next);
+  if (auto added = qmp_.execute("blockdev-add", protocol_node(child, wanted)); !added) {
+    return Error::failed_precondition(
+        fmt::format("open {} for disk slot {}: {}", what, slot, added.error().message()));
+  }
+  // blockdev-reopen takes the node's whole option set: what the command line gave it, with the new child.
+  Json raw = {
+      {"driver", "raw"}, {"node-name", slot_node(slot)}, {"file", child}, {"read-only", wanted.read_only}};
+  Json options = Json::array();
+  options.push_back(raw);
+  if (auto reopened = qmp_.execute("blockdev-reopen", Json{{"options", options}}); !reopened) {
+    if (auto removed = qmp_.execute("blockdev-del", Json{{"node-name", child}}); !removed) {
+      log::warn("could not remove a disk node after a failed swap",
+                {{"node", child}, {"error", removed.error().message()}});
+    }
+    return Error::failed_precondition(
+        fmt::format("put {} into disk slot {}: {}", what, slot, reopened.error().message()));
+  }
+  // The slot's earlier children, the one just replaced and any a failed removal left behind: none is used
+  // now.
+  for (const auto& old : old_children) {
+    if (auto removed = qmp_.execute("blockdev-del", Json{{"node-name", old}}); !removed) {
+      log::warn("could not remove a swapped-out disk node",
+                {{"node", old}, {"error", removed.error().message()}});
+    }
+  }
+  if (slot < shape_.disks.size()) shape_.disks[slot] = wanted.path;
+  return ok();
+}
+
+Result<void> QemuVm::add_share_entries(size_t share, const std::vector<ShareEntry>& entries) {
+  if (share >= shape_.shares.size()) {
+    return Error::invalid_argument(
+        fmt::format("the VM has no share {} (it has {} shares)", share, shape_.shares.size()));
+  }
+  ShareSpec& spec = shape_.shares[share];
+  if (process_.has_exited()) return Error::failed_precondition("the VM is not running");
+  std::vector<PrivateBind> binds = KILN_TRY(prepare_late_share_entries(spec, entries));
+  KILN_TRY(bind_into_monitor(process_.pid(), process_.exit_fd(), binds));
+  spec.entries.insert(spec.entries.end(), entries.begin(), entries.end());
   return ok();
 }
 

@@ -2,6 +2,7 @@
 // launched to outlive its launcher (or adopted, or released). One thread at a time.
 #pragma once
 
+#include "engine/disk_slots.h"
 #include "engine/engine.h"
 #include "engine/monitor_process.h"
 #include "engine/qemu/command_line.h"
@@ -29,8 +30,14 @@ class QemuVm final : public VmInstance {
   void release() override { process_.release(); }
   Result<void> relocate(const std::string& runtime_dir) override;
   Result<void> save_state(const std::string& dir) override;
+  // A new protocol node for the disk (its name derived from the nodes QEMU has, so an adopted VM swaps too),
+  // blockdev-reopen of the slot's raw node onto it, then blockdev-del of the slot's other protocol nodes.
+  Result<void> swap_disk(size_t slot, const DiskSpec& disk) override;
+  Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries) override;
   // What save_state records about the VM's hardware (QemuEngine sets it at launch and adoption).
   void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
+  // The disk slots as the guest saw them (QemuEngine sets them at launch, fork and adoption).
+  void set_disk_slots(std::vector<DiskSlot> slots) { slots_ = std::move(slots); }
   // Loads a saved state into this QEMU (started with -incoming defer) and resumes the guest.
   Result<void> load_state(PreparedRestore restore) {
     return load_vm_state(qmp_, process_, std::move(restore));
@@ -44,6 +51,7 @@ class QemuVm final : public VmInstance {
   QmpClient qmp_;
   VmPaths paths_;
   snapshot::VmShape shape_;
+  std::vector<DiskSlot> slots_;
 };
 
 }  // namespace kiln::engine::qemu
