@@ -11,6 +11,12 @@ std::string_view to_string(Accelerator accelerator) {
   return accelerator == Accelerator::kKvm ? "kvm" : "tcg";
 }
 
+std::string moved_path(const std::string& path, const std::string& from, const std::string& to) {
+  if (path == from) return to;
+  if (path.starts_with(from + "/")) return to + path.substr(from.size());
+  return path;
+}
+
 std::string nic_device_mac(size_t index) {
   // QEMU's locally administered 52:54:00 prefix, then "kl" and the slot.
   return fmt::format("52:54:00:6b:6c:{:02x}", index & 0xff);

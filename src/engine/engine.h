@@ -74,6 +74,9 @@ struct NicSpec {
 // their permanent address whatever MAC the guest itself set (agent::InterfaceConfig::device_mac).
 std::string nic_device_mac(size_t index);
 
+// `path` after its directory `from` was renamed to `to` (unchanged when it is not inside `from`).
+std::string moved_path(const std::string& path, const std::string& from, const std::string& to);
+
 // Where guest RAM lives. Always file-like, never anonymous, so a booted VM can later be forked
 // copy-on-write (see NORTHSTAR "Designed for fork").
 struct MemoryBacking {

@@ -180,7 +180,7 @@ class WarmPoolTest(ForkCase):
             f.write("from the host\n")
         self.docker("run", "-d", "--name", "pooled", "-v", f"{host_dir}:/data", IMAGE, "sleep", "1000")
         start = self.vm_of("pooled")["start"]
-        self.assertEqual((start["mode"], start.get("pooled")), ("fork", True), start)
+        self.assertEqual((start["mode"], start.get("pooled")), ("fork", True), f"{start}\n{self.server_log()}")
         self.assertIn("assign", start["timings_ms"], start)
         # Its own disks (the image's files, a writable layer), its host path, its address and name.
         self.assertEqual(self.out("exec", "pooled", "cat", "/data/note"), "from the host")

@@ -118,6 +118,7 @@ Result<void> FakeMachine::relocate(const std::string& runtime_dir) {
   if (state_ == VmRunState::kExited) return Error::failed_precondition("the VM's monitor has exited");
   if (::rename(runtime_dir_.c_str(), runtime_dir.c_str()) != 0)
     return Error::last_os_error(fmt::format("move {} to {}", runtime_dir_, runtime_dir));
+  for (auto& share : shares_) share.host_path = moved_path(share.host_path, runtime_dir_, runtime_dir);
   runtime_dir_ = runtime_dir;
   return ok();
 }
