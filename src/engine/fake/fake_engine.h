@@ -49,6 +49,8 @@ struct FakeScript {
   std::optional<Error> save_error;    // save_state() fails with this (the VM keeps running)
   std::optional<Error> build_error;   // build_template() fails with this
   std::optional<Error> fork_error;    // fork() fails with this
+  // snapshot_running() fails with this after its while_paused ran (the VM is resumed, as QemuEngine does)
+  std::optional<Error> snapshot_error;
   std::map<agent::MessageType, AgentReaction> reactions;
   // HELLO_REPLY's root disk status when the spec names a root disk; nullopt: mounted.
   std::optional<agent::RootDiskStatus> root;
@@ -144,6 +146,10 @@ class FakeEngine final : public Engine {
                                     const std::function<Result<void>(VmInstance&)>& until_idle) override;
   Result<VmTemplate> open_template(const std::string& dir) override;
   Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) override;
+  // As QemuEngine's: refuses a VM whose memory is not a shared memfd (a fork), pauses it around
+  // while_paused, writes a fake template with `key`, resumes it.
+  Result<VmTemplate> snapshot_running(VmInstance& vm, const std::string& dir, const std::string& key,
+                                      const std::function<Result<void>()>& while_paused) override;
 
   // Applies to later launches.
   void set_script(FakeScript script);
@@ -154,6 +160,10 @@ class FakeEngine final : public Engine {
   // Calls of build_template() and fork(), failed ones included.
   int template_builds() const;
   int forks() const;
+  // Calls of snapshot_running(), failed ones included; whether the VM was paused during the last
+  // while_paused.
+  int snapshots() const;
+  bool paused_while_snapshotting() const;
   // Machines whose monitor has not exited.
   int running_machines() const;
 
@@ -165,6 +175,8 @@ class FakeEngine final : public Engine {
   int launches_ = 0;
   int template_builds_ = 0;
   int forks_ = 0;
+  int snapshots_ = 0;
+  bool paused_while_snapshotting_ = false;
 };
 
 }  // namespace kiln::engine::fake

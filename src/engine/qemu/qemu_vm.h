@@ -30,6 +30,7 @@ class QemuVm final : public VmInstance {
   Result<void> save_state(const std::string& dir) override;
   // What save_state records about the VM's hardware (QemuEngine sets it at launch and adoption).
   void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
+  const snapshot::VmShape& shape() const { return shape_; }
   // Loads a saved state into this QEMU (started with -incoming defer) and resumes the guest.
   Result<void> load_state(PreparedRestore restore) {
     return load_vm_state(qmp_, process_, std::move(restore));
