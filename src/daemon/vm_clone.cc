@@ -30,15 +30,16 @@ double elapsed_ms(Clock::time_point start) {
 
 // What the clone inherits: the machine (its guest saw it) and how it is reached, minus what is the source's
 // alone (fixed addresses and MACs, DNS aliases, published host ports, shared folders).
-CreateVmRequest clone_request(const VmRecord& source, const std::string& name) {
-  CreateVmRequest request{.name = name,
+CreateVmRequest clone_request(const VmRecord& source, const CloneVmRequest& clone) {
+  CreateVmRequest request{.name = clone.name,
                           .cpus = source.cpus,
                           .memory_mib = source.memory_mib,
                           .disk_mib = source.disk_mib,
                           .source = {.kind = RootSource::Kind::kVm, .value = source.id},
                           .kernel = source.kernel,
                           .labels = source.labels,
-                          .tag = source.tag};
+                          .tag = clone.tag.value_or(source.tag)};
+  for (const auto& [key, value] : clone.labels) request.labels[key] = value;
   std::vector<VmNetworkRequest> networks;
   for (const auto& network : source.networks) networks.push_back({.network = network.network});
   request.networks = std::move(networks);
@@ -55,7 +56,7 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
   VmRecord found = KILN_TRY(store_.resolve(source_name));
   KILN_TRY(check_owner(found, {}, "clone"));
   if (found.source.kind == RootSource::Kind::kContainer) return cannot_clone(found, "it runs a container");
-  CreateVmRequest create = clone_request(found, request.name);
+  CreateVmRequest create = clone_request(found, request);
 
   if (found.state == VmState::kStopped || found.state == VmState::kError) {
     // A disk copy, as `kiln vm create --clone` makes (it refuses a source that started meanwhile).

@@ -146,6 +146,8 @@ struct CreateVmRequest {
 struct CloneVmRequest {
   std::string name;
   bool start = true;
+  std::optional<std::string> tag;             // unset: the source's
+  std::map<std::string, std::string> labels;  // set on top of the source's
 };
 
 struct UpdateVmRequest {
