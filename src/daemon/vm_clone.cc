@@ -95,7 +95,7 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
   // The snapshot: made while the new VM is being created, so that its failure removes the VM.
   std::optional<engine::VmTemplate> snapshot;
   std::string key = "clone-" + KILN_TRY(random_hex_id()).substr(0, 32);
-  double paused_ms = 0;
+  double snapshot_ms = 0;
   VmRecord made = KILN_TRY(create_record(std::move(create), [&](const VmRecord& vm) -> Result<void> {
     std::error_code error;
     fs::create_directories(vm_dir(vm.id), error);
@@ -108,27 +108,36 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
       auto resumed = source_vm.resume();
       KILN_TRY(copied);
       KILN_TRY(resumed);
+      snapshot_ms = elapsed_ms(started);
       return ok();
     }
     std::string dir = vm_dir(vm.id) + "/snapshot";
     fs::create_directories(dir, error);
     if (error) return Error::internal(fmt::format("create {}: {}", dir, error.message()));
     snapshot = KILN_TRY(engine_.snapshot_running(source_vm, dir, key, [&] { return copy_disk(vm); }));
-    paused_ms = elapsed_ms(started);
+    snapshot_ms = elapsed_ms(started);
     return ok();
   }));
   source_guard.unlock();
-  log::info("VM cloned", {{"vm", made.name}, {"source", source.name}, {"ms", paused_ms}});
+  log::info("VM cloned", {{"vm", made.name}, {"source", source.name}, {"ms", snapshot_ms}});
   if (!request.start) return made;
 
   // Starts the clone from the snapshot, as boot() starts a VM forked from a template.
   auto slot = slot_for(made.id);
   std::unique_lock guard(slot->lock);
+  std::error_code ignored;
+  // Between create_record and this lock the new VM was listed, stopped: another client may have removed or
+  // started it (then it booted from its disk copy). Theirs to keep; the snapshot goes unused.
+  auto record = store_.get(made.id);
+  if (!record || !*record || (*record)->state != VmState::kStopped) {
+    fs::remove_all(vm_dir(made.id) + "/snapshot", ignored);
+    if (!record) return record.error();
+    if (!*record)
+      return Error::not_found(fmt::format("VM {} was removed while it was being cloned", made.name));
+    return std::move(**record);
+  }
+  made = std::move(**record);
   auto started = [&]() -> Result<void> {
-    auto record = KILN_TRY(store_.get(made.id));
-    if (!record || record->state != VmState::kStopped)
-      return Error::failed_precondition(fmt::format("VM {} changed while it was being cloned", made.name));
-    made = std::move(*record);
     VmRecord& vm = made;
     std::error_code error;
     fs::create_directories(runtime_dir(vm.id), error);
@@ -147,7 +156,7 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     vm.started_at = now_rfc3339();
     vm.start_mode = "fork";
     vm.template_key = key;
-    vm.start_timings = {{"snapshot", paused_ms}};
+    vm.start_timings = {{"snapshot", snapshot_ms}};
     KILN_TRY(save(vm, VmState::kStarting));
     auto forked = engine_.fork(*snapshot, spec);
     if (!forked) {
@@ -181,7 +190,6 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     return ok();
   }();
   // The clone's monitor maps the memory file and has read the state: their names can go (see the top).
-  std::error_code ignored;
   fs::remove_all(vm_dir(made.id) + "/snapshot", ignored);
   if (!started) {
     guard.unlock();

@@ -97,6 +97,13 @@ class InstantCloneTest(unittest.TestCase):
         origin = k.ok("GET", "/v1/vms/origin")
         self.assertIsNone(smaps_of_file(origin["monitor_pid"], "/snapshot/memory"))
 
+        # Both are ordinary VMs: each suspends and restores (the clone's RAM streams out of its private mapping).
+        for name in ("copy", "origin"):
+            self.assertEqual(k.ok("POST", f"/v1/vms/{name}/suspend")["state"], "suspended")
+            self.assertEqual(k.ok("POST", f"/v1/vms/{name}/start")["state"], "running")
+        self.assertEqual(self.out("copy", "cat /tmp/own"), "copy-value")
+        self.assertEqual(self.out("origin", "cat /tmp/own"), "origin-value")
+
         # Its next start boots from its own disk: tmpfs is empty, the disk write is kept.
         k.ok("POST", "/v1/vms/copy/stop?timeout=30")
         restarted = k.ok("POST", "/v1/vms/copy/start")
