@@ -79,6 +79,15 @@ class InstantCloneTest(unittest.TestCase):
         self.assertNotEqual(self.out("copy", draw), self.out("origin", draw))
         uuid = "cat /proc/sys/kernel/random/uuid"
         self.assertNotEqual(self.out("copy", uuid), self.out("origin", uuid))
+        # Its own address (the source's is gone from its eth0), and the two reach each other.
+        origin_address = k.ok("GET", "/v1/vms/origin")["addresses"][0]
+        copy_address = clone["addresses"][0]
+        self.assertNotEqual(copy_address, origin_address)
+        addresses = self.out("copy", "ip -4 addr show eth0")
+        self.assertIn(f"inet {copy_address}/", addresses)
+        self.assertNotIn(f"inet {origin_address}/", addresses)
+        self.out("copy", f"ping -c1 -W5 {origin_address}")
+        self.out("origin", f"ping -c1 -W5 {copy_address}")
         # Two VMs from here on: each reads what it wrote.
         self.out("origin", "echo origin-value > /tmp/own")
         self.out("copy", "echo copy-value > /tmp/own")
