@@ -66,9 +66,9 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     if (!started) (void)remove(made.id, true);
     return started;
   }
-  if (found.state != VmState::kRunning) {
-    return cannot_clone(
-        found, fmt::format("it is {} (a running or stopped VM can be cloned)", to_string(found.state)));
+  if (found.state != VmState::kRunning && found.state != VmState::kPaused) {
+    return cannot_clone(found, fmt::format("it is {} (a running, paused or stopped VM can be cloned)",
+                                           to_string(found.state)));
   }
 
   auto source_slot = slot_for(found.id);
@@ -76,7 +76,8 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
   auto current = KILN_TRY(store_.get(found.id));
   if (!current) return Error::not_found(fmt::format("no such VM: {}", source_name));
   const VmRecord source = std::move(*current);
-  if (source.state != VmState::kRunning || !source_slot->running) {
+  bool paused = source.state == VmState::kPaused;  // and stays paused: the engine resumes only a running VM
+  if ((source.state != VmState::kRunning && !paused) || !source_slot->running) {
     return cannot_clone(source, fmt::format("it is {}", to_string(source.state)));
   }
   if (source.folders_enabled && !source.folders.empty()) {
@@ -103,11 +104,10 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     auto started = Clock::now();
     if (!request.start) {
       // Nothing forks from it: only the disk, copied while the guest is paused (consistent as a power cut).
-      KILN_TRY(source_vm.pause());
+      if (!paused) KILN_TRY(source_vm.pause());
       auto copied = copy_disk(vm);
-      auto resumed = source_vm.resume();
+      if (!paused) KILN_TRY(source_vm.resume());
       KILN_TRY(copied);
-      KILN_TRY(resumed);
       snapshot_ms = elapsed_ms(started);
       return ok();
     }

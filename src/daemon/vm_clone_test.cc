@@ -207,13 +207,14 @@ TEST_F(VmCloneTest, RefusedSources) {
   EXPECT_EQ(unknown.error().category(), ErrorCategory::kNotFound);
 
   VmRecord source = running_source("src");
-  ASSERT_TRUE(manager_->pause("src"));
-  auto paused = manager_->clone_vm("src", {.name = "copy"});
-  ASSERT_FALSE(paused);
-  EXPECT_EQ(paused.error().category(), ErrorCategory::kFailedPrecondition);
-  EXPECT_EQ(paused.error().message(),
-            "cannot clone VM src: it is paused (a running or stopped VM can be cloned)");
-  ASSERT_TRUE(manager_->resume("src"));
+  ASSERT_TRUE(manager_->suspend("src"));
+  auto suspended = manager_->clone_vm("src", {.name = "copy"});
+  ASSERT_FALSE(suspended);
+  EXPECT_EQ(suspended.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_EQ(suspended.error().message(),
+            "cannot clone VM src: it is suspended (a running, paused or stopped VM can be cloned)");
+  EXPECT_FALSE(manager_->inspect("copy"));
+  ASSERT_TRUE(manager_->start("src"));
 
   // A clone is a fork: its RAM is its snapshot's file, mapped private, and cannot be left out of a save.
   ASSERT_TRUE(manager_->clone_vm("src", {.name = "copy"}));
@@ -225,6 +226,19 @@ TEST_F(VmCloneTest, RefusedSources) {
   EXPECT_FALSE(manager_->inspect("copy2"));
   EXPECT_EQ(engine_.running_machines(), machines);
   EXPECT_EQ(manager_->inspect("copy")->state, VmState::kRunning);
+}
+
+TEST_F(VmCloneTest, APausedSourceIsClonedAndStaysPaused) {
+  running_source("src");
+  ASSERT_TRUE(manager_->pause("src"));
+  auto clone = manager_->clone_vm("src", {.name = "copy"});
+  ASSERT_TRUE(clone) << clone.error().message();
+  EXPECT_EQ(clone->state, VmState::kRunning);
+  EXPECT_EQ(manager_->inspect("src")->state, VmState::kPaused);
+  EXPECT_EQ(machine_of("src")->run_state(), engine::VmRunState::kPaused);
+  auto cold = manager_->clone_vm("src", {.name = "cold", .start = false});
+  ASSERT_TRUE(cold) << cold.error().message();
+  EXPECT_EQ(machine_of("src")->run_state(), engine::VmRunState::kPaused);
 }
 
 TEST_F(VmCloneTest, ASourceSharingFoldersIsRefused) {

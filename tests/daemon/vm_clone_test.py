@@ -139,9 +139,17 @@ class InstantCloneTest(unittest.TestCase):
         k.ok("POST", "/v1/vms/origin/start")
         self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "other"}), 409, "other")
         self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "x", "bogus": 1}), 400, "bogus")
+        # A paused source is cloned too, and stays paused; a suspended one has no monitor to clone from.
         k.ok("POST", "/v1/vms/origin/pause")
-        self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "x"}), 409, "paused")
+        frozen = k.ok("POST", "/v1/vms/origin/clone", {"name": "frozen"}, status=201)
+        self.assertEqual(frozen["state"], "running")
+        self.assertEqual(k.ok("GET", "/v1/vms/origin")["state"], "paused")
+        self.assertEqual(k.exec("frozen", ["hostname"])[1], b"frozen\n")
+        self.assertEqual(k.request("DELETE", "/v1/vms/frozen?force=1").status, 204)
         k.ok("POST", "/v1/vms/origin/resume")
+        k.ok("POST", "/v1/vms/origin/suspend")
+        self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "x"}), 409, "suspended")
+        k.ok("POST", "/v1/vms/origin/start")
         # A clone is a fork (its RAM maps its snapshot's file): it cannot be cloned while it runs.
         k.ok("POST", "/v1/vms/origin/clone", {"name": "copy"}, status=201)
         self.assertError(k.request("POST", "/v1/vms/copy/clone", {"name": "x"}), 409, "fork")
