@@ -164,6 +164,10 @@ class InstantCloneTest(unittest.TestCase):
         for name in ("origin", "copy"):
             self.assertEqual(k.ok("GET", f"/v1/vms/{name}")["state"], "running")
             self.assertEqual(k.exec(name, ["hostname"])[1], f"{name}\n".encode())
+        # An adopted source (this kilnd did not start it) is cloned the same way.
+        after = k.ok("POST", "/v1/vms/origin/clone", {"name": "after"}, status=201)
+        self.assertEqual(after["start"]["mode"], "fork")
+        self.assertEqual(k.exec("after", ["hostname"])[1], b"after\n")
 
 
 if __name__ == "__main__":
