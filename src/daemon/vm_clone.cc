@@ -1,6 +1,7 @@
-// VmManager::clone_vm: instant clone of a running VM (docs/fork.md "Instant clone"). The source is paused
-// for as long as its root disk is copied and its device state and RAM are saved (Engine::snapshot_running,
-// into the new VM's directory), then resumes; the new VM starts forked from that snapshot. Its snapshot's
+// VmManager::clone_vm: instant clone of a running (or paused) VM (docs/fork.md "Instant clone"). The source
+// is paused for as long as its root disk is copied and its device state and RAM are saved
+// (Engine::snapshot_running, into the new VM's directory), then resumes; the new VM starts forked from that
+// snapshot. Its snapshot's
 // files are unlinked as soon as the clone runs: its monitor maps the memory file (private, copy-on-write)
 // and has read the device state, so the kernel keeps the pages for exactly as long as the clone runs, and
 // nothing can remove them earlier (a prune, a kilnd restart) or leave them behind (a crash of kilnd or of

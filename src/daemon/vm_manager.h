@@ -201,13 +201,12 @@ class VmManager {
   Result<VmRecord> create_vm(CreateVmRequest request);
   // A new VM that is a copy of `source` (vm_clone.cc, docs/fork.md "Instant clone"). A running source is
   // paused while its root disk is copied and its memory and devices are saved, and resumes (a paused one
-  // stays paused); the new VM then
-  // starts forked from that moment (not booted), with its own name, machine id, RNG seed and addresses. A
-  // stopped source's disk is copied and the new VM boots. Same CPUs, memory, disk size, kernel, labels and
-  // networks (not fixed addresses, MACs, aliases or published ports); no shared folders. kNotFound for an
-  // unknown source, kAlreadyExists for a name in use, kFailedPrecondition for a source that is suspended
-  // (or starting, stopping...), a container's, a running fork or sharing folders. On failure nothing of the
-  // new VM is left and the source runs on as before.
+  // stays paused); the new VM then starts forked from that moment (not booted), with its own name, machine
+  // id, RNG seed and addresses. A stopped source's disk is copied and the new VM boots. Same CPUs, memory,
+  // disk size, kernel, labels and networks (not fixed addresses, MACs, aliases or published ports); no
+  // shared folders. kNotFound for an unknown source, kAlreadyExists for a name in use, kFailedPrecondition
+  // for a source that is suspended (or starting, stopping...), a container's, a running fork or sharing
+  // folders. On failure nothing of the new VM is left and the source runs on as before.
   Result<VmRecord> clone_vm(const std::string& source, CloneVmRequest request);
   Result<std::vector<VmRecord>> list(const VmFilter& filter);
   Result<VmRecord> inspect(const std::string& id_or_name);
