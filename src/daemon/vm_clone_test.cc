@@ -72,6 +72,10 @@ class VmCloneTest : public ::testing::Test {
     EXPECT_EQ(all->front().id, source.id);
     EXPECT_EQ(all->front().state, VmState::kRunning);
     EXPECT_EQ(vm_dirs(), std::vector<std::string>{source.id});
+    std::vector<std::string> runtime_dirs;
+    for (const auto& entry : fs::directory_iterator(config_.run_dir + "/vms"))
+      runtime_dirs.push_back(entry.path().string());
+    EXPECT_EQ(runtime_dirs, std::vector<std::string>{manager_->runtime_dir(source.id)});
     EXPECT_EQ(engine_.running_machines(), machines_before);
     auto machine = machine_of(source.name);
     ASSERT_TRUE(machine);
