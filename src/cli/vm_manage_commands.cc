@@ -1,6 +1,6 @@
-// `kiln vm ls|inspect|start|stop|kill|restart|pause|resume|rm|console|ip`: one Kiln VM API call per VM named,
-// printed the way the docker CLI prints its counterparts. Commands taking several VMs go on past a failure,
-// report it as "kiln: <message>" and exit 1 at the end.
+// `kiln vm ls|inspect|start|stop|kill|restart|pause|resume|rm|console|ip|clone`: one Kiln VM API call per VM
+// named, printed the way the docker CLI prints its counterparts. Commands taking several VMs go on past a
+// failure, report it as "kiln: <message>" and exit 1 at the end.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -122,6 +122,15 @@ Result<int> show_addresses(const VmApi& api, const std::string& name) {
   return 0;
 }
 
+// POST /v1/vms/{source}/clone; prints the new VM's id, as `kiln vm create` does.
+Result<int> clone_vm(const VmApi& api, const std::string& source, const std::string& name, bool start) {
+  Json body = {{"start", start}};
+  if (!name.empty()) body["name"] = name;
+  Json vm = KILN_TRY(api.call("POST", vm_target(source, "clone"), body));
+  fmt::print("{}\n", vm.value("id", ""));
+  return 0;
+}
+
 using Names = std::shared_ptr<std::vector<std::string>>;
 
 Names add_names(CLI::App& cmd) {
@@ -203,6 +212,26 @@ void register_vm_manage_commands(CLI::App& vm, std::shared_ptr<DaemonAddress> ad
     cmd->callback([address, name, follow, tail, &chosen] {
       chosen = with_api(address, [name, follow, tail](const VmApi& api) {
         return show_console(api, *name, *follow, *tail);
+      });
+    });
+  }
+  {
+    auto* cmd = vm.add_subcommand(
+        "clone",
+        "Clone a VM: a running one instantly (the new VM runs on from its memory, not booted), a stopped one "
+        "by copying its disk");
+    cmd->fallthrough();
+    auto source = std::make_shared<std::string>();
+    auto name = std::make_shared<std::string>();
+    auto no_start = std::make_shared<bool>(false);
+    cmd->add_option("source", *source, "VM to clone (name or id)")->required();
+    cmd->add_option("name", *name, "Name of the new VM (default: generated)");
+    cmd->add_flag(
+        "--no-start", *no_start,
+        "Only copy the disk (taken while a running source is paused); the new VM boots at its start");
+    cmd->callback([address, source, name, no_start, &chosen] {
+      chosen = with_api(address, [source, name, no_start](const VmApi& api) {
+        return clone_vm(api, *source, *name, !*no_start);
       });
     });
   }

@@ -224,6 +224,11 @@ Result<void> VmManager::validate(const CreateVmRequest& request) const {
 }
 
 Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
+  return create_record(std::move(request), nullptr);
+}
+
+Result<VmRecord> VmManager::create_record(CreateVmRequest request,
+                                          const std::function<Result<void>(const VmRecord&)>& build_root) {
   KILN_TRY(validate(request));
   VmRecord vm;
   vm.id = KILN_TRY(random_hex_id());
@@ -274,6 +279,7 @@ Result<VmRecord> VmManager::create_vm(CreateVmRequest request) {
 
   auto built = [&]() -> Result<void> {
     if (container) return build_container_disks(vm);
+    if (build_root) return build_root(vm);
     std::string dir = vm_dir(vm.id);
     std::string scratch = dir + "/scratch";
     std::error_code error;

@@ -151,6 +151,14 @@ struct CreateVmRequest {
   std::vector<PortPublication> ports;
 };
 
+// An instant clone of a VM (clone_vm): its name (empty: generated) and whether it starts now.
+struct CloneVmRequest {
+  std::string name;
+  bool start = true;
+  std::optional<std::string> tag;             // unset: the source's
+  std::map<std::string, std::string> labels;  // set on top of the source's
+};
+
 struct UpdateVmRequest {
   std::optional<unsigned> cpus;
   std::optional<uint64_t> memory_mib;
@@ -200,6 +208,15 @@ class VmManager {
   // owner: those operations take `as_owner`, and anyone else gets kFailedPrecondition naming the container.
   // Stopping, killing and pausing it are open to all (the container sees its VM stop as an exit).
   Result<VmRecord> create_vm(CreateVmRequest request);
+  // A new VM that is a copy of `source` (vm_clone.cc, docs/fork.md "Instant clone"). A running source is
+  // paused while its root disk is copied and its memory and devices are saved, and resumes (a paused one
+  // stays paused); the new VM then starts forked from that moment (not booted), with its own name, machine
+  // id, RNG seed and addresses. A stopped source's disk is copied and the new VM boots. Same CPUs, memory,
+  // disk size, kernel, labels and networks (not fixed addresses, MACs, aliases or published ports); no
+  // shared folders. kNotFound for an unknown source, kAlreadyExists for a name in use, kFailedPrecondition
+  // for a source that is suspended (or starting, stopping...), a container's, a running fork or sharing
+  // folders. On failure nothing of the new VM is left and the source runs on as before.
+  Result<VmRecord> clone_vm(const std::string& source, CloneVmRequest request);
   Result<std::vector<VmRecord>> list(const VmFilter& filter);
   Result<VmRecord> inspect(const std::string& id_or_name);
   Result<VmRecord> update(const std::string& id_or_name, const UpdateVmRequest& request,
@@ -266,6 +283,10 @@ class VmManager {
   VmManager(VmManagerConfig config, VmStore& store, EventBus& events, engine::Engine& engine);
   std::shared_ptr<Slot> slot_for(const std::string& id);
   Result<void> validate(const CreateVmRequest& request) const;
+  // create_vm, with `build_root` (when set) making the new VM's files in vm_dir instead of its request's
+  // source (clone_vm: a running VM's disk, copied while it is paused). Its failure removes the VM.
+  Result<VmRecord> create_record(CreateVmRequest request,
+                                 const std::function<Result<void>(const VmRecord&)>& build_root);
   Result<void> validate_resources(unsigned cpus, uint64_t memory_mib) const;
   engine::VmSpec spec_for(const VmRecord& vm) const;
   Result<void> save(VmRecord& vm, VmState state, std::string reason = {});

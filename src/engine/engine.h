@@ -271,6 +271,22 @@ class Engine {
     return Error::unsupported(fmt::format("the {} engine cannot fork VMs", name()));
   }
 
+  // Instant clone of a running VM (docs/fork.md). Saves `vm` into `dir` (existing, empty) as a one-off
+  // template, without ending it: pauses the guest, calls `while_paused` (the caller copies the VM's disks
+  // there, so that they match its memory), saves the device state and copies the guest's RAM into `dir`'s
+  // memory file (sparse: only pages holding data), and resumes the guest — also when a step fails (a
+  // guest the caller had paused stays paused). `key` names the template (role template, manifest v2); give
+  // one no template pool uses: nobody but the caller forks from it. Fork the new VM from the returned
+  // template with fork(); its memory file is mapped private, so nothing writes to it. On failure `dir` may
+  // hold partial files; the caller removes it. kFailedPrecondition for a VM whose RAM is not a shared
+  // anonymous file (a VM that is itself a fork maps its template's file private: its RAM cannot be left out
+  // of the device state) or whose device state cannot be saved (a mounted 9p share blocks migration).
+  virtual Result<VmTemplate> snapshot_running(VmInstance& vm, const std::string& dir, const std::string& key,
+                                              const std::function<Result<void>()>& while_paused) {
+    (void)vm, (void)dir, (void)key, (void)while_paused;
+    return Error::unsupported(fmt::format("the {} engine cannot clone a running VM", name()));
+  }
+
  protected:
   // For engines: a template handle for what they built or checked.
   static VmTemplate make_template(TemplateFacts facts) { return VmTemplate(std::move(facts)); }

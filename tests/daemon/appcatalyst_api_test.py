@@ -105,6 +105,20 @@ class AppCatalystTest(unittest.TestCase):
         self.call("PATCH", "/api/vms/power/copy", raw="on")
         self.assertEqual(self.kilnd.exec("copy", ["cat", "/etc/mark"])[1], b"template\n")
 
+    def test_clone_of_a_running_template_runs_on_from_its_memory(self):
+        self.call("POST", "/api/vms", {"id": "golden", "name": "Golden", "sourceReference": "photon"})
+        self.call("PATCH", "/api/vms/power/golden", raw="on")
+        self.kilnd.exec("golden", ["sh", "-c", "echo in-memory > /tmp/mark"])
+        status, vm = self.call("POST", "/api/vms", {"id": "copy", "sourceReference": "golden", "tag": "t"})
+        self.assertEqual(status, 200, vm)
+        self.assertEqual(vm, {"id": "copy", "name": "copy", "tag": "t"})
+        # Running at once, from the template's memory; the template runs on.
+        self.assertEqual(self.call("GET", "/api/vms/power/copy")[1]["message"], "powered on")
+        self.assertEqual(self.call("GET", "/api/vms/power/golden")[1]["message"], "powered on")
+        self.assertEqual(self.kilnd.exec("copy", ["cat", "/tmp/mark"])[1], b"in-memory\n")
+        self.assertEqual(self.kilnd.exec("copy", ["hostname"])[1], b"copy\n")
+        self.assertEqual(self.kilnd.ok("GET", "/v1/vms/copy")["start"]["mode"], "fork")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -125,6 +125,19 @@ void add_appcatalyst_routes(http::Router& router, ApiContext& context) {
                }
                create.source = KILN_TRY(
                    template_source(vms, KILN_TRY(optional_string(body, "sourceReference")).value_or("")));
+               if (create.source.kind == daemon::RootSource::Kind::kVm) {
+                 // A running template VM is cloned instantly: the new VM runs on from the template's
+                 // memory at this moment (docs/fork.md). A stopped one's disk is copied, as before.
+                 auto source = KILN_TRY(vms.inspect(create.source.value));
+                 if (source.state == VmState::kRunning) {
+                   // Not the source's display name (a clone inherits its labels).
+                   if (source.labels.contains(std::string(kDisplayNameLabel)))
+                     create.labels.try_emplace(std::string(kDisplayNameLabel), id);
+                   auto vm = KILN_TRY(vms.clone_vm(
+                       source.id, {.name = id, .tag = create.tag, .labels = std::move(create.labels)}));
+                   return Reply(http::json_response(200, vm_shape(vm)));
+                 }
+               }
                auto vm = KILN_TRY(vms.create_vm(std::move(create)));
                return Reply(http::json_response(200, vm_shape(vm)));
              }));

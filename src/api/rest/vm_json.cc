@@ -249,6 +249,16 @@ Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body) {
   return request;
 }
 
+Result<daemon::CloneVmRequest> parse_clone_vm(const Json& body) {
+  daemon::CloneVmRequest request;
+  if (body.is_null()) return request;
+  static constexpr std::array<std::string_view, 2> kAllowed = {"name", "start"};
+  KILN_TRY(reject_unknown_fields(body, kAllowed));
+  request.name = KILN_TRY(optional_string(body, "name")).value_or("");
+  request.start = KILN_TRY(optional_bool(body, "start")).value_or(true);
+  return request;
+}
+
 Json template_to_json(const daemon::TemplateInfo& info) {
   Json json = {{"key", info.key},
                {"cpus", info.cpus},

@@ -16,6 +16,8 @@ Json folder_to_json(const daemon::SharedFolder& folder);
 
 Result<daemon::CreateVmRequest> parse_create_vm(const Json& body);
 Result<daemon::UpdateVmRequest> parse_update_vm(const Json& body);
+// POST /v1/vms/{id}/clone: {"name": "...", "start": true}, both optional (an empty body clones and starts).
+Result<daemon::CloneVmRequest> parse_clone_vm(const Json& body);
 Result<daemon::SharedFolder> parse_shared_folder(const Json& body);
 Result<daemon::ExecRequest> parse_exec(const Json& body);
 

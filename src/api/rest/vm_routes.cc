@@ -73,6 +73,12 @@ void add_vm_routes(http::Router& router, ApiContext& context) {
     return Reply(http::empty_response(204));
   });
 
+  // Instant clone of a running VM (a disk copy of a stopped one): docs/fork.md.
+  router.add("POST", "/v1/vms/{id}/clone", [&vms](Request& request) -> Result<Reply> {
+    Json body = request.body.empty() ? Json() : KILN_TRY(request.json_body());
+    auto clone = KILN_TRY(parse_clone_vm(body));
+    return vm_reply(vms.clone_vm(std::string(request.param("id")), std::move(clone)), 201);
+  });
   router.add("POST", "/v1/vms/{id}/start", [&vms](Request& request) -> Result<Reply> {
     return vm_reply(vms.start(std::string(request.param("id"))));
   });

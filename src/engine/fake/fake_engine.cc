@@ -648,6 +648,7 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::fork(const VmTemplate& from, con
     return Error::failed_precondition(fmt::format("template {} is gone", from.dir()));
   VmSpec clone = spec;
   clone.restore_from.clear();
+  clone.memory = {.kind = MemoryBacking::Kind::kFile, .path = from.memory_path(), .shared = false};
   auto vm = KILN_TRY(launch(clone));
   // The guest probed its disks when the template booted: the slots are as large as the template's.
   if (auto forked = machine(vm->monitor_pid())) forked->set_disk_slots(disk_slots_of(clone, &from));
@@ -655,6 +656,55 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::fork(const VmTemplate& from, con
       write_file_atomic(spec.runtime_dir + "/console.log", fmt::format("fake VM {} forked\n", spec.name)));
   vm->set_start_timings({{"fork", std::chrono::microseconds(1000)}});
   return vm;
+}
+
+Result<VmTemplate> FakeEngine::snapshot_running(VmInstance& vm, const std::string& dir,
+                                                const std::string& key,
+                                                const std::function<Result<void>()>& while_paused) {
+  std::optional<Error> failure;
+  {
+    std::lock_guard guard(mutex_);
+    ++snapshots_;
+    failure = script_.snapshot_error;
+  }
+  auto found = machine(vm.monitor_pid());
+  if (!found || found->exited()) return Error::failed_precondition("the VM is not running");
+  const VmSpec& spec = found->spec();
+  if (spec.memory.kind != MemoryBacking::Kind::kMemfd || !spec.memory.shared)
+    return Error::failed_precondition("its RAM is not a shared memfd (a VM that is itself a fork)");
+  bool was_running = found->run_state() == VmRunState::kRunning;
+  KILN_TRY(found->set_paused(true));
+  auto saved = [&]() -> Result<void> {
+    KILN_TRY(while_paused());
+    {
+      std::lock_guard guard(mutex_);
+      paused_while_snapshotting_ = found->run_state() == VmRunState::kPaused;
+    }
+    if (failure) return *failure;
+    Json read_only = Json::array();
+    for (const auto& disk : spec.disks) read_only.push_back(disk.read_only);
+    Json saved = {{"key", key},
+                  {"cpus", spec.cpus},
+                  {"memory_mib", spec.memory_mib},
+                  {"read_only", read_only},
+                  {"shares", spec.shares.size()}};
+    KILN_TRY(write_file_atomic(dir + kSavedTemplateFile, saved.dump()));
+    KILN_TRY(write_file_atomic(dir + "/memory", ""));
+    return ok();
+  }();
+  if (was_running) KILN_TRY(found->set_paused(false));
+  if (!saved) return saved.error();
+  return open_template(dir);
+}
+
+int FakeEngine::snapshots() const {
+  std::lock_guard guard(mutex_);
+  return snapshots_;
+}
+
+bool FakeEngine::paused_while_snapshotting() const {
+  std::lock_guard guard(mutex_);
+  return paused_while_snapshotting_;
 }
 
 int FakeEngine::template_builds() const {

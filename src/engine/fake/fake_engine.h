@@ -53,6 +53,8 @@ struct FakeScript {
   // swap_disk() / add_share_entries() fail with these (after their checks pass), nothing changed
   std::optional<Error> swap_error;
   std::optional<Error> share_entries_error;
+  // snapshot_running() fails with this after its while_paused ran (the VM is resumed, as QemuEngine does)
+  std::optional<Error> snapshot_error;
   std::map<agent::MessageType, AgentReaction> reactions;
   // HELLO_REPLY's root disk status when the spec names a root disk; nullopt: mounted.
   std::optional<agent::RootDiskStatus> root;
@@ -168,6 +170,10 @@ class FakeEngine final : public Engine {
                                     const std::function<Result<void>(VmInstance&)>& until_idle) override;
   Result<VmTemplate> open_template(const std::string& dir) override;
   Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) override;
+  // As QemuEngine's: refuses a VM whose memory is not a shared memfd (a fork), pauses it around
+  // while_paused, writes a fake template with `key`, resumes it.
+  Result<VmTemplate> snapshot_running(VmInstance& vm, const std::string& dir, const std::string& key,
+                                      const std::function<Result<void>()>& while_paused) override;
 
   // Applies to later launches.
   void set_script(FakeScript script);
@@ -178,6 +184,10 @@ class FakeEngine final : public Engine {
   // Calls of build_template() and fork(), failed ones included.
   int template_builds() const;
   int forks() const;
+  // Calls of snapshot_running(), failed ones included; whether the VM was paused during the last
+  // while_paused.
+  int snapshots() const;
+  bool paused_while_snapshotting() const;
   // Machines whose monitor has not exited.
   int running_machines() const;
 
@@ -189,6 +199,8 @@ class FakeEngine final : public Engine {
   int launches_ = 0;
   int template_builds_ = 0;
   int forks_ = 0;
+  int snapshots_ = 0;
+  bool paused_while_snapshotting_ = false;
 };
 
 }  // namespace kiln::engine::fake

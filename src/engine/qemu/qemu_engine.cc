@@ -11,6 +11,7 @@
 #include "common/sha256.h"
 #include "common/unix_socket.h"
 #include "engine/accelerator.h"
+#include "engine/qemu/guest_ram_copy.h"
 #include "engine/qemu/qemu_vm.h"
 #include "engine/share_entries.h"
 
@@ -336,6 +337,20 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::fork(const VmTemplate& from, con
   KILN_TRY(load_into(*vm, std::move(state), timings));
   vm->set_start_timings(std::move(timings));
   return std::unique_ptr<VmInstance>(std::move(vm));
+}
+
+Result<VmTemplate> QemuEngine::snapshot_running(VmInstance& vm, const std::string& dir,
+                                                const std::string& key,
+                                                const std::function<Result<void>()>& while_paused) {
+  auto* qemu_vm = dynamic_cast<QemuVm*>(&vm);
+  if (qemu_vm == nullptr) return Error::invalid_argument("not a VM of the QEMU engine");
+  const snapshot::VmShape& shape = qemu_vm->shape();
+  if (shape.cpus == 0) return Error::internal("QemuEngine::snapshot_running: the VM's shape is unknown");
+  // Refused before the guest is paused: a VM whose RAM is a file of its own (a fork) has no memfd.
+  UniqueFd ram = KILN_TRY(open_guest_ram_memfd(qemu_vm->monitor_pid(), shape.memory_mib << 20));
+  KILN_TRY(
+      save_running_as_template(qemu_vm->qmp(), qemu_vm->monitor(), shape, key, dir, ram.get(), while_paused));
+  return open_template(dir);
 }
 
 Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/rfc3339.h"
 #include "common/sha256.h"
+#include "engine/qemu/guest_ram_copy.h"
 
 namespace kiln::engine::qemu {
 namespace {
@@ -233,6 +234,57 @@ Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const 
   KILN_TRY(snapshot::write_manifest(dir, manifest));
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   log::info("VM template saved", {{"dir", dir}, {"state_bytes", state_bytes}, {"ms", elapsed.count()}});
+  return ok();
+}
+
+Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                                      const std::string& key, const std::string& dir, int ram,
+                                      const std::function<Result<void>()>& while_paused) {
+  if (monitor.has_exited()) return Error::failed_precondition("the VM is not running");
+  KILN_TRY(require_empty_directory(dir));
+  std::string engine_version = KILN_TRY(qemu_version(qmp));
+  Json status = KILN_TRY(qmp.execute("query-status"));
+  bool was_running = status.value("running", false);
+  auto started = Clock::now();
+  KILN_TRY(qmp.execute("stop"));
+  auto paused_at = Clock::now();
+  uint64_t state_bytes = 0;
+  RamCopyStats ram_stats;
+  auto saved = [&]() -> Result<void> {
+    KILN_TRY_CONTEXT(while_paused(), "while the VM was paused");
+    std::string state_path = fmt::format("{}/{}", dir, kStateFileName);
+    UniqueFd file(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!file) return Error::last_os_error(fmt::format("create {}", state_path));
+    state_bytes = KILN_TRY(write_state(qmp, monitor, file.get(), true));
+    ram_stats = KILN_TRY(copy_ram_sparse(ram, fmt::format("{}/{}", dir, kMemoryFileName)));
+    return ok();
+  }();
+  // The guest runs again as soon as its memory and devices are copied; the manifest needs neither.
+  if (was_running && !monitor.has_exited()) {
+    if (auto resumed = qmp.execute("cont"); !resumed) {
+      if (saved) return resumed.error().with_context("resume the VM after saving it");
+      log::warn("could not resume the VM after a failed save", {{"error", resumed.error().message()}});
+    }
+  }
+  auto paused_for = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - paused_at);
+  if (!saved) return saved.error();
+  snapshot::Manifest manifest{
+      .engine = std::string(kEngineName),
+      .engine_version = engine_version,
+      .created_at = now_rfc3339(),
+      .role = std::string(snapshot::kRoleTemplate),
+      .template_key = key,
+      .vm = shape,
+      .files = {{std::string(kStateRole), {std::string(kStateFileName), state_bytes}},
+                {std::string(kMemoryRole), {std::string(kMemoryFileName), ram_stats.bytes}}}};
+  KILN_TRY(snapshot::write_manifest(dir, manifest));
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  log::info("running VM saved as a template", {{"dir", dir},
+                                               {"state_bytes", state_bytes},
+                                               {"ram_data_bytes", ram_stats.data_bytes},
+                                               {"ram_scanned_bytes", ram_stats.scanned_bytes},
+                                               {"paused_ms", paused_for.count()},
+                                               {"ms", elapsed.count()}});
   return ok();
 }
 

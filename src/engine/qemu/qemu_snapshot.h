@@ -7,6 +7,7 @@
 // Called on the thread that owns the VM.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,15 @@ Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapsh
 // size and hash in the manifest (role template, `key`).
 Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
                                  const std::string& key, const std::string& dir);
+
+// Instant clone: saves a running VM whose RAM is a shared memfd into `dir` (existing, empty) as a one-off
+// template named `key`, and keeps it: stops the guest, calls `while_paused`, saves the device state with
+// x-ignore-shared (the memfd is a shared block, so its RAM stays out of the stream), copies the RAM from the
+// memfd `ram` into DIR/memory (sparse, no hash: the file lives as long as one clone), writes the manifest,
+// and resumes the guest if it was running, on failure too (`cont` also leaves QEMU's postmigrate state).
+Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                                      const std::string& key, const std::string& dir, int ram,
+                                      const std::function<Result<void>()>& while_paused);
 
 // A snapshot checked against the VmSpec it is to be restored into, with its state file open.
 struct PreparedRestore {

@@ -38,6 +38,7 @@ class QemuVm final : public VmInstance {
   void set_shape(snapshot::VmShape shape) { shape_ = std::move(shape); }
   // The disk slots as the guest saw them (QemuEngine sets them at launch, fork and adoption).
   void set_disk_slots(std::vector<DiskSlot> slots) { slots_ = std::move(slots); }
+  const snapshot::VmShape& shape() const { return shape_; }
   // Loads a saved state into this QEMU (started with -incoming defer) and resumes the guest.
   Result<void> load_state(PreparedRestore restore) {
     return load_vm_state(qmp_, process_, std::move(restore));
