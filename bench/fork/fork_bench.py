@@ -7,12 +7,15 @@ docs/benchmarks.md records. Per-run figures go to stderr, the summary tables to 
 
   1. Starts four daemons under one scratch directory, each with its own socket, root and run directory
      (bench/common/docker_daemons.py, as bench/docker-run does):
-       fork  : kilnd --root R --run-dir RUN --detach --log-level debug   (its default: --boot=fork)
+       pool  : kilnd --root R --run-dir RUN --detach --log-level debug   (its defaults: --boot=fork, a warm
+               pool of 2 idle clones per VM shape)
+       fork  : the same with --warm-pool 0 (every start forks)
        cold  : the same with --boot=cold
        runc  : dockerd --bridge=none --iptables=false ... (its own containerd; runtime runc)
        runsc : the same with runsc --network=none as the default runtime
      and `docker import`s the same busybox image into each. One untimed warm-up `docker run` per daemon;
-     fork's builds its template (the build time is read from the VM's start.timings_ms "template-build").
+     fork's builds its template (the build time is read from the VM's start.timings_ms "template-build");
+     pool's then waits until its pool holds 2 idle clones (GET /v1/templates "pooled").
   2. `docker run --rm busybox true`: --runs rounds, each one run per daemon in turn; wall time from the
      docker CLI's spawn to its exit.
   3. Start rate of `docker run -d busybox sleep 3600`, for fork and runc: --serial containers one after the
@@ -43,8 +46,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 from docker_daemons import (DOCKER_CLI, IMAGE, MEMORY_FIELDS, REPO, Dockerd, Kilnd, busybox_tar,  # noqa: E402
                             default_kilnd, kilnd_phases, log, measure_idle, scratch_workspace, summary, timed_run)
 
-SYSTEMS = ("fork", "cold", "runc", "runsc")
-RATE_SYSTEMS = ("fork", "runc")
+SYSTEMS = ("pool", "fork", "cold", "runc", "runsc")
+RATE_SYSTEMS = ("pool", "fork", "runc")
+KILND_ARGS = {"pool": [], "fork": ["--warm-pool", "0"], "cold": ["--boot=cold"]}
 # The steps kilnd times (GET /v1/vms/{id} start.timings_ms), in the order they happen: template-build (only
 # the start that built the template), spawn (QEMU started), monitor (QMP answering), load (fork only: the
 # template's device state loaded, the clone resumed), agent-setup (agent connected; a clone's identity given,
@@ -108,6 +112,16 @@ def guest_ram_kib(pid):
     except OSError:
         return None
     return values
+
+
+def wait_for_pool(daemon, count, timeout=120):
+    """Until kilnd's warm pool holds `count` idle clones (its refill runs in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(t.get("pooled", 0) for t in daemon.kiln_api("/v1/templates")) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the warm pool did not fill to {count} in {timeout} s")
 
 
 def vm_timings(daemon, ids):
@@ -310,8 +324,8 @@ def main():
     results = {"ksm_run": ksm_run(), "run": {}, "rate": {}, "memory": {}, "steps": {}, "errors": {}}
     image = busybox_tar()
     for name in order:
-        if name in ("fork", "cold"):
-            daemon = Kilnd(name, work, args.kilnd, ["--boot=cold"] if name == "cold" else [])
+        if name in KILND_ARGS:
+            daemon = Kilnd(name, work, args.kilnd, KILND_ARGS[name])
         else:
             daemon = Dockerd(name, work, runtime="runsc" if name == "runsc" else None)
         daemons[name] = daemon
@@ -328,6 +342,8 @@ def main():
                     results["template_build_ms"] = steps.get("template-build")
             daemon.docker("rm", container_id)
             log(f"{name}: warm-up docker run -d {IMAGE} true: {elapsed:.3f} s")
+            if name == "pool":
+                wait_for_pool(daemon, 2)
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             daemon.error = str(e)
             log(f"{name}: FAILED: {e}")
@@ -359,7 +375,7 @@ def main():
         if times[name]:
             results["run"][name] = summary(times[name])
             results["run"][name]["seconds"] = times[name]
-        if name in ("fork", "cold") and times[name]:
+        if name in KILND_ARGS and times[name]:
             try:  # the warm-up was the first container; the timed runs follow it
                 results.setdefault("phases", {})[name] = kilnd_phases(daemons[name].log_path, 1, len(times[name]))
             except (OSError, ValueError) as e:
@@ -372,13 +388,13 @@ def main():
         try:
             serial_rate, serial, ids = start_rate(daemon, args.serial, 1)
             log(f"{name}: serial start rate {serial_rate:.2f}/s")
-            if name == "fork":
-                results["steps"][f"fork ({len(ids)} serial starts)"] = step_medians(vm_timings(daemon, ids))
+            if name in ("pool", "fork"):
+                results["steps"][f"{name} ({len(ids)} serial starts)"] = step_medians(vm_timings(daemon, ids))
             daemon.remove_all_containers()
             parallel_rate, parallel, ids = start_rate(daemon, args.parallel_total, args.parallel)
             log(f"{name}: {args.parallel} in parallel: start rate {parallel_rate:.2f}/s")
-            if name == "fork":
-                results["steps"][f"fork ({len(ids)}, {args.parallel} in parallel)"] = \
+            if name in ("pool", "fork"):
+                results["steps"][f"{name} ({len(ids)}, {args.parallel} in parallel)"] = \
                     step_medians(vm_timings(daemon, ids))
             daemon.remove_all_containers()
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:

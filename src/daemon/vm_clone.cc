@@ -138,58 +138,9 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     return std::move(**record);
   }
   made = std::move(**record);
-  auto started = [&]() -> Result<void> {
-    VmRecord& vm = made;
-    std::error_code error;
-    fs::create_directories(runtime_dir(vm.id), error);
-    if (error) return Error::internal(fmt::format("create {}: {}", runtime_dir(vm.id), error.message()));
-    engine::VmSpec spec = spec_for(vm);
-    if (config_.networking && (!spec.nics.empty() || !vm.ports.empty())) {
-      NetworkAttachment attachment = KILN_TRY(config_.networking->attach(vm, spec.nics.size()));
-      vm.nics = std::move(attachment.nics);
-      vm.nic_taps.clear();
-      for (size_t i = 0; i < attachment.taps.size() && i < spec.nics.size(); ++i) {
-        vm.nic_taps.push_back(attachment.taps[i].name);
-        spec.nics[i].tap = std::make_shared<const UniqueFd>(std::move(attachment.taps[i].fd));
-      }
-      vm.published = std::move(attachment.published);
-    }
-    vm.started_at = now_rfc3339();
-    vm.start_mode = "fork";
-    vm.template_key = key;
-    vm.start_timings = {{"snapshot", snapshot_ms}};
-    KILN_TRY(save(vm, VmState::kStarting));
-    auto forked = engine_.fork(*snapshot, spec);
-    if (!forked) {
-      (void)save(vm, VmState::kError, forked.error().message());
-      return forked.error();
-    }
-    for (const auto& step : (*forked)->start_timings())
-      vm.start_timings.emplace_back(step.step, static_cast<double>(step.took.count()) / 1000.0);
-    vm.monitor_pid = (*forked)->monitor_pid();
-    slot->running = std::make_unique<RunningVm>();
-    slot->running->instance = std::move(*forked);
-    KILN_TRY(store_.update(vm));
-    auto setup_started = Clock::now();
-    auto identified = [&]() -> Result<void> {
-      KILN_TRY(connect_agent(*slot, vm));
-      vm.start_timings.emplace_back("agent", elapsed_ms(setup_started));
-      setup_started = Clock::now();
-      // Its root disk is mounted already (the source booted into it): name, machine id, RNG, network.
-      return give_clone_identity(*slot, vm);
-    }();
-    if (!identified) {
-      (void)slot->running->instance->kill();
-      slot->running.reset();
-      vm.monitor_pid = 0;
-      (void)save(vm, VmState::kError, identified.error().message());
-      return identified.error();
-    }
-    vm.start_timings.emplace_back("clone-init", elapsed_ms(setup_started));
-    watch(vm.id, *slot->running->instance);
-    KILN_TRY(save(vm, VmState::kRunning));
-    return ok();
-  }();
+  // Starts as a clone of the snapshot, through the one start path: its own taps and addresses, then
+  // CLONE_INIT (its root disk is mounted already: the source booted into it).
+  auto started = boot(*slot, made, &*snapshot);
   // The clone's monitor maps the memory file and has read the state: their names can go (see the top).
   fs::remove_all(vm_dir(made.id) + "/snapshot", ignored);
   if (!started) {
@@ -198,7 +149,8 @@ Result<VmRecord> VmManager::clone_vm(const std::string& source_name, CloneVmRequ
     return Error(started.error().category(),
                  fmt::format("clone of VM {} failed to start: {}", source.name, started.error().message()));
   }
-  publish(made, "started");
+  made.start_timings.insert(made.start_timings.begin(), {"snapshot", snapshot_ms});
+  (void)store_.update(made);
   log::info("VM started as a clone", {{"vm", made.name}, {"source", source.name}, {"pid", made.monitor_pid}});
   return made;
 }

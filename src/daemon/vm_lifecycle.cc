@@ -292,7 +292,8 @@ bool VmManager::forks(const VmRecord& vm, const engine::VmSpec& spec) const {
 }
 
 Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engine::VmSpec& spec,
-                                                                      VmRecord& vm) {
+                                                                      VmRecord& vm,
+                                                                      const engine::VmTemplate* fork_from) {
   vm.start_timings.clear();
   vm.template_key.clear();
   vm.start_mode = "boot";
@@ -301,6 +302,13 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engi
     for (const auto& step : instance.start_timings())
       vm.start_timings.emplace_back(step.step, static_cast<double>(step.took.count()) / 1000.0);
   };
+  if (fork_from != nullptr) {
+    auto forked = KILN_TRY(engine_.fork(*fork_from, spec));
+    vm.start_mode = "fork";
+    vm.template_key = fork_from->key();
+    record(*forked);
+    return forked;
+  }
   if (spec.restore_from.empty() && forks(vm, spec)) {
     auto started = std::chrono::steady_clock::now();
     bool built = false;
@@ -378,7 +386,7 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm po
   return std::move(pooled.instance);
 }
 
-Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
+Result<void> VmManager::boot(Slot& slot, VmRecord& vm, const engine::VmTemplate* fork_from) {
   std::string dir = runtime_dir(vm.id);
   std::error_code error;
   // Sockets of an earlier run would make QEMU fail to bind; the console log is kept as console.log.prev.
@@ -401,7 +409,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
 
   bool restoring = vm.state == VmState::kSuspended;
   engine::VmSpec spec = spec_for(vm);
-  std::optional<PooledVm> pooled = restoring ? std::nullopt : take_pooled(spec, vm);
+  std::optional<PooledVm> pooled = restoring || fork_from ? std::nullopt : take_pooled(spec, vm);
   // Before anything starts: a published port in use fails the start with nothing to undo. A pool clone's
   // monitor runs already: its spare taps join the networks.
   auto attach_networks = [&](const std::vector<std::string>& existing_taps) -> Result<void> {
@@ -452,7 +460,7 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm) {
       }
     }
   } else {
-    launched = launch_monitor(spec, vm);
+    launched = launch_monitor(spec, vm, fork_from);
   }
   if (!launched) {
     std::string reason = launched.error().message();

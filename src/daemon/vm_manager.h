@@ -293,9 +293,12 @@ class VmManager {
   void publish(const VmRecord& vm, std::string action, Json attributes = Json::object());
 
   // Lifecycle steps; the caller holds the slot's lock.
-  Result<void> boot(Slot& slot, VmRecord& vm);
-  // Starts the VM's monitor: forked from its template when it can be, else booted. Records how.
-  Result<std::unique_ptr<engine::VmInstance>> launch_monitor(const engine::VmSpec& spec, VmRecord& vm);
+  // `fork_from`: the VM starts as a clone of that (an instant clone's one-off snapshot) instead.
+  Result<void> boot(Slot& slot, VmRecord& vm, const engine::VmTemplate* fork_from = nullptr);
+  // Starts the VM's monitor: forked from `fork_from`, or from its template when it can be, else booted.
+  // Records how.
+  Result<std::unique_ptr<engine::VmInstance>> launch_monitor(const engine::VmSpec& spec, VmRecord& vm,
+                                                             const engine::VmTemplate* fork_from = nullptr);
   // An idle clone from the warm pool for the VM, or nullopt (no pool, the VM boots, none ready).
   std::optional<PooledVm> take_pooled(const engine::VmSpec& spec, const VmRecord& vm);
   // Makes a pool clone the VM: its runtime directory, disks and share entries (networking is attached to its
