@@ -9,7 +9,8 @@ namespace {
 
 void print_template_table(const Json& templates, bool quiet) {
   if (!quiet)
-    fmt::print("{:<14} {:>5} {:>10} {:>7} {:>6}  {}\n", "TEMPLATE", "CPUS", "MEMORY", "IN USE", "POOLED", "STATUS");
+    fmt::print("{:<14} {:>5} {:>10} {:>7} {:>6}  {}\n", "TEMPLATE", "CPUS", "MEMORY", "IN USE", "POOLED",
+               "STATUS");
   for (const Json& entry : templates) {
     std::string key = entry.value("key", "").substr(0, 12);
     if (quiet) {

@@ -34,12 +34,13 @@ Result<CloneWarmUp> CloneWarmUp::prepare(const std::string& dir, const std::stri
   KILN_TRY_CONTEXT(run_command_checked({"mkfs.erofs", "--quiet", image, tree}), "mkfs.erofs");
   fs::remove_all(tree, error);
   std::string layer = dir + "/layer.ext4";
-  KILN_TRY(image::ImageStore::create_writable_layer(layer, kScratchLayerBytes,
-                                                    {std::string(kLayerUpperDir), std::string(kLayerWorkDir)}));
+  KILN_TRY(image::ImageStore::create_writable_layer(
+      layer, kScratchLayerBytes, {std::string(kLayerUpperDir), std::string(kLayerWorkDir)}));
   return CloneWarmUp(image, layer);
 }
 
-Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) const {
+Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm,
+                              agent::AgentHub& hub) const {
   if (spec.disks.size() != 2 || !spec.disks[0].read_only || spec.disks[1].read_only || spec.root_disk >= 0)
     return ok();
   KILN_TRY(vm.swap_disk(0, {.path = image_, .read_only = true}));
@@ -65,9 +66,8 @@ Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm
   if (!status.success()) return Error::internal(fmt::format("the warm-up process {}", status.describe()));
   // Innermost first; the agent syncs a filesystem before it unmounts it.
   for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
-    KILN_TRY(hub.call([&](agent::AgentConnection& connection) {
-      return connection.unmount(it->target, kStepTimeout);
-    }));
+    KILN_TRY(hub.call(
+        [&](agent::AgentConnection& connection) { return connection.unmount(it->target, kStepTimeout); }));
   }
   KILN_TRY(vm.swap_disk(1, {}));
   KILN_TRY(vm.swap_disk(0, {.read_only = true}));

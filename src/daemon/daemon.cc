@@ -18,6 +18,7 @@
 #include "api/rest/rest_api.h"
 #include "common/log.h"
 #include "common/temp_dir.h"
+#include "daemon/clone_warm_up.h"
 #include "daemon/containers/container_manager.h"
 #include "daemon/event_bus.h"
 #include "daemon/networks/fabric_adapter.h"
@@ -26,7 +27,6 @@
 #include "daemon/state/vm_store.h"
 #include "daemon/vm_manager.h"
 #include "daemon/volumes/volume_manager.h"
-#include "daemon/clone_warm_up.h"
 #include "daemon/warm_pool.h"
 #include "engine/engine_factory.h"
 #include "engine/template_pool.h"
@@ -207,7 +207,8 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
     }
     // Each idle clone first runs a container workload on scratch disks (clone_warm_up.h).
     if (options.warm_pool > 0) {
-      auto warm_up = CloneWarmUp::prepare(options.run_dir + "/pool-warm-up", VmManagerConfig{}.busybox_binary);
+      auto warm_up =
+          CloneWarmUp::prepare(options.run_dir + "/pool-warm-up", VmManagerConfig{}.busybox_binary);
       if (warm_up) {
         warm.warm_up = [prepared = *warm_up](const engine::VmSpec& spec, engine::VmInstance& vm,
                                              agent::AgentHub& hub) { return prepared.run(spec, vm, hub); };

@@ -40,7 +40,10 @@ std::optional<std::string> inside(const std::string& path, const std::string& di
 }  // namespace
 
 WarmPool::WarmPool(WarmPoolConfig config, engine::Engine& engine, engine::TemplatePool& templates)
-    : config_(std::move(config)), engine_(engine), templates_(templates), refiller_([this] { refill_loop(); }) {}
+    : config_(std::move(config)),
+      engine_(engine),
+      templates_(templates),
+      refiller_([this] { refill_loop(); }) {}
 
 WarmPool::~WarmPool() {
   std::vector<PooledVm> idle;
@@ -282,10 +285,11 @@ void WarmPool::refill_loop() {
         auto started = Clock::now();
         forked.emplace(fork_one(wanted, spec));
         if (*forked) {
-          log::debug("warm pool clone ready",
-                     {{"dir", (*forked)->dir},
-                      {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
-                                 .count()}});
+          log::debug(
+              "warm pool clone ready",
+              {{"dir", (*forked)->dir},
+               {"ms",
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()}});
         } else {
           log::warn("could not fork a warm pool clone", {{"error", (*forked).error().message()}});
         }

@@ -45,11 +45,12 @@ class WarmPoolTest : public ::testing::Test {
   }
 
   // Creates and runs `echo hi` to its end; returns the container's VM as it last started.
-  VmRecord run() {
+  VmRecord run(std::vector<containers::MountPoint> mounts = {}) {
     NewContainer request;
     request.config.image = containers::testing::ContainerStack::kTestImage;
     request.config.cmd = {"echo", "hi"};
     request.cmd_given = true;
+    request.host_config.mounts = std::move(mounts);
     auto created = stack_->containers().create(request);
     EXPECT_TRUE(created) << created.error().message();
     if (!created) return {};
@@ -119,6 +120,48 @@ TEST_F(WarmPoolTest, AStartTakesAnIdleCloneThatBecomesTheContainersVm) {
   EXPECT_EQ(vms->size(), 2U);
 }
 
+TEST_F(WarmPoolTest, ATakenCloneGetsTheContainersBindMountsInItsMovedShare) {
+  VmRecord first = run();
+  ASSERT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));
+  std::string data = stack_->dir() + "/data";
+  fs::create_directories(data);
+  VmRecord bound = run({{.type = containers::MountPoint::Type::kBind,
+                         .source = data,
+                         .destination = "/data",
+                         .read_only = true}});
+  ASSERT_TRUE(bound.start_pooled);
+  auto machine = machine_in(stack_->vms().runtime_dir(bound.id));
+  ASSERT_TRUE(machine);
+  auto changes = machine->changes();
+  ASSERT_EQ(changes.size(), 3U);
+  EXPECT_EQ(changes[2], fmt::format("share 0 0={}:ro", data));
+  // The share's directory moved with the clone: its mount point is in the VM's runtime directory.
+  auto shares = machine->shares();
+  ASSERT_EQ(shares.size(), 1U);
+  EXPECT_EQ(shares[0].host_path, stack_->vms().container_share_dir(bound.id));
+}
+
+TEST_F(WarmPoolTest, AFailedHandOverFallsBackToAForkOfItsOwn) {
+  // Every machine from now on fails to take a disk: the pool's clones too (a direct fork swaps nothing).
+  engine::fake::FakeScript script;
+  script.swap_error = Error::unavailable("the disk went away");
+  stack_->engine().set_script(script);
+  VmRecord first = run();
+  ASSERT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));
+  VmRecord next = run();
+  EXPECT_EQ(next.start_mode, "fork");
+  EXPECT_FALSE(next.start_pooled);
+  EXPECT_EQ(next.state, VmState::kStopped) << next.state_reason;  // it ran `echo hi` to its end
+  // The clone that failed is gone, its directory with it; the VM's own directory is the fork's.
+  EXPECT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));
+  size_t pool_dirs = 0;
+  for (const auto& entry : fs::directory_iterator(stack_->dir() + "/run/pool")) {
+    (void)entry;
+    ++pool_dirs;
+  }
+  EXPECT_EQ(pool_dirs, 2U);
+}
+
 TEST_F(WarmPoolTest, StoppingThePoolKillsItsIdleClones) {
   VmRecord first = run();
   ASSERT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));
@@ -134,7 +177,8 @@ TEST_F(WarmPoolTest, StoppingThePoolKillsItsIdleClones) {
     own.want(first.template_key, clone->spec());
     ASSERT_TRUE(eventually([&] { return own.stats(first.template_key).idle == 2; }));
     EXPECT_EQ(stack_->engine().running_machines(), running + 2);
-    EXPECT_EQ(std::distance(fs::directory_iterator(stack_->dir() + "/run/pool2"), fs::directory_iterator()), 2);
+    EXPECT_EQ(std::distance(fs::directory_iterator(stack_->dir() + "/run/pool2"), fs::directory_iterator()),
+              2);
   }
   EXPECT_EQ(stack_->engine().running_machines(), running);
   EXPECT_TRUE(fs::is_empty(stack_->dir() + "/run/pool2"));

@@ -617,12 +617,12 @@ void NetworkManager::leave_locked(const std::string& vm_id, const std::string& n
 }
 
 Result<NetworkAttachment> NetworkManager::attach(const VmRecord& vm, size_t nic_slots,
-                                                const std::vector<std::string>& existing_taps) {
+                                                 const std::vector<std::string>& existing_taps) {
   NetworkAttachment attachment;
   nic_slots = std::max(nic_slots, vm.networks.size());
   if (!existing_taps.empty() && existing_taps.size() != nic_slots) {
-    return Error::internal(
-        fmt::format("VM {} has {} NIC slots but its monitor has {} taps", vm.name, nic_slots, existing_taps.size()));
+    return Error::internal(fmt::format("VM {} has {} NIC slots but its monitor has {} taps", vm.name,
+                                       nic_slots, existing_taps.size()));
   }
   if (nic_slots == 0 && vm.ports.empty()) return attachment;
   if (config_.fabric == nullptr) {

@@ -152,7 +152,8 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(std::string qemu_binary, 
   return std::unique_ptr<QemuEngine>(new QemuEngine(std::move(binary), host));  // NOLINT: private constructor
 }
 
-Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode mode, StartTimings& timings) {
+Result<std::unique_ptr<QemuVm>> QemuEngine::start(const VmSpec& given, StartMode mode,
+                                                  StartTimings& timings) {
   const VmSpec spec = with_absolute_paths(given);
   KILN_TRY(require_readable(spec.kernel, "kernel"));
   if (!spec.initrd.empty()) KILN_TRY(require_readable(spec.initrd, "initramfs"));

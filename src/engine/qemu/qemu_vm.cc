@@ -65,7 +65,8 @@ Result<void> QemuVm::relocate(const std::string& runtime_dir) {
   if (::rename(paths_.runtime_dir.c_str(), runtime_dir.c_str()) != 0)
     return Error::last_os_error(fmt::format("move {} to {}", paths_.runtime_dir, runtime_dir));
   // A share whose directory was in the runtime directory (a container's) moved with it.
-  for (auto& share : shape_.shares) share.host_path = moved_path(share.host_path, paths_.runtime_dir, runtime_dir);
+  for (auto& share : shape_.shares)
+    share.host_path = moved_path(share.host_path, paths_.runtime_dir, runtime_dir);
   paths_ = paths_for(runtime_dir);
   return ok();
 }
