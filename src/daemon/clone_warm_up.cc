@@ -20,7 +20,10 @@ constexpr uint64_t kScratchLayerBytes = uint64_t{64} << 20;
 
 }  // namespace
 
-Result<CloneWarmUp> CloneWarmUp::prepare(const std::string& dir, const std::string& busybox) {
+Result<void> CloneWarmUp::prepare() {
+  if (prepared_) return ok();
+  const std::string& dir = dir_;
+  const std::string& busybox = busybox_;
   std::error_code error;
   fs::remove_all(dir, error);
   std::string tree = dir + "/tree";
@@ -36,13 +39,17 @@ Result<CloneWarmUp> CloneWarmUp::prepare(const std::string& dir, const std::stri
   std::string layer = dir + "/layer.ext4";
   KILN_TRY(image::ImageStore::create_writable_layer(
       layer, kScratchLayerBytes, {std::string(kLayerUpperDir), std::string(kLayerWorkDir)}));
-  return CloneWarmUp(image, layer);
+  image_ = image;
+  layer_ = layer;
+  prepared_ = true;
+  return ok();
 }
 
-Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm,
-                              agent::AgentHub& hub) const {
+Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) {
   if (spec.disks.size() != 2 || !spec.disks[0].read_only || spec.disks[1].read_only || spec.root_disk >= 0)
     return ok();
+  std::lock_guard lock(mutex_);
+  KILN_TRY_CONTEXT(prepare(), "make the warm-up's scratch disks");
   KILN_TRY(vm.swap_disk(0, {.path = image_, .read_only = true}));
   KILN_TRY(vm.swap_disk(1, {.path = layer_}));
   // The container root exactly as a start assembles it (no bind mounts), through CLONE_INIT as a start does;

@@ -7,6 +7,7 @@
 // buffers before it mounts the real one.
 #pragma once
 
+#include <mutex>
 #include <string>
 
 #include "agent/client/agent_hub.h"
@@ -17,17 +18,22 @@ namespace kiln::daemon {
 
 class CloneWarmUp {
  public:
-  // Makes the scratch disks in `dir` (created; its old contents go): a small EROFS holding `busybox` as
-  // /bin/true and /bin/sh, and a writable layer as a container's.
-  static Result<CloneWarmUp> prepare(const std::string& dir, const std::string& busybox);
+  // The scratch disks go in `dir`, made at the first run (its old contents go): a small EROFS holding
+  // `busybox` as /bin/true and /bin/sh, and a writable layer as a container's. Thread-safe.
+  CloneWarmUp(std::string dir, std::string busybox) : dir_(std::move(dir)), busybox_(std::move(busybox)) {}
 
   // Runs the workload in a container VM's clone (`spec`: its shape) whose disk slots 0 (image) and 1 (layer)
   // hold placeholders, and leaves them holding placeholders again. A clone that fails it is not fit to be
   // handed out. Other shapes (not a container's disk layout) are left as they are.
-  Result<void> run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) const;
+  Result<void> run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub);
 
  private:
-  CloneWarmUp(std::string image, std::string layer) : image_(std::move(image)), layer_(std::move(layer)) {}
+  Result<void> prepare();
+
+  const std::string dir_;
+  const std::string busybox_;
+  std::mutex mutex_;  // held by a run: one warm-up at a time uses the scratch layer
+  bool prepared_ = false;
   std::string image_;  // EROFS
   std::string layer_;  // ext4 with the overlay's upper and work directories
 };

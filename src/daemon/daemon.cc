@@ -206,16 +206,11 @@ Result<int> serve(const DaemonOptions& options, const std::function<void(const E
       };
     }
     // Each idle clone first runs a container workload on scratch disks (clone_warm_up.h).
-    if (options.warm_pool > 0) {
-      auto warm_up =
-          CloneWarmUp::prepare(options.run_dir + "/pool-warm-up", VmManagerConfig{}.busybox_binary);
-      if (warm_up) {
-        warm.warm_up = [prepared = *warm_up](const engine::VmSpec& spec, engine::VmInstance& vm,
-                                             agent::AgentHub& hub) { return prepared.run(spec, vm, hub); };
-      } else {
-        log::warn("warm pool clones get no warm-up", {{"error", warm_up.error().message()}});
-      }
-    }
+    auto warm_up =
+        std::make_shared<CloneWarmUp>(options.run_dir + "/pool-warm-up", VmManagerConfig{}.busybox_binary);
+    warm.warm_up = [warm_up](const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) {
+      return warm_up->run(spec, vm, hub);
+    };
     warm_pool = std::make_unique<WarmPool>(std::move(warm), *engine, *templates);
     // A killed kilnd's idle clones map templates too: gone before templates are pruned.
     warm_pool->clear_leftovers();

@@ -99,7 +99,7 @@ std::optional<PooledVm> WarmPool::take(const std::string& key, const engine::VmS
     auto [it, learnt] = shapes_.try_emplace(key);
     Shape& shape = it->second;
     if (learnt) shape.spec = spec;
-    shape.last_taken = Clock::now();
+    shape.last_taken = last_take_ = Clock::now();
     while (!shape.idle.empty() && !taken) {
       PooledVm vm = std::move(shape.idle.front());
       shape.idle.pop_front();
@@ -262,9 +262,10 @@ void WarmPool::refill_loop() {
         ++it;
       }
     }
-    // One fork at a time: the host's CPUs also run the VMs that are starting.
+    // One fork at a time, and none right after a take: the host's CPUs also run the VMs that are starting.
     std::string wanted;
-    if (!pressed) {
+    auto quiet_at = last_take_ + config_.refill_delay;
+    if (!pressed && now >= quiet_at) {
       for (auto& [key, shape] : shapes_) {
         if (shape.idle.size() + shape.forking < config_.size && now >= shape.retry_after) {
           wanted = key;
@@ -315,7 +316,8 @@ void WarmPool::refill_loop() {
       }
       continue;
     }
-    wake_.wait_for(lock, config_.check_interval);
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(quiet_at - now);
+    wake_.wait_for(lock, now < quiet_at ? std::min(wait, config_.check_interval) : config_.check_interval);
   }
 }
 

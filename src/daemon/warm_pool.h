@@ -43,6 +43,9 @@ struct WarmPoolConfig {
   // A shape no start took for this long is dropped, its idle clones killed.
   std::chrono::milliseconds shape_lifetime = std::chrono::minutes(10);
   std::chrono::milliseconds agent_timeout = std::chrono::seconds(90);
+  // The refill waits this long after the last take: the start that took a clone is then using the host's
+  // CPUs (under TCG its guest's work is most of its time), and a fork beside it would slow it down.
+  std::chrono::milliseconds refill_delay = std::chrono::milliseconds(500);
   // How often the refill thread looks at host memory and stale shapes when nothing wakes it.
   std::chrono::milliseconds check_interval = std::chrono::seconds(5);
   // A tap on no bridge, for each NIC slot of a clone (kilnd: Fabric::open_detached_tap). Unset: shapes with
@@ -118,6 +121,7 @@ class WarmPool {
   std::condition_variable wake_;
   std::map<std::string, Shape> shapes_;
   uint64_t next_clone_ = 0;
+  std::chrono::steady_clock::time_point last_take_{};  // of any shape
   bool stopping_ = false;
   std::thread refiller_;  // last: started once everything above exists
 };
