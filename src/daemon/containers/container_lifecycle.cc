@@ -339,15 +339,6 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
   if (rt->log) (void)rt->log->close();
   rt->log.reset();
   rt->io.end_of_run();
-  // The process is gone; the guest syncs and powers off, leaving the writable layer clean.
-  if (auto stopped = vms_.stop(container.vm_id, config_.vm_stop_grace); !stopped)
-    log::warn("container VM did not stop", {{"id", id}, {"error", stopped.error().message()}});
-
-  container.state = ContainerState::kExited;
-  container.exit_code = code;
-  container.pid = 0;
-  container.main_process = 0;
-  container.finished_at = now_rfc3339(TimePrecision::kNanos);
   const auto& policy = container.host_config.restart_policy;
   bool restart = false;
   if (!rt->removing && !container.stopped_by_user && !stopping_) {
@@ -364,6 +355,22 @@ void ContainerManager::on_main_exit(const std::string& id, uint64_t run, const R
         break;
     }
   }
+  // The process is gone; the guest syncs and powers off, leaving the writable layer clean. A --rm container
+  // that is not restarted loses its layer next, and its mounts' writes are on the host already (9p without a
+  // cache): its VM is switched off at once instead.
+  bool discarded = container.host_config.auto_remove && !restart;
+  auto stopped = discarded ? vms_.kill(container.vm_id) : vms_.stop(container.vm_id, config_.vm_stop_grace);
+  // (A VM that is already off cannot be killed, and need not be.)
+  bool already_off =
+      discarded && !stopped && stopped.error().category() == ErrorCategory::kFailedPrecondition;
+  if (!stopped && !already_off)
+    log::warn("container VM did not stop", {{"id", id}, {"error", stopped.error().message()}});
+
+  container.state = ContainerState::kExited;
+  container.exit_code = code;
+  container.pid = 0;
+  container.main_process = 0;
+  container.finished_at = now_rfc3339(TimePrecision::kNanos);
   if (restart) container.state = ContainerState::kRestarting;
   if (auto saved = save(container); !saved)
     log::error("could not record a container's exit", {{"id", id}, {"error", saved.error().message()}});

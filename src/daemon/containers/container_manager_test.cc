@@ -263,6 +263,38 @@ TEST_F(ForkedContainerTest, ContainersForkFromOneTemplateAndGetTheirIdentityInOn
   }));
 }
 
+TEST_F(ForkedContainerTest, AnAutoRemovedContainersVmIsSwitchedOffAndAKeptOneShutsDown) {
+  // The machine whose agent ran `echo <word>`.
+  auto machine_that_ran = [&](const std::string& word) -> std::shared_ptr<engine::fake::FakeMachine> {
+    for (pid_t pid = 1'000'000; pid < 1'000'000 + 100; ++pid) {
+      auto machine = stack_->engine().machine(pid);
+      if (!machine) continue;
+      auto requests = machine->requests();
+      if (std::find(requests.begin(), requests.end(), "RUN echo " + word) != requests.end()) return machine;
+    }
+    return nullptr;
+  };
+  for (bool auto_remove : {true, false}) {
+    std::string word = auto_remove ? "removed" : "kept";
+    NewContainer request;
+    request.config.image = testing::ContainerStack::kTestImage;
+    request.config.cmd = {"echo", word};
+    request.cmd_given = true;
+    request.host_config.auto_remove = auto_remove;
+    auto created = stack_->containers().create(request);
+    ASSERT_TRUE(created) << created.error().message();
+    ASSERT_TRUE(stack_->containers().start(created->id));
+    auto condition = auto_remove ? WaitCondition::kRemoved : WaitCondition::kNotRunning;
+    EXPECT_TRUE(stack_->containers().wait(created->id, condition, {}));
+    auto machine = machine_that_ran(word);
+    ASSERT_TRUE(machine) << word;
+    EXPECT_TRUE(machine->exited());
+    auto requests = machine->requests();
+    // --rm: nothing of the VM outlives it, so no guest shutdown (sync, power-off) is waited for.
+    EXPECT_EQ(std::count(requests.begin(), requests.end(), "SHUTDOWN"), auto_remove ? 0 : 1) << word;
+  }
+}
+
 TEST_F(ForkedContainerTest, TheColdBootLabelBootsThatContainer) {
   VmRecord cold = run({{std::string(kBootLabel), "cold"}});
   EXPECT_EQ(cold.start_mode, "boot");
