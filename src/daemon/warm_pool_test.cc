@@ -46,18 +46,10 @@ class WarmPoolTest : public ::testing::Test {
 
   // Creates and runs `echo hi` to its end; returns the container's VM as it last started.
   VmRecord run(std::vector<containers::MountPoint> mounts = {}) {
-    NewContainer request;
-    request.config.image = containers::testing::ContainerStack::kTestImage;
-    request.config.cmd = {"echo", "hi"};
-    request.cmd_given = true;
-    request.host_config.mounts = std::move(mounts);
-    auto created = stack_->containers().create(request);
-    EXPECT_TRUE(created) << created.error().message();
-    if (!created) return {};
-    auto started = stack_->containers().start(created->id);
-    EXPECT_TRUE(started) << started.error().message();
-    EXPECT_EQ(stack_->containers().wait(created->id, WaitCondition::kNotRunning, {}).value_or(-1), 0);
-    return stack_->vms().inspect(created->vm_id).value_or(VmRecord{});
+    auto vm =
+        stack_->run_echo([&](NewContainer& request) { request.host_config.mounts = std::move(mounts); });
+    EXPECT_TRUE(vm) << vm.error().message();
+    return vm.value_or(VmRecord{});
   }
 
   // The fake machine whose runtime directory is now `dir`.

@@ -209,18 +209,9 @@ class ForkedContainerTest : public ::testing::Test {
 
   // Creates and runs `echo hi` to its end; returns the container's VM as it last started.
   VmRecord run(std::map<std::string, std::string> labels = {}) {
-    NewContainer request;
-    request.config.image = testing::ContainerStack::kTestImage;
-    request.config.cmd = {"echo", "hi"};
-    request.config.labels = std::move(labels);
-    request.cmd_given = true;
-    auto created = stack_->containers().create(request);
-    EXPECT_TRUE(created) << created.error().message();
-    if (!created) return {};
-    auto started = stack_->containers().start(created->id);
-    EXPECT_TRUE(started) << started.error().message();
-    EXPECT_EQ(stack_->containers().wait(created->id, WaitCondition::kNotRunning, {}).value_or(-1), 0);
-    return stack_->vms().inspect(created->vm_id).value_or(VmRecord{});
+    auto vm = stack_->run_echo([&](NewContainer& request) { request.config.labels = std::move(labels); });
+    EXPECT_TRUE(vm) << vm.error().message();
+    return vm.value_or(VmRecord{});
   }
 
   std::unique_ptr<testing::ContainerStack> stack_;

@@ -4,8 +4,11 @@
 // else as not found.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -79,6 +82,21 @@ class ContainerStack {
     if (containers_) containers_->shutdown();
     if (vms_) vms_->shutdown();
     if (containers_) containers_->join();
+  }
+
+  // A container of kTestImage running `echo hi` (`customize` changes the request), created, started and
+  // waited for until its main process ended with 0: its VM as it last started.
+  Result<VmRecord> run_echo(const std::function<void(NewContainer&)>& customize = {}) {
+    NewContainer request;
+    request.config.image = kTestImage;
+    request.config.cmd = {"echo", "hi"};
+    request.cmd_given = true;
+    if (customize) customize(request);
+    auto created = KILN_TRY(containers_->create(request));
+    KILN_TRY(containers_->start(created.id));
+    int code = KILN_TRY(containers_->wait(created.id, WaitCondition::kNotRunning, {}));
+    if (code != 0) return Error::internal(fmt::format("the container exited with {}", code));
+    return vms_->inspect(created.vm_id);
   }
 
   const std::string& dir() const { return dir_->path(); }
