@@ -683,7 +683,8 @@ Result<VmTemplate> FakeEngine::snapshot_running(VmInstance& vm, const std::strin
   if (!found || found->exited()) return Error::failed_precondition("the VM is not running");
   const VmSpec& spec = found->spec();
   if (spec.memory.kind != MemoryBacking::Kind::kMemfd || !spec.memory.shared)
-    return Error::failed_precondition("its RAM is not a shared memfd (a VM that is itself a fork)");
+    return Error::failed_precondition(
+        "its RAM is not a shared memfd (a VM that is itself a fork, or was restored from a memory file)");
   bool was_running = found->run_state() == VmRunState::kRunning;
   KILN_TRY(found->set_paused(true));
   auto saved = [&]() -> Result<void> {
