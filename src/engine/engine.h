@@ -295,9 +295,9 @@ class Engine {
   // the memory file private instead of reading it in, so the restored VM's resident memory grows with what
   // its guest touches. Its disks must not change while it is suspended (the guest's page cache is in the
   // memory file). kUnsupported, before the guest is paused and with `dir` untouched, when the VM's RAM cannot
-  // be saved this way (it is not a shared anonymous file: a VM that is itself a fork, or was restored from
-  // such a suspend, maps a file private): VmInstance::save_state streams it instead. On any other failure
-  // the VM keeps running (resumed unless it was paused) and `dir` may hold partial files.
+  // be saved this way (it is not a shared anonymous file the engine can read: a VM that is itself a fork,
+  // or was restored from such a suspend, maps a file private): VmInstance::save_state streams it instead. On
+  // any other failure the VM keeps running (resumed unless it was paused) and `dir` may hold partial files.
   virtual Result<void> suspend_running(VmInstance& vm, const std::string& dir) {
     (void)vm, (void)dir;
     return Error::unsupported(fmt::format("the {} engine cannot suspend a VM into a memory file", name()));

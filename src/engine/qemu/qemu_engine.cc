@@ -367,12 +367,13 @@ Result<void> QemuEngine::suspend_running(VmInstance& vm, const std::string& dir)
   const snapshot::VmShape& shape = qemu_vm->shape();
   if (shape.cpus == 0) return Error::internal("QemuEngine::suspend_running: the VM's shape is unknown");
   // Decided before the guest is paused: a VM whose RAM is a private mapping of a file (a fork, or a VM
-  // restored from such a suspend) has no memfd to copy; its caller streams its state instead.
+  // restored from such a suspend) has no memfd to copy, and one whose memfd cannot be opened (another
+  // user's QEMU) neither; its caller streams its state instead, as every suspend did before.
   auto ram = open_guest_ram_memfd(qemu_vm->monitor_pid(), shape.memory_mib << 20);
-  if (!ram && ram.error().category() == ErrorCategory::kFailedPrecondition)
+  if (!ram) {
     return Error::unsupported(
         fmt::format("cannot suspend the VM into a memory file: {}", ram.error().message()));
-  if (!ram) return ram.error();
+  }
   return save_running(qemu_vm->qmp(), qemu_vm->monitor(), shape,
                       {.role = snapshot::kRoleSuspendMemory, .end_monitor = true}, dir, ram->get(),
                       [] { return ok(); });
