@@ -131,6 +131,26 @@ class SuspendIntoMemoryFileTest(unittest.TestCase):
         self.assertEqual(self.out("sleeper", f"kill -0 {pid} && echo alive"), "alive")
         again["rss_kib"] = rss_kib(again["pid"])
 
+        # A memory file that is not the VM's RAM size is refused before QEMU starts, with a message; the state
+        # is moved aside and the next start boots from the disk (as after a power cut: what the guest had not
+        # written back, such as /root/disk-token's data, was only in the discarded memory).
+        self.suspend_and_restore("sleeper", "suspend")  # mapped, streamed, mapped, streamed: so the next maps
+        vm_id = k.ok("GET", "/v1/vms/sleeper")["id"]
+        k.ok("POST", "/v1/vms/sleeper/suspend")
+        os.truncate(os.path.join(self.suspend_dir(vm_id), "memory"), 4096)
+        refused = k.request("POST", "/v1/vms/sleeper/start")
+        self.assertGreaterEqual(refused.status, 400, refused)
+        message = refused.json()["message"]
+        self.assertIn("memory", message)
+        self.assertIn("damaged", message)
+        self.assertIn("suspend.failed", message)
+        self.assertEqual(k.qemu_pids(), [])
+        self.assertTrue(os.path.isdir(self.suspend_dir(vm_id) + ".failed"))
+        booted = k.ok("POST", "/v1/vms/sleeper/start")
+        self.assertEqual(booted["start"]["mode"], "boot")
+        self.assertEqual(self.out("sleeper", "hostname"), "sleeper")
+        self.assertNotEqual(k.exec("sleeper", ["cat", "/tmp/token"])[0], 0)  # a fresh boot: tmpfs is empty
+
         print(f"\nbooted VM: QEMU RSS {booted_rss / 1024:.0f} MiB", file=sys.stderr)
         for figures in (mapped, streamed, again):
             print(f"{figures['role']}: suspend {figures['suspend_s'] * 1000:.0f} ms, saved "
