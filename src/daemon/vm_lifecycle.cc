@@ -346,9 +346,8 @@ std::optional<PooledVm> VmManager::take_pooled(const engine::VmSpec& spec, const
   return config_.pool->take(*key, spec);
 }
 
-Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm pooled,
-                                                                     const engine::VmSpec& spec,
-                                                                     VmRecord& vm) {
+Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm pooled, const engine::VmSpec& spec,
+                                                                    VmRecord& vm) {
   auto started = std::chrono::steady_clock::now();
   vm.start_timings.clear();
   for (const auto& step : pooled.fork_timings)
@@ -379,8 +378,7 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm po
     return made.error();
   }
   std::error_code ignored;
-  fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile),
-             ignored);  // the pool's; the VM's pid is in its record
+  fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);  // the pool's; the VM's pid is in its record
   vm.start_mode = "fork";
   vm.start_pooled = true;
   vm.template_key = pooled.template_key;

@@ -286,14 +286,14 @@ Result<void> save_running(QmpClient& qmp, MonitorProcess& monitor, const snapsho
     state_bytes = KILN_TRY(write_state(qmp, monitor, file.get(), true));
     ram_stats = KILN_TRY(copy_ram_sparse(ram, memory_path));
     if (how.end_monitor) {
-      // A suspended VM's memory must outlive a host crash, as the streamed state does; a clone's lives as
-      // long as the clone.
+      // A suspended VM's memory must outlive a host crash, as the streamed state does (a clone's lives as
+      // long as the clone), and the suspend is complete only with its manifest: both before QEMU ends, so
+      // that a failure still resumes the guest.
       UniqueFd memory(::open(memory_path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!memory || ::fsync(memory.get()) != 0)
         return Error::last_os_error(fmt::format("fsync {}", memory_path));
+      KILN_TRY(write_manifest());
     }
-    // A suspend is complete only with its manifest: written before QEMU ends, or the guest resumes.
-    if (how.end_monitor) KILN_TRY(write_manifest());
     return ok();
   }();
   if (saved && how.end_monitor) {
