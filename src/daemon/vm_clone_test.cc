@@ -218,7 +218,15 @@ TEST_F(VmCloneTest, RefusedSources) {
   EXPECT_EQ(suspended.error().message(),
             "cannot clone VM src: it is suspended (a running, paused or stopped VM can be cloned)");
   EXPECT_FALSE(manager_->inspect("copy"));
+  // Restored from its memory file, its RAM is that file mapped private, as a fork's: refused until it boots.
   ASSERT_TRUE(manager_->start("src"));
+  auto restored = manager_->clone_vm("src", {.name = "copy"});
+  ASSERT_FALSE(restored);
+  EXPECT_EQ(restored.error().category(), ErrorCategory::kFailedPrecondition);
+  EXPECT_NE(restored.error().message().find("restored from a memory file"), std::string::npos)
+      << restored.error().message();
+  EXPECT_FALSE(manager_->inspect("copy"));
+  ASSERT_TRUE(manager_->restart("src", std::chrono::seconds(5)));
 
   // A clone is a fork: its RAM is its snapshot's file, mapped private, and cannot be left out of a save.
   ASSERT_TRUE(manager_->clone_vm("src", {.name = "copy"}));

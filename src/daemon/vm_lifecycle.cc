@@ -334,6 +334,7 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::launch_monitor(const engi
     }
   }
   auto launched = KILN_TRY(engine_.launch(spec));
+  if (!spec.restore_from.empty()) vm.start_mode = "restore";
   record(*launched);
   return launched;
 }
@@ -697,7 +698,18 @@ Result<VmRecord> VmManager::suspend(const std::string& id_or_name, std::string_v
     // The agent session ends with the save either way; closing it first keeps the saved guest quiet.
     slot.running->hub.reset();
     unwatch(vm.id);
-    auto saved = slot.running->instance->save_state(dir);
+    // A VM whose RAM is a shared memfd (every cold-booted VM) is saved as a fork's snapshot is: device state
+    // and a sparse memory file, which its restore maps instead of reading in. One whose RAM already is a
+    // private mapping of a file (a fork, an instant clone, a VM restored that way) streams it all.
+    auto started = std::chrono::steady_clock::now();
+    std::string_view kind = "memory-file";
+    auto saved = engine_.suspend_running(*slot.running->instance, dir);
+    if (!saved && saved.error().category() == ErrorCategory::kUnsupported) {
+      log::debug("suspending the VM by streaming its state",
+                 {{"vm", vm.name}, {"why", saved.error().message()}});
+      kind = "stream";
+      saved = slot.running->instance->save_state(dir);
+    }
     if (!saved) {
       fs::remove_all(dir, error);
       watch(vm.id, *slot.running->instance);
@@ -710,7 +722,8 @@ Result<VmRecord> VmManager::suspend(const std::string& id_or_name, std::string_v
     vm.monitor_pid = 0;
     KILN_TRY(save(vm, VmState::kSuspended));
     publish(vm, "suspended");
-    log::info("VM suspended to disk", {{"vm", vm.name}, {"dir", dir}});
+    log::info("VM suspended to disk",
+              {{"vm", vm.name}, {"dir", dir}, {"kind", kind}, {"ms", elapsed_ms(started)}});
     return ok();
   });
 }

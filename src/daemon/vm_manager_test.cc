@@ -12,7 +12,9 @@
 #include <latch>
 #include <thread>
 
+#include "common/json.h"
 #include "common/temp_dir.h"
+#include "common/unique_fd.h"
 #include "engine/fake/fake_engine.h"
 
 namespace kiln::daemon {
@@ -622,6 +624,79 @@ TEST_F(VmManagerTest, StoppingASuspendedVmDiscardsItsState) {
   ASSERT_TRUE(stopped) << stopped.error().message();
   EXPECT_EQ(stopped->state, VmState::kStopped);
   EXPECT_FALSE(fs::exists(manager_->suspend_dir(vm.id)));
+}
+
+// Suspend on the fork machinery: a VM whose RAM is a shared memfd is saved with a memory file and comes
+// back mapping it (the fake records the restored VM's memory backing, as QemuEngine launches it); its RAM is
+// then a private file mapping, so its next suspend streams, and the one after that maps again.
+TEST_F(VmManagerTest, SuspendUsesAMemoryFileWhenTheRamIsSharedAndStreamsOtherwise) {
+  VmRecord vm = create("web");
+  std::string dir = manager_->suspend_dir(vm.id);
+  auto saved_kind = [&]() {
+    return parse_json(read_file(dir + "/fake-vm.json").value()).value().value("kind", "");
+  };
+  ASSERT_TRUE(manager_->start("web"));
+  for (int round = 0; round < 3; ++round) {
+    bool mapped = round % 2 == 0;
+    SCOPED_TRACE(round);
+    ASSERT_TRUE(manager_->suspend("web"));
+    EXPECT_EQ(engine_.suspends(), round + 1);  // always tried first
+    EXPECT_EQ(saved_kind(), mapped ? "memory-file" : "stream");
+    EXPECT_EQ(fs::exists(dir + "/memory"), mapped);
+
+    auto restored = manager_->start("web");
+    ASSERT_TRUE(restored) << restored.error().message();
+    EXPECT_EQ(restored->start_mode, "restore");
+    auto machine = machine_of("web");
+    const engine::MemoryBacking& memory = machine->spec().memory;
+    if (mapped) {
+      EXPECT_EQ(memory.kind, engine::MemoryBacking::Kind::kFile);
+      EXPECT_FALSE(memory.shared);
+      EXPECT_EQ(memory.path, dir + "/memory");
+    } else {
+      EXPECT_EQ(memory.kind, engine::MemoryBacking::Kind::kMemfd);
+    }
+    // The same VM, not a clone: its clock is set and its network configured, its identity kept.
+    EXPECT_TRUE(has_request(*machine, "SET_CLOCK"));
+    for (const auto& request : machine->requests()) {
+      EXPECT_FALSE(request.starts_with("CLONE_INIT")) << request;
+      EXPECT_FALSE(request.starts_with("SET_HOSTNAME")) << request;
+    }
+    EXPECT_FALSE(fs::exists(dir));  // consumed: the mapping keeps the pages
+  }
+}
+
+TEST_F(VmManagerTest, AFailedMemoryFileSuspendLeavesTheVmRunningAndStreamsNothing) {
+  VmRecord vm = create("web");
+  ASSERT_TRUE(manager_->start("web"));
+  auto machine = machine_of("web");
+  machine->set_save_error(Error::failed_precondition("cannot save the VM's state: disk full"));
+  auto suspended = manager_->suspend("web");
+  ASSERT_FALSE(suspended);
+  EXPECT_TRUE(contains(suspended.error().message(), "disk full")) << suspended.error().message();
+  // Only kUnsupported (this VM's RAM cannot go into a memory file) falls back to streaming.
+  EXPECT_EQ(engine_.suspends(), 1);
+  EXPECT_EQ(inspect("web").state, VmState::kRunning);
+  EXPECT_FALSE(machine->exited());
+  EXPECT_FALSE(fs::exists(manager_->suspend_dir(vm.id)));
+}
+
+TEST_F(VmManagerTest, AMemoryFileSuspendWhoseFileIsGoneIsMovedAsideAndTheVmBoots) {
+  VmRecord vm = create("web");
+  ASSERT_TRUE(manager_->start("web"));
+  ASSERT_TRUE(manager_->suspend("web"));
+  std::string dir = manager_->suspend_dir(vm.id);
+  fs::remove(dir + "/memory");
+  auto restored = manager_->start("web");
+  ASSERT_FALSE(restored);
+  VmRecord failed = inspect("web");
+  EXPECT_EQ(failed.state, VmState::kError);
+  EXPECT_TRUE(contains(failed.state_reason, "memory is missing")) << failed.state_reason;
+  EXPECT_TRUE(fs::exists(dir + ".failed/fake-vm.json"));
+  auto booted = manager_->start("web");
+  ASSERT_TRUE(booted) << booted.error().message();
+  EXPECT_EQ(booted->start_mode, "boot");
+  EXPECT_TRUE(machine_of("web")->spec().restore_from.empty());
 }
 
 TEST_F(VmManagerTest, RestartOfKilndAdoptsSurvivorsAndSettlesTheRest) {

@@ -102,8 +102,10 @@ struct VmSpec {
   MemoryBacking memory;
   // The monitor dies with the thread that launched it (for `kiln vm run`); off for daemon-managed VMs.
   bool die_with_launcher = true;
-  // A directory written by VmInstance::save_state: launch resumes that VM instead of booting (running when
-  // launch returns). Its manifest must match this spec's cpus, memory, disks and shares.
+  // A directory written by VmInstance::save_state or Engine::suspend_running: launch resumes that VM instead
+  // of booting (running when launch returns). Its manifest must match this spec's cpus, memory, disks and
+  // shares. A suspend_running directory's memory file is mapped private (copy-on-write) in place of
+  // `memory`: the VM's RAM then is a private mapping of that file, as a fork's is.
   std::string restore_from;
 };
 
@@ -285,6 +287,20 @@ class Engine {
                                               const std::function<Result<void>()>& while_paused) {
     (void)vm, (void)dir, (void)key, (void)while_paused;
     return Error::unsupported(fmt::format("the {} engine cannot clone a running VM", name()));
+  }
+  // Suspend on the same machinery (docs/fork.md "Suspend and restore"): saves `vm` into `dir` (existing,
+  // empty) as snapshot_running does — device state, and its RAM copied sparsely into a memory file (made
+  // durable) — under a manifest of role suspend-memory, then ends its monitor instead of resuming it, so the
+  // VM holds no host memory and run_state() reports kExited. Restore with VmSpec::restore_from: launch maps
+  // the memory file private instead of reading it in, so the restored VM's resident memory grows with what
+  // its guest touches. Its disks must not change while it is suspended (the guest's page cache is in the
+  // memory file). kUnsupported, before the guest is paused and with `dir` untouched, when the VM's RAM cannot
+  // be saved this way (it is not a shared anonymous file the engine can read: a VM that is itself a fork,
+  // or was restored from such a suspend, maps a file private): VmInstance::save_state streams it instead. On
+  // any other failure the VM keeps running (resumed unless it was paused) and `dir` may hold partial files.
+  virtual Result<void> suspend_running(VmInstance& vm, const std::string& dir) {
+    (void)vm, (void)dir;
+    return Error::unsupported(fmt::format("the {} engine cannot suspend a VM into a memory file", name()));
   }
 
  protected:

@@ -150,6 +150,10 @@ class InstantCloneTest(unittest.TestCase):
         k.ok("POST", "/v1/vms/origin/suspend")
         self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "x"}), 409, "suspended")
         k.ok("POST", "/v1/vms/origin/start")
+        # Restored from its memory file, its RAM maps that file private as a fork's does: refused until it boots.
+        self.assertError(k.request("POST", "/v1/vms/origin/clone", {"name": "x"}), 409, "restored from a suspend")
+        self.assertEqual(k.request("GET", "/v1/vms/x").status, 404)
+        k.ok("POST", "/v1/vms/origin/restart")
         # A clone is a fork (its RAM maps its snapshot's file): it cannot be cloned while it runs.
         k.ok("POST", "/v1/vms/origin/clone", {"name": "copy"}, status=201)
         self.assertError(k.request("POST", "/v1/vms/copy/clone", {"name": "x"}), 409, "fork")

@@ -264,13 +264,17 @@ Result<void> FakeMachine::set_paused(bool paused) {
   return ok();
 }
 
-Result<void> FakeMachine::save_state(const std::string& dir) {
+Result<void> FakeMachine::save_state(const std::string& dir, bool memory_file) {
   {
     std::lock_guard guard(mutex_);
     if (state_ == VmRunState::kExited) return monitor_gone();
     if (script_.save_error) return *script_.save_error;
   }
-  Json saved{{"name", spec_.name}, {"cpus", spec_.cpus}, {"memory_mib", spec_.memory_mib}};
+  Json saved{{"name", spec_.name},
+             {"cpus", spec_.cpus},
+             {"memory_mib", spec_.memory_mib},
+             {"kind", memory_file ? "memory-file" : "stream"}};
+  if (memory_file) KILN_TRY(write_file_atomic(dir + "/memory", ""));
   KILN_TRY(write_file_atomic(dir + kSavedStateFile, saved.dump()));
   exit("the VM's state was saved");
   return ok();
@@ -561,6 +565,7 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
   struct stat st {};
   if (::stat(spec.runtime_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Error::invalid_argument(fmt::format("runtime directory {} does not exist", spec.runtime_dir));
+  VmSpec started = spec;
   if (!spec.restore_from.empty()) {
     auto saved = read_file(spec.restore_from + kSavedStateFile);
     if (!saved) {
@@ -571,6 +576,13 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
     if (state.value("cpus", 0u) != spec.cpus || state.value("memory_mib", uint64_t{0}) != spec.memory_mib) {
       return Error::failed_precondition("restore the VM's state: it was saved with other cpus or memory");
     }
+    if (state.value("kind", "stream") == "memory-file") {
+      std::string memory = spec.restore_from + "/memory";
+      if (::stat(memory.c_str(), &st) != 0)
+        return Error::failed_precondition(fmt::format("restore the VM's state: {} is missing", memory));
+      // As QemuEngine: the restored VM's RAM maps the suspended memory file private.
+      started.memory = {.kind = MemoryBacking::Kind::kFile, .path = memory, .shared = false};
+    }
   }
   KILN_TRY(write_file_atomic(
       spec.runtime_dir + "/console.log",
@@ -578,7 +590,7 @@ Result<std::unique_ptr<VmInstance>> FakeEngine::launch(const VmSpec& spec) {
   std::shared_ptr<FakeMachine> machine;
   {
     std::lock_guard guard(mutex_);
-    machine = std::make_shared<FakeMachine>(next_pid_++, spec, std::move(script));
+    machine = std::make_shared<FakeMachine>(next_pid_++, started, std::move(script));
     machines_[machine->pid()] = machine;
   }
   return std::unique_ptr<VmInstance>(std::make_unique<FakeVm>(machine, spec.die_with_launcher));
@@ -671,7 +683,8 @@ Result<VmTemplate> FakeEngine::snapshot_running(VmInstance& vm, const std::strin
   if (!found || found->exited()) return Error::failed_precondition("the VM is not running");
   const VmSpec& spec = found->spec();
   if (spec.memory.kind != MemoryBacking::Kind::kMemfd || !spec.memory.shared)
-    return Error::failed_precondition("its RAM is not a shared memfd (a VM that is itself a fork)");
+    return Error::failed_precondition(
+        "its RAM is not a shared memfd (a VM that is itself a fork, or was restored from a memory file)");
   bool was_running = found->run_state() == VmRunState::kRunning;
   KILN_TRY(found->set_paused(true));
   auto saved = [&]() -> Result<void> {
@@ -695,6 +708,24 @@ Result<VmTemplate> FakeEngine::snapshot_running(VmInstance& vm, const std::strin
   if (was_running) KILN_TRY(found->set_paused(false));
   if (!saved) return saved.error();
   return open_template(dir);
+}
+
+Result<void> FakeEngine::suspend_running(VmInstance& vm, const std::string& dir) {
+  {
+    std::lock_guard guard(mutex_);
+    ++suspends_;
+  }
+  auto found = machine(vm.monitor_pid());
+  if (!found || found->exited()) return Error::failed_precondition("the VM is not running");
+  const VmSpec& spec = found->spec();
+  if (spec.memory.kind != MemoryBacking::Kind::kMemfd || !spec.memory.shared)
+    return Error::unsupported("its RAM is not a shared memfd (a VM that is itself a fork)");
+  return found->save_state(dir, true);
+}
+
+int FakeEngine::suspends() const {
+  std::lock_guard guard(mutex_);
+  return suspends_;
 }
 
 int FakeEngine::snapshots() const {

@@ -47,9 +47,10 @@ struct AgentReaction {
 // What the next launches do. Copied into each machine at launch; change one machine with its own setters.
 struct FakeScript {
   std::optional<Error> launch_error;  // launch() fails with this
-  std::optional<Error> save_error;    // save_state() fails with this (the VM keeps running)
-  std::optional<Error> build_error;   // build_template() fails with this
-  std::optional<Error> fork_error;    // fork() fails with this
+  // save_state() and suspend_running() fail with this (the VM keeps running)
+  std::optional<Error> save_error;
+  std::optional<Error> build_error;  // build_template() fails with this
+  std::optional<Error> fork_error;   // fork() fails with this
   // swap_disk() / add_share_entries() fail with these (after their checks pass), nothing changed
   std::optional<Error> swap_error;
   std::optional<Error> share_entries_error;
@@ -107,7 +108,9 @@ class FakeMachine {
   int exit_fd() const { return exited_.get(); }
   std::string exit_reason() const;
   std::optional<ExitStatus> exit_status() const;
-  Result<void> save_state(const std::string& dir);
+  // Writes the VM's fake state into `dir` and exits; with `memory_file`, as Engine::suspend_running does (a
+  // state restored by mapping DIR/memory: the restored VM's RAM is that file, private).
+  Result<void> save_state(const std::string& dir, bool memory_file = false);
   // As QemuVm's, with the same checks (engine/disk_slots.h, engine/share_entries.h); nothing is mounted.
   Result<void> swap_disk(size_t slot, const DiskSpec& disk);
   Result<void> add_share_entries(size_t share, const std::vector<ShareEntry>& entries);
@@ -174,6 +177,9 @@ class FakeEngine final : public Engine {
   // while_paused, writes a fake template with `key`, resumes it.
   Result<VmTemplate> snapshot_running(VmInstance& vm, const std::string& dir, const std::string& key,
                                       const std::function<Result<void>()>& while_paused) override;
+  // As QemuEngine's: kUnsupported for a VM whose memory is not a shared memfd (the caller streams it with
+  // save_state), else the machine's state saved with a memory file, and the machine exits.
+  Result<void> suspend_running(VmInstance& vm, const std::string& dir) override;
 
   // Applies to later launches.
   void set_script(FakeScript script);
@@ -188,6 +194,8 @@ class FakeEngine final : public Engine {
   // while_paused.
   int snapshots() const;
   bool paused_while_snapshotting() const;
+  // Calls of suspend_running(), refused ones included.
+  int suspends() const;
   // Machines whose monitor has not exited.
   int running_machines() const;
 
@@ -200,6 +208,7 @@ class FakeEngine final : public Engine {
   int template_builds_ = 0;
   int forks_ = 0;
   int snapshots_ = 0;
+  int suspends_ = 0;
   bool paused_while_snapshotting_ = false;
 };
 

@@ -92,8 +92,8 @@ Result<UniqueFd> open_guest_ram_memfd(pid_t pid, uint64_t bytes) {
   }
   if (matching.empty()) {
     return Error::failed_precondition(
-        "its RAM is not a shared memfd (a VM that is itself a fork maps its template's memory file "
-        "private; only a cold-booted VM can be cloned while it runs)");
+        "its RAM is not a shared memfd (a VM that is itself a fork, or was restored from a suspend into a "
+        "memory file, maps that file private; a booted VM, or one restored from a streamed state, has one)");
   }
   if (matching.size() > 1)
     return Error::failed_precondition(

@@ -232,8 +232,15 @@ Result<std::unique_ptr<VmInstance>> QemuEngine::launch(const VmSpec& spec) {
   // A snapshot is checked against the spec before a QEMU is started for it.
   std::optional<PreparedRestore> restore;
   if (!spec.restore_from.empty()) restore = KILN_TRY(prepare_restore(spec));
+  VmSpec started = spec;
+  if (restore && !restore->memory_path.empty()) {
+    // A suspend into a memory file comes back as a fork of it: its RAM maps the file private
+    // (copy-on-write), so only what the guest touches is read and only what it writes is its own. The
+    // mapping keeps the pages when the caller removes the suspended state.
+    started.memory = {.kind = MemoryBacking::Kind::kFile, .path = restore->memory_path, .shared = false};
+  }
   StartTimings timings;
-  auto vm = KILN_TRY(start(spec, restore ? StartMode::kIncoming : StartMode::kBoot, timings));
+  auto vm = KILN_TRY(start(started, restore ? StartMode::kIncoming : StartMode::kBoot, timings));
   if (restore) KILN_TRY(load_into(*vm, std::move(*restore), timings));
   vm->set_start_timings(std::move(timings));
   return std::unique_ptr<VmInstance>(std::move(vm));
@@ -349,9 +356,27 @@ Result<VmTemplate> QemuEngine::snapshot_running(VmInstance& vm, const std::strin
   if (shape.cpus == 0) return Error::internal("QemuEngine::snapshot_running: the VM's shape is unknown");
   // Refused before the guest is paused: a VM whose RAM is a file of its own (a fork) has no memfd.
   UniqueFd ram = KILN_TRY(open_guest_ram_memfd(qemu_vm->monitor_pid(), shape.memory_mib << 20));
-  KILN_TRY(
-      save_running_as_template(qemu_vm->qmp(), qemu_vm->monitor(), shape, key, dir, ram.get(), while_paused));
+  KILN_TRY(save_running(qemu_vm->qmp(), qemu_vm->monitor(), shape,
+                        {.role = snapshot::kRoleTemplate, .key = key}, dir, ram.get(), while_paused));
   return open_template(dir);
+}
+
+Result<void> QemuEngine::suspend_running(VmInstance& vm, const std::string& dir) {
+  auto* qemu_vm = dynamic_cast<QemuVm*>(&vm);
+  if (qemu_vm == nullptr) return Error::invalid_argument("not a VM of the QEMU engine");
+  const snapshot::VmShape& shape = qemu_vm->shape();
+  if (shape.cpus == 0) return Error::internal("QemuEngine::suspend_running: the VM's shape is unknown");
+  // Decided before the guest is paused: a VM whose RAM is a private mapping of a file (a fork, or a VM
+  // restored from such a suspend) has no memfd to copy, and one whose memfd cannot be opened (another
+  // user's QEMU) neither; its caller streams its state instead, as every suspend did before.
+  auto ram = open_guest_ram_memfd(qemu_vm->monitor_pid(), shape.memory_mib << 20);
+  if (!ram) {
+    return Error::unsupported(
+        fmt::format("cannot suspend the VM into a memory file: {}", ram.error().message()));
+  }
+  return save_running(qemu_vm->qmp(), qemu_vm->monitor(), shape,
+                      {.role = snapshot::kRoleSuspendMemory, .end_monitor = true}, dir, ram->get(),
+                      [] { return ok(); });
 }
 
 Result<std::unique_ptr<VmInstance>> QemuEngine::adopt(const VmSpec& spec, pid_t monitor_pid) {

@@ -34,6 +34,7 @@ class QemuEngine final : public Engine {
   Result<std::unique_ptr<VmInstance>> fork(const VmTemplate& from, const VmSpec& spec) override;
   Result<VmTemplate> snapshot_running(VmInstance& vm, const std::string& dir, const std::string& key,
                                       const std::function<Result<void>()>& while_paused) override;
+  Result<void> suspend_running(VmInstance& vm, const std::string& dir) override;
   const HostFacts& host() const { return host_; }
   // "7.2.22": what templates record (asked once, when first needed).
   Result<std::string> version();

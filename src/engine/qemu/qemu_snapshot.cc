@@ -176,8 +176,23 @@ Result<PreparedRestore> prepare_restore(const VmSpec& spec) {
   const std::string& dir = spec.restore_from;
   snapshot::Manifest manifest = KILN_TRY(snapshot::read_manifest(dir));
   KILN_TRY(snapshot::check_restorable(manifest, spec, kEngineName));
+  std::string memory_path;
+  if (manifest.role == snapshot::kRoleSuspendMemory) {
+    // Its RAM is not in the stream: the restored VM maps this file (checked for its recorded size, which
+    // must be the VM's RAM: a short file mapped would fault the guest).
+    memory_path = KILN_TRY(snapshot::state_file_path(dir, manifest, kMemoryRole));
+    uint64_t bytes = manifest.files.at(std::string(kMemoryRole)).bytes;
+    if (bytes != manifest.vm.memory_mib << 20) {
+      return Error::failed_precondition(fmt::format(
+          "suspended VM {}: memory file of {} bytes for {} MiB of RAM", dir, bytes, manifest.vm.memory_mib));
+    }
+  }
   UniqueFd file = KILN_TRY(open_state_stream(dir, manifest));
-  return PreparedRestore{.manifest = std::move(manifest), .state_file = std::move(file)};
+  bool mapped = !memory_path.empty();
+  return PreparedRestore{.manifest = std::move(manifest),
+                         .state_file = std::move(file),
+                         .ignore_shared = mapped,
+                         .memory_path = std::move(memory_path)};
 }
 
 Result<snapshot::Manifest> read_template_manifest(const std::string& dir) {
@@ -237,9 +252,9 @@ Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const 
   return ok();
 }
 
-Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
-                                      const std::string& key, const std::string& dir, int ram,
-                                      const std::function<Result<void>()>& while_paused) {
+Result<void> save_running(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                          const RunningSave& how, const std::string& dir, int ram,
+                          const std::function<Result<void>()>& while_paused) {
   if (monitor.has_exited()) return Error::failed_precondition("the VM is not running");
   KILN_TRY(require_empty_directory(dir));
   std::string engine_version = KILN_TRY(qemu_version(qmp));
@@ -250,17 +265,43 @@ Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, c
   auto paused_at = Clock::now();
   uint64_t state_bytes = 0;
   RamCopyStats ram_stats;
+  std::string memory_path = fmt::format("{}/{}", dir, kMemoryFileName);
+  auto write_manifest = [&]() -> Result<void> {
+    snapshot::Manifest manifest{
+        .engine = std::string(kEngineName),
+        .engine_version = engine_version,
+        .created_at = now_rfc3339(),
+        .role = std::string(how.role),
+        .template_key = how.key,
+        .vm = shape,
+        .files = {{std::string(kStateRole), {std::string(kStateFileName), state_bytes}},
+                  {std::string(kMemoryRole), {std::string(kMemoryFileName), ram_stats.bytes}}}};
+    return snapshot::write_manifest(dir, manifest);
+  };
   auto saved = [&]() -> Result<void> {
     KILN_TRY_CONTEXT(while_paused(), "while the VM was paused");
     std::string state_path = fmt::format("{}/{}", dir, kStateFileName);
     UniqueFd file(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!file) return Error::last_os_error(fmt::format("create {}", state_path));
     state_bytes = KILN_TRY(write_state(qmp, monitor, file.get(), true));
-    ram_stats = KILN_TRY(copy_ram_sparse(ram, fmt::format("{}/{}", dir, kMemoryFileName)));
+    ram_stats = KILN_TRY(copy_ram_sparse(ram, memory_path));
+    if (how.end_monitor) {
+      // A suspended VM's memory must outlive a host crash, as the streamed state does (a clone's lives as
+      // long as the clone), and the suspend is complete only with its manifest: both before QEMU ends, so
+      // that a failure still resumes the guest.
+      UniqueFd memory(::open(memory_path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!memory || ::fsync(memory.get()) != 0)
+        return Error::last_os_error(fmt::format("fsync {}", memory_path));
+      KILN_TRY(write_manifest());
+    }
     return ok();
   }();
-  // The guest runs again as soon as its memory and devices are copied; the manifest needs neither.
-  if (was_running && !monitor.has_exited()) {
+  if (saved && how.end_monitor) {
+    // The snapshot is complete and durable: the guest never runs again in this QEMU (its disks must not
+    // change after the memory that caches them was saved).
+    KILN_TRY(end_monitor(qmp, monitor));
+  } else if (was_running && !monitor.has_exited()) {
+    // The guest runs again as soon as its memory and devices are copied; a clone's manifest needs neither.
     if (auto resumed = qmp.execute("cont"); !resumed) {
       if (saved) return resumed.error().with_context("resume the VM after saving it");
       log::warn("could not resume the VM after a failed save", {{"error", resumed.error().message()}});
@@ -268,23 +309,15 @@ Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, c
   }
   auto paused_for = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - paused_at);
   if (!saved) return saved.error();
-  snapshot::Manifest manifest{
-      .engine = std::string(kEngineName),
-      .engine_version = engine_version,
-      .created_at = now_rfc3339(),
-      .role = std::string(snapshot::kRoleTemplate),
-      .template_key = key,
-      .vm = shape,
-      .files = {{std::string(kStateRole), {std::string(kStateFileName), state_bytes}},
-                {std::string(kMemoryRole), {std::string(kMemoryFileName), ram_stats.bytes}}}};
-  KILN_TRY(snapshot::write_manifest(dir, manifest));
+  if (!how.end_monitor) KILN_TRY(write_manifest());
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-  log::info("running VM saved as a template", {{"dir", dir},
-                                               {"state_bytes", state_bytes},
-                                               {"ram_data_bytes", ram_stats.data_bytes},
-                                               {"ram_scanned_bytes", ram_stats.scanned_bytes},
-                                               {"paused_ms", paused_for.count()},
-                                               {"ms", elapsed.count()}});
+  log::info(how.end_monitor ? "VM suspended into a memory file" : "running VM saved as a template",
+            {{"dir", dir},
+             {"state_bytes", state_bytes},
+             {"ram_data_bytes", ram_stats.data_bytes},
+             {"ram_scanned_bytes", ram_stats.scanned_bytes},
+             {"paused_ms", paused_for.count()},
+             {"ms", elapsed.count()}});
   return ok();
 }
 

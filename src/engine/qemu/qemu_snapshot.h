@@ -36,20 +36,32 @@ Result<void> save_vm_state(QmpClient& qmp, MonitorProcess& monitor, const snapsh
 Result<void> save_template_state(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
                                  const std::string& key, const std::string& dir);
 
-// Instant clone: saves a running VM whose RAM is a shared memfd into `dir` (existing, empty) as a one-off
-// template named `key`, and keeps it: stops the guest, calls `while_paused`, saves the device state with
-// x-ignore-shared (the memfd is a shared block, so its RAM stays out of the stream), copies the RAM from the
-// memfd `ram` into DIR/memory (sparse, no hash: the file lives as long as one clone), writes the manifest,
-// and resumes the guest if it was running, on failure too (`cont` also leaves QEMU's postmigrate state).
-Result<void> save_running_as_template(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
-                                      const std::string& key, const std::string& dir, int ram,
-                                      const std::function<Result<void>()>& while_paused);
+// What save_running makes of a running VM, and what becomes of the VM afterwards.
+struct RunningSave {
+  // Instant clone: a one-off template named `key` (kRoleTemplate), and the guest resumes. Suspend:
+  // kRoleSuspendMemory, the memory file is made durable, and QEMU ends once the manifest is written.
+  std::string_view role = snapshot::kRoleTemplate;
+  std::string key;
+  bool end_monitor = false;
+};
+
+// Saves a running VM whose RAM is a shared memfd into `dir` (existing, empty): stops the guest, calls
+// `while_paused`, saves the device state with x-ignore-shared (the memfd is a shared block, so its RAM stays
+// out of the stream), copies the RAM from the memfd `ram` into DIR/memory (sparse, no hash: size-checked
+// like a suspend's state file), writes the manifest (`how`), then ends QEMU (`how.end_monitor`) or resumes
+// the guest if it was running. On a failure before the manifest is written the guest is resumed if it was
+// running (`cont` also leaves QEMU's postmigrate state) and QEMU keeps running.
+Result<void> save_running(QmpClient& qmp, MonitorProcess& monitor, const snapshot::VmShape& shape,
+                          const RunningSave& how, const std::string& dir, int ram,
+                          const std::function<Result<void>()>& while_paused);
 
 // A snapshot checked against the VmSpec it is to be restored into, with its state file open.
 struct PreparedRestore {
   snapshot::Manifest manifest;
   UniqueFd state_file;
   bool ignore_shared = false;  // a template's stream: the RAM comes from the mapped memory file
+  // A suspend-memory snapshot: the memory file the restored VM maps private (ignore_shared is set).
+  std::string memory_path;
 };
 Result<PreparedRestore> prepare_restore(const VmSpec& spec);
 // A template's device state, for a fork (its layout was checked by the engine).

@@ -1,6 +1,6 @@
-// save_running_as_template against a scripted QEMU monitor: the order of the steps (the caller's disk copy
-// while the guest is stopped, the device state saved with x-ignore-shared, the guest resumed last), the
-// manifest it writes, and that a failing step still resumes the guest.
+// save_running against a scripted QEMU monitor: the order of the steps (the caller's disk copy while the
+// guest is stopped, the device state saved with x-ignore-shared, the guest resumed last, or for a suspend
+// QEMU ended after the manifest), the manifest it writes, and that a failing step still resumes the guest.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -31,6 +31,10 @@ struct Script {
   bool running = true;          // what query-status says
   bool refuse_migrate = false;  // as QEMU does with a migration blocker (a mounted 9p share)
 };
+
+RunningSave as_clone() {
+  return {.role = snapshot::kRoleTemplate, .key = "clone-key"};
+}
 
 std::function<std::string(const std::string&)> monitor_for(Script script) {
   return [script](const std::string& request) -> std::string {
@@ -64,7 +68,9 @@ class SaveRunningTest : public ::testing::Test {
 
   // Runs the save against a monitor following `script`; returns its result and the requests it got.
   std::pair<Result<void>, std::vector<std::string>> save(Script script,
-                                                         const std::function<Result<void>()>& while_paused) {
+                                                         const std::function<Result<void>()>& while_paused,
+                                                         const RunningSave& how = as_clone(),
+                                                         const char* monitor_seconds = "600") {
     auto pair = make_socket_pair();
     EXPECT_TRUE(pair);
     FakeQemu fake(std::move(pair->second), monitor_for(script));
@@ -72,14 +78,14 @@ class SaveRunningTest : public ::testing::Test {
     {
       auto qmp = QmpClient::handshake(std::move(pair->first), 5s);
       EXPECT_TRUE(qmp) << qmp.error().message();
-      auto child = ChildProcess::spawn({.argv = {"/bin/sleep", "600"},
+      auto child = ChildProcess::spawn({.argv = {"/bin/sleep", monitor_seconds},
                                         .stdin_mode = Stdio::kNull,
                                         .stdout_mode = Stdio::kNull,
                                         .stderr_mode = Stdio::kNull});
       EXPECT_TRUE(child) << child.error().message();
       MonitorProcess monitor = MonitorProcess::spawned(std::move(*child), false);
-      result = save_running_as_template(*qmp, monitor, shape_, "clone-key", dir_->path(), ram_.get(),
-                                        while_paused);
+      result = save_running(*qmp, monitor, shape_, how, dir_->path(), ram_.get(), while_paused);
+      exited_ = monitor.has_exited();
     }
     fake.join();
     return {std::move(result), fake.requests()};
@@ -88,6 +94,7 @@ class SaveRunningTest : public ::testing::Test {
   std::unique_ptr<TempDir> dir_;
   UniqueFd ram_;
   snapshot::VmShape shape_;
+  bool exited_ = false;  // the monitor had exited when the save returned
 };
 
 TEST_F(SaveRunningTest, StopsCopiesSavesWithoutRamAndResumes) {
@@ -119,6 +126,48 @@ TEST_F(SaveRunningTest, StopsCopiesSavesWithoutRamAndResumes) {
   char text[5] = {};
   ASSERT_EQ(::pread(memory.get(), text, 5, 4096), 5);
   EXPECT_EQ(std::string_view(text, 5), "guest");
+}
+
+TEST_F(SaveRunningTest, ASuspendEndsQemuAfterTheManifestInsteadOfResuming) {
+  // The monitor (a sleep standing in for QEMU) exits on its own soon after `quit`, as QEMU does.
+  auto [result, requests] = save(
+      {}, [] { return ok(); }, {.role = snapshot::kRoleSuspendMemory, .end_monitor = true}, "3");
+  ASSERT_TRUE(result) << result.error().message();
+  EXPECT_TRUE(exited_);
+  EXPECT_EQ(find_request(requests, R"("execute":"cont")"), requests.size());
+  size_t migrate = find_request(requests, R"("execute":"migrate")");
+  size_t quit = find_request(requests, R"("execute":"quit")");
+  ASSERT_LT(quit, requests.size());
+  EXPECT_LT(migrate, quit);
+  auto manifest = snapshot::read_manifest(dir_->path());
+  ASSERT_TRUE(manifest) << manifest.error().message();
+  EXPECT_EQ(manifest->role, "suspend-memory");
+  EXPECT_EQ(manifest->files.at("memory").bytes, kMemoryMib << 20);
+  // Restorable into the same machine: its memory file is what the restored VM maps. (The scripted monitor
+  // streams nothing; a stream's magic stands in for QEMU's device state.)
+  ASSERT_TRUE(write_file_atomic(dir_->path() + "/state.qemu", "QEVM"));
+  manifest->files.at("state").bytes = 4;
+  ASSERT_TRUE(snapshot::write_manifest(dir_->path(), *manifest));
+  VmSpec spec{.cpus = 1, .memory_mib = kMemoryMib, .restore_from = dir_->path()};
+  auto restore = prepare_restore(spec);
+  ASSERT_TRUE(restore) << restore.error().message();
+  EXPECT_TRUE(restore->ignore_shared);
+  EXPECT_EQ(restore->memory_path, dir_->path() + "/memory");
+  // ... and refused, before any QEMU starts, when the file is not the VM's RAM size.
+  ASSERT_EQ(::truncate((dir_->path() + "/memory").c_str(), 4096), 0);
+  auto damaged = prepare_restore(spec);
+  ASSERT_FALSE(damaged);
+  EXPECT_EQ(damaged.error().category(), ErrorCategory::kFailedPrecondition);
+}
+
+TEST_F(SaveRunningTest, AFailedSuspendResumesTheGuestAndKeepsQemu) {
+  auto [result, requests] = save({.refuse_migrate = true}, [] { return ok(); },
+                                 {.role = snapshot::kRoleSuspendMemory, .end_monitor = true});
+  ASSERT_FALSE(result);
+  EXPECT_FALSE(exited_);
+  EXPECT_LT(find_request(requests, R"("execute":"cont")"), requests.size());
+  EXPECT_EQ(find_request(requests, R"("execute":"quit")"), requests.size());
+  EXPECT_FALSE(snapshot::read_manifest(dir_->path()));
 }
 
 TEST_F(SaveRunningTest, AFailureWhilePausedResumesTheGuestAndSavesNothing) {

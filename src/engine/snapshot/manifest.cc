@@ -177,7 +177,7 @@ Result<Manifest> manifest_from_json(const Json& json) {
   manifest.engine_version = KILN_TRY(field_string(json, "engine_version"));
   manifest.created_at = KILN_TRY(field_string(json, "created_at"));
   manifest.role = KILN_TRY(field_string(json, "role"));
-  if (manifest.role != kRoleSuspend && manifest.role != kRoleTemplate)
+  if (manifest.role != kRoleSuspend && manifest.role != kRoleTemplate && manifest.role != kRoleSuspendMemory)
     return malformed(fmt::format("unknown role \"{}\"", manifest.role));
   manifest.template_key = json.value("template_key", "");
   const Json* vm = KILN_TRY(required_member(json, "vm", Json::value_t::object));
@@ -225,9 +225,14 @@ Result<Manifest> read_manifest(const std::string& dir) {
 }
 
 Result<void> check_restorable(const Manifest& manifest, const VmSpec& spec, std::string_view engine) {
-  if (manifest.role != kRoleSuspend) {
+  if (manifest.role == kRoleTemplate) {
     return Error::failed_precondition(
         fmt::format("snapshot is a {}, not a suspended VM: VMs are forked from it", manifest.role));
+  }
+  if (manifest.role != kRoleSuspend && manifest.role != kRoleSuspendMemory) {
+    return Error::failed_precondition(fmt::format(
+        "snapshot has role \"{}\", which this Kiln cannot restore (it restores \"{}\" and \"{}\")",
+        manifest.role, kRoleSuspend, kRoleSuspendMemory));
   }
   if (manifest.engine != engine) {
     return Error::failed_precondition(fmt::format(

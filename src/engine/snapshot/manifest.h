@@ -25,6 +25,9 @@ inline constexpr int kVersion = 2;
 // What a snapshot is for.
 inline constexpr std::string_view kRoleSuspend = "suspend";    // one VM, saved to be restored once
 inline constexpr std::string_view kRoleTemplate = "template";  // a booted guest that VMs are forked from
+// One VM saved by Engine::suspend_running: device state without RAM, and its RAM in a memory file that the
+// restore maps private instead of streaming it in.
+inline constexpr std::string_view kRoleSuspendMemory = "suspend-memory";
 
 // The VM's hardware as the guest saw it, plus where it booted from (informational after boot).
 struct VmShape {
@@ -77,8 +80,9 @@ Result<void> write_manifest(const std::string& dir, const Manifest& manifest);
 // kNotFound when DIR has no snapshot.json.
 Result<Manifest> read_manifest(const std::string& dir);
 
-// Whether `manifest` can be restored by `engine` into a VM launched from `spec`: the same engine and the
-// same CPUs, memory, disks and shares. kFailedPrecondition naming every difference otherwise.
+// Whether `manifest` can be restored by `engine` into a VM launched from `spec`: a suspended VM (role
+// suspend or suspend-memory), the same engine and the same CPUs, memory, disks and shares.
+// kFailedPrecondition naming the role, or every difference, otherwise.
 Result<void> check_restorable(const Manifest& manifest, const VmSpec& spec, std::string_view engine);
 
 // The path of the file with `role`, checked to exist with the size the manifest recorded.

@@ -71,6 +71,21 @@ TEST(SnapshotManifest, TemplatesRecordTheirKeyMemoryHashAndSlotLayout) {
   EXPECT_FALSE(manifest_from_json(uneven));
 }
 
+TEST(SnapshotManifest, ASuspendWithAMemoryFileIsRestorable) {
+  Manifest manifest = sample_manifest();
+  manifest.role = "suspend-memory";
+  manifest.files["memory"] = {"memory", 512 << 20, ""};
+  auto parsed = manifest_from_json(to_json(manifest));
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(*parsed, manifest);
+  EXPECT_TRUE(check_restorable(manifest, sample_spec(), "qemu"));
+  // A role this build does not know is refused with its name, before anything is restored.
+  manifest.role = "suspend-remote";
+  auto refused = check_restorable(manifest, sample_spec(), "qemu");
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("role \"suspend-remote\""));
+}
+
 TEST(SnapshotManifest, RoundTripsThroughADirectory) {
   auto dir = TempDir::create("kiln-manifest-test-");
   ASSERT_TRUE(dir);
