@@ -131,10 +131,10 @@ struct VmRecord {
   std::string created_at;  // RFC 3339, UTC
   std::string started_at;
   std::string finished_at;
-  // How the last start went. start_mode "boot" (cold) or "fork"; a forked VM names its template by key for
-  // as long as it has a monitor (kilnd keeps that template's files while any VM names it, across
-  // restarts); start_timings: the engine's and kilnd's steps, in milliseconds, in order. start_pooled: the
-  // fork was done ahead of the start (a warm pool clone).
+  // How the last start went. start_mode "boot" (cold), "fork" or "restore" (from a suspended memory file); a
+  // forked VM names its template by key for as long as it has a monitor (kilnd keeps that template's files
+  // while any VM names it, across restarts); start_timings: the engine's and kilnd's steps, in milliseconds,
+  // in order. start_pooled: the fork was done ahead of the start (a warm pool clone).
   std::string start_mode;
   std::string template_key;
   bool start_pooled = false;
