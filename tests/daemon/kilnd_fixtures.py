@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
 from kiln_test_support import qemu_pids_naming, release_kiln_network  # noqa: E402
@@ -227,3 +228,19 @@ def demultiplex(data):
         (out if stream == 1 else err).extend(payload)
         data = data[8 + size:]
     return bytes(out), bytes(err)
+
+
+class KilndTestCase(unittest.TestCase):
+    """A fresh kilnd per test, and a check of its Docker-style errors."""
+
+    def setUp(self):
+        self.kilnd = Kilnd()
+        self.addCleanup(self.kilnd.cleanup)
+        self.kilnd.start()
+
+    def assertError(self, response, status, *fragments):
+        self.assertEqual(response.status, status, response)
+        message = response.json()["message"]
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message

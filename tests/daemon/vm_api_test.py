@@ -11,21 +11,7 @@ import threading
 import time
 import unittest
 
-from kilnd_fixtures import KILN, ExecRefused, Kilnd
-
-
-class KilndTestCase(unittest.TestCase):
-    def setUp(self):
-        self.kilnd = Kilnd()
-        self.addCleanup(self.kilnd.cleanup)
-        self.kilnd.start()
-
-    def assertError(self, response, status, *fragments):
-        self.assertEqual(response.status, status, response)
-        message = response.json()["message"]
-        for fragment in fragments:
-            self.assertIn(fragment, message)
-        return message
+from kilnd_fixtures import KILN, ExecRefused, Kilnd, KilndTestCase
 
 
 class LifecycleTest(KilndTestCase):

@@ -6,7 +6,7 @@ import os
 import subprocess
 import unittest
 
-from kilnd_fixtures import KILN, Kilnd
+from kilnd_fixtures import KILN, KilndTestCase
 
 
 def smaps_of_file(pid, fragment):
@@ -25,19 +25,7 @@ def smaps_of_file(pid, fragment):
     return totals if mapped else None
 
 
-class InstantCloneTest(unittest.TestCase):
-    def setUp(self):
-        self.kilnd = Kilnd()
-        self.addCleanup(self.kilnd.cleanup)
-        self.kilnd.start()
-
-    def assertError(self, response, status, *fragments):
-        self.assertEqual(response.status, status, response)
-        message = response.json()["message"]
-        for fragment in fragments:
-            self.assertIn(fragment, message)
-        return message
-
+class InstantCloneTest(KilndTestCase):
     def run_kiln(self, *args):
         return subprocess.run([KILN, "-H", "unix://" + self.kilnd.socket, *args], capture_output=True, text=True,
                               timeout=300)
