@@ -7,6 +7,7 @@
 
 #include "common/temp_dir.h"
 #include "daemon/vm_manager.h"
+#include "daemon/vm_manager_fixture.h"
 #include "engine/fake/fake_engine.h"
 
 namespace kiln::daemon {
@@ -18,23 +19,8 @@ using engine::fake::AgentReaction;
 using engine::fake::FakeScript;
 using namespace std::chrono_literals;
 
-class VmCloneTest : public ::testing::Test {
+class VmCloneTest : public testing::VmManagerFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::make_unique<TempDir>(TempDir::create("vm-clone-test-").value());
-    config_.root = dir_->path() + "/root";
-    config_.run_dir = dir_->path() + "/run";
-    rootfs_ = dir_->path() + "/rootfs";
-    config_.kernel = dir_->path() + "/vmlinuz";
-    config_.initramfs = dir_->path() + "/initramfs.cpio";
-    config_.host_cpus = 4;
-    config_.host_memory_mib = 8192;
-    config_.agent_timeout = 30s;
-    for (const auto& dir : {config_.root, config_.run_dir, rootfs_}) fs::create_directories(dir);
-    store_ = VmStore::open(config_.root).value();
-    manager_ = VmManager::create(config_, *store_, events_, engine_).value();
-  }
-
   // A running VM of 2 CPUs and 768 MiB with a 32 MiB root disk.
   VmRecord running_source(const std::string& name, std::vector<SharedFolder> folders = {}) {
     auto vm = manager_->create_vm({.name = name,
@@ -81,14 +67,6 @@ class VmCloneTest : public ::testing::Test {
     ASSERT_TRUE(machine);
     EXPECT_EQ(machine->run_state(), engine::VmRunState::kRunning);
   }
-
-  std::unique_ptr<TempDir> dir_;
-  std::string rootfs_;
-  VmManagerConfig config_;
-  engine::fake::FakeEngine engine_;
-  EventBus events_;
-  std::unique_ptr<VmStore> store_;
-  std::unique_ptr<VmManager> manager_;
 };
 
 TEST_F(VmCloneTest, ARunningVmIsSnapshottedWhilePausedAndTheCloneIsForkedWithItsOwnIdentity) {

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
+#include "daemon/vm_manager_fixture.h"
 #include "engine/fake/fake_engine.h"
 
 namespace kiln::daemon {
@@ -42,30 +43,8 @@ bool has_request(const FakeMachine& machine, std::string_view request) {
   return false;
 }
 
-class VmManagerTest : public ::testing::Test {
+class VmManagerTest : public testing::VmManagerFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::make_unique<TempDir>(TempDir::create("vm-manager-test-").value());
-    config_.root = dir_->path() + "/root";
-    config_.run_dir = dir_->path() + "/run";
-    rootfs_ = dir_->path() + "/rootfs";
-    // The fake engine boots nothing: kernel and initramfs only need to be named.
-    config_.kernel = dir_->path() + "/vmlinuz";
-    config_.initramfs = dir_->path() + "/initramfs.cpio";
-    config_.host_cpus = 4;
-    config_.host_memory_mib = 8192;
-    config_.agent_timeout = 30s;
-    for (const auto& dir : {config_.root, config_.run_dir, rootfs_}) fs::create_directories(dir);
-    store_ = VmStore::open(config_.root).value();
-    start_manager();
-  }
-
-  void start_manager() {
-    auto manager = VmManager::create(config_, *store_, events_, engine_);
-    ASSERT_TRUE(manager) << manager.error().message();
-    manager_ = std::move(*manager);
-  }
-
   // A VM whose root disk is built from an empty directory: a 32 MiB mkfs.ext4, a few milliseconds.
   VmRecord create(const std::string& name, std::vector<SharedFolder> folders = {}) {
     auto vm = manager_->create_vm({.name = name,
@@ -114,15 +93,6 @@ class VmManagerTest : public ::testing::Test {
     fs::create_directories(host);
     return {.host_path = host, .guest_path = "data"};
   }
-
-  std::unique_ptr<TempDir> dir_;
-  std::string rootfs_;
-  VmManagerConfig config_;
-  // Declared before the manager, which refers to them, so they outlive it.
-  engine::fake::FakeEngine engine_;
-  EventBus events_;
-  std::unique_ptr<VmStore> store_;
-  std::unique_ptr<VmManager> manager_;
 };
 
 void expect_conflict(const Result<VmRecord>& result, std::string_view message) {
