@@ -355,6 +355,11 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm po
     vm.start_timings.emplace_back("pool-" + step.step, static_cast<double>(step.took.count()) / 1000.0);
   auto made = [&]() -> Result<void> {
     engine::VmInstance& instance = *pooled.instance;
+    // Recorded before the clone moves in: a kilnd that dies during the hand-over leaves either a clone in the
+    // pool's directory (the next kilnd's pool kills it) or this VM's half-started monitor (recovery kills
+    // it).
+    vm.monitor_pid = instance.monitor_pid();
+    KILN_TRY(store_.update(vm));
     // The clone's directory becomes the VM's (sockets, console log, share); the last run's console is kept.
     std::string dir = runtime_dir(vm.id);
     std::error_code error;
@@ -373,6 +378,7 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm po
     return ok();
   }();
   if (!made) {
+    vm.monitor_pid = 0;
     std::error_code ignored;
     if (pooled.dir.empty()) fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);
     WarmPool::discard(std::move(pooled));

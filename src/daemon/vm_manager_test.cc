@@ -669,6 +669,31 @@ TEST_F(VmManagerTest, AMemoryFileSuspendWhoseFileIsGoneIsMovedAsideAndTheVmBoots
   EXPECT_TRUE(machine_of("web")->spec().restore_from.empty());
 }
 
+TEST_F(VmManagerTest, AVmKilndDiedStartingIsSwitchedOffAtRecovery) {
+  create("half-started");
+  ASSERT_TRUE(manager_->start("half-started"));
+  auto machine = machine_of("half-started");
+  VmRecord vm = inspect("half-started");
+  manager_->shutdown();
+  manager_.reset();
+  // What a kilnd killed between the monitor's launch and the end of the start leaves.
+  vm.state = VmState::kStarting;
+  ASSERT_TRUE(store_->update(vm));
+
+  start_manager();
+  ASSERT_TRUE(manager_->recover());
+  VmRecord after = inspect("half-started");
+  EXPECT_EQ(after.state, VmState::kStopped);
+  EXPECT_EQ(after.monitor_pid, 0);
+  EXPECT_TRUE(after.state_reason.starts_with("kilnd stopped while the VM was starting"))
+      << after.state_reason;
+  EXPECT_TRUE(machine->exited());
+  // It starts again afresh.
+  auto again = manager_->start("half-started");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->state, VmState::kRunning);
+}
+
 TEST_F(VmManagerTest, RestartOfKilndAdoptsSurvivorsAndSettlesTheRest) {
   create("alive");
   create("dies");

@@ -43,6 +43,24 @@ Result<void> VmManager::recover() {
       log::warn("VM found stopped at recovery", {{"vm", vm.name}, {"reason", reason}});
       continue;
     }
+    if (vm.state == VmState::kStarting) {
+      // kilnd died in the middle of the start: the guest may lack its identity, mounts or network. Its
+      // monitor goes; the next start begins afresh. (A restore's saved state cannot be trusted after its
+      // guest ran: set aside, as a failed restore's is.)
+      (void)(*adopted)->kill();
+      std::error_code ignored;
+      if (fs::exists(suspend_dir(vm.id), ignored)) {
+        fs::remove_all(suspend_dir(vm.id) + ".failed", ignored);
+        fs::rename(suspend_dir(vm.id), suspend_dir(vm.id) + ".failed", ignored);
+      }
+      std::string reason = "kilnd stopped while the VM was starting; its monitor was stopped";
+      vm.monitor_pid = 0;
+      vm.finished_at = now_rfc3339();
+      KILN_TRY(save(vm, VmState::kStopped, reason));
+      publish(vm, "died", {{"reason", reason}});
+      log::warn("VM found half-started at recovery", {{"vm", vm.name}});
+      continue;
+    }
     slot->running = std::make_unique<RunningVm>();
     slot->running->instance = std::move(*adopted);
     auto run_state = slot->running->instance->run_state();
