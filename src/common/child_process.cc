@@ -128,6 +128,16 @@ Result<UniqueFd> open_dev_null(int flags) {
   return fd;
 }
 
+// What a forked child wrote on its error pipe before exec (or its own end): {step, errno, index}, or
+// nothing (0 bytes) when all went well. Retries on EINTR.
+ssize_t read_child_report(int fd, int (&report)[3]) {
+  ssize_t got;
+  do {
+    got = ::read(fd, report, sizeof report);
+  } while (got < 0 && errno == EINTR);
+  return got;
+}
+
 }  // namespace
 
 Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
@@ -180,10 +190,7 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
 
   error_pipe.write_end.reset();
   int report[3] = {0, 0, 0};
-  ssize_t got;
-  do {
-    got = ::read(error_pipe.read_end.get(), report, sizeof report);
-  } while (got < 0 && errno == EINTR);
+  ssize_t got = read_child_report(error_pipe.read_end.get(), report);
 
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   ChildProcess child(pid, std::move(pidfd));
@@ -347,10 +354,7 @@ Result<void> add_private_binds(int mount_namespace, const std::vector<PrivateBin
   if (pid == 0) bind_in_child(mount_namespace, binds, trees, error_pipe.write_end.get());
   error_pipe.write_end.reset();
   int report[3] = {0, 0, 0};
-  ssize_t got;
-  do {
-    got = ::read(error_pipe.read_end.get(), report, sizeof report);
-  } while (got < 0 && errno == EINTR);
+  ssize_t got = read_child_report(error_pipe.read_end.get(), report);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return Error::last_os_error("wait for the bind helper");
