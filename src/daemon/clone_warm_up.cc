@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/child_process.h"
+#include "common/log.h"
 #include "daemon/vm_manager.h"
 #include "daemon/vm_slot.h"
 #include "image/image_store.h"
@@ -45,11 +46,18 @@ Result<void> CloneWarmUp::prepare() {
   return ok();
 }
 
-Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) {
+Result<bool> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) {
   if (spec.disks.size() != 2 || !spec.disks[0].read_only || spec.disks[1].read_only || spec.root_disk >= 0)
-    return ok();
+    return false;
   std::lock_guard lock(mutex_);
-  KILN_TRY_CONTEXT(prepare(), "make the warm-up's scratch disks");
+  if (unavailable_) return false;
+  if (auto prepared = prepare(); !prepared) {
+    // Without scratch disks (no busybox on the host, say) clones go unwarmed rather than unpooled.
+    unavailable_ = true;
+    log::warn("warm pool clones get no warm-up: its scratch disks could not be made",
+              {{"dir", dir_}, {"error", prepared.error().message()}});
+    return false;
+  }
   KILN_TRY(vm.swap_disk(0, {.path = image_, .read_only = true}));
   KILN_TRY(vm.swap_disk(1, {.path = layer_}));
   // The container root exactly as a start assembles it (no bind mounts), through CLONE_INIT as a start does;
@@ -78,7 +86,7 @@ Result<void> CloneWarmUp::run(const engine::VmSpec& spec, engine::VmInstance& vm
   }
   KILN_TRY(vm.swap_disk(1, {}));
   KILN_TRY(vm.swap_disk(0, {.read_only = true}));
-  return ok();
+  return true;
 }
 
 }  // namespace kiln::daemon

@@ -24,8 +24,9 @@ class CloneWarmUp {
 
   // Runs the workload in a container VM's clone (`spec`: its shape) whose disk slots 0 (image) and 1 (layer)
   // hold placeholders, and leaves them holding placeholders again. A clone that fails it is not fit to be
-  // handed out. Other shapes (not a container's disk layout) are left as they are.
-  Result<void> run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub);
+  // handed out. Other shapes (not a container's disk layout) are left as they are, and so is every clone when
+  // the scratch disks cannot be made: false, nothing done.
+  Result<bool> run(const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub);
 
  private:
   Result<void> prepare();
@@ -34,8 +35,9 @@ class CloneWarmUp {
   const std::string busybox_;
   std::mutex mutex_;  // held by a run: one warm-up at a time uses the scratch layer
   bool prepared_ = false;
-  std::string image_;  // EROFS
-  std::string layer_;  // ext4 with the overlay's upper and work directories
+  bool unavailable_ = false;  // prepare failed: runs do nothing
+  std::string image_;         // EROFS
+  std::string layer_;         // ext4 with the overlay's upper and work directories
 };
 
 }  // namespace kiln::daemon

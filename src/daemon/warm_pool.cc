@@ -224,10 +224,12 @@ Result<PooledVm> WarmPool::fork_one(const std::string& key, const engine::VmSpec
   vm.hub = std::move(*hub);
   if (config_.warm_up) {
     auto started = std::chrono::steady_clock::now();
-    if (auto warmed = config_.warm_up(clone, *vm.instance, *vm.hub); !warmed)
-      return failed(warmed.error().with_context("warm up a pool clone"));
-    vm.fork_timings.push_back({"warm-up", std::chrono::duration_cast<std::chrono::microseconds>(
-                                              std::chrono::steady_clock::now() - started)});
+    auto warmed = config_.warm_up(clone, *vm.instance, *vm.hub);
+    if (!warmed) return failed(warmed.error().with_context("warm up a pool clone"));
+    if (*warmed) {
+      vm.fork_timings.push_back({"warm-up", std::chrono::duration_cast<std::chrono::microseconds>(
+                                                std::chrono::steady_clock::now() - started)});
+    }
   }
   return vm;
 }

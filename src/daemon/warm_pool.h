@@ -51,9 +51,9 @@ struct WarmPoolConfig {
   // A tap on no bridge, for each NIC slot of a clone (kilnd: Fabric::open_detached_tap). Unset: shapes with
   // NICs are not pooled.
   std::function<Result<NicTap>()> spare_tap;
-  // Run in each clone once its agent answered, before it is idle (clone_warm_up.h); a clone it fails is
-  // discarded. Unset: none.
-  std::function<Result<void>(const engine::VmSpec&, engine::VmInstance&, agent::AgentHub&)> warm_up;
+  // Run in each clone once its agent answered, before it is idle (clone_warm_up.h): true when it warmed the
+  // clone up, false when it had nothing to do; a clone it fails is discarded. Unset: none.
+  std::function<Result<bool>(const engine::VmSpec&, engine::VmInstance&, agent::AgentHub&)> warm_up;
   // Reads MemAvailable in MiB (tests replace it); unset: /proc/meminfo.
   std::function<uint64_t()> available_mib;
 };

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/temp_dir.h"
+#include "daemon/clone_warm_up.h"
 #include "daemon/containers/test_support.h"
 
 namespace kiln::daemon {
@@ -62,6 +64,13 @@ class WarmPoolTest : public ::testing::Test {
   }
 
   size_t idle(const std::string& key) { return stack_->pool()->stats(key).idle; }
+
+  std::string dir_for_warm_up() {
+    if (!warm_up_dir_) warm_up_dir_ = std::make_unique<TempDir>(TempDir::create("warm-up-").value());
+    return warm_up_dir_->path() + "/scratch";
+  }
+
+  std::unique_ptr<TempDir> warm_up_dir_;
 
   std::atomic<uint64_t> available_mib_ = 1 << 20;
   std::unique_ptr<containers::testing::ContainerStack> stack_;
@@ -152,6 +161,24 @@ TEST_F(WarmPoolTest, AFailedHandOverFallsBackToAForkOfItsOwn) {
     ++pool_dirs;
   }
   EXPECT_EQ(pool_dirs, 2U);
+}
+
+TEST_F(WarmPoolTest, AWarmUpThatCannotMakeItsScratchDisksLeavesClonesUnwarmedButPooled) {
+  auto warm_up = std::make_shared<CloneWarmUp>(dir_for_warm_up(), "/nonexistent/busybox");
+  make_stack({.check_interval = 20ms,
+              .warm_up = [warm_up](const engine::VmSpec& spec, engine::VmInstance& vm, agent::AgentHub& hub) {
+                return warm_up->run(spec, vm, hub);
+              }});
+  VmRecord first = run();
+  ASSERT_TRUE(eventually([&] { return idle(first.template_key) == 2; }));
+  VmRecord next = run();
+  EXPECT_TRUE(next.start_pooled);
+  auto machine = machine_in(stack_->vms().runtime_dir(next.id));
+  ASSERT_TRUE(machine);
+  // No warm-up swaps before the start's own, and no warm-up step.
+  EXPECT_EQ(machine->changes().size(), 2U);
+  EXPECT_TRUE(std::none_of(next.start_timings.begin(), next.start_timings.end(),
+                           [](const auto& step) { return step.first == "pool-warm-up"; }));
 }
 
 TEST_F(WarmPoolTest, StoppingThePoolKillsItsIdleClones) {

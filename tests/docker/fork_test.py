@@ -182,6 +182,7 @@ class WarmPoolTest(ForkCase):
         start = self.vm_of("pooled")["start"]
         self.assertEqual((start["mode"], start.get("pooled")), ("fork", True), f"{start}\n{self.server_log()}")
         self.assertIn("assign", start["timings_ms"], start)
+        self.assertIn("pool-warm-up", start["timings_ms"], start)  # it ran a container workload first
         # Its own disks (the image's files, a writable layer), its host path, its address and name.
         self.assertEqual(self.out("exec", "pooled", "cat", "/data/note"), "from the host")
         self.out("exec", "pooled", "sh", "-c", "echo written > /data/back; echo layer > /root-file")
