@@ -377,16 +377,14 @@ Result<std::unique_ptr<engine::VmInstance>> VmManager::assign_pooled(PooledVm po
     }
     return ok();
   }();
+  // Once it moved in, the pool's pid file is stale either way: the VM's pid is in its record.
+  std::error_code ignored;
+  if (pooled.dir.empty()) fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);
   if (!made) {
     vm.monitor_pid = 0;
-    std::error_code ignored;
-    if (pooled.dir.empty()) fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile), ignored);
     WarmPool::discard(std::move(pooled));
     return made.error();
   }
-  std::error_code ignored;
-  fs::remove(runtime_dir(vm.id) + "/" + std::string(kPoolPidFile),
-             ignored);  // the pool's; the VM's pid is in its record
   vm.start_mode = "fork";
   vm.start_pooled = true;
   vm.template_key = pooled.template_key;
@@ -452,8 +450,8 @@ Result<void> VmManager::boot(Slot& slot, VmRecord& vm, const engine::VmTemplate*
   if (pooled) {
     pooled_hub = std::move(pooled->hub);
     launched = assign_pooled(std::move(*pooled), spec, vm);
-    if (!launched) pooled_hub.reset();
     if (!launched) {
+      pooled_hub.reset();
       // The clone is gone; the start goes on as if there had been none (new taps, a fork of its own).
       log::warn("could not make a warm pool clone the VM; forking it",
                 {{"vm", vm.name}, {"error", launched.error().message()}});
